@@ -1,0 +1,288 @@
+use std::fmt;
+
+/// What kind of line a number belongs to, as the numbering plan says.
+///
+/// Landlines are valid: WhatsApp Business runs on them, and the pairing code is delivered to
+/// the WhatsApp app, not by SMS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NumberType {
+    /// A mobile number.
+    Mobile,
+    /// A fixed line (landline).
+    FixedLine,
+    /// The plan cannot tell mobile from fixed line (for example the USA).
+    FixedLineOrMobile,
+    /// Voice over IP.
+    Voip,
+    /// A personal number routed to a mobile or fixed line.
+    PersonalNumber,
+    /// Free phone.
+    TollFree,
+    /// Premium rate.
+    PremiumRate,
+    /// Shared cost.
+    SharedCost,
+    /// Universal access ("company") number.
+    Uan,
+    /// Pager.
+    Pager,
+    /// Voicemail access.
+    Voicemail,
+    /// Any other type the plan knows.
+    Other,
+}
+
+impl NumberType {
+    pub(crate) fn from_lib(t: phonenumber::Type) -> Self {
+        use phonenumber::Type as T;
+        match t {
+            T::Mobile => Self::Mobile,
+            T::FixedLine => Self::FixedLine,
+            T::FixedLineOrMobile => Self::FixedLineOrMobile,
+            T::Voip => Self::Voip,
+            T::PersonalNumber => Self::PersonalNumber,
+            T::TollFree => Self::TollFree,
+            T::PremiumRate => Self::PremiumRate,
+            T::SharedCost => Self::SharedCost,
+            T::Uan => Self::Uan,
+            T::Pager => Self::Pager,
+            T::Voicemail => Self::Voicemail,
+            _ => Self::Other,
+        }
+    }
+
+    /// A stable lower-case name, such as `"mobile"` or `"fixed_line"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Mobile => "mobile",
+            Self::FixedLine => "fixed_line",
+            Self::FixedLineOrMobile => "fixed_line_or_mobile",
+            Self::Voip => "voip",
+            Self::PersonalNumber => "personal_number",
+            Self::TollFree => "toll_free",
+            Self::PremiumRate => "premium_rate",
+            Self::SharedCost => "shared_cost",
+            Self::Uan => "uan",
+            Self::Pager => "pager",
+            Self::Voicemail => "voicemail",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for NumberType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A validated phone number in E.164 form.
+///
+/// Built only by [`parse`](crate::parse) or [`PhoneParser::parse`](crate::PhoneParser::parse),
+/// so holding one means the number exists in its country's numbering plan.
+///
+/// A full phone number is personal data: [`Debug`](fmt::Debug) shows the
+/// [redacted](PhoneNumber::redacted) form, and there is deliberately no `Display`; ask for
+/// [`digits`](PhoneNumber::digits) or [`e164`](PhoneNumber::e164) where the full number is
+/// meant to be shown or sent.
+///
+/// ```
+/// use wa_pairing_phone::{parse, NumberType};
+///
+/// let n = parse("0812-3456-7890")?;
+/// assert_eq!(n.digits(), "6281234567890");
+/// assert_eq!(n.e164(), "+6281234567890");
+/// assert_eq!(n.country_code(), 62);
+/// assert_eq!(n.number_type(), NumberType::Mobile);
+/// assert_eq!(n.redacted().to_string(), "62812****7890");
+/// assert_eq!(format!("{n:?}"), "PhoneNumber(62812****7890)");
+/// # Ok::<(), wa_pairing_phone::PhoneError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PhoneNumber {
+    digits: Box<str>,
+    country_code: u16,
+    number_type: NumberType,
+}
+
+impl PartialOrd for NumberType {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for NumberType {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PhoneNumber {
+    pub(crate) fn new(digits: String, country_code: u16, number_type: NumberType) -> Self {
+        Self {
+            digits: digits.into_boxed_str(),
+            country_code,
+            number_type,
+        }
+    }
+
+    /// The number as E.164 digits without `+` (`6281234567890`): what WhatsApp's pairing
+    /// request takes and what the device record stores.
+    pub fn digits(&self) -> &str {
+        &self.digits
+    }
+
+    /// The number with a leading `+` (`+6281234567890`).
+    pub fn e164(&self) -> String {
+        format!("+{}", self.digits)
+    }
+
+    /// The country calling code (`62` for Indonesia).
+    pub const fn country_code(&self) -> u16 {
+        self.country_code
+    }
+
+    /// The national significant number: the digits after the country code.
+    pub fn national_number(&self) -> &str {
+        let cc_len = self.country_code.to_string().len();
+        &self.digits[cc_len..]
+    }
+
+    /// The kind of line.
+    pub const fn number_type(&self) -> NumberType {
+        self.number_type
+    }
+
+    /// A form safe for logs: the country code and the next three digits, the last four, and
+    /// stars for the rest (`62812****7890`).
+    pub fn redacted(&self) -> RedactedPhone<'_> {
+        RedactedPhone {
+            digits: &self.digits,
+            cc_len: self.country_code.to_string().len(),
+        }
+    }
+}
+
+impl fmt::Debug for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PhoneNumber({})", self.redacted())
+    }
+}
+
+impl std::str::FromStr for PhoneNumber {
+    type Err = crate::PhoneError;
+
+    /// Parses with the default region (Indonesia); see [`crate::parse`].
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        crate::parse(s)
+    }
+}
+
+/// The log-safe form of a [`PhoneNumber`], from [`PhoneNumber::redacted`].
+#[derive(Clone, Copy)]
+pub struct RedactedPhone<'a> {
+    digits: &'a str,
+    cc_len: usize,
+}
+
+impl RedactedPhone<'_> {
+    /// Redacts a string of digits that is not (or not yet) a validated number, for example a
+    /// stored value in a log line. Short strings are starred out entirely.
+    ///
+    /// ```
+    /// use wa_pairing_phone::RedactedPhone;
+    ///
+    /// assert_eq!(RedactedPhone::of_digits("6281234567890").to_string(), "62812****7890");
+    /// assert_eq!(RedactedPhone::of_digits("12345").to_string(), "*****");
+    /// ```
+    pub fn of_digits(digits: &str) -> RedactedPhone<'_> {
+        RedactedPhone { digits, cc_len: 2 }
+    }
+}
+
+impl fmt::Display for RedactedPhone<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const MIN_STARS: usize = 4;
+        let digits = self.digits.as_bytes();
+        let n = digits.len();
+        if n < 8 || !self.digits.is_ascii() {
+            return f.write_str(&"*".repeat(self.digits.chars().count()));
+        }
+        // Keep the country code and the next three digits (the operator prefix) and the last
+        // four, with at least four stars between them: shrink the head first, then the tail.
+        let mut head = self.cc_len + 3;
+        let mut tail = 4;
+        while n.saturating_sub(head + tail) < MIN_STARS {
+            if head > self.cc_len.max(1) {
+                head -= 1;
+            } else if tail > 2 {
+                tail -= 1;
+            } else {
+                break;
+            }
+        }
+        let stars = n.saturating_sub(head + tail);
+        let head_s = std::str::from_utf8(&digits[..head]).unwrap_or_default();
+        let tail_s = std::str::from_utf8(&digits[n - tail..]).unwrap_or_default();
+        write!(f, "{head_s}{}{tail_s}", "*".repeat(stars))
+    }
+}
+
+impl fmt::Debug for RedactedPhone<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for PhoneNumber {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.digits)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for PhoneNumber {
+    /// Accepts E.164 digits with or without `+` and validates them; national formats are
+    /// refused because the region would be a guess.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let trimmed = s.trim();
+        let international = if trimmed.starts_with('+') {
+            trimmed.to_owned()
+        } else {
+            format!("+{trimmed}")
+        };
+        crate::parse(&international).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_hides_the_middle() {
+        let n = PhoneNumber::new("6281234567890".into(), 62, NumberType::Mobile);
+        assert_eq!(n.redacted().to_string(), "62812****7890");
+        let uk = PhoneNumber::new("447911123456".into(), 44, NumberType::Mobile);
+        assert_eq!(uk.redacted().to_string(), "4479****3456");
+        let us = PhoneNumber::new("12015550123".into(), 1, NumberType::FixedLineOrMobile);
+        assert_eq!(us.redacted().to_string(), "120****0123");
+        // Never more than the digits it had, never fewer than four hidden.
+        for len in 8..=15 {
+            let digits: String = "123456789012345".chars().take(len).collect();
+            let r = RedactedPhone::of_digits(&digits).to_string();
+            assert_eq!(r.len(), len);
+            assert!(r.matches('*').count() >= 4, "{r}");
+        }
+        assert_eq!(RedactedPhone::of_digits("1234567").to_string(), "*******");
+    }
+
+    #[test]
+    fn national_number_strips_country_code() {
+        let n = PhoneNumber::new("6281234567890".into(), 62, NumberType::Mobile);
+        assert_eq!(n.national_number(), "81234567890");
+    }
+}

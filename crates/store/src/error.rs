@@ -1,0 +1,202 @@
+//! The store's one error type.
+
+use std::fmt;
+use std::time::Duration;
+
+use wa_pairing_retry::{Classify, Verdict};
+
+/// What kind of failure a [`StoreError`] is: match on this, not on the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The device (or key) does not exist.
+    NotFound,
+    /// The write conflicts with what is stored (a duplicate id, a concurrent change).
+    Conflict,
+    /// The caller's lease fence is stale: another runner took the device over (or the owner
+    /// changed its course). Never retryable: stop working on the device.
+    LeaseLost,
+    /// The status change is not allowed ([`DeviceStatus::check_transition`](crate::DeviceStatus::check_transition)).
+    InvalidTransition,
+    /// The input is not acceptable; the message says how to fix it.
+    InvalidInput,
+    /// WhatsApp throttled pairing for this number; try again after the time given.
+    Throttled,
+    /// The backend cannot be reached or is overloaded.
+    Unavailable,
+    /// The backend did not answer in time.
+    Timeout,
+    /// Stored data could not be read back (tampered, wrong encryption key, unknown format).
+    Corrupt,
+    /// The credentials are wrong or lack a permission.
+    PermissionDenied,
+    /// The backend is misconfigured (missing table, wrong schema version...).
+    Configuration,
+    /// Anything else the backend reported.
+    Backend,
+}
+
+impl ErrorKind {
+    /// A stable lower-case name for logs, metrics and API error codes.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::LeaseLost => "lease_lost",
+            Self::InvalidTransition => "invalid_transition",
+            Self::InvalidInput => "invalid_input",
+            Self::Throttled => "throttled",
+            Self::Unavailable => "unavailable",
+            Self::Timeout => "timeout",
+            Self::Corrupt => "corrupt",
+            Self::PermissionDenied => "permission_denied",
+            Self::Configuration => "configuration",
+            Self::Backend => "backend",
+        }
+    }
+
+    /// The verdict an error of this kind gets unless its backend says otherwise:
+    /// `Unavailable` and `Timeout` retry, everything else is permanent.
+    pub const fn default_verdict(self) -> Verdict {
+        match self {
+            Self::Unavailable | Self::Timeout => Verdict::Retry,
+            _ => Verdict::Permanent,
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error from a store.
+///
+/// Carries a [`kind`](Self::kind) to match on, a message a person can act on, a retry
+/// [`Verdict`] (via [`Classify`]), and optionally the backend's own error as its source.
+/// Messages never contain keys, tokens, pairing codes, auth-state contents or full phone
+/// numbers.
+///
+/// ```
+/// use wa_pairing_retry::{Classify, Verdict};
+/// use wa_pairing_store::{ErrorKind, StoreError};
+///
+/// let err = StoreError::new(ErrorKind::Unavailable, "PostgreSQL is not reachable: check DATABASE_URL");
+/// assert_eq!(err.verdict(), Verdict::Retry);
+/// let lost = StoreError::lease_lost();
+/// assert_eq!(lost.kind(), ErrorKind::LeaseLost);
+/// assert_eq!(lost.verdict(), Verdict::Permanent);
+/// ```
+pub struct StoreError {
+    kind: ErrorKind,
+    message: String,
+    verdict: Verdict,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl StoreError {
+    /// An error of `kind` with a message (what happened and what to do).
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            verdict: kind.default_verdict(),
+            source: None,
+        }
+    }
+
+    /// The device does not exist.
+    pub fn not_found(what: impl fmt::Display) -> Self {
+        Self::new(ErrorKind::NotFound, format!("{what} does not exist"))
+    }
+
+    /// The caller's fence is stale.
+    pub fn lease_lost() -> Self {
+        Self::new(
+            ErrorKind::LeaseLost,
+            "the lease on this device is no longer held (another runner took it over, or the owner changed it): stop working on the device",
+        )
+    }
+
+    /// WhatsApp throttled pairing; try again after `retry_after`.
+    pub fn throttled(message: impl Into<String>, retry_after: Option<Duration>) -> Self {
+        Self::new(ErrorKind::Throttled, message).with_verdict(Verdict::Throttled { retry_after })
+    }
+
+    /// Overrides the retry verdict (a backend classifier knows better than the kind).
+    #[must_use]
+    pub fn with_verdict(mut self, verdict: Verdict) -> Self {
+        self.verdict = verdict;
+        self
+    }
+
+    /// Attaches the backend's own error. Its text must not contain secrets either.
+    #[must_use]
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The kind of failure.
+    pub const fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message, without the source's.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether this is [`ErrorKind::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        self.kind == ErrorKind::NotFound
+    }
+
+    /// Whether this is [`ErrorKind::LeaseLost`].
+    pub fn is_lease_lost(&self) -> bool {
+        self.kind == ErrorKind::LeaseLost
+    }
+}
+
+impl Classify for StoreError {
+    fn verdict(&self) -> Verdict {
+        self.verdict
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("StoreError");
+        d.field("kind", &self.kind)
+            .field("message", &self.message)
+            .field("verdict", &self.verdict);
+        if let Some(s) = &self.source {
+            d.field("source", &s.to_string());
+        }
+        d.finish()
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<crate::TransitionError> for StoreError {
+    fn from(e: crate::TransitionError) -> Self {
+        Self::new(ErrorKind::InvalidTransition, e.to_string())
+    }
+}
+
+/// `Result` with [`StoreError`].
+pub type StoreResult<T> = Result<T, StoreError>;

@@ -1,0 +1,735 @@
+//! The in-memory backend: every trait, safe under concurrent use, for tests and the demo.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::broadcast;
+use wa_pairing_code::IssuedCode;
+use wa_pairing_phone::PhoneNumber;
+
+use crate::error::{ErrorKind, StoreError, StoreResult};
+use crate::traits::{
+    AuthStateStore, ChangeStream, Clock, CodeCache, DeviceStore, Entry, PairingBudget, SystemClock,
+};
+use crate::types::{
+    BudgetDecision, Change, ClaimedDevice, ConnectionMethod, Device, DeviceId, DeviceStatus,
+    DeviceUpdate, Fence, Lease, NewDevice, PairingRequest, UserId, validate_device_name,
+};
+
+/// Every store in one process: devices, auth state, the code cache and a pairing budget.
+///
+/// Cheap to clone (an `Arc` inside); clones share the same data. The embedded default for
+/// the demo and for tests; nothing survives the process.
+///
+/// ```
+/// use std::time::Duration;
+/// use wa_pairing_store::{DeviceStore, MemoryStore, NewDevice, PairingRequest, UserId, DeviceStatus};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), wa_pairing_store::StoreError> {
+/// let store = MemoryStore::new();
+/// let device = store.create(NewDevice::new(UserId::random(), "Shop phone")).await?;
+/// let phone = wa_pairing_phone::parse("0812 3456 7890").unwrap();
+/// store.start_pairing(device.id, PairingRequest::Code { phone }).await?;
+///
+/// let claimed = store.claim("runner-1", 10, Duration::from_secs(30)).await?;
+/// assert_eq!(claimed.len(), 1);
+/// assert_eq!(claimed[0].device.status, DeviceStatus::Connecting);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    clock: Arc<dyn Clock>,
+    changes: broadcast::Sender<DeviceId>,
+}
+
+#[derive(Default)]
+struct State {
+    devices: HashMap<DeviceId, Device>,
+    auth: HashMap<DeviceId, BTreeMap<String, Vec<u8>>>,
+    codes: HashMap<DeviceId, IssuedCode>,
+    buckets: HashMap<String, Bucket>,
+    budget: BudgetConfig,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: DateTime<Utc>,
+}
+
+/// The token bucket of [`MemoryStore`]'s [`PairingBudget`].
+///
+/// # Default
+/// 3 requests per phone number, refilled at one per 200 s (3 per 10 minutes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct BudgetConfig {
+    /// Requests allowed in a burst.
+    pub capacity: u32,
+    /// Time to earn back one request.
+    pub refill_every: Duration,
+}
+
+impl BudgetConfig {
+    /// `capacity` requests in a burst, one more earned back every `refill_every`.
+    pub const fn new(capacity: u32, refill_every: Duration) -> Self {
+        Self {
+            capacity,
+            refill_every,
+        }
+    }
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 3,
+            refill_every: Duration::from_secs(200),
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.lock();
+        f.debug_struct("MemoryStore")
+            .field("devices", &st.devices.len())
+            .field("auth_state_devices", &st.auth.len())
+            .field("cached_codes", &st.codes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store on the system clock.
+    pub fn new() -> Self {
+        Self::with_clock(Arc::new(SystemClock))
+    }
+
+    /// An empty store on `clock` (a [`ManualClock`](crate::ManualClock) in tests).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        let (changes, _) = broadcast::channel(1024);
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State::default()),
+                clock,
+                changes,
+            }),
+        }
+    }
+
+    /// Sets the pairing budget (shared by every clone).
+    #[must_use]
+    pub fn with_budget(self, budget: BudgetConfig) -> Self {
+        self.lock().budget = budget;
+        self
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the state consistent before it can panic.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    fn announce(&self, id: DeviceId) {
+        // No subscribers is fine.
+        let _ = self.inner.changes.send(id);
+    }
+
+    fn owner_action(
+        &self,
+        id: DeviceId,
+        f: impl FnOnce(&mut Device, DateTime<Utc>) -> StoreResult<()>,
+    ) -> StoreResult<Device> {
+        let now = self.now();
+        let device = {
+            let mut st = self.lock();
+            let device = st
+                .devices
+                .get_mut(&id)
+                .ok_or_else(|| StoreError::not_found(format!("device {id}")))?;
+            let mut next = device.clone();
+            f(&mut next, now)?;
+            // Revoke the lease: the holder's next write fails, a runner claims afresh.
+            next.lease_owner = None;
+            next.lease_expires_at = None;
+            next.lease_fence = Fence(next.lease_fence.0 + 1);
+            next.updated_at = now;
+            *device = next.clone();
+            if device.status != DeviceStatus::Connected {
+                st.codes.remove(&id);
+            }
+            next
+        };
+        self.announce(id);
+        Ok(device)
+    }
+
+    fn check_fence(st: &State, device: DeviceId, fence: Fence) -> StoreResult<()> {
+        match st.devices.get(&device) {
+            Some(d) if d.lease_fence == fence && d.lease_owner.is_some() => Ok(()),
+            Some(_) => Err(StoreError::lease_lost()),
+            None => Err(StoreError::not_found(format!("device {device}"))),
+        }
+    }
+}
+
+fn begin_pairing(
+    device: &mut Device,
+    now: DateTime<Utc>,
+    method: ConnectionMethod,
+    phone: Option<String>,
+) -> StoreResult<()> {
+    if device.status == DeviceStatus::Connected {
+        return Err(device
+            .status
+            .check_transition(DeviceStatus::Connecting)
+            .unwrap_err()
+            .into());
+    }
+    if let Some(until) = device.retry_after.filter(|t| *t > now) {
+        let wait = (until - now).to_std().unwrap_or_default();
+        return Err(StoreError::throttled(
+            format!(
+                "WhatsApp is limiting pairing for this number: try again in {} minutes",
+                wait.as_secs().div_ceil(60)
+            ),
+            Some(wait),
+        ));
+    }
+    device.status = DeviceStatus::Connecting;
+    device.connection_method = method;
+    if method == ConnectionMethod::Pairing || phone.is_some() {
+        device.phone_for_pairing = phone;
+    }
+    device.pairing_code = None;
+    device.pairing_code_expires_at = None;
+    device.qr_code = None;
+    device.error_message = None;
+    device.retry_after = None;
+    Ok(())
+}
+
+fn lease_duration(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+#[async_trait]
+impl DeviceStore for MemoryStore {
+    async fn create(&self, new: NewDevice) -> StoreResult<Device> {
+        let name = validate_device_name(&new.device_name)?;
+        let now = self.now();
+        let device = Device {
+            id: DeviceId::random(),
+            user_id: new.user_id,
+            device_name: name,
+            status: DeviceStatus::Disconnected,
+            connection_method: new.connection_method,
+            phone_for_pairing: None,
+            phone_number: None,
+            pairing_code: None,
+            pairing_code_expires_at: None,
+            qr_code: None,
+            error_message: None,
+            retry_after: None,
+            last_connected_at: None,
+            lease_owner: None,
+            lease_expires_at: None,
+            lease_fence: Fence(0),
+            created_at: now,
+            updated_at: now,
+        };
+        self.lock().devices.insert(device.id, device.clone());
+        self.announce(device.id);
+        Ok(device)
+    }
+
+    async fn get(&self, id: DeviceId) -> StoreResult<Device> {
+        self.lock()
+            .devices
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| StoreError::not_found(format!("device {id}")))
+    }
+
+    async fn list_for_user(&self, user: UserId) -> StoreResult<Vec<Device>> {
+        let mut list: Vec<Device> = self
+            .lock()
+            .devices
+            .values()
+            .filter(|d| d.user_id == user)
+            .cloned()
+            .collect();
+        list.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(list)
+    }
+
+    async fn start_pairing(&self, id: DeviceId, request: PairingRequest) -> StoreResult<Device> {
+        let (method, phone) = match request {
+            PairingRequest::Code { phone } => {
+                (ConnectionMethod::Pairing, Some(phone.digits().to_owned()))
+            }
+            PairingRequest::Qr => (ConnectionMethod::Qr, None),
+        };
+        self.owner_action(id, |d, now| begin_pairing(d, now, method, phone))
+    }
+
+    async fn refresh(&self, id: DeviceId) -> StoreResult<Device> {
+        self.owner_action(id, |d, now| {
+            let method = d.connection_method;
+            if method == ConnectionMethod::Pairing && d.phone_for_pairing.is_none() {
+                return Err(StoreError::new(
+                    ErrorKind::InvalidInput,
+                    "no phone number is stored for this device: start pairing with a phone number first",
+                ));
+            }
+            let phone = d.phone_for_pairing.clone();
+            begin_pairing(d, now, method, phone)
+        })
+    }
+
+    async fn stop(&self, id: DeviceId) -> StoreResult<Device> {
+        self.owner_action(id, |d, _| {
+            d.status = DeviceStatus::Disconnected;
+            d.pairing_code = None;
+            d.pairing_code_expires_at = None;
+            d.qr_code = None;
+            Ok(())
+        })
+    }
+
+    async fn delete(&self, id: DeviceId) -> StoreResult<()> {
+        {
+            let mut st = self.lock();
+            if st.devices.remove(&id).is_none() {
+                return Err(StoreError::not_found(format!("device {id}")));
+            }
+            st.auth.remove(&id);
+            st.codes.remove(&id);
+        }
+        self.announce(id);
+        Ok(())
+    }
+
+    async fn claim(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease_for: Duration,
+    ) -> StoreResult<Vec<ClaimedDevice>> {
+        let now = self.now();
+        let expires_at = now + lease_duration(lease_for);
+        let claimed = {
+            let mut st = self.lock();
+            let mut candidates: Vec<&mut Device> = st
+                .devices
+                .values_mut()
+                .filter(|d| d.status.needs_worker() && d.lease_is_free(now))
+                .collect();
+            // Oldest change first, so no device starves.
+            candidates.sort_by(|a, b| a.updated_at.cmp(&b.updated_at).then(a.id.cmp(&b.id)));
+            candidates
+                .into_iter()
+                .take(limit)
+                .map(|d| {
+                    d.lease_fence = Fence(d.lease_fence.0 + 1);
+                    d.lease_owner = Some(owner.to_owned());
+                    d.lease_expires_at = Some(expires_at);
+                    ClaimedDevice {
+                        lease: Lease {
+                            device_id: d.id,
+                            owner: owner.to_owned(),
+                            fence: d.lease_fence,
+                            expires_at,
+                        },
+                        device: d.clone(),
+                    }
+                })
+                .collect::<Vec<_>>()
+        };
+        Ok(claimed)
+    }
+
+    async fn renew(
+        &self,
+        owner: &str,
+        leases: &[Lease],
+        lease_for: Duration,
+    ) -> StoreResult<Vec<Lease>> {
+        let now = self.now();
+        let expires_at = now + lease_duration(lease_for);
+        let mut st = self.lock();
+        Ok(leases
+            .iter()
+            .filter_map(|l| {
+                let d = st.devices.get_mut(&l.device_id)?;
+                let held = d.lease_fence == l.fence && d.lease_owner.as_deref() == Some(owner);
+                held.then(|| {
+                    d.lease_expires_at = Some(expires_at);
+                    Lease {
+                        device_id: d.id,
+                        owner: owner.to_owned(),
+                        fence: d.lease_fence,
+                        expires_at,
+                    }
+                })
+            })
+            .collect())
+    }
+
+    async fn release(&self, lease: &Lease) -> StoreResult<bool> {
+        let released = {
+            let mut st = self.lock();
+            match st.devices.get_mut(&lease.device_id) {
+                Some(d) if d.lease_fence == lease.fence && d.lease_owner.is_some() => {
+                    d.lease_owner = None;
+                    d.lease_expires_at = None;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if released {
+            self.announce(lease.device_id);
+        }
+        Ok(released)
+    }
+
+    async fn update(&self, lease: &Lease, update: DeviceUpdate) -> StoreResult<Device> {
+        let now = self.now();
+        let device = {
+            let mut st = self.lock();
+            Self::check_fence(&st, lease.device_id, lease.fence)?;
+            let device = st
+                .devices
+                .get_mut(&lease.device_id)
+                .ok_or_else(|| StoreError::not_found(format!("device {}", lease.device_id)))?;
+            if let Some(to) = update.status {
+                device.status.check_transition(to)?;
+            }
+            update.apply_to(device);
+            device.updated_at = now;
+            device.clone()
+        };
+        self.announce(lease.device_id);
+        Ok(device)
+    }
+
+    async fn subscribe(&self) -> StoreResult<Option<ChangeStream>> {
+        let rx = self.inner.changes.subscribe();
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            match rx.recv().await {
+                Ok(id) => Some((Change::Device(id), rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => Some((Change::Resync, rx)),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        });
+        Ok(Some(Box::pin(stream)))
+    }
+}
+
+#[async_trait]
+impl AuthStateStore for MemoryStore {
+    async fn get(&self, device: DeviceId, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self
+            .lock()
+            .auth
+            .get(&device)
+            .and_then(|m| m.get(key))
+            .cloned())
+    }
+
+    async fn put(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        key: &str,
+        value: &[u8],
+    ) -> StoreResult<()> {
+        check_key(key)?;
+        let mut st = self.lock();
+        Self::check_fence(&st, device, fence)?;
+        st.auth
+            .entry(device)
+            .or_default()
+            .insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+
+    async fn put_many(&self, device: DeviceId, fence: Fence, entries: &[Entry]) -> StoreResult<()> {
+        for (k, _) in entries {
+            check_key(k)?;
+        }
+        let mut st = self.lock();
+        Self::check_fence(&st, device, fence)?;
+        let map = st.auth.entry(device).or_default();
+        for (k, v) in entries {
+            map.insert(k.clone(), v.clone());
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, device: DeviceId, fence: Fence, key: &str) -> StoreResult<()> {
+        let mut st = self.lock();
+        Self::check_fence(&st, device, fence)?;
+        if let Some(m) = st.auth.get_mut(&device) {
+            m.remove(key);
+        }
+        Ok(())
+    }
+
+    async fn delete_many(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        keys: &[String],
+    ) -> StoreResult<()> {
+        let mut st = self.lock();
+        Self::check_fence(&st, device, fence)?;
+        if let Some(m) = st.auth.get_mut(&device) {
+            for k in keys {
+                m.remove(k);
+            }
+        }
+        Ok(())
+    }
+
+    async fn scan_prefix(&self, device: DeviceId, prefix: &str) -> StoreResult<Vec<Entry>> {
+        // BTreeMap<String, _> orders by the UTF-8 bytes, as the contract asks.
+        Ok(self
+            .lock()
+            .auth
+            .get(&device)
+            .map(|m| {
+                m.range(prefix.to_owned()..)
+                    .take_while(|(k, _)| k.starts_with(prefix))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn delete_prefix(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        prefix: &str,
+    ) -> StoreResult<u64> {
+        let mut st = self.lock();
+        Self::check_fence(&st, device, fence)?;
+        let Some(m) = st.auth.get_mut(&device) else {
+            return Ok(0);
+        };
+        let doomed: Vec<String> = m
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &doomed {
+            m.remove(k);
+        }
+        Ok(doomed.len() as u64)
+    }
+
+    async fn clear(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
+        let mut st = self.lock();
+        Self::check_fence(&st, device, fence)?;
+        st.auth.remove(&device);
+        Ok(())
+    }
+}
+
+/// Longest auth-state key accepted, in bytes (the same limit for every backend).
+pub const MAX_AUTH_KEY_BYTES: usize = 512;
+
+/// Checks an auth-state key against the contract: 1 to [`MAX_AUTH_KEY_BYTES`] bytes, no NUL.
+pub fn check_key(key: &str) -> StoreResult<()> {
+    if key.is_empty() || key.len() > MAX_AUTH_KEY_BYTES || key.contains('\0') {
+        return Err(StoreError::new(
+            ErrorKind::InvalidInput,
+            "an auth-state key must have 1 to 512 bytes and no NUL character",
+        ));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl CodeCache for MemoryStore {
+    async fn put(&self, device: DeviceId, code: &IssuedCode) -> StoreResult<()> {
+        let now = self.now();
+        let mut st = self.lock();
+        if code.is_expired(now) {
+            st.codes.remove(&device);
+        } else {
+            st.codes.insert(device, *code);
+        }
+        Ok(())
+    }
+
+    async fn get(&self, device: DeviceId) -> StoreResult<Option<IssuedCode>> {
+        let now = self.now();
+        let mut st = self.lock();
+        match st.codes.get(&device) {
+            Some(c) if c.is_expired(now) => {
+                st.codes.remove(&device);
+                Ok(None)
+            }
+            other => Ok(other.copied()),
+        }
+    }
+
+    async fn delete(&self, device: DeviceId) -> StoreResult<()> {
+        self.lock().codes.remove(&device);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl PairingBudget for MemoryStore {
+    async fn try_acquire(&self, phone: &PhoneNumber) -> StoreResult<BudgetDecision> {
+        let now = self.now();
+        let mut st = self.lock();
+        let cfg = st.budget;
+        let per_token = cfg.refill_every.as_secs_f64().max(f64::MIN_POSITIVE);
+        let capacity = f64::from(cfg.capacity);
+        let bucket = st
+            .buckets
+            .entry(phone.digits().to_owned())
+            .or_insert(Bucket {
+                tokens: capacity,
+                at: now,
+            });
+        let elapsed = (now - bucket.at).to_std().unwrap_or_default().as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed / per_token).min(capacity);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(BudgetDecision::Allowed)
+        } else {
+            let wait = (1.0 - bucket.tokens) * per_token;
+            Ok(BudgetDecision::Denied {
+                retry_after: Duration::from_secs_f64(wait),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ManualClock;
+
+    fn phone() -> PhoneNumber {
+        wa_pairing_phone::parse("081234567890").unwrap()
+    }
+
+    #[tokio::test]
+    async fn budget_refills_and_refuses() {
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let store = MemoryStore::with_clock(clock.clone()).with_budget(BudgetConfig {
+            capacity: 2,
+            refill_every: Duration::from_secs(100),
+        });
+        assert_eq!(
+            store.try_acquire(&phone()).await.unwrap(),
+            BudgetDecision::Allowed
+        );
+        assert_eq!(
+            store.try_acquire(&phone()).await.unwrap(),
+            BudgetDecision::Allowed
+        );
+        assert_eq!(
+            store.try_acquire(&phone()).await.unwrap(),
+            BudgetDecision::Denied {
+                retry_after: Duration::from_secs(100)
+            }
+        );
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(
+            store.try_acquire(&phone()).await.unwrap(),
+            BudgetDecision::Denied {
+                retry_after: Duration::from_secs(40)
+            }
+        );
+        clock.advance(Duration::from_secs(40));
+        assert_eq!(
+            store.try_acquire(&phone()).await.unwrap(),
+            BudgetDecision::Allowed
+        );
+        let other = wa_pairing_phone::parse("+447911123456").unwrap();
+        assert_eq!(
+            store.try_acquire(&other).await.unwrap(),
+            BudgetDecision::Allowed
+        );
+    }
+
+    #[tokio::test]
+    async fn code_cache_follows_the_clock() {
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let store = MemoryStore::with_clock(clock.clone());
+        let id = DeviceId::random();
+        let code = IssuedCode::new(
+            wa_pairing_code::PairingCode::generate(),
+            clock.now(),
+            Duration::from_secs(180),
+        );
+        CodeCache::put(&store, id, &code).await.unwrap();
+        clock.advance(Duration::from_secs(179));
+        assert_eq!(CodeCache::get(&store, id).await.unwrap(), Some(code));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(CodeCache::get(&store, id).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn leases_lapse_on_the_manual_clock() {
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let store = MemoryStore::with_clock(clock.clone());
+        let d = store
+            .create(NewDevice::new(UserId::random(), "a"))
+            .await
+            .unwrap();
+        store.start_pairing(d.id, PairingRequest::Qr).await.unwrap();
+        let first = store.claim("a", 1, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(first.len(), 1);
+        clock.advance(Duration::from_secs(29));
+        assert!(
+            store
+                .claim("b", 1, Duration::from_secs(30))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        clock.advance(Duration::from_secs(2));
+        let second = store.claim("b", 1, Duration::from_secs(30)).await.unwrap();
+        assert!(second[0].lease.fence > first[0].lease.fence);
+    }
+
+    #[test]
+    fn debug_shows_no_data() {
+        let store = MemoryStore::new();
+        assert!(format!("{store:?}").starts_with("MemoryStore"));
+    }
+}

@@ -1,0 +1,1439 @@
+//! The conformance suite every backend passes (feature `testkit`).
+//!
+//! **Not a stable API**: it changes with the contract. One public async function per
+//! behaviour; [`conformance_tests!`](crate::conformance_tests) stamps one `#[tokio::test]` per
+//! function into a backend crate's tests:
+//!
+//! ```ignore
+//! // crates/<backend>/tests/conformance.rs
+//! use wa_pairing_store::testkit::{Skip, TestBackend};
+//!
+//! async fn backend() -> Result<TestBackend, Skip> {
+//!     let url = std::env::var("WA_PAIRING_TEST_POSTGRES_URL")
+//!         .map_err(|_| Skip::new("WA_PAIRING_TEST_POSTGRES_URL is not set"))?;
+//!     // ... a fresh, isolated namespace for this one test ...
+//! #   todo!()
+//! }
+//!
+//! wa_pairing_store::conformance_tests!(backend);
+//! ```
+//!
+//! Every test runs in its own namespace (a fresh backend from the factory), so `claim` sees
+//! only that test's devices. A factory that cannot reach its server returns [`Skip`]: the
+//! test prints why and passes, unless `WA_PAIRING_TEST_STRICT=1`, where a skip fails.
+
+// Every function here is a test: it reports failure by panicking.
+#![allow(clippy::missing_panics_doc)]
+
+use std::collections::HashSet;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use futures::StreamExt as _;
+use wa_pairing_code::{IssuedCode, PairingCode};
+use wa_pairing_phone::PhoneNumber;
+
+use crate::{
+    AuthStateStore, Change, ClaimedDevice, CodeCache, ConnectionMethod, Device, DeviceStatus,
+    DeviceStore, DeviceUpdate, ErrorKind, Fence, Lease, NewDevice, PairingRequest, StoreError,
+    UserId,
+};
+
+#[doc(hidden)]
+pub use tokio as __tokio;
+
+/// The environment variable that turns skips into failures.
+pub const STRICT_ENV: &str = "WA_PAIRING_TEST_STRICT";
+
+type Cleanup = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// One isolated backend for one test.
+pub struct TestBackend {
+    /// The device store under test.
+    pub devices: Arc<dyn DeviceStore>,
+    /// The auth-state store under test (paired with `devices` for leases and fences).
+    pub auth: Arc<dyn AuthStateStore>,
+    /// The code cache under test, if the backend has one.
+    pub cache: Option<Arc<dyn CodeCache>>,
+    /// Whether `devices.subscribe()` must return a change feed.
+    pub has_change_feed: bool,
+    /// Whether the auth state lives apart from the devices (Redis beside a SQL device store),
+    /// so deleting a device cannot cascade to it.
+    pub separate_auth: bool,
+    cleanup: Option<Cleanup>,
+}
+
+impl fmt::Debug for TestBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestBackend")
+            .field("cache", &self.cache.is_some())
+            .field("has_change_feed", &self.has_change_feed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestBackend {
+    /// A backend made of these stores, with no code cache and no change feed expected.
+    pub fn new(devices: Arc<dyn DeviceStore>, auth: Arc<dyn AuthStateStore>) -> Self {
+        Self {
+            devices,
+            auth,
+            cache: None,
+            has_change_feed: false,
+            separate_auth: false,
+            cleanup: None,
+        }
+    }
+
+    /// Adds the code cache under test.
+    #[must_use]
+    pub fn with_cache(mut self, cache: Arc<dyn CodeCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Declares that the device store pushes changes.
+    #[must_use]
+    pub fn with_change_feed(mut self) -> Self {
+        self.has_change_feed = true;
+        self
+    }
+
+    /// Declares that the auth state is kept apart from the devices (no cascade on delete).
+    #[must_use]
+    pub fn with_separate_auth(mut self) -> Self {
+        self.separate_auth = true;
+        self
+    }
+
+    /// Runs `cleanup` after the test (drop a database, delete keys...).
+    #[must_use]
+    pub fn with_cleanup<F, Fut>(mut self, cleanup: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.cleanup = Some(Box::new(move || Box::pin(cleanup())));
+        self
+    }
+
+    #[doc(hidden)]
+    pub async fn teardown(mut self) {
+        if let Some(c) = self.cleanup.take() {
+            c().await;
+        }
+    }
+}
+
+/// Why a backend cannot be tested here (its server is not configured or not reachable).
+#[derive(Debug, Clone)]
+pub struct Skip(pub String);
+
+impl Skip {
+    /// A skip with a reason a person can act on ("set WA_PAIRING_TEST_REDIS_URL ...").
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self(reason.into())
+    }
+}
+
+/// Whether `WA_PAIRING_TEST_STRICT=1` is set.
+pub fn strict() -> bool {
+    strict_value(std::env::var(STRICT_ENV).ok().as_deref())
+}
+
+fn strict_value(v: Option<&str>) -> bool {
+    v.is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+/// Turns a factory result into a backend, or prints why the test is skipped; panics on a
+/// skip under strict mode.
+#[doc(hidden)]
+pub fn setup(test: &str, made: Result<TestBackend, Skip>) -> Option<TestBackend> {
+    setup_with(test, made, strict())
+}
+
+fn setup_with(test: &str, made: Result<TestBackend, Skip>, strict: bool) -> Option<TestBackend> {
+    match made {
+        Ok(b) => Some(b),
+        Err(Skip(reason)) => {
+            assert!(
+                !strict,
+                "{test}: the backend's server is required ({STRICT_ENV}=1) but: {reason}"
+            );
+            eprintln!("skipped {test}: {reason}");
+            None
+        }
+    }
+}
+
+/// Stamps one `#[tokio::test]` per conformance behaviour into the calling test crate.
+///
+/// `$factory` is an async function `() -> Result<TestBackend, Skip>` that makes a fresh,
+/// isolated backend for each test.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:path) => {
+        $crate::__conformance_list!($crate::__conformance_test, $factory);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_test {
+    ($factory:path, $name:ident) => {
+        #[$crate::testkit::__tokio::test(
+            flavor = "multi_thread",
+            worker_threads = 4,
+            crate = "wa_pairing_store::testkit::__tokio"
+        )]
+        async fn $name() {
+            if let Some(backend) = $crate::testkit::setup(stringify!($name), $factory().await) {
+                $crate::testkit::$name(&backend).await;
+                backend.teardown().await;
+            }
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_list {
+    ($m:path, $factory:path) => {
+        $m!($factory, create_and_get);
+        $m!($factory, create_validates_the_name);
+        $m!($factory, unicode_device_names);
+        $m!($factory, get_missing_is_not_found);
+        $m!($factory, list_only_my_devices);
+        $m!($factory, every_transition_allowed_and_refused);
+        $m!($factory, start_pairing_sets_connecting_and_clears);
+        $m!($factory, start_pairing_refused_when_connected);
+        $m!($factory, start_pairing_refused_while_throttled);
+        $m!($factory, owner_actions_revoke_the_lease);
+        $m!($factory, refresh_restarts_pairing);
+        $m!($factory, stop_disconnects_from_any_status);
+        $m!($factory, delete_removes_device_and_auth_state);
+        $m!($factory, claim_takes_only_devices_that_need_work);
+        $m!($factory, claim_honours_the_limit);
+        $m!($factory, concurrent_claimers_never_share);
+        $m!($factory, expired_lease_is_claimable_with_higher_fence);
+        $m!($factory, renew_keeps_and_release_frees);
+        $m!($factory, renew_skips_stale_leases);
+        $m!($factory, stale_fence_is_refused_on_update);
+        $m!($factory, stale_fence_is_refused_on_auth_writes);
+        $m!($factory, update_returns_the_stored_device);
+        $m!($factory, code_cache_put_get_delete);
+        $m!($factory, code_cache_ttl_expiry);
+        $m!($factory, auth_state_binary_round_trip);
+        $m!($factory, auth_state_special_keys);
+        $m!($factory, auth_state_prefix_scan_order);
+        $m!($factory, auth_state_delete_by_prefix);
+        $m!($factory, auth_state_clear);
+        $m!($factory, auth_state_large_values);
+        $m!($factory, auth_state_devices_are_isolated);
+        $m!($factory, concurrent_writes_to_different_devices);
+        $m!($factory, change_feed_announces_changes);
+    };
+}
+
+// ----------------------------------------------------------------------------- helpers
+
+const LONG: Duration = Duration::from_secs(3600);
+
+fn phone() -> PhoneNumber {
+    wa_pairing_phone::parse("+6281234567890").expect("valid test number")
+}
+
+fn kind<T: fmt::Debug>(r: Result<T, StoreError>) -> ErrorKind {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.kind(),
+    }
+}
+
+async fn new_device(b: &TestBackend, user: UserId, name: &str) -> Device {
+    b.devices
+        .create(NewDevice::new(user, name))
+        .await
+        .expect("create")
+}
+
+/// Creates a device, starts pairing and claims it (for one hour) as `owner`.
+async fn leased(b: &TestBackend, owner: &str) -> ClaimedDevice {
+    let d = new_device(b, UserId::random(), "leased").await;
+    b.devices
+        .start_pairing(d.id, PairingRequest::Code { phone: phone() })
+        .await
+        .expect("start_pairing");
+    let claimed = b.devices.claim(owner, 100, LONG).await.expect("claim");
+    let mine = claimed
+        .into_iter()
+        .find(|c| c.device.id == d.id)
+        .expect("the new device is claimable");
+    b.auth
+        .adopt_fence(mine.device.id, mine.lease.fence)
+        .await
+        .expect("adopt_fence");
+    mine
+}
+
+/// Polls `check` every 20 ms until it returns `Some` or `within` passes.
+async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let end = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Brings a freshly leased `connecting` device to `status` with runner writes.
+async fn drive_to(b: &TestBackend, c: &ClaimedDevice, status: DeviceStatus) {
+    if status != DeviceStatus::Connecting {
+        b.devices
+            .update(&c.lease, DeviceUpdate::status(status))
+            .await
+            .unwrap_or_else(|e| panic!("connecting -> {status}: {e}"));
+    }
+}
+
+// ----------------------------------------------------------------------------- devices
+
+/// `create` returns the stored device; `get` reads it back.
+pub async fn create_and_get(b: &TestBackend) {
+    let user = UserId::random();
+    let d = b
+        .devices
+        .create(NewDevice::new(user, "  Shop phone  "))
+        .await
+        .unwrap();
+    assert_eq!(d.user_id, user);
+    assert_eq!(d.device_name, "Shop phone");
+    assert_eq!(d.status, DeviceStatus::Disconnected);
+    assert_eq!(d.connection_method, ConnectionMethod::Pairing);
+    assert_eq!(d.lease_fence, Fence(0));
+    assert!(d.lease_owner.is_none() && d.pairing_code.is_none() && d.phone_for_pairing.is_none());
+    let got = b.devices.get(d.id).await.unwrap();
+    assert_eq!(got, d);
+    let qr = b
+        .devices
+        .create(NewDevice::new(user, "Till").method(ConnectionMethod::Qr))
+        .await
+        .unwrap();
+    assert_ne!(qr.id, d.id);
+    assert_eq!(qr.connection_method, ConnectionMethod::Qr);
+}
+
+/// Names are trimmed, 1 to 100 characters.
+pub async fn create_validates_the_name(b: &TestBackend) {
+    let user = UserId::random();
+    for bad in [String::new(), "   ".to_owned(), "x".repeat(101)] {
+        let r = b.devices.create(NewDevice::new(user, bad)).await;
+        assert_eq!(kind(r), ErrorKind::InvalidInput);
+    }
+    let ok = b
+        .devices
+        .create(NewDevice::new(user, "y".repeat(100)))
+        .await
+        .unwrap();
+    assert_eq!(ok.device_name.chars().count(), 100);
+    assert!(b.devices.list_for_user(user).await.unwrap().len() == 1);
+}
+
+/// Unicode names come back exactly.
+pub async fn unicode_device_names(b: &TestBackend) {
+    let user = UserId::random();
+    for name in [
+        "Toko Ibu Sari 📱",
+        "ร้านค้า",
+        "Ünïcödé – “quotes” 'and' \\slashes\\",
+        "日本語の名前",
+    ] {
+        let d = new_device(b, user, name).await;
+        assert_eq!(b.devices.get(d.id).await.unwrap().device_name, name);
+    }
+}
+
+/// A missing device is `NotFound` for every operation that names it.
+pub async fn get_missing_is_not_found(b: &TestBackend) {
+    let id = crate::DeviceId::random();
+    assert_eq!(kind(b.devices.get(id).await), ErrorKind::NotFound);
+    assert_eq!(kind(b.devices.stop(id).await), ErrorKind::NotFound);
+    assert_eq!(kind(b.devices.refresh(id).await), ErrorKind::NotFound);
+    assert_eq!(
+        kind(b.devices.start_pairing(id, PairingRequest::Qr).await),
+        ErrorKind::NotFound
+    );
+    assert_eq!(kind(b.devices.delete(id).await), ErrorKind::NotFound);
+}
+
+/// A user's list holds their devices only, oldest first.
+pub async fn list_only_my_devices(b: &TestBackend) {
+    let (me, you) = (UserId::random(), UserId::random());
+    let first = new_device(b, me, "first").await;
+    let yours = new_device(b, you, "yours").await;
+    let second = new_device(b, me, "second").await;
+    let mine: Vec<_> = b
+        .devices
+        .list_for_user(me)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(mine, [first.id, second.id]);
+    let theirs: Vec<_> = b
+        .devices
+        .list_for_user(you)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(theirs, [yours.id]);
+    assert!(
+        b.devices
+            .list_for_user(UserId::random())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// The allowed status changes, written out independently of
+/// [`DeviceStatus::check_transition`] so the suite checks the backend against the spec.
+pub const ALLOWED_TRANSITIONS: &[(DeviceStatus, DeviceStatus)] = {
+    use DeviceStatus::{Connected, Connecting, Disconnected, Failed, WaitingPairing};
+    &[
+        (Connecting, Connecting),
+        (Connecting, WaitingPairing),
+        (Connecting, Connected),
+        (Connecting, Disconnected),
+        (Connecting, Failed),
+        (WaitingPairing, WaitingPairing),
+        (WaitingPairing, Connecting),
+        (WaitingPairing, Connected),
+        (WaitingPairing, Disconnected),
+        (WaitingPairing, Failed),
+        (Connected, Connected),
+        (Connected, Disconnected),
+        (Connected, Failed),
+        (Disconnected, Disconnected),
+        (Disconnected, Connecting),
+        (Failed, Failed),
+        (Failed, Connecting),
+        (Failed, Disconnected),
+    ]
+};
+
+/// Every one of the 25 status changes is allowed or refused as the spec says, and a refused
+/// change leaves the device as it was.
+pub async fn every_transition_allowed_and_refused(b: &TestBackend) {
+    for from in DeviceStatus::ALL {
+        for to in DeviceStatus::ALL {
+            let c = leased(b, "transitions").await;
+            drive_to(b, &c, from).await;
+            let before = b.devices.get(c.device.id).await.unwrap();
+            let result = b.devices.update(&c.lease, DeviceUpdate::status(to)).await;
+            if ALLOWED_TRANSITIONS.contains(&(from, to)) {
+                let d = result.unwrap_or_else(|e| panic!("{from} -> {to} refused: {e}"));
+                assert_eq!(d.status, to);
+            } else {
+                let err = result.expect_err(&format!("{from} -> {to} was allowed"));
+                assert_eq!(
+                    err.kind(),
+                    ErrorKind::InvalidTransition,
+                    "{from} -> {to}: {err}"
+                );
+                let after = b.devices.get(c.device.id).await.unwrap();
+                assert_eq!(
+                    after.status, before.status,
+                    "{from} -> {to} changed the device"
+                );
+            }
+        }
+    }
+}
+
+/// Starting pairing sets `connecting`, the method and number, and clears the old code,
+/// QR, error and retry-after.
+pub async fn start_pairing_sets_connecting_and_clears(b: &TestBackend) {
+    let c = leased(b, "r").await;
+    let code = IssuedCode::new(
+        PairingCode::generate(),
+        Utc::now(),
+        Duration::from_secs(180),
+    );
+    b.devices
+        .update(
+            &c.lease,
+            DeviceUpdate::status(DeviceStatus::Failed)
+                .pairing_code(code)
+                .qr_code("qr-payload")
+                .error("pairing code expired; press refresh")
+                .retry_after(Utc::now() - TimeDelta::seconds(5)),
+        )
+        .await
+        .unwrap();
+    let d = b
+        .devices
+        .start_pairing(c.device.id, PairingRequest::Code { phone: phone() })
+        .await
+        .unwrap();
+    assert_eq!(d.status, DeviceStatus::Connecting);
+    assert_eq!(d.connection_method, ConnectionMethod::Pairing);
+    assert_eq!(d.phone_for_pairing.as_deref(), Some("6281234567890"));
+    assert!(d.pairing_code.is_none() && d.pairing_code_expires_at.is_none());
+    assert!(d.qr_code.is_none() && d.error_message.is_none() && d.retry_after.is_none());
+    assert_eq!(b.devices.get(d.id).await.unwrap(), d);
+
+    let qr = b
+        .devices
+        .start_pairing(d.id, PairingRequest::Qr)
+        .await
+        .unwrap();
+    assert_eq!(qr.connection_method, ConnectionMethod::Qr);
+    assert_eq!(qr.status, DeviceStatus::Connecting);
+}
+
+/// A connected device cannot start pairing.
+pub async fn start_pairing_refused_when_connected(b: &TestBackend) {
+    let c = leased(b, "r").await;
+    drive_to(b, &c, DeviceStatus::Connected).await;
+    let r = b
+        .devices
+        .start_pairing(c.device.id, PairingRequest::Code { phone: phone() })
+        .await;
+    assert_eq!(kind(r), ErrorKind::InvalidTransition);
+    let d = b.devices.get(c.device.id).await.unwrap();
+    assert_eq!(d.status, DeviceStatus::Connected);
+    assert_eq!(
+        d.lease_fence, c.lease.fence,
+        "a refused action must not revoke the lease"
+    );
+}
+
+/// While `retry_after` lies ahead, starting pairing is refused as throttled.
+pub async fn start_pairing_refused_while_throttled(b: &TestBackend) {
+    let c = leased(b, "r").await;
+    b.devices
+        .update(
+            &c.lease,
+            DeviceUpdate::status(DeviceStatus::Failed)
+                .error("WhatsApp is limiting pairing for this number")
+                .retry_after(Utc::now() + TimeDelta::hours(1)),
+        )
+        .await
+        .unwrap();
+    let err = b
+        .devices
+        .start_pairing(c.device.id, PairingRequest::Code { phone: phone() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Throttled, "{err}");
+    assert!(matches!(
+        wa_pairing_retry::Classify::verdict(&err),
+        wa_pairing_retry::Verdict::Throttled { .. }
+    ));
+    assert_eq!(
+        kind(b.devices.refresh(c.device.id).await),
+        ErrorKind::Throttled
+    );
+    assert_eq!(
+        b.devices.get(c.device.id).await.unwrap().status,
+        DeviceStatus::Failed
+    );
+}
+
+/// Owner actions revoke the current lease: the holder's writes fail with `LeaseLost` and
+/// the device is claimable again with a higher fence.
+pub async fn owner_actions_revoke_the_lease(b: &TestBackend) {
+    for action in ["start_pairing", "refresh", "stop"] {
+        let c = leased(b, "holder").await;
+        let id = c.device.id;
+        let d = match action {
+            "start_pairing" => b.devices.start_pairing(id, PairingRequest::Qr).await,
+            "refresh" => b.devices.refresh(id).await,
+            _ => b.devices.stop(id).await,
+        }
+        .unwrap();
+        assert!(d.lease_owner.is_none(), "{action} kept the lease owner");
+        assert!(
+            d.lease_fence > c.lease.fence,
+            "{action} did not bump the fence"
+        );
+        let r = b
+            .devices
+            .update(&c.lease, DeviceUpdate::new().error("x"))
+            .await;
+        assert_eq!(kind(r), ErrorKind::LeaseLost, "{action}");
+        if !b.separate_auth {
+            // A store apart from the devices learns of the new fence only when the next
+            // holder adopts it (see `stale_fence_is_refused_on_auth_writes`).
+            let r = b.auth.put(id, c.lease.fence, "k", b"v").await;
+            assert_eq!(kind(r), ErrorKind::LeaseLost, "{action}");
+        }
+        if action != "stop" {
+            let again = b.devices.claim("next", 100, LONG).await.unwrap();
+            let mine = again
+                .iter()
+                .find(|x| x.device.id == id)
+                .expect("claimable again");
+            assert!(mine.lease.fence > d.lease_fence);
+        }
+    }
+}
+
+/// `refresh` restarts pairing with what is stored; without a number it says what to do.
+pub async fn refresh_restarts_pairing(b: &TestBackend) {
+    let c = leased(b, "r").await;
+    b.devices
+        .update(
+            &c.lease,
+            DeviceUpdate::status(DeviceStatus::Failed).error("expired"),
+        )
+        .await
+        .unwrap();
+    let d = b.devices.refresh(c.device.id).await.unwrap();
+    assert_eq!(d.status, DeviceStatus::Connecting);
+    assert_eq!(d.phone_for_pairing.as_deref(), Some("6281234567890"));
+    assert!(d.error_message.is_none());
+
+    let fresh = new_device(b, UserId::random(), "never paired").await;
+    let err = b.devices.refresh(fresh.id).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+/// `stop` works from every status and clears the code.
+pub async fn stop_disconnects_from_any_status(b: &TestBackend) {
+    for status in DeviceStatus::ALL {
+        let c = leased(b, "r").await;
+        drive_to(b, &c, status).await;
+        if status == DeviceStatus::WaitingPairing {
+            let code = IssuedCode::new(
+                PairingCode::generate(),
+                Utc::now(),
+                Duration::from_secs(180),
+            );
+            b.devices
+                .update(&c.lease, DeviceUpdate::new().pairing_code(code))
+                .await
+                .unwrap();
+        }
+        let d = b.devices.stop(c.device.id).await.unwrap();
+        assert_eq!(d.status, DeviceStatus::Disconnected, "from {status}");
+        assert!(d.pairing_code.is_none() && d.pairing_code_expires_at.is_none());
+        let again = b.devices.stop(c.device.id).await.unwrap();
+        assert_eq!(again.status, DeviceStatus::Disconnected);
+    }
+    let never = new_device(b, UserId::random(), "n").await;
+    assert_eq!(
+        b.devices.stop(never.id).await.unwrap().status,
+        DeviceStatus::Disconnected
+    );
+}
+
+/// Deleting a device removes it and its auth state.
+pub async fn delete_removes_device_and_auth_state(b: &TestBackend) {
+    let c = leased(b, "r").await;
+    let id = c.device.id;
+    b.auth
+        .put(id, c.lease.fence, "identity", b"secret")
+        .await
+        .unwrap();
+    b.devices.delete(id).await.unwrap();
+    assert_eq!(kind(b.devices.get(id).await), ErrorKind::NotFound);
+    if b.separate_auth {
+        // The runner wipes auth state itself (logout, fresh pairing); nothing cascades.
+        return;
+    }
+    assert!(b.auth.scan_prefix(id, "").await.unwrap().is_empty());
+    assert_eq!(b.auth.get(id, "identity").await.unwrap(), None);
+}
+
+/// Only `connecting`, `waiting_pairing` and `connected` devices are claimed.
+pub async fn claim_takes_only_devices_that_need_work(b: &TestBackend) {
+    let mut expected = HashSet::new();
+    let mut held = Vec::new();
+    for status in DeviceStatus::ALL {
+        let c = leased(b, "setup").await;
+        drive_to(b, &c, status).await;
+        if status.needs_worker() {
+            expected.insert(c.device.id);
+        }
+        held.push(c.lease);
+    }
+    for lease in &held {
+        assert!(b.devices.release(lease).await.unwrap());
+    }
+    let _never_started = new_device(b, UserId::random(), "idle").await;
+    let claimed: HashSet<_> = b
+        .devices
+        .claim("worker", 100, LONG)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.device.id)
+        .collect();
+    assert_eq!(claimed, expected);
+    assert_eq!(expected.len(), 3);
+}
+
+/// Never more than `limit` per call, and the next call takes the rest.
+pub async fn claim_honours_the_limit(b: &TestBackend) {
+    let user = UserId::random();
+    for i in 0..7 {
+        let d = new_device(b, user, &format!("d{i}")).await;
+        b.devices
+            .start_pairing(d.id, PairingRequest::Qr)
+            .await
+            .unwrap();
+    }
+    let first = b.devices.claim("w", 3, LONG).await.unwrap();
+    assert_eq!(first.len(), 3);
+    for c in &first {
+        assert_eq!(c.lease.owner, "w");
+        assert_eq!(c.device.lease_owner.as_deref(), Some("w"));
+        assert_eq!(c.device.lease_fence, c.lease.fence);
+        assert!(c.lease.expires_at > Utc::now() + TimeDelta::minutes(30));
+    }
+    assert_eq!(b.devices.claim("w", 3, LONG).await.unwrap().len(), 3);
+    assert_eq!(b.devices.claim("w", 3, LONG).await.unwrap().len(), 1);
+    assert!(b.devices.claim("w", 3, LONG).await.unwrap().is_empty());
+    assert!(b.devices.claim("w", 0, LONG).await.unwrap().is_empty());
+}
+
+/// Eight claimers racing over 40 devices never receive the same device, and together take
+/// them all.
+pub async fn concurrent_claimers_never_share(b: &TestBackend) {
+    let user = UserId::random();
+    for i in 0..40 {
+        let d = new_device(b, user, &format!("d{i}")).await;
+        b.devices
+            .start_pairing(d.id, PairingRequest::Qr)
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let devices = Arc::clone(&b.devices);
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = devices.claim(&format!("w{w}"), 3, LONG).await.unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|c| c.device.id));
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    for t in tasks {
+        for id in t.await.unwrap() {
+            assert!(seen.insert(id), "device {id} was claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), 40);
+}
+
+/// A lapsed lease can be claimed by another runner, with a strictly higher fence; a held one
+/// cannot.
+pub async fn expired_lease_is_claimable_with_higher_fence(b: &TestBackend) {
+    let d = new_device(b, UserId::random(), "d").await;
+    b.devices
+        .start_pairing(d.id, PairingRequest::Qr)
+        .await
+        .unwrap();
+    let held = b.devices.claim("a", 10, LONG).await.unwrap();
+    assert_eq!(held.len(), 1);
+    assert!(
+        b.devices.claim("b", 10, LONG).await.unwrap().is_empty(),
+        "a held lease was taken"
+    );
+
+    let short = new_device(b, UserId::random(), "short").await;
+    b.devices
+        .start_pairing(short.id, PairingRequest::Qr)
+        .await
+        .unwrap();
+    let first = b.devices.claim("a", 10, Duration::ZERO).await.unwrap();
+    assert_eq!(first.len(), 1);
+    let second = eventually(Duration::from_secs(10), "the lapsed lease", || async {
+        let got = b.devices.claim("b", 10, LONG).await.unwrap();
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].device.id, short.id);
+    assert_eq!(second[0].lease.owner, "b");
+    assert!(second[0].lease.fence > first[0].lease.fence);
+    let r = b
+        .devices
+        .update(&first[0].lease, DeviceUpdate::new().error("late"))
+        .await;
+    assert_eq!(kind(r), ErrorKind::LeaseLost);
+}
+
+/// `renew` extends held leases; `release` frees a device for the next claim.
+pub async fn renew_keeps_and_release_frees(b: &TestBackend) {
+    let d = new_device(b, UserId::random(), "d").await;
+    b.devices
+        .start_pairing(d.id, PairingRequest::Qr)
+        .await
+        .unwrap();
+    let c = b
+        .devices
+        .claim("a", 1, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .remove(0);
+    let renewed = b
+        .devices
+        .renew("a", std::slice::from_ref(&c.lease), LONG)
+        .await
+        .unwrap();
+    assert_eq!(renewed.len(), 1);
+    assert_eq!(renewed[0].fence, c.lease.fence);
+    assert!(renewed[0].expires_at > c.lease.expires_at);
+    assert_eq!(
+        b.devices.get(d.id).await.unwrap().lease_expires_at,
+        Some(renewed[0].expires_at)
+    );
+    assert!(b.devices.claim("b", 10, LONG).await.unwrap().is_empty());
+    assert!(b.devices.release(&renewed[0]).await.unwrap());
+    assert!(
+        !b.devices.release(&renewed[0]).await.unwrap(),
+        "released twice"
+    );
+    let again = b.devices.claim("b", 10, LONG).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert!(again[0].lease.fence > c.lease.fence);
+    assert!(
+        b.devices
+            .renew("a", &[c.lease], LONG)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// `renew` returns only the leases still held; another owner's are not renewed.
+pub async fn renew_skips_stale_leases(b: &TestBackend) {
+    let kept = leased(b, "a").await;
+    let lost = leased(b, "a").await;
+    b.devices.stop(lost.device.id).await.unwrap();
+    let renewed = b
+        .devices
+        .renew("a", &[kept.lease.clone(), lost.lease.clone()], LONG)
+        .await
+        .unwrap();
+    assert_eq!(
+        renewed.iter().map(|l| l.device_id).collect::<Vec<_>>(),
+        [kept.device.id]
+    );
+    assert!(
+        b.devices
+            .renew("someone-else", std::slice::from_ref(&kept.lease), LONG)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// An update with a stale fence is refused, never retryable, and changes nothing.
+pub async fn stale_fence_is_refused_on_update(b: &TestBackend) {
+    let c = leased(b, "a").await;
+    let stale = Lease {
+        fence: Fence(c.lease.fence.0 - 1),
+        ..c.lease.clone()
+    };
+    let err = b
+        .devices
+        .update(&stale, DeviceUpdate::status(DeviceStatus::Connected))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LeaseLost);
+    assert!(!wa_pairing_retry::Classify::verdict(&err).is_retryable());
+    let future = Lease {
+        fence: Fence(c.lease.fence.0 + 1),
+        ..c.lease.clone()
+    };
+    assert_eq!(
+        kind(b.devices.update(&future, DeviceUpdate::new()).await),
+        ErrorKind::LeaseLost
+    );
+    assert_eq!(
+        b.devices.get(c.device.id).await.unwrap().status,
+        DeviceStatus::Connecting
+    );
+    b.devices.release(&c.lease).await.unwrap();
+    let r = b
+        .devices
+        .update(&c.lease, DeviceUpdate::new().error("after release"))
+        .await;
+    assert_eq!(kind(r), ErrorKind::LeaseLost);
+}
+
+/// Auth-state writes with a stale fence are refused, whatever the operation.
+pub async fn stale_fence_is_refused_on_auth_writes(b: &TestBackend) {
+    let d = new_device(b, UserId::random(), "d").await;
+    b.devices
+        .start_pairing(d.id, PairingRequest::Qr)
+        .await
+        .unwrap();
+    let old = b
+        .devices
+        .claim("a", 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .remove(0);
+    b.auth.adopt_fence(d.id, old.lease.fence).await.unwrap();
+    b.auth
+        .put(d.id, old.lease.fence, "keep", b"original")
+        .await
+        .unwrap();
+    let new = eventually(Duration::from_secs(10), "the lapsed lease", || async {
+        b.devices.claim("b", 1, LONG).await.unwrap().pop()
+    })
+    .await;
+    b.auth.adopt_fence(d.id, new.lease.fence).await.unwrap();
+    let f = old.lease.fence;
+    let entries = vec![("keep".to_owned(), b"overwritten".to_vec())];
+    assert_eq!(
+        kind(b.auth.put(d.id, f, "keep", b"overwritten").await),
+        ErrorKind::LeaseLost
+    );
+    assert_eq!(
+        kind(b.auth.put_many(d.id, f, &entries).await),
+        ErrorKind::LeaseLost
+    );
+    assert_eq!(
+        kind(b.auth.delete(d.id, f, "keep").await),
+        ErrorKind::LeaseLost
+    );
+    assert_eq!(
+        kind(b.auth.delete_many(d.id, f, &["keep".to_owned()]).await),
+        ErrorKind::LeaseLost
+    );
+    assert_eq!(
+        kind(b.auth.delete_prefix(d.id, f, "").await),
+        ErrorKind::LeaseLost
+    );
+    assert_eq!(kind(b.auth.clear(d.id, f).await), ErrorKind::LeaseLost);
+    assert_eq!(
+        b.auth.get(d.id, "keep").await.unwrap().as_deref(),
+        Some(&b"original"[..])
+    );
+    b.auth
+        .put(d.id, new.lease.fence, "keep", b"new owner")
+        .await
+        .unwrap();
+    assert_eq!(
+        b.auth.get(d.id, "keep").await.unwrap().as_deref(),
+        Some(&b"new owner"[..])
+    );
+}
+
+/// `update` changes exactly the fields it sets and returns the stored device.
+pub async fn update_returns_the_stored_device(b: &TestBackend) {
+    let c = leased(b, "a").await;
+    let issued_at = Utc::now();
+    let code = IssuedCode::new(
+        PairingCode::parse("ABCD-EFGH").unwrap(),
+        issued_at,
+        Duration::from_secs(180),
+    );
+    let d = b
+        .devices
+        .update(
+            &c.lease,
+            DeviceUpdate::status(DeviceStatus::WaitingPairing).pairing_code(code),
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.pairing_code, Some(code.code));
+    let exp = d.pairing_code_expires_at.unwrap();
+    assert!(
+        (exp - code.expires_at).num_milliseconds().abs() <= 1,
+        "expiry stored as given"
+    );
+    assert!(d.live_pairing_code(issued_at).is_some());
+    assert_eq!(b.devices.get(d.id).await.unwrap(), d);
+    assert!(d.updated_at >= c.device.updated_at);
+
+    let now = Utc::now();
+    let linked = b
+        .devices
+        .update(
+            &c.lease,
+            DeviceUpdate::status(DeviceStatus::Connected)
+                .phone_number("6281234567890")
+                .clear_pairing_code()
+                .last_connected_at(now),
+        )
+        .await
+        .unwrap();
+    assert_eq!(linked.status, DeviceStatus::Connected);
+    assert_eq!(linked.phone_number.as_deref(), Some("6281234567890"));
+    assert!(linked.pairing_code.is_none() && linked.pairing_code_expires_at.is_none());
+    assert!(
+        (linked.last_connected_at.unwrap() - now)
+            .num_milliseconds()
+            .abs()
+            <= 1
+    );
+    assert_eq!(
+        linked.device_name, c.device.device_name,
+        "untouched fields stay"
+    );
+    assert_eq!(linked.phone_for_pairing.as_deref(), Some("6281234567890"));
+}
+
+// ----------------------------------------------------------------------------- code cache
+
+/// Put, get, replace and delete a cached code.
+pub async fn code_cache_put_get_delete(b: &TestBackend) {
+    let Some(cache) = &b.cache else {
+        eprintln!("this backend has no code cache");
+        return;
+    };
+    let id = crate::DeviceId::random();
+    assert_eq!(cache.get(id).await.unwrap(), None);
+    let first = IssuedCode::new(
+        PairingCode::generate(),
+        Utc::now(),
+        Duration::from_secs(180),
+    );
+    cache.put(id, &first).await.unwrap();
+    let got = cache.get(id).await.unwrap().expect("cached");
+    assert_eq!(got.code, first.code);
+    let second = IssuedCode::new(
+        PairingCode::generate(),
+        Utc::now(),
+        Duration::from_secs(180),
+    );
+    cache.put(id, &second).await.unwrap();
+    assert_eq!(
+        cache.get(id).await.unwrap().map(|c| c.code),
+        Some(second.code)
+    );
+    assert_eq!(cache.get(crate::DeviceId::random()).await.unwrap(), None);
+    cache.delete(id).await.unwrap();
+    assert_eq!(cache.get(id).await.unwrap(), None);
+    cache.delete(id).await.unwrap();
+}
+
+/// A cached code lives exactly its remaining validity; an expired code is never returned.
+pub async fn code_cache_ttl_expiry(b: &TestBackend) {
+    let Some(cache) = &b.cache else {
+        eprintln!("this backend has no code cache");
+        return;
+    };
+    let id = crate::DeviceId::random();
+    let expired = IssuedCode::new(
+        PairingCode::generate(),
+        Utc::now() - TimeDelta::seconds(200),
+        Duration::from_secs(180),
+    );
+    cache.put(id, &expired).await.unwrap();
+    assert_eq!(cache.get(id).await.unwrap(), None);
+
+    // Issued 178.8 s ago: 1.2 s of validity left.
+    let short = IssuedCode::new(
+        PairingCode::generate(),
+        Utc::now() - TimeDelta::milliseconds(178_800),
+        Duration::from_secs(180),
+    );
+    cache.put(id, &short).await.unwrap();
+    let seen = cache.get(id).await.unwrap();
+    assert!(
+        seen.is_some_and(|c| c.code == short.code),
+        "a valid code is readable"
+    );
+    eventually(Duration::from_secs(10), "the code to expire", || async {
+        cache.get(id).await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(
+        Utc::now() >= short.expires_at - TimeDelta::milliseconds(50),
+        "expired early"
+    );
+}
+
+// ----------------------------------------------------------------------------- auth state
+
+/// Any bytes come back exactly; the empty value is a value.
+pub async fn auth_state_binary_round_trip(b: &TestBackend) {
+    let c = leased(b, "a").await;
+    let (id, f) = (c.device.id, c.lease.fence);
+    let all: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+    b.auth.put(id, f, "all-bytes", &all).await.unwrap();
+    b.auth.put(id, f, "empty", b"").await.unwrap();
+    b.auth.put(id, f, "nul", &[0, 0, 0]).await.unwrap();
+    assert_eq!(
+        b.auth.get(id, "all-bytes").await.unwrap(),
+        Some(all.clone())
+    );
+    assert_eq!(b.auth.get(id, "empty").await.unwrap(), Some(Vec::new()));
+    assert_eq!(b.auth.get(id, "nul").await.unwrap(), Some(vec![0, 0, 0]));
+    assert_eq!(b.auth.get(id, "missing").await.unwrap(), None);
+    b.auth.put(id, f, "all-bytes", b"replaced").await.unwrap();
+    assert_eq!(
+        b.auth.get(id, "all-bytes").await.unwrap(),
+        Some(b"replaced".to_vec())
+    );
+    b.auth.delete(id, f, "all-bytes").await.unwrap();
+    b.auth.delete(id, f, "never-there").await.unwrap();
+    assert_eq!(b.auth.get(id, "all-bytes").await.unwrap(), None);
+}
+
+const SPECIAL_KEYS: &[&str] = &[
+    "session/6281234567890@s.whatsapp.net:0",
+    "sender-key/120363@g.us::6281234567890:12",
+    "100%_done*?[x]",
+    "quote'double\"back\\slash",
+    "space and\ttab",
+    "ünïcödé/日本/🔑",
+    "a",
+    "a/",
+    "a/b",
+    "a/b/c",
+    "a0",
+    "a~",
+];
+
+/// Keys with `/`, `:`, `%`, `_`, `*`, quotes, whitespace and non-ASCII work, up to 512 bytes;
+/// `put_many` and `delete_many` handle them too.
+pub async fn auth_state_special_keys(b: &TestBackend) {
+    let c = leased(b, "a").await;
+    let (id, f) = (c.device.id, c.lease.fence);
+    for (i, k) in SPECIAL_KEYS.iter().enumerate() {
+        b.auth
+            .put(id, f, k, format!("v{i}").as_bytes())
+            .await
+            .unwrap();
+    }
+    for (i, k) in SPECIAL_KEYS.iter().enumerate() {
+        assert_eq!(
+            b.auth.get(id, k).await.unwrap(),
+            Some(format!("v{i}").into_bytes()),
+            "{k}"
+        );
+    }
+    let long = "k".repeat(512);
+    b.auth.put(id, f, &long, b"long").await.unwrap();
+    assert_eq!(b.auth.get(id, &long).await.unwrap(), Some(b"long".to_vec()));
+    let many: Vec<(String, Vec<u8>)> = SPECIAL_KEYS
+        .iter()
+        .map(|k| (format!("many/{k}"), k.as_bytes().to_vec()))
+        .collect();
+    b.auth.put_many(id, f, &many).await.unwrap();
+    let scanned = b.auth.scan_prefix(id, "many/").await.unwrap();
+    assert_eq!(scanned.len(), SPECIAL_KEYS.len());
+    let doomed: Vec<String> = many.iter().map(|(k, _)| k.clone()).collect();
+    b.auth.delete_many(id, f, &doomed).await.unwrap();
+    assert!(b.auth.scan_prefix(id, "many/").await.unwrap().is_empty());
+    b.auth.put_many(id, f, &[]).await.unwrap();
+    b.auth.delete_many(id, f, &[]).await.unwrap();
+}
+
+/// A prefix scan returns exactly the keys with that prefix, in byte order; `%` and `_` are
+/// literal characters, not patterns.
+pub async fn auth_state_prefix_scan_order(b: &TestBackend) {
+    let c = leased(b, "a").await;
+    let (id, f) = (c.device.id, c.lease.fence);
+    // Insert in a scrambled order.
+    let mut keys: Vec<&str> = SPECIAL_KEYS.to_vec();
+    keys.reverse();
+    keys.swap(0, 5);
+    for k in &keys {
+        b.auth.put(id, f, k, k.as_bytes()).await.unwrap();
+    }
+    let mut sorted: Vec<&str> = SPECIAL_KEYS.to_vec();
+    sorted.sort_unstable();
+    let all: Vec<String> = b
+        .auth
+        .scan_prefix(id, "")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(all, sorted);
+    let a: Vec<String> = b
+        .auth
+        .scan_prefix(id, "a/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(a, ["a/", "a/b", "a/b/c"]);
+    let pct = b.auth.scan_prefix(id, "100%_").await.unwrap();
+    assert_eq!(pct.len(), 1);
+    assert_eq!(pct[0].1, b"100%_done*?[x]".to_vec());
+    assert!(
+        b.auth.scan_prefix(id, "10_%").await.unwrap().is_empty(),
+        "prefix used as a pattern"
+    );
+    assert!(
+        b.auth.scan_prefix(id, "%").await.unwrap().is_empty(),
+        "prefix used as a pattern"
+    );
+    assert!(b.auth.scan_prefix(id, "zzz").await.unwrap().is_empty());
+    let uni = b.auth.scan_prefix(id, "ünï").await.unwrap();
+    assert_eq!(uni.len(), 1);
+}
+
+/// Deleting by prefix removes exactly those keys and says how many.
+pub async fn auth_state_delete_by_prefix(b: &TestBackend) {
+    let c = leased(b, "a").await;
+    let (id, f) = (c.device.id, c.lease.fence);
+    for k in ["pre/1", "pre/2", "pre/3", "pre", "prefix", "other/1"] {
+        b.auth.put(id, f, k, b"v").await.unwrap();
+    }
+    assert_eq!(b.auth.delete_prefix(id, f, "pre/").await.unwrap(), 3);
+    let left: Vec<String> = b
+        .auth
+        .scan_prefix(id, "")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(left, ["other/1", "pre", "prefix"]);
+    assert_eq!(b.auth.delete_prefix(id, f, "pre/").await.unwrap(), 0);
+    assert_eq!(
+        b.auth.delete_prefix(id, f, "%").await.unwrap(),
+        0,
+        "prefix used as a pattern"
+    );
+}
+
+/// `clear` removes every key of one device and nothing of another.
+pub async fn auth_state_clear(b: &TestBackend) {
+    let one = leased(b, "a").await;
+    let two = leased(b, "a").await;
+    for k in ["x", "y/z", "w"] {
+        b.auth
+            .put(one.device.id, one.lease.fence, k, b"1")
+            .await
+            .unwrap();
+        b.auth
+            .put(two.device.id, two.lease.fence, k, b"2")
+            .await
+            .unwrap();
+    }
+    b.auth.clear(one.device.id, one.lease.fence).await.unwrap();
+    assert!(
+        b.auth
+            .scan_prefix(one.device.id, "")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(b.auth.get(one.device.id, "x").await.unwrap(), None);
+    assert_eq!(
+        b.auth.scan_prefix(two.device.id, "").await.unwrap().len(),
+        3
+    );
+    b.auth.clear(one.device.id, one.lease.fence).await.unwrap();
+    b.auth
+        .put(one.device.id, one.lease.fence, "again", b"ok")
+        .await
+        .unwrap();
+    assert_eq!(
+        b.auth.get(one.device.id, "again").await.unwrap(),
+        Some(b"ok".to_vec())
+    );
+}
+
+/// Values of 1 MiB round-trip, alone and in a batch.
+pub async fn auth_state_large_values(b: &TestBackend) {
+    let c = leased(b, "a").await;
+    let (id, f) = (c.device.id, c.lease.fence);
+    let big: Vec<u8> = (0..1024 * 1024u32)
+        .map(|i| i.wrapping_mul(2_654_435_761).to_be_bytes()[1])
+        .collect();
+    b.auth.put(id, f, "big", &big).await.unwrap();
+    assert_eq!(
+        b.auth.get(id, "big").await.unwrap().as_deref(),
+        Some(&big[..])
+    );
+    let batch = vec![
+        ("big/1".to_owned(), big.clone()),
+        ("big/2".to_owned(), big[..1000].to_vec()),
+    ];
+    b.auth.put_many(id, f, &batch).await.unwrap();
+    let scanned = b.auth.scan_prefix(id, "big/").await.unwrap();
+    assert_eq!(scanned, batch);
+}
+
+/// Nothing of one device is visible from another.
+pub async fn auth_state_devices_are_isolated(b: &TestBackend) {
+    let one = leased(b, "a").await;
+    let two = leased(b, "a").await;
+    b.auth
+        .put(one.device.id, one.lease.fence, "shared-name", b"one")
+        .await
+        .unwrap();
+    assert_eq!(
+        b.auth.get(two.device.id, "shared-name").await.unwrap(),
+        None
+    );
+    assert!(
+        b.auth
+            .scan_prefix(two.device.id, "")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    b.auth
+        .put(two.device.id, two.lease.fence, "shared-name", b"two")
+        .await
+        .unwrap();
+    assert_eq!(
+        b.auth.get(one.device.id, "shared-name").await.unwrap(),
+        Some(b"one".to_vec())
+    );
+    assert_eq!(
+        b.auth
+            .delete_prefix(two.device.id, two.lease.fence, "")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        b.auth.get(one.device.id, "shared-name").await.unwrap(),
+        Some(b"one".to_vec())
+    );
+    // A fence of one device does not open another.
+    let r = b.auth.put(two.device.id, one.lease.fence, "k", b"v").await;
+    if one.lease.fence != two.lease.fence {
+        assert_eq!(kind(r), ErrorKind::LeaseLost);
+    }
+}
+
+/// Writers on different devices at the same time do not disturb each other.
+pub async fn concurrent_writes_to_different_devices(b: &TestBackend) {
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        held.push(leased(b, "a").await);
+    }
+    let mut tasks = Vec::new();
+    for (n, c) in held.iter().enumerate() {
+        let auth = Arc::clone(&b.auth);
+        let (id, f) = (c.device.id, c.lease.fence);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                auth.put(id, f, &format!("k/{i:02}"), format!("{n}:{i}").as_bytes())
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for (n, c) in held.iter().enumerate() {
+        let entries = b.auth.scan_prefix(c.device.id, "k/").await.unwrap();
+        assert_eq!(entries.len(), 25);
+        for (i, (k, v)) in entries.iter().enumerate() {
+            assert_eq!(k, &format!("k/{i:02}"));
+            assert_eq!(v, format!("{n}:{i}").as_bytes());
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------- change feed
+
+async fn announced(feed: &mut crate::ChangeStream, id: crate::DeviceId) -> bool {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(change) = feed.next().await {
+            match change {
+                Change::Device(x) if x == id => return true,
+                Change::Resync => return true,
+                Change::Device(_) => {}
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Where the backend pushes changes, owner actions and runner writes are announced.
+pub async fn change_feed_announces_changes(b: &TestBackend) {
+    let feed = b.devices.subscribe().await.unwrap();
+    let Some(mut feed) = feed else {
+        assert!(!b.has_change_feed, "the backend promised a change feed");
+        eprintln!("this backend has no change feed");
+        return;
+    };
+    let d = new_device(b, UserId::random(), "watched").await;
+    assert!(announced(&mut feed, d.id).await, "create was not announced");
+    b.devices
+        .start_pairing(d.id, PairingRequest::Qr)
+        .await
+        .unwrap();
+    assert!(
+        announced(&mut feed, d.id).await,
+        "start_pairing was not announced"
+    );
+    let c = b.devices.claim("a", 10, LONG).await.unwrap().remove(0);
+    b.devices
+        .update(&c.lease, DeviceUpdate::status(DeviceStatus::WaitingPairing))
+        .await
+        .unwrap();
+    assert!(announced(&mut feed, d.id).await, "update was not announced");
+    b.devices.stop(d.id).await.unwrap();
+    assert!(announced(&mut feed, d.id).await, "stop was not announced");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_values() {
+        assert!(strict_value(Some("1")) && strict_value(Some("TRUE")));
+        assert!(!strict_value(None) && !strict_value(Some("0")) && !strict_value(Some("")));
+    }
+
+    #[test]
+    fn a_skip_passes_when_not_strict() {
+        assert!(setup_with("t", Err(Skip::new("no server")), false).is_none());
+    }
+
+    #[test]
+    #[should_panic(expected = "the backend's server is required")]
+    fn a_skip_fails_when_strict() {
+        let _ = setup_with("t", Err(Skip::new("no server")), true);
+    }
+
+    #[test]
+    fn the_literal_table_matches_check_transition() {
+        for from in DeviceStatus::ALL {
+            for to in DeviceStatus::ALL {
+                assert_eq!(
+                    from.check_transition(to).is_ok(),
+                    ALLOWED_TRANSITIONS.contains(&(from, to)),
+                    "{from} -> {to}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,731 @@
+//! Domain types: ids, the device record, statuses, leases.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use wa_pairing_code::{IssuedCode, PairingCode};
+use wa_pairing_phone::{PhoneNumber, RedactedPhone};
+
+use crate::error::{ErrorKind, StoreError};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A new random (v4) id.
+            pub fn random() -> Self {
+                Self(Uuid::new_v4())
+            }
+
+            /// The underlying UUID.
+            pub const fn as_uuid(&self) -> &Uuid {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = StoreError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s.trim()).map(Self).map_err(|_| {
+                    StoreError::new(
+                        ErrorKind::InvalidInput,
+                        concat!("not a valid ", stringify!($name), ": expected a UUID such as 67e55044-10b1-426f-9247-bb680e5fe0c8"),
+                    )
+                })
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(u: Uuid) -> Self {
+                Self(u)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Identifies a device row (`devices.id`).
+    DeviceId
+);
+id_type!(
+    /// Identifies the owner of devices (Supabase's `auth.users.id`, `devices.user_id`).
+    UserId
+);
+
+/// Where a device is in its life.
+///
+/// ```text
+///   connecting ──► waiting_pairing ──► connected
+///       ▲  │            │  │               │
+///       │  └──► failed ◄┘  │               ├──► disconnected
+///       └───────────┴──────┴─── (owner) ───┘
+/// ```
+///
+/// [`DeviceStatus::check_transition`] is the one place that says which moves are allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    /// The owner asked to link: a runner has work to do.
+    Connecting,
+    /// A pairing code (or QR) is shown and valid; waiting for the person to enter it.
+    WaitingPairing,
+    /// Linked; a runner keeps the session alive.
+    Connected,
+    /// Logged out, replaced, or stopped by the owner. No runner works on it.
+    Disconnected,
+    /// Something went wrong that needs the owner; `error_message` says what, `retry_after`
+    /// says when trying again is worth it.
+    Failed,
+}
+
+impl DeviceStatus {
+    /// Every status.
+    pub const ALL: [Self; 5] = [
+        Self::Connecting,
+        Self::WaitingPairing,
+        Self::Connected,
+        Self::Disconnected,
+        Self::Failed,
+    ];
+
+    /// The value stored in the `status` column.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Connecting => "connecting",
+            Self::WaitingPairing => "waiting_pairing",
+            Self::Connected => "connected",
+            Self::Disconnected => "disconnected",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Whether a runner should hold a device in this status: `connecting` and
+    /// `waiting_pairing` (pairing to do or to re-issue after a restart) and `connected` (a
+    /// session to keep alive).
+    pub const fn needs_worker(self) -> bool {
+        matches!(
+            self,
+            Self::Connecting | Self::WaitingPairing | Self::Connected
+        )
+    }
+
+    /// Says whether a runner may move a device from `self` to `to`, and why not.
+    ///
+    /// Staying in the same status is always allowed (a new code replaces the old one, a
+    /// reconnect refreshes `last_connected_at`, a failure message is updated). The other
+    /// allowed moves:
+    ///
+    /// | from | to |
+    /// |---|---|
+    /// | `connecting` | `waiting_pairing`, `connected`, `disconnected`, `failed` |
+    /// | `waiting_pairing` | `connecting`, `connected`, `disconnected`, `failed` |
+    /// | `connected` | `disconnected`, `failed` |
+    /// | `disconnected` | `connecting` |
+    /// | `failed` | `connecting`, `disconnected` |
+    ///
+    /// ```
+    /// use wa_pairing_store::DeviceStatus::*;
+    ///
+    /// assert!(Connecting.check_transition(WaitingPairing).is_ok());
+    /// let err = Connected.check_transition(WaitingPairing).unwrap_err();
+    /// assert!(err.to_string().contains("already linked"));
+    /// ```
+    pub fn check_transition(self, to: Self) -> Result<(), TransitionError> {
+        use DeviceStatus::{Connected, Connecting, Disconnected, Failed, WaitingPairing};
+        let reason = match (self, to) {
+            (a, b) if a == b => return Ok(()),
+            (Connecting, WaitingPairing | Connected | Disconnected | Failed)
+            | (WaitingPairing, Connecting | Connected | Disconnected | Failed)
+            | (Connected, Disconnected | Failed)
+            | (Disconnected | Failed, Connecting)
+            | (Failed, Disconnected) => return Ok(()),
+            (Connected, WaitingPairing | Connecting) => {
+                "the device is already linked; disconnect it before linking it again"
+            }
+            (Disconnected | Failed, WaitingPairing) => {
+                "no pairing was requested; start pairing first (status connecting)"
+            }
+            (Disconnected | Failed, Connected) => {
+                "the device was stopped; the owner must start it again before it can connect"
+            }
+            (Disconnected, Failed) => "the device was stopped; nothing is running that could fail",
+            _ => "this status change is not allowed",
+        };
+        Err(TransitionError {
+            from: self,
+            to,
+            reason,
+        })
+    }
+}
+
+impl fmt::Display for DeviceStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DeviceStatus {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                StoreError::new(
+                    ErrorKind::Corrupt,
+                    "unknown device status in storage: expected connecting, waiting_pairing, connected, disconnected or failed",
+                )
+            })
+    }
+}
+
+/// A refused status change, from [`DeviceStatus::check_transition`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cannot move a device from {from} to {to}: {reason}")]
+pub struct TransitionError {
+    /// The current status.
+    pub from: DeviceStatus,
+    /// The refused target.
+    pub to: DeviceStatus,
+    /// Why, in words a person can act on.
+    pub reason: &'static str,
+}
+
+/// How the owner links the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionMethod {
+    /// An 8-character pairing code typed on the phone.
+    #[default]
+    Pairing,
+    /// A QR code scanned by the phone.
+    Qr,
+}
+
+impl ConnectionMethod {
+    /// The value stored in the `connection_method` column.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pairing => "pairing",
+            Self::Qr => "qr",
+        }
+    }
+}
+
+impl fmt::Display for ConnectionMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ConnectionMethod {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pairing" => Ok(Self::Pairing),
+            "qr" => Ok(Self::Qr),
+            _ => Err(StoreError::new(
+                ErrorKind::InvalidInput,
+                "unknown connection method: use pairing or qr",
+            )),
+        }
+    }
+}
+
+/// A lease's fence: a number that grows every time the device is claimed. Every write a
+/// runner makes carries the fence it was given; a write with an older fence is refused, so a
+/// paused or partitioned runner can never overwrite the one that took over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Fence(pub i64);
+
+impl fmt::Display for Fence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A runner instance's hold on one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The device held.
+    pub device_id: DeviceId,
+    /// The runner instance holding it.
+    pub owner: String,
+    /// The fence every write must carry.
+    pub fence: Fence,
+    /// When the lease lapses unless renewed (server clock for SQL backends).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A device as stored (the `devices` row).
+///
+/// `Debug` redacts the phone numbers and the pairing code.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Device {
+    /// Row id.
+    pub id: DeviceId,
+    /// Owner.
+    pub user_id: UserId,
+    /// The name the owner gave it.
+    pub device_name: String,
+    /// Where it is in its life.
+    pub status: DeviceStatus,
+    /// How it links.
+    pub connection_method: ConnectionMethod,
+    /// The number being linked (E.164 digits), set by the owner when pairing starts.
+    pub phone_for_pairing: Option<String>,
+    /// The linked account's number (E.164 digits), known once connected.
+    pub phone_number: Option<String>,
+    /// The live pairing code, if one is shown.
+    pub pairing_code: Option<PairingCode>,
+    /// When the live pairing code expires.
+    pub pairing_code_expires_at: Option<DateTime<Utc>>,
+    /// The live QR payload (QR method).
+    pub qr_code: Option<String>,
+    /// Why the device failed, in words the owner can act on.
+    pub error_message: Option<String>,
+    /// When trying again is worth it (WhatsApp throttled pairing for this number).
+    pub retry_after: Option<DateTime<Utc>>,
+    /// When a session last reached `connected`.
+    pub last_connected_at: Option<DateTime<Utc>>,
+    /// The runner instance holding the lease, if any.
+    pub lease_owner: Option<String>,
+    /// When that lease lapses.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// The current fence (0 before the first claim).
+    pub lease_fence: Fence,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Device {
+    /// A record with these values, connection method `pairing`, fence 0 and every optional
+    /// column empty; the name is taken as given. For backends that build records from rows
+    /// (the fields are public to set the rest).
+    pub fn new_unchecked(
+        id: DeviceId,
+        user_id: UserId,
+        device_name: String,
+        status: DeviceStatus,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            user_id,
+            device_name,
+            status,
+            connection_method: ConnectionMethod::Pairing,
+            phone_for_pairing: None,
+            phone_number: None,
+            pairing_code: None,
+            pairing_code_expires_at: None,
+            qr_code: None,
+            error_message: None,
+            retry_after: None,
+            last_connected_at: None,
+            lease_owner: None,
+            lease_expires_at: None,
+            lease_fence: Fence(0),
+            created_at,
+            updated_at: created_at,
+        }
+    }
+
+    /// The pairing code and its expiry, if one is set and still valid at `now`.
+    pub fn live_pairing_code(&self, now: DateTime<Utc>) -> Option<(PairingCode, DateTime<Utc>)> {
+        let code = self.pairing_code?;
+        let expires_at = self.pairing_code_expires_at?;
+        (now < expires_at).then_some((code, expires_at))
+    }
+
+    /// Whether the current lease (if any) has lapsed at `now`.
+    pub fn lease_is_free(&self, now: DateTime<Utc>) -> bool {
+        match (&self.lease_owner, self.lease_expires_at) {
+            (Some(_), Some(exp)) => exp < now,
+            _ => true,
+        }
+    }
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |p: &Option<String>| {
+            p.as_deref()
+                .map(|d| RedactedPhone::of_digits(d).to_string())
+        };
+        f.debug_struct("Device")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("device_name", &self.device_name)
+            .field("status", &self.status)
+            .field("connection_method", &self.connection_method)
+            .field("phone_for_pairing", &redact(&self.phone_for_pairing))
+            .field("phone_number", &redact(&self.phone_number))
+            .field("pairing_code", &self.pairing_code)
+            .field("pairing_code_expires_at", &self.pairing_code_expires_at)
+            .field("qr_code", &self.qr_code.as_ref().map(|_| "<redacted>"))
+            .field("error_message", &self.error_message)
+            .field("retry_after", &self.retry_after)
+            .field("last_connected_at", &self.last_connected_at)
+            .field("lease_owner", &self.lease_owner)
+            .field("lease_expires_at", &self.lease_expires_at)
+            .field("lease_fence", &self.lease_fence)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+/// A device a runner claimed: the record plus the lease it now holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedDevice {
+    /// The device as it was when claimed (its lease columns already show the new lease).
+    pub device: Device,
+    /// The lease to carry on every write.
+    pub lease: Lease,
+}
+
+/// What [`DeviceStore::create`](crate::DeviceStore::create) needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NewDevice {
+    /// Owner.
+    pub user_id: UserId,
+    /// A name for people (1 to 100 characters after trimming).
+    pub device_name: String,
+    /// How it will link.
+    pub connection_method: ConnectionMethod,
+}
+
+impl NewDevice {
+    /// A device for `user_id` named `device_name`, linking by pairing code.
+    pub fn new(user_id: UserId, device_name: impl Into<String>) -> Self {
+        Self {
+            user_id,
+            device_name: device_name.into(),
+            connection_method: ConnectionMethod::Pairing,
+        }
+    }
+
+    /// Sets the connection method.
+    #[must_use]
+    pub fn method(mut self, method: ConnectionMethod) -> Self {
+        self.connection_method = method;
+        self
+    }
+
+    /// Checks the name; returns the trimmed name.
+    pub fn validated_name(&self) -> Result<String, StoreError> {
+        validate_device_name(&self.device_name)
+    }
+}
+
+/// Trims a device name and checks it has 1 to 100 characters and no control characters.
+pub fn validate_device_name(name: &str) -> Result<String, StoreError> {
+    let trimmed = name.trim();
+    let len = trimmed.chars().count();
+    if len == 0 {
+        return Err(StoreError::new(
+            ErrorKind::InvalidInput,
+            "the device name is empty: give the device a name such as \"Shop phone\"",
+        ));
+    }
+    if len > 100 {
+        return Err(StoreError::new(
+            ErrorKind::InvalidInput,
+            "the device name is longer than 100 characters: choose a shorter name",
+        ));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(StoreError::new(
+            ErrorKind::InvalidInput,
+            "the device name contains control characters: use letters, digits, spaces and punctuation",
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// What the owner asks for when starting to link a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PairingRequest {
+    /// Link with a pairing code sent to WhatsApp on this (validated) number.
+    Code {
+        /// The number to link.
+        phone: PhoneNumber,
+    },
+    /// Link by scanning a QR code.
+    Qr,
+}
+
+/// A change a runner makes to a device under its lease.
+///
+/// Only the fields that are set change. Clearing the pairing code clears its expiry too.
+///
+/// ```
+/// use wa_pairing_store::{DeviceStatus, DeviceUpdate};
+///
+/// let update = DeviceUpdate::status(DeviceStatus::Failed)
+///     .error("WhatsApp refused the pairing request: try again later")
+///     .clear_pairing_code();
+/// assert_eq!(update.status, Some(DeviceStatus::Failed));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeviceUpdate {
+    /// New status (checked with [`DeviceStatus::check_transition`]).
+    pub status: Option<DeviceStatus>,
+    /// New linked number.
+    pub phone_number: Option<Field<String>>,
+    /// New pairing code and expiry.
+    pub pairing_code: Option<Field<IssuedCode>>,
+    /// New QR payload.
+    pub qr_code: Option<Field<String>>,
+    /// New error message.
+    pub error_message: Option<Field<String>>,
+    /// New retry-after time.
+    pub retry_after: Option<Field<DateTime<Utc>>>,
+    /// New last-connected time.
+    pub last_connected_at: Option<Field<DateTime<Utc>>>,
+}
+
+/// Set or clear one column in a [`DeviceUpdate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field<T> {
+    /// Set the column to this value.
+    Set(T),
+    /// Set the column to NULL.
+    Clear,
+}
+
+impl<T> Field<T> {
+    /// The value to store, `None` for NULL.
+    pub fn into_option(self) -> Option<T> {
+        match self {
+            Self::Set(v) => Some(v),
+            Self::Clear => None,
+        }
+    }
+
+    /// Borrowing form of [`into_option`](Self::into_option).
+    pub fn as_option(&self) -> Option<&T> {
+        match self {
+            Self::Set(v) => Some(v),
+            Self::Clear => None,
+        }
+    }
+}
+
+impl DeviceUpdate {
+    /// An update that changes nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An update that moves to `status`.
+    pub fn status(status: DeviceStatus) -> Self {
+        Self {
+            status: Some(status),
+            ..Self::default()
+        }
+    }
+
+    /// Moves to `status` as well.
+    #[must_use]
+    pub fn with_status(mut self, status: DeviceStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Records the linked number (E.164 digits).
+    #[must_use]
+    pub fn phone_number(mut self, digits: impl Into<String>) -> Self {
+        self.phone_number = Some(Field::Set(digits.into()));
+        self
+    }
+
+    /// Shows a pairing code with its expiry.
+    #[must_use]
+    pub fn pairing_code(mut self, code: IssuedCode) -> Self {
+        self.pairing_code = Some(Field::Set(code));
+        self
+    }
+
+    /// Removes the pairing code and its expiry.
+    #[must_use]
+    pub fn clear_pairing_code(mut self) -> Self {
+        self.pairing_code = Some(Field::Clear);
+        self
+    }
+
+    /// Shows a QR payload.
+    #[must_use]
+    pub fn qr_code(mut self, qr: impl Into<String>) -> Self {
+        self.qr_code = Some(Field::Set(qr.into()));
+        self
+    }
+
+    /// Removes the QR payload.
+    #[must_use]
+    pub fn clear_qr_code(mut self) -> Self {
+        self.qr_code = Some(Field::Clear);
+        self
+    }
+
+    /// Sets the error message.
+    #[must_use]
+    pub fn error(mut self, message: impl Into<String>) -> Self {
+        self.error_message = Some(Field::Set(message.into()));
+        self
+    }
+
+    /// Removes the error message.
+    #[must_use]
+    pub fn clear_error(mut self) -> Self {
+        self.error_message = Some(Field::Clear);
+        self
+    }
+
+    /// Sets when trying again is worth it.
+    #[must_use]
+    pub fn retry_after(mut self, at: DateTime<Utc>) -> Self {
+        self.retry_after = Some(Field::Set(at));
+        self
+    }
+
+    /// Removes the retry-after time.
+    #[must_use]
+    pub fn clear_retry_after(mut self) -> Self {
+        self.retry_after = Some(Field::Clear);
+        self
+    }
+
+    /// Records when the session connected.
+    #[must_use]
+    pub fn last_connected_at(mut self, at: DateTime<Utc>) -> Self {
+        self.last_connected_at = Some(Field::Set(at));
+        self
+    }
+
+    /// Applies this update to a record in memory (after the transition was checked). Used by
+    /// the in-memory backend and by tests that predict a backend's answer.
+    pub fn apply_to(&self, device: &mut Device) {
+        if let Some(s) = self.status {
+            device.status = s;
+        }
+        if let Some(f) = &self.phone_number {
+            device.phone_number = f.as_option().cloned();
+        }
+        if let Some(f) = &self.pairing_code {
+            device.pairing_code = f.as_option().map(|c| c.code);
+            device.pairing_code_expires_at = f.as_option().map(|c| c.expires_at);
+        }
+        if let Some(f) = &self.qr_code {
+            device.qr_code = f.as_option().cloned();
+        }
+        if let Some(f) = &self.error_message {
+            device.error_message = f.as_option().cloned();
+        }
+        if let Some(f) = &self.retry_after {
+            device.retry_after = f.as_option().copied();
+        }
+        if let Some(f) = &self.last_connected_at {
+            device.last_connected_at = f.as_option().copied();
+        }
+    }
+}
+
+/// What a pairing budget answers before a code request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetDecision {
+    /// Go ahead; one unit of budget was spent.
+    Allowed,
+    /// Over budget for this number; ask again after this long.
+    Denied {
+        /// How long until a request will be allowed.
+        retry_after: Duration,
+    },
+}
+
+/// A change to a device, from a store's change feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Change {
+    /// This device changed (any column).
+    Device(DeviceId),
+    /// Changes may have been missed (the feed lagged or reconnected): look at everything.
+    Resync,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips_through_text() {
+        for s in DeviceStatus::ALL {
+            assert_eq!(s.as_str().parse::<DeviceStatus>().unwrap(), s);
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
+        }
+        assert!("connected ".parse::<DeviceStatus>().is_err());
+    }
+
+    #[test]
+    fn every_refusal_has_a_reason() {
+        for from in DeviceStatus::ALL {
+            for to in DeviceStatus::ALL {
+                if let Err(e) = from.check_transition(to) {
+                    assert_ne!(
+                        e.reason, "this status change is not allowed",
+                        "{from} -> {to}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert_eq!(validate_device_name("  Shop  ").unwrap(), "Shop");
+        assert_eq!(validate_device_name("Toko Ibu 📱").unwrap(), "Toko Ibu 📱");
+        for bad in ["", "   ", "a\u{0}b"] {
+            assert_eq!(
+                validate_device_name(bad).unwrap_err().kind(),
+                ErrorKind::InvalidInput
+            );
+        }
+        assert!(validate_device_name(&"x".repeat(101)).is_err());
+        assert!(validate_device_name(&"é".repeat(100)).is_ok());
+    }
+}

@@ -1,0 +1,209 @@
+//! Runner configuration.
+
+use std::time::Duration;
+
+use wa_pairing_phone::Region;
+use wa_pairing_retry::{Backoff, RetryPolicy};
+
+/// How a [`Runner`](crate::Runner) behaves.
+///
+/// # Default
+/// | setting | default |
+/// |---|---|
+/// | `instance_id` | `runner-<random>` |
+/// | `claim_interval` (safety sweep when a change feed exists, the poll otherwise) | 5 s |
+/// | `lease_for` | 30 s |
+/// | `heartbeat` (lease renewal) | 10 s |
+/// | `max_sessions` | 1,000 |
+/// | `ready_timeout` | 10 s |
+/// | `connect_attempts` (open + ready) | 3 |
+/// | `code_retry` | 3 attempts, exponential 2 s to 10 s with full jitter, 60 s deadline |
+/// | `code_refreshes` (automatic, after expiry) | 2 |
+/// | `default_region` | Indonesia (`ID`) |
+/// | `shutdown_grace` | 10 s |
+///
+/// ```
+/// use std::time::Duration;
+/// use wa_pairing_runner::RunnerConfig;
+///
+/// let config = RunnerConfig::default()
+///     .instance_id("runner-a")
+///     .lease_for(Duration::from_secs(20))
+///     .heartbeat(Duration::from_secs(5))
+///     .code_refreshes(3);
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RunnerConfig {
+    pub(crate) instance_id: String,
+    pub(crate) claim_interval: Duration,
+    pub(crate) lease_for: Duration,
+    pub(crate) heartbeat: Duration,
+    pub(crate) max_sessions: usize,
+    pub(crate) ready_timeout: Duration,
+    pub(crate) connect_attempts: u32,
+    pub(crate) code_retry: RetryPolicy,
+    pub(crate) code_refreshes: u32,
+    pub(crate) default_region: Region,
+    pub(crate) shutdown_grace: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self {
+            instance_id: format!("runner-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            claim_interval: Duration::from_secs(5),
+            lease_for: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(10),
+            max_sessions: 1_000,
+            ready_timeout: Duration::from_secs(10),
+            connect_attempts: 3,
+            code_retry: RetryPolicy::default()
+                .max_attempts(3)
+                .backoff(Backoff::exponential(
+                    Duration::from_secs(2),
+                    Duration::from_secs(10),
+                ))
+                .deadline(Duration::from_secs(60)),
+            code_refreshes: 2,
+            default_region: Region::INDONESIA,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A configuration the runner cannot work with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid runner configuration: {0}")]
+pub struct ConfigError(String);
+
+impl RunnerConfig {
+    /// Names this instance in leases (unique per process across the fleet).
+    #[must_use]
+    pub fn instance_id(mut self, id: impl Into<String>) -> Self {
+        self.instance_id = id.into();
+        self
+    }
+
+    /// How often to claim work when nothing pushed a change.
+    #[must_use]
+    pub fn claim_interval(mut self, every: Duration) -> Self {
+        self.claim_interval = every;
+        self
+    }
+
+    /// How long a claimed lease lasts without renewal (another instance takes over after it).
+    #[must_use]
+    pub fn lease_for(mut self, d: Duration) -> Self {
+        self.lease_for = d;
+        self
+    }
+
+    /// How often leases are renewed (well under `lease_for`).
+    #[must_use]
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every;
+        self
+    }
+
+    /// At most this many devices held at once.
+    #[must_use]
+    pub fn max_sessions(mut self, n: usize) -> Self {
+        self.max_sessions = n;
+        self
+    }
+
+    /// How long to wait for the socket to be ready before a code request.
+    #[must_use]
+    pub fn ready_timeout(mut self, d: Duration) -> Self {
+        self.ready_timeout = d;
+        self
+    }
+
+    /// How many times to open the socket and wait for it before giving up.
+    #[must_use]
+    pub fn connect_attempts(mut self, n: u32) -> Self {
+        self.connect_attempts = n.max(1);
+        self
+    }
+
+    /// The retry policy of code requests (throttling gives up with the server's wait).
+    #[must_use]
+    pub fn code_retry(mut self, policy: RetryPolicy) -> Self {
+        self.code_retry = policy;
+        self
+    }
+
+    /// How many times an expired code is replaced automatically before the device fails.
+    #[must_use]
+    pub fn code_refreshes(mut self, n: u32) -> Self {
+        self.code_refreshes = n;
+        self
+    }
+
+    /// The region for numbers stored without a country code.
+    #[must_use]
+    pub fn default_region(mut self, region: Region) -> Self {
+        self.default_region = region;
+        self
+    }
+
+    /// How long shutdown waits for sessions to close before abandoning them.
+    #[must_use]
+    pub fn shutdown_grace(mut self, d: Duration) -> Self {
+        self.shutdown_grace = d;
+        self
+    }
+
+    /// This instance's id.
+    pub fn get_instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// Checks the settings fit together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.instance_id.trim().is_empty() {
+            return Err(ConfigError(
+                "instance_id is empty: give each runner instance a unique name".into(),
+            ));
+        }
+        if self.lease_for.is_zero() || self.heartbeat.is_zero() || self.claim_interval.is_zero() {
+            return Err(ConfigError(
+                "lease_for, heartbeat and claim_interval must be more than zero".into(),
+            ));
+        }
+        if self.heartbeat * 2 > self.lease_for {
+            return Err(ConfigError(format!(
+                "heartbeat ({} ms) must be at most half of lease_for ({} ms), or leases lapse between renewals",
+                self.heartbeat.as_millis(),
+                self.lease_for.as_millis()
+            )));
+        }
+        if self.max_sessions == 0 {
+            return Err(ConfigError(
+                "max_sessions is 0: allow at least one session".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_settings_explain_themselves() {
+        assert!(RunnerConfig::default().validate().is_ok());
+        let e = RunnerConfig::default()
+            .lease_for(Duration::from_secs(10))
+            .heartbeat(Duration::from_secs(8))
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("at most half"), "{e}");
+        assert!(RunnerConfig::default().instance_id(" ").validate().is_err());
+        assert!(RunnerConfig::default().max_sessions(0).validate().is_err());
+        assert_ne!(RunnerConfig::default().instance_id, "");
+    }
+}

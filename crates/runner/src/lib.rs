@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod actor;
+mod config;
+pub mod connector;
+mod messages;
+mod metrics;
+mod runner;
+
+pub use config::{ConfigError, RunnerConfig};
+pub use runner::{RunSummary, Runner};
+
+pub use connector::{
+    Connector, ConnectorError, ConnectorErrorKind, OpenedSession, Session, SessionEvent,
+    SessionEvents, SessionMode, SessionSpec,
+};
+#[cfg(feature = "mocks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mocks")))]
+pub use connector::{MockConnector, MockSession};

@@ -1,0 +1,111 @@
+//! The words a device's owner reads in `error_message`: what happened and what to do.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use wa_pairing_phone::PhoneError;
+
+use crate::connector::{ConnectorError, ConnectorErrorKind};
+
+/// The stored number could not be used.
+pub(crate) fn invalid_phone(err: &PhoneError) -> String {
+    format!("{err}. Fix the number and start pairing again.")
+}
+
+/// No number was stored for a pairing-code device.
+pub(crate) const NO_PHONE: &str =
+    "no phone number was given for pairing: enter the WhatsApp number to link and start again";
+
+/// Throttled by WhatsApp or by our own per-number budget.
+pub(crate) fn throttled(until: DateTime<Utc>, ours: bool) -> String {
+    let who = if ours {
+        "Too many pairing codes were requested for this number"
+    } else {
+        "WhatsApp is limiting pairing requests for this number"
+    };
+    format!(
+        "{who}: try again after {} UTC. Asking sooner extends the wait.",
+        until.format("%H:%M")
+    )
+}
+
+/// A refusal that retrying cannot fix.
+pub(crate) fn refused(err: &ConnectorError) -> String {
+    match err.kind() {
+        ConnectorErrorKind::Refused { code: 403 } => {
+            "WhatsApp refused to link this number (forbidden). Check the number, open WhatsApp on the phone once, and try again later.".into()
+        }
+        ConnectorErrorKind::Refused { code: 452 } => {
+            "Pairing codes are not available for this WhatsApp account: link it with a QR code instead.".into()
+        }
+        ConnectorErrorKind::Refused { code } => {
+            format!("WhatsApp refused the pairing request (code {code}). Press refresh to try again.")
+        }
+        ConnectorErrorKind::InvalidPhone => {
+            format!("WhatsApp did not accept the phone number: {err}. Fix the number and start again.")
+        }
+        ConnectorErrorKind::CodeOutstanding => {
+            "A pairing code is still active for this device. Wait for it to expire, then press refresh.".into()
+        }
+        _ => format!("The pairing request failed: {err}. Press refresh to try again."),
+    }
+}
+
+/// Retries were used up on transient failures.
+pub(crate) fn gave_up(attempts: u32) -> String {
+    format!(
+        "WhatsApp did not issue a pairing code after {attempts} attempts. Press refresh to try again; if it keeps failing, WhatsApp may be unavailable."
+    )
+}
+
+/// The socket never became ready.
+pub(crate) fn unreachable(waited: Duration) -> String {
+    format!(
+        "Could not connect to WhatsApp (waited {} s). Press refresh to try again; if it keeps failing, check the service's network.",
+        waited.as_secs()
+    )
+}
+
+/// Codes expired too many times.
+pub(crate) const EXPIRED: &str =
+    "The pairing code expired before it was entered. Press refresh for a new code.";
+
+/// The phone side failed to complete pairing.
+pub(crate) fn pairing_failed(reason: &str) -> String {
+    format!("Linking failed on the phone: {reason}. Press refresh for a new code.")
+}
+
+/// Logged out from the phone.
+pub(crate) fn logged_out(reason: &str) -> String {
+    format!("This device was logged out ({reason}). Link it again to reconnect.")
+}
+
+/// Another connection took over.
+pub(crate) const REPLACED: &str = "Another connection took over this WhatsApp account (replaced). Stop the other connection, then link again.";
+
+/// Temporarily banned.
+pub(crate) fn banned(until: Option<DateTime<Utc>>) -> String {
+    match until {
+        Some(t) => format!(
+            "WhatsApp banned this account temporarily, until {} UTC. Wait, then link again.",
+            t.format("%Y-%m-%d %H:%M")
+        ),
+        None => "WhatsApp banned this account temporarily. Wait, then link again.".into(),
+    }
+}
+
+/// The client version is refused.
+pub(crate) const OUTDATED: &str =
+    "WhatsApp refuses this service's client version: the service needs an update.";
+
+/// The client stopped reconnecting.
+pub(crate) fn connection_lost(reason: &str) -> String {
+    format!(
+        "The WhatsApp connection was lost and could not be restored ({reason}). Link the device again."
+    )
+}
+
+/// A linked device without stored state.
+pub(crate) fn cannot_resume(err: &ConnectorError) -> String {
+    format!("The stored WhatsApp session could not be loaded ({err}). Link the device again.")
+}

@@ -1,0 +1,877 @@
+//! The runner's branches, one scenario each, with the mock connector on tokio's paused
+//! clock (so code expiry, retries and backoffs take no real time).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use futures::StreamExt as _;
+use tokio::sync::mpsc;
+use wa_pairing_code::{IssuedCode, PairingCode};
+use wa_pairing_retry::Verdict;
+use wa_pairing_runner::{
+    ConnectorError, ConnectorErrorKind, MockConnector, MockSession, OpenedSession, RunSummary,
+    Runner, RunnerConfig, SessionEvent, SessionMode,
+};
+use wa_pairing_store::{
+    AuthStateStore, BudgetConfig, ClaimedDevice, CodeCache, Device, DeviceId, DeviceStatus,
+    DeviceStore, DeviceUpdate, Lease, MemoryStore, NewDevice, PairingRequest, StoreResult, UserId,
+};
+
+const PHONE: &str = "6281234567890";
+
+fn code() -> IssuedCode {
+    IssuedCode::new(
+        PairingCode::generate(),
+        Utc::now(),
+        Duration::from_secs(180),
+    )
+}
+
+fn refused(code: u16, verdict: Verdict) -> ConnectorError {
+    ConnectorError::new(
+        ConnectorErrorKind::Refused { code },
+        format!("refused with {code}"),
+        verdict,
+    )
+}
+
+/// What one mock session does, and what it was asked.
+#[derive(Default)]
+struct Script {
+    codes: Mutex<VecDeque<Result<IssuedCode, ConnectorError>>>,
+    ready: Mutex<VecDeque<bool>>,
+    requests: AtomicUsize,
+    cancels: AtomicUsize,
+    disconnects: AtomicUsize,
+    opens: AtomicUsize,
+    modes: Mutex<Vec<SessionMode>>,
+    opened: tokio::sync::Notify,
+    /// How many sockets were closed when each session was opened.
+    closed_at_open: Mutex<Vec<usize>>,
+}
+
+impl Script {
+    fn codes(self, codes: impl IntoIterator<Item = Result<IssuedCode, ConnectorError>>) -> Self {
+        *self.codes.lock().unwrap() = codes.into_iter().collect();
+        self
+    }
+
+    fn ready(self, ready: impl IntoIterator<Item = bool>) -> Self {
+        *self.ready.lock().unwrap() = ready.into_iter().collect();
+        self
+    }
+}
+
+struct Harness {
+    store: MemoryStore,
+    script: Arc<Script>,
+    events: mpsc::UnboundedSender<SessionEvent>,
+    runner: Option<Runner>,
+}
+
+fn connector(script: &Arc<Script>, rx: mpsc::UnboundedReceiver<SessionEvent>) -> MockConnector {
+    let rx = Arc::new(Mutex::new(Some(rx)));
+    let script = Arc::clone(script);
+    let mut connector = MockConnector::new();
+    connector.expect_open().returning(move |spec| {
+        script.opens.fetch_add(1, Ordering::SeqCst);
+        script.modes.lock().unwrap().push(spec.mode);
+        script
+            .closed_at_open
+            .lock()
+            .unwrap()
+            .push(script.disconnects.load(Ordering::SeqCst));
+        script.opened.notify_waiters();
+        let mut session = MockSession::new();
+        let s = Arc::clone(&script);
+        session
+            .expect_wait_ready()
+            .returning(move |_| s.ready.lock().unwrap().pop_front().unwrap_or(true));
+        let s = Arc::clone(&script);
+        session.expect_request_code().returning(move |_| {
+            s.requests.fetch_add(1, Ordering::SeqCst);
+            s.codes
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| Ok(code()))
+        });
+        let s = Arc::clone(&script);
+        session.expect_cancel_code().returning(move || {
+            s.cancels.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        });
+        let s = Arc::clone(&script);
+        session.expect_disconnect().returning(move || {
+            s.disconnects.fetch_add(1, Ordering::SeqCst);
+        });
+        session.expect_logout().returning(|| Ok(()));
+        // Each session gets the one event channel (tests open one session at a time).
+        let events = match rx.lock().unwrap().take() {
+            Some(rx) => {
+                futures::stream::unfold(
+                    rx,
+                    |mut rx| async move { rx.recv().await.map(|e| (e, rx)) },
+                )
+                .boxed()
+            }
+            None => futures::stream::pending().boxed(),
+        };
+        Ok(OpenedSession {
+            session: Box::new(session),
+            events,
+        })
+    });
+    connector
+}
+
+fn config() -> RunnerConfig {
+    RunnerConfig::default()
+        .instance_id("test-runner")
+        .lease_for(Duration::from_secs(30))
+        .heartbeat(Duration::from_secs(10))
+}
+
+impl Harness {
+    fn new(script: Script) -> Self {
+        Self::with_config(script, config())
+    }
+
+    fn with_config(script: Script, config: RunnerConfig) -> Self {
+        let store = MemoryStore::new();
+        let script = Arc::new(script);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let runner = Runner::new(
+            Arc::new(store.clone()),
+            Arc::new(connector(&script, rx)),
+            config,
+        )
+        .unwrap()
+        .with_code_cache(Arc::new(store.clone()))
+        .with_auth_state(Arc::new(store.clone()));
+        Self {
+            store,
+            script,
+            events: tx,
+            runner: Some(runner),
+        }
+    }
+
+    async fn pairing_device(&self) -> Device {
+        let d = self
+            .store
+            .create(NewDevice::new(UserId::random(), "Shop"))
+            .await
+            .unwrap();
+        let phone = wa_pairing_phone::parse(PHONE).unwrap();
+        self.store
+            .start_pairing(d.id, PairingRequest::Code { phone })
+            .await
+            .unwrap()
+    }
+
+    /// A device already linked (status connected, no lease), as after a restart.
+    async fn connected_device(&self) -> Device {
+        let d = self.pairing_device().await;
+        let c = self
+            .store
+            .claim("earlier", 10, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .remove(0);
+        self.store
+            .update(
+                &c.lease,
+                DeviceUpdate::status(DeviceStatus::Connected).phone_number(PHONE),
+            )
+            .await
+            .unwrap();
+        AuthStateStore::put(&self.store, d.id, c.lease.fence, "identity", b"secret")
+            .await
+            .unwrap();
+        self.store.release(&c.lease).await.unwrap();
+        DeviceStore::get(&self.store, d.id).await.unwrap()
+    }
+
+    fn start(
+        &mut self,
+    ) -> (
+        tokio::task::JoinHandle<RunSummary>,
+        tokio::sync::oneshot::Sender<()>,
+    ) {
+        let runner = self.runner.take().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(runner.run(async {
+            let _ = stopped.await;
+        }));
+        (task, stop)
+    }
+
+    fn send(&self, e: SessionEvent) {
+        self.events.send(e).unwrap();
+    }
+
+    /// Waits (on store changes, never on sleeps) until the device satisfies `pred`.
+    async fn until(&self, id: DeviceId, what: &str, pred: impl Fn(&Device) -> bool) -> Device {
+        let mut feed = self.store.subscribe().await.unwrap().unwrap();
+        loop {
+            let d = DeviceStore::get(&self.store, id).await.unwrap();
+            if pred(&d) {
+                return d;
+            }
+            let next = tokio::time::timeout(Duration::from_secs(3600), feed.next()).await;
+            assert!(
+                next.is_ok(),
+                "timed out waiting for {what}; device is {d:?}"
+            );
+        }
+    }
+
+    /// Waits until the runner opened `n` sessions.
+    async fn opened(&self, n: usize) {
+        loop {
+            let notified = self.script.opened.notified();
+            if self.count(|s| &s.opens) >= n {
+                return;
+            }
+            let r = tokio::time::timeout(Duration::from_secs(3600), notified).await;
+            assert!(r.is_ok(), "the runner never opened a session");
+        }
+    }
+
+    fn count(&self, f: impl Fn(&Script) -> &AtomicUsize) -> usize {
+        f(&self.script).load(Ordering::SeqCst)
+    }
+}
+
+async fn stop(
+    task: tokio::task::JoinHandle<RunSummary>,
+    stop: tokio::sync::oneshot::Sender<()>,
+) -> RunSummary {
+    let _ = stop.send(());
+    task.await.unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fresh_device_is_paired_and_connected() {
+    let mut h = Harness::new(Script::default());
+    let d = h.pairing_device().await;
+    let (task, s) = h.start();
+    let waiting = h
+        .until(d.id, "a code", |d| d.status == DeviceStatus::WaitingPairing)
+        .await;
+    let shown = waiting.pairing_code.expect("code stored");
+    assert!(waiting.pairing_code_expires_at.unwrap() > Utc::now() + TimeDelta::seconds(170));
+    assert_eq!(
+        CodeCache::get(&h.store, d.id)
+            .await
+            .unwrap()
+            .map(|c| c.code),
+        Some(shown)
+    );
+    h.send(SessionEvent::Paired {
+        phone: PHONE.into(),
+    });
+    let linked = h
+        .until(d.id, "connected", |d| d.status == DeviceStatus::Connected)
+        .await;
+    assert_eq!(linked.phone_number.as_deref(), Some(PHONE));
+    assert!(linked.pairing_code.is_none() && linked.last_connected_at.is_some());
+    assert_eq!(
+        CodeCache::get(&h.store, d.id).await.unwrap(),
+        None,
+        "cache cleared"
+    );
+    h.send(SessionEvent::Connected);
+    assert_eq!(h.count(|s| &s.requests), 1);
+    assert_eq!(*h.script.modes.lock().unwrap(), [SessionMode::PairWithCode]);
+    let summary = stop(task, s).await;
+    assert_eq!(summary.claimed, 1);
+    assert_eq!(summary.released, 1);
+    let after = DeviceStore::get(&h.store, d.id).await.unwrap();
+    assert!(
+        after.lease_owner.is_none(),
+        "graceful shutdown releases the lease"
+    );
+    assert_eq!(
+        after.status,
+        DeviceStatus::Connected,
+        "a linked session stays linked across restarts"
+    );
+    assert!(h.count(|s| &s.disconnects) >= 1);
+}
+
+/// A store that hands out claimed devices with a bad stored number, as rows written by the
+/// original frontend may hold.
+struct BadNumberStore(MemoryStore, &'static str);
+
+#[async_trait::async_trait]
+impl DeviceStore for BadNumberStore {
+    async fn create(&self, new: NewDevice) -> StoreResult<Device> {
+        self.0.create(new).await
+    }
+    async fn get(&self, id: DeviceId) -> StoreResult<Device> {
+        DeviceStore::get(&self.0, id).await
+    }
+    async fn list_for_user(&self, user: UserId) -> StoreResult<Vec<Device>> {
+        self.0.list_for_user(user).await
+    }
+    async fn start_pairing(&self, id: DeviceId, r: PairingRequest) -> StoreResult<Device> {
+        self.0.start_pairing(id, r).await
+    }
+    async fn refresh(&self, id: DeviceId) -> StoreResult<Device> {
+        self.0.refresh(id).await
+    }
+    async fn stop(&self, id: DeviceId) -> StoreResult<Device> {
+        self.0.stop(id).await
+    }
+    async fn delete(&self, id: DeviceId) -> StoreResult<()> {
+        DeviceStore::delete(&self.0, id).await
+    }
+    async fn claim(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease_for: Duration,
+    ) -> StoreResult<Vec<ClaimedDevice>> {
+        let mut claimed = self.0.claim(owner, limit, lease_for).await?;
+        for c in &mut claimed {
+            c.device.phone_for_pairing = Some(self.1.to_owned());
+        }
+        Ok(claimed)
+    }
+    async fn renew(
+        &self,
+        owner: &str,
+        leases: &[Lease],
+        lease_for: Duration,
+    ) -> StoreResult<Vec<Lease>> {
+        self.0.renew(owner, leases, lease_for).await
+    }
+    async fn release(&self, lease: &Lease) -> StoreResult<bool> {
+        self.0.release(lease).await
+    }
+    async fn update(&self, lease: &Lease, update: DeviceUpdate) -> StoreResult<Device> {
+        self.0.update(lease, update).await
+    }
+    async fn subscribe(&self) -> StoreResult<Option<wa_pairing_store::ChangeStream>> {
+        self.0.subscribe().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bad_number_fails_at_once_without_asking_whatsapp() {
+    for (stored, words) in [
+        ("12", "too short"),
+        ("0812-ABCD", "letters"),
+        ("+999 1234 5678", "country code"),
+    ] {
+        let h = Harness::new(Script::default());
+        let store = BadNumberStore(h.store.clone(), stored);
+        let mut connector = MockConnector::new();
+        connector.expect_open().never();
+        let runner = Runner::new(Arc::new(store), Arc::new(connector), config()).unwrap();
+        let d = h.pairing_device().await;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(runner.run(async {
+            let _ = rx.await;
+        }));
+        let failed = h
+            .until(d.id, "failed", |d| d.status == DeviceStatus::Failed)
+            .await;
+        let msg = failed.error_message.unwrap();
+        assert!(msg.contains(words), "{stored}: {msg}");
+        assert!(
+            !msg.contains(stored),
+            "the message repeats the number: {msg}"
+        );
+        let _ = tx.send(());
+        task.await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttling_fails_with_the_servers_wait_and_asks_once() {
+    let throttled = refused(
+        429,
+        Verdict::Throttled {
+            retry_after: Some(Duration::from_secs(300)),
+        },
+    );
+    let mut h = Harness::new(Script::default().codes([Err(throttled)]));
+    let d = h.pairing_device().await;
+    let (task, s) = h.start();
+    let failed = h
+        .until(d.id, "failed", |d| d.status == DeviceStatus::Failed)
+        .await;
+    let retry_after = failed.retry_after.expect("retry_after set");
+    let wait = (retry_after - Utc::now()).num_seconds();
+    assert!((295..=301).contains(&wait), "retry_after in {wait} s");
+    assert!(failed.error_message.unwrap().contains("limiting"));
+    assert_eq!(h.count(|s| &s.requests), 1, "no request storm");
+    // The owner pressing refresh too early is refused.
+    let err = h.store.refresh(d.id).await.unwrap_err();
+    assert_eq!(err.kind(), wa_pairing_store::ErrorKind::Throttled);
+    stop(task, s).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn permanent_refusals_are_not_retried() {
+    for (code, words) in [(403, "forbidden"), (452, "QR code")] {
+        let mut h = Harness::new(Script::default().codes([Err(refused(code, Verdict::Permanent))]));
+        let d = h.pairing_device().await;
+        let (task, s) = h.start();
+        let failed = h
+            .until(d.id, "failed", |d| d.status == DeviceStatus::Failed)
+            .await;
+        assert!(failed.error_message.unwrap().contains(words), "{code}");
+        assert!(failed.retry_after.is_none());
+        assert_eq!(h.count(|s| &s.requests), 1);
+        stop(task, s).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_errors_are_retried_then_succeed() {
+    let e500 = || Err(refused(500, Verdict::Retry));
+    let mut h = Harness::new(Script::default().codes([e500(), e500(), Ok(code())]));
+    let d = h.pairing_device().await;
+    let (task, s) = h.start();
+    h.until(d.id, "a code", |d| d.status == DeviceStatus::WaitingPairing)
+        .await;
+    assert_eq!(h.count(|s| &s.requests), 3);
+    stop(task, s).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_errors_that_persist_fail_after_the_policys_attempts() {
+    let e500 = || Err(refused(500, Verdict::Retry));
+    let mut h = Harness::new(Script::default().codes([e500(), e500(), e500(), e500()]));
+    let d = h.pairing_device().await;
+    let (task, s) = h.start();
+    let failed = h
+        .until(d.id, "failed", |d| d.status == DeviceStatus::Failed)
+        .await;
+    assert!(failed.error_message.unwrap().contains("after 3 attempts"));
+    assert_eq!(h.count(|s| &s.requests), 3);
+    stop(task, s).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_codes_are_refreshed_then_the_device_fails() {
+    let mut h = Harness::with_config(Script::default(), config().code_refreshes(2));
+    let d = h.pairing_device().await;
+    let (task, s) = h.start();
+    let failed = h
+        .until(d.id, "failed", |d| d.status == DeviceStatus::Failed)
+        .await;
+    assert!(failed.error_message.unwrap().contains("expired"));
+    assert!(failed.pairing_code.is_none());
+    assert_eq!(h.count(|s| &s.requests), 3, "one code and two refreshes");
+    assert_eq!(
+        h.count(|s| &s.cancels),
+        2,
+        "each refresh cancels the live code first"
+    );
+    stop(task, s).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_refresh_request_issues_a_fresh_code_at_once() {
+    let mut h = Harness::new(Script::default());
+    let d = h.pairing_device().await;
+    let (task, s) = h.start();
+    let first = h
+        .until(d.id, "a code", |d| d.pairing_code.is_some())
+        .await
+        .pairing_code;
+    h.send(SessionEvent::CodeRefreshRequested);
+    h.until(d.id, "a new code", |d| {
+        d.pairing_code.is_some() && d.pairing_code != first
+    })
+    .await;
+    assert_eq!(h.count(|s| &s.requests), 2);
+    assert_eq!(h.count(|s| &s.cancels), 1);
+    stop(task, s).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_socket_while_waiting_reissues_the_code() {
+    let mut h = Harness::new(Script::default());
+    let d = h.pairing_device().await;
+    let (task, s) = h.start();
+    let first = h
+        .until(d.id, "a code", |d| d.pairing_code.is_some())
+        .await
+        .pairing_code;
+    h.send(SessionEvent::Disconnected {
+        reason: "stream error 503".into(),
+    });
+    h.until(d.id, "a new code", |d| {
+        d.pairing_code.is_some() && d.pairing_code != first
+    })
+    .await;
+    assert_eq!(h.count(|s| &s.requests), 2);
+    stop(task, s).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_budget_refuses_before_whatsapp_is_asked() {
+    let mut h = Harness::new(Script::default());
+    let budget = MemoryStore::new().with_budget(BudgetConfig::new(0, Duration::from_secs(600)));
+    h.runner = Some(h.runner.take().unwrap().with_budget(Arc::new(budget)));
+    let d = h.pairing_device().await;
+    let (task, s) = h.start();
+    let failed = h
+        .until(d.id, "failed", |d| d.status == DeviceStatus::Failed)
+        .await;
+    assert!(
+        failed
+            .error_message
+            .unwrap()
+            .contains("Too many pairing codes")
+    );
+    assert!(failed.retry_after.is_some());
+    assert_eq!(h.count(|s| &s.requests), 0);
+    stop(task, s).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_socket_that_never_gets_ready_fails_after_the_attempts() {
+    let mut h = Harness::with_config(
+        Script::default().ready([false, false, false]),
+        config().connect_attempts(3),
+    );
+    let d = h.pairing_device().await;
+    let (task, s) = h.start();
+    let failed = h
+        .until(d.id, "failed", |d| d.status == DeviceStatus::Failed)
+        .await;
+    assert!(failed.error_message.unwrap().contains("Could not connect"));
+    assert_eq!(h.count(|s| &s.opens), 3);
+    assert_eq!(h.count(|s| &s.requests), 0);
+    assert_eq!(
+        h.count(|s| &s.disconnects),
+        3,
+        "every unready socket is closed"
+    );
+    stop(task, s).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_linked_device_resumes_without_pairing_and_stops_on_logout() {
+    let mut h = Harness::new(Script::default());
+    let d = h.connected_device().await;
+    let (task, s) = h.start();
+    h.opened(1).await;
+    h.send(SessionEvent::Connected);
+    h.until(d.id, "reconnected", |x| {
+        x.last_connected_at > d.last_connected_at
+    })
+    .await;
+    assert_eq!(*h.script.modes.lock().unwrap(), [SessionMode::Resume]);
+    assert_eq!(h.count(|s| &s.requests), 0, "no code for a linked device");
+    h.send(SessionEvent::LoggedOut {
+        reason: "removed from the phone".into(),
+    });
+    let out = h
+        .until(d.id, "logged out", |d| {
+            d.status == DeviceStatus::Disconnected
+        })
+        .await;
+    assert!(out.error_message.unwrap().contains("logged out"));
+    assert!(
+        h.store.scan_prefix(d.id, "").await.unwrap().is_empty(),
+        "auth state wiped"
+    );
+    h.until(d.id, "released", |d| d.lease_owner.is_none()).await;
+    stop(task, s).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn replaced_stops_for_good() {
+    let mut h = Harness::new(Script::default());
+    let d = h.connected_device().await;
+    let (task, s) = h.start();
+    h.opened(1).await;
+    h.send(SessionEvent::Replaced);
+    let out = h
+        .until(d.id, "disconnected", |d| {
+            d.status == DeviceStatus::Disconnected
+        })
+        .await;
+    assert!(out.error_message.unwrap().contains("replaced"));
+    assert_eq!(
+        h.store.scan_prefix(d.id, "").await.unwrap().len(),
+        1,
+        "auth state kept"
+    );
+    assert_eq!(h.count(|s| &s.opens), 1, "never reconnects");
+    stop(task, s).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_temporary_ban_fails_until_its_end() {
+    let mut h = Harness::new(Script::default());
+    let d = h.connected_device().await;
+    let (task, s) = h.start();
+    h.opened(1).await;
+    let until = Utc::now() + TimeDelta::hours(2);
+    h.send(SessionEvent::TemporarilyBanned { until: Some(until) });
+    let failed = h
+        .until(d.id, "failed", |d| d.status == DeviceStatus::Failed)
+        .await;
+    assert_eq!(
+        failed.retry_after.map(|t| t.timestamp()),
+        Some(until.timestamp())
+    );
+    assert!(failed.error_message.unwrap().contains("banned"));
+    stop(task, s).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outdated_client_fails_with_a_clear_message() {
+    let mut h = Harness::new(Script::default());
+    let d = h.connected_device().await;
+    let (task, s) = h.start();
+    h.opened(1).await;
+    h.send(SessionEvent::ClientOutdated);
+    let failed = h
+        .until(d.id, "failed", |d| d.status == DeviceStatus::Failed)
+        .await;
+    assert!(failed.error_message.unwrap().contains("update"));
+    stop(task, s).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_gives_up_reconnecting_leaves_the_device_disconnected() {
+    let mut h = Harness::new(Script::default());
+    let d = h.connected_device().await;
+    let (task, s) = h.start();
+    h.opened(1).await;
+    h.send(SessionEvent::Disconnected {
+        reason: "network".into(),
+    });
+    h.send(SessionEvent::GaveUp {
+        reason: "network unreachable".into(),
+    });
+    let out = h
+        .until(d.id, "disconnected", |d| {
+            d.status == DeviceStatus::Disconnected
+        })
+        .await;
+    assert!(out.error_message.unwrap().contains("could not be restored"));
+    stop(task, s).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_owner_stop_revokes_the_lease_and_closes_the_socket_at_once() {
+    let mut h = Harness::new(Script::default());
+    let d = h.pairing_device().await;
+    let (task, s) = h.start();
+    h.until(d.id, "a code", |d| d.status == DeviceStatus::WaitingPairing)
+        .await;
+    h.store.stop(d.id).await.unwrap();
+    // The actor notices through the change feed and closes its socket.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while h.count(|s| &s.disconnects) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "socket not closed");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let after = DeviceStore::get(&h.store, d.id).await.unwrap();
+    assert_eq!(
+        after.status,
+        DeviceStatus::Disconnected,
+        "the runner did not overwrite the owner"
+    );
+    let summary = stop(task, s).await;
+    assert_eq!(summary.leases_lost, 1);
+    assert_eq!(summary.released, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_pairing_is_reissued_with_a_fresh_code() {
+    let mut h = Harness::new(Script::default());
+    let d = h.pairing_device().await;
+    // An earlier instance showed a code, then died without releasing its lease.
+    let c = h
+        .store
+        .claim("dead", 10, Duration::ZERO)
+        .await
+        .unwrap()
+        .remove(0);
+    h.store
+        .update(
+            &c.lease,
+            DeviceUpdate::status(DeviceStatus::WaitingPairing).pairing_code(code()),
+        )
+        .await
+        .unwrap();
+    let old = DeviceStore::get(&h.store, d.id).await.unwrap().pairing_code;
+    let (task, s) = h.start();
+    let fresh = h
+        .until(d.id, "a fresh code", |x| {
+            x.lease_owner.as_deref() == Some("test-runner")
+                && x.pairing_code.is_some()
+                && x.pairing_code != old
+        })
+        .await;
+    assert!(fresh.lease_fence > c.lease.fence);
+    assert_eq!(*h.script.modes.lock().unwrap(), [SessionMode::PairWithCode]);
+    stop(task, s).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_qr_method_stores_each_qr_then_links() {
+    let mut h = Harness::new(Script::default());
+    let d = h
+        .store
+        .create(NewDevice::new(UserId::random(), "Till"))
+        .await
+        .unwrap();
+    h.store
+        .start_pairing(d.id, PairingRequest::Qr)
+        .await
+        .unwrap();
+    let (task, s) = h.start();
+    h.opened(1).await;
+    h.send(SessionEvent::QrCode {
+        payload: "2@abc,def".into(),
+        valid_for: Duration::from_secs(60),
+    });
+    h.until(d.id, "a QR", |d| d.qr_code.as_deref() == Some("2@abc,def"))
+        .await;
+    h.send(SessionEvent::QrCode {
+        payload: "2@ghi,jkl".into(),
+        valid_for: Duration::from_secs(20),
+    });
+    let w = h
+        .until(d.id, "the next QR", |d| {
+            d.qr_code.as_deref() == Some("2@ghi,jkl")
+        })
+        .await;
+    assert_eq!(w.status, DeviceStatus::WaitingPairing);
+    h.send(SessionEvent::Paired {
+        phone: PHONE.into(),
+    });
+    let linked = h
+        .until(d.id, "connected", |d| d.status == DeviceStatus::Connected)
+        .await;
+    assert!(linked.qr_code.is_none());
+    assert_eq!(*h.script.modes.lock().unwrap(), [SessionMode::PairWithQr]);
+    assert_eq!(h.count(|s| &s.requests), 0);
+    stop(task, s).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_concurrency_limit_is_honoured() {
+    let mut h = Harness::with_config(Script::default(), config().max_sessions(2));
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(h.pairing_device().await.id);
+    }
+    let (task, s) = h.start();
+    for id in &ids[..2] {
+        h.until(*id, "a code", |d| d.status == DeviceStatus::WaitingPairing)
+            .await;
+    }
+    let third = DeviceStore::get(&h.store, ids[2]).await.unwrap();
+    assert!(
+        third.lease_owner.is_none(),
+        "a third device was claimed beyond the limit"
+    );
+    let summary = stop(task, s).await;
+    assert_eq!(summary.claimed, 2);
+    assert_eq!(summary.released, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_taken_over_by_another_instance_stops_the_session_at_the_next_heartbeat() {
+    let clock = Arc::new(wa_pairing_store::ManualClock::new(Utc::now()));
+    let store = MemoryStore::with_clock(clock.clone());
+    let script = Arc::new(Script::default());
+    let (_tx, rx) = mpsc::unbounded_channel();
+    let runner = Runner::new(
+        Arc::new(store.clone()),
+        Arc::new(connector(&script, rx)),
+        config(),
+    )
+    .unwrap();
+    let d = store
+        .create(NewDevice::new(UserId::random(), "Shop"))
+        .await
+        .unwrap();
+    store.start_pairing(d.id, PairingRequest::Qr).await.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stop_rx.await;
+    }));
+    while script.opens.load(Ordering::SeqCst) == 0 {
+        script.opened.notified().await;
+    }
+    // The runner is paused (say, a long GC or a partition) past its lease; another takes over.
+    clock.advance(Duration::from_secs(31));
+    let stolen = store
+        .claim("other-instance", 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(stolen.len(), 1);
+    // The next heartbeat finds the lease gone and closes the socket without writing.
+    while script.disconnects.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = DeviceStore::get(&store, d.id).await.unwrap();
+    assert_eq!(after.lease_owner.as_deref(), Some("other-instance"));
+    let _ = stop_tx.send(());
+    let summary = task.await.unwrap();
+    assert_eq!(summary.leases_lost, 1);
+    assert_eq!(summary.released, 0, "never releases a lease it lost");
+}
+
+#[tokio::test(start_paused = true)]
+async fn reclaiming_its_own_lapsed_lease_closes_the_old_socket_before_opening_a_new_one() {
+    let clock = Arc::new(wa_pairing_store::ManualClock::new(Utc::now()));
+    let store = MemoryStore::with_clock(clock.clone());
+    let script = Arc::new(Script::default());
+    let (_tx, rx) = mpsc::unbounded_channel();
+    let runner = Runner::new(
+        Arc::new(store.clone()),
+        Arc::new(connector(&script, rx)),
+        config(),
+    )
+    .unwrap();
+    let d = store
+        .create(NewDevice::new(UserId::random(), "Shop"))
+        .await
+        .unwrap();
+    store.start_pairing(d.id, PairingRequest::Qr).await.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stop_rx.await;
+    }));
+    while script.opens.load(Ordering::SeqCst) == 0 {
+        script.opened.notified().await;
+    }
+    // Heartbeats stalled past the lease: the next claim tick hands the device back to us.
+    clock.advance(Duration::from_secs(31));
+    while script.opens.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        *script.closed_at_open.lock().unwrap(),
+        [0, 1],
+        "a second socket opened before the first closed"
+    );
+    let after = DeviceStore::get(&store, d.id).await.unwrap();
+    assert_eq!(after.lease_owner.as_deref(), Some("test-runner"));
+    assert_eq!(
+        after.lease_fence.0, 3,
+        "start_pairing, first claim, second claim"
+    );
+    let _ = stop_tx.send(());
+    task.await.unwrap();
+}

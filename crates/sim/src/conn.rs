@@ -1,0 +1,573 @@
+//! One client connection: WebSocket, Noise XX as the responder, then stanzas.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures::{SinkExt as _, StreamExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_websockets::{Message, ServerBuilder};
+use tracing::{debug, warn};
+use wacore_binary::builder::NodeBuilder;
+use wacore_binary::consts::{NOISE_PATTERN_XX, WA_CONN_HEADER};
+use wacore_binary::{Node, NodeContent};
+use wacore_libsignal::protocol::KeyPair;
+use wacore_noise::framing::{FrameDecoder, encode_frame};
+use wacore_noise::{NoiseCipher, NoiseHandshake};
+use waproto::buffa::Message as _;
+use waproto::whatsapp as wa;
+
+use crate::model::{SimEvent, Stage, StreamError, redact};
+use crate::state::{ConnHandle, Finish, Out, PendingCode, Shared};
+
+pub(crate) const SERVER: &str = "s.whatsapp.net";
+
+type Ws = tokio_websockets::WebSocketStream<TcpStream>;
+
+/// Errors that end a connection; logged at debug level only (clients come and go).
+#[derive(Debug)]
+struct Closed(String);
+
+impl<E: std::fmt::Display> From<E> for Closed {
+    fn from(e: E) -> Self {
+        Self(e.to_string())
+    }
+}
+
+struct Transport {
+    ws: Ws,
+    decoder: FrameDecoder,
+    header_seen: bool,
+}
+
+impl Transport {
+    /// The next frame from the client (a WebSocket message may carry several, or part of one).
+    async fn frame(&mut self) -> Result<Option<BytesMut>, Closed> {
+        loop {
+            if let Some(frame) = self.decoder.decode_frame() {
+                return Ok(Some(frame));
+            }
+            let Some(msg) = self.ws.next().await else {
+                return Ok(None);
+            };
+            let msg = msg?;
+            if msg.is_close() {
+                return Ok(None);
+            }
+            if !msg.is_binary() {
+                continue;
+            }
+            let payload = msg.into_payload();
+            let mut data: &[u8] = &payload;
+            if !self.header_seen {
+                data = strip_header(data)?;
+                self.header_seen = true;
+            }
+            self.decoder.feed(data);
+        }
+    }
+
+    async fn send_frame(&mut self, payload: &[u8]) -> Result<(), Closed> {
+        let framed = encode_frame(payload, None)?;
+        self.ws.send(Message::binary(framed)).await?;
+        Ok(())
+    }
+}
+
+/// Strips the optional edge-routing preamble and the `WA 6 <dict>` connection header.
+fn strip_header(data: &[u8]) -> Result<&[u8], Closed> {
+    let mut rest = data;
+    if rest.starts_with(b"ED\x00\x01") && rest.len() >= 7 {
+        let len = (usize::from(rest[4]) << 16) | (usize::from(rest[5]) << 8) | usize::from(rest[6]);
+        rest = rest
+            .get(7 + len..)
+            .ok_or_else(|| Closed("short edge-routing preamble".into()))?;
+    }
+    if rest.len() < 4 || rest[..2] != WA_CONN_HEADER[..2] {
+        return Err(Closed("missing the WA connection header".into()));
+    }
+    Ok(&rest[4..])
+}
+
+struct Ciphers {
+    read: NoiseCipher,
+    write: NoiseCipher,
+    read_counter: u32,
+    write_counter: u32,
+}
+
+/// The XX handshake as the responder. Returns the ciphers and the client's static key and
+/// payload.
+async fn handshake(
+    shared: &Shared,
+    t: &mut Transport,
+) -> Result<(Ciphers, [u8; 32], wa::ClientPayload), Closed> {
+    let hello = t
+        .frame()
+        .await?
+        .ok_or_else(|| Closed("closed before hello".into()))?;
+    let hello = waproto::codec::handshake_message_decode(&hello)?;
+    let client_hello = hello
+        .client_hello
+        .into_option()
+        .ok_or_else(|| Closed("no client hello".into()))?;
+    if client_hello.r#static.is_some() {
+        // The chain's validity ended long ago, so clients never try IK against the sim.
+        return Err(Closed("Noise IK is not supported by the simulator".into()));
+    }
+    let client_eph = client_hello
+        .ephemeral
+        .ok_or_else(|| Closed("no client ephemeral".into()))?;
+
+    let mut noise = NoiseHandshake::new(NOISE_PATTERN_XX, &WA_CONN_HEADER)?;
+    noise.authenticate(&client_eph);
+    let eph = KeyPair::generate(&mut rand::make_rng::<rand::rngs::StdRng>());
+    noise.authenticate(eph.public_key.public_key_bytes());
+    noise.mix_shared_secret(eph.private_key.serialize(), &client_eph)?;
+    let static_ct = noise.encrypt(shared.identity.static_kp.public_key.public_key_bytes())?;
+    noise.mix_shared_secret(
+        shared.identity.static_kp.private_key.serialize(),
+        &client_eph,
+    )?;
+    let cert_ct = noise.encrypt(&shared.identity.cert_chain)?;
+    let server_hello = wa::HandshakeMessage {
+        server_hello: waproto::buffa::MessageField::some(wa::handshake_message::ServerHello {
+            ephemeral: Some(eph.public_key.public_key_bytes().to_vec()),
+            r#static: Some(static_ct),
+            payload: Some(cert_ct),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    t.send_frame(&server_hello.encode_to_vec()).await?;
+
+    let finish = t
+        .frame()
+        .await?
+        .ok_or_else(|| Closed("closed before finish".into()))?;
+    let finish = waproto::codec::handshake_message_decode(&finish)?;
+    let client_finish = finish
+        .client_finish
+        .into_option()
+        .ok_or_else(|| Closed("no client finish".into()))?;
+    let client_static = noise.decrypt(
+        client_finish
+            .r#static
+            .as_deref()
+            .ok_or_else(|| Closed("no client static".into()))?,
+    )?;
+    let client_static: [u8; 32] = client_static
+        .try_into()
+        .map_err(|_| Closed("client static is not 32 bytes".into()))?;
+    noise.mix_shared_secret(eph.private_key.serialize(), &client_static)?;
+    let payload = noise.decrypt(
+        client_finish
+            .payload
+            .as_deref()
+            .ok_or_else(|| Closed("no client payload".into()))?,
+    )?;
+    let payload = wa::ClientPayload::decode_from_slice(&payload)?;
+    // The initiator writes with the first key and reads with the second.
+    let (client_write, client_read) = noise.finish()?;
+    Ok((
+        Ciphers {
+            read: client_write,
+            write: client_read,
+            read_counter: 0,
+            write_counter: 0,
+        },
+        client_static,
+        payload,
+    ))
+}
+
+/// Serves one accepted TCP connection until it closes.
+pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let id = {
+        let mut st = shared.lock();
+        st.next_conn += 1;
+        st.counters.connections += 1;
+        st.counters.open_connections += 1;
+        let id = st.next_conn;
+        st.conns.insert(
+            id,
+            ConnHandle {
+                tx,
+                phone: None,
+                device: None,
+            },
+        );
+        id
+    };
+    if let Err(Closed(why)) = run(&shared, id, stream, rx).await {
+        debug!(conn = id, %why, "connection ended");
+    }
+    {
+        let mut st = shared.lock();
+        st.conns.remove(&id);
+        st.counters.open_connections = st.counters.open_connections.saturating_sub(1);
+        for account in st.accounts.values_mut() {
+            if account.pending.as_ref().is_some_and(|p| p.conn == id) {
+                // A code dies with the socket that registered it.
+                account.pending = None;
+            }
+        }
+    }
+    shared.emit(SimEvent::Disconnected { conn: id });
+}
+
+async fn run(
+    shared: &Arc<Shared>,
+    id: u64,
+    stream: TcpStream,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+) -> Result<(), Closed> {
+    let (_request, ws) = ServerBuilder::new().accept(stream).await?;
+    let mut t = Transport {
+        ws,
+        decoder: FrameDecoder::new(),
+        header_seen: false,
+    };
+    let (mut ciphers, client_static, payload) = handshake(shared, &mut t).await?;
+    shared.emit(SimEvent::Connected { conn: id });
+
+    if payload.device_pairing_data.is_set() || payload.username.is_none() {
+        debug!(conn = id, "registration connection");
+    } else {
+        login(shared, id, &payload, client_static);
+    }
+
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return Ok(()),
+            out = rx.recv() => match out {
+                Some(Out::Node(node)) => {
+                    let plain = wacore_binary::marshal(&node)?;
+                    let ct = ciphers.write.encrypt_with_counter(ciphers.write_counter, &plain)?;
+                    ciphers.write_counter += 1;
+                    t.send_frame(&ct).await?;
+                }
+                Some(Out::Close) | None => {
+                    let _ = t.ws.close().await;
+                    return Ok(());
+                }
+            },
+            frame = t.frame() => {
+                let Some(mut frame) = frame? else { return Ok(()) };
+                ciphers.read.decrypt_in_place_with_counter(ciphers.read_counter, &mut frame)?;
+                ciphers.read_counter += 1;
+                let data = wacore_binary::util::unpack(&frame)?;
+                let node = wacore_binary::marshal::unmarshal_ref(&data)?.to_owned();
+                if shared.config.record_stanzas {
+                    shared.lock().stanzas.push(format!("{id} <- {node:?}"));
+                }
+                handle(shared, id, node);
+            }
+        }
+    }
+}
+
+fn login(shared: &Arc<Shared>, id: u64, payload: &wa::ClientPayload, client_static: [u8; 32]) {
+    let phone = payload.username.unwrap_or_default().to_string();
+    let device = payload.device.unwrap_or(0);
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        if !shared.stage(&phone, Stage::LoginSuccess, id).await {
+            return;
+        }
+        let mut st = shared.lock();
+        let account = st.account(&phone);
+        let failure = account.faults.login_failure.take();
+        let known = account
+            .devices
+            .get(&device)
+            .is_some_and(|d| !d.removed && d.noise_pub == client_static);
+        let failure = failure.or((!known).then_some(crate::LoginFailure::LoggedOut));
+        if let Some(f) = failure {
+            let mut node = NodeBuilder::new("failure").attr("reason", f.reason().to_string());
+            if let crate::LoginFailure::TemporarilyBanned { expires_in } = f {
+                node = node
+                    .attr("expire", expires_in.as_secs().to_string())
+                    .attr("code", "101");
+            }
+            st.send(id, Out::Node(node.build()));
+            st.send(id, Out::Close);
+            drop(st);
+            shared.emit(SimEvent::LoginRefused {
+                phone,
+                reason: f.reason(),
+            });
+            return;
+        }
+        let lid = account.lid.clone();
+        // A second socket for one companion: the server keeps the newest.
+        let older = st.sessions_of(&phone, device);
+        for old in older {
+            st.send(
+                old,
+                Out::Node(
+                    NodeBuilder::new("stream:error")
+                        .children([NodeBuilder::new("conflict")
+                            .attr("type", "replaced")
+                            .build()])
+                        .build(),
+                ),
+            );
+            st.send(old, Out::Close);
+        }
+        if let Some(c) = st.conns.get_mut(&id) {
+            c.phone = Some(phone.clone());
+            c.device = Some(device);
+        }
+        let concurrent = u32::try_from(st.sessions_of(&phone, device).len()).unwrap_or(u32::MAX);
+        let max = st
+            .counters
+            .max_concurrent_sessions
+            .entry(phone.clone())
+            .or_insert(0);
+        *max = (*max).max(concurrent);
+        st.counters.logins += 1;
+        let now = wacore::time::now_secs().to_string();
+        st.send(
+            id,
+            Out::Node(
+                NodeBuilder::new("success")
+                    .attr("t", now)
+                    .attr("lid", format!("{lid}:{device}@lid"))
+                    .attr("location", "sim")
+                    .build(),
+            ),
+        );
+        drop(st);
+        shared.emit(SimEvent::LoggedIn { phone, device });
+    });
+}
+
+pub(crate) fn attr(node: &Node, key: &str) -> Option<String> {
+    node.attrs.get(key).map(|v| v.as_str().into_owned())
+}
+
+pub(crate) fn bytes_of(node: &Node) -> Option<&[u8]> {
+    match &node.content {
+        Some(NodeContent::Bytes(b)) => Some(b),
+        Some(NodeContent::String(s)) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+fn child_bytes(node: &Node, tag: &str) -> Option<Vec<u8>> {
+    node.get_optional_child(tag)
+        .and_then(bytes_of)
+        .map(<[u8]>::to_vec)
+}
+
+pub(crate) fn result(id: &str) -> NodeBuilder {
+    NodeBuilder::new("iq")
+        .attr("type", "result")
+        .attr("id", id.to_owned())
+        .attr("from", SERVER)
+}
+
+fn error(id: &str, code: u16, text: &str, backoff: Option<Duration>) -> Node {
+    let mut err = NodeBuilder::new("error")
+        .attr("code", code.to_string())
+        .attr("text", text.to_owned());
+    if let Some(b) = backoff {
+        err = err.attr("backoff", b.as_secs().to_string());
+    }
+    NodeBuilder::new("iq")
+        .attr("type", "error")
+        .attr("id", id.to_owned())
+        .attr("from", SERVER)
+        .children([err.build()])
+        .build()
+}
+
+pub(crate) fn stream_error(e: StreamError) -> Node {
+    let mut node = NodeBuilder::new("stream:error");
+    if e == StreamError::Replaced {
+        node = node.children([NodeBuilder::new("conflict")
+            .attr("type", "replaced")
+            .build()]);
+    } else {
+        node = node.attr("code", e.code().to_string());
+    }
+    node.build()
+}
+
+/// Dispatches one stanza from a client.
+fn handle(shared: &Arc<Shared>, conn: u64, node: Node) {
+    if node.tag != "iq" {
+        // acks, receipts, presence, unified_session...: nothing to answer.
+        return;
+    }
+    let id = attr(&node, "id").unwrap_or_default();
+    let kind = attr(&node, "type").unwrap_or_default();
+    if kind == "result" || kind == "error" {
+        if let Some(waiter) = shared.lock().waiting.remove(&id) {
+            let _ = waiter.send(node);
+        }
+        return;
+    }
+    let xmlns = attr(&node, "xmlns").unwrap_or_default();
+    let reply = |n: Node| {
+        shared.lock().send(conn, Out::Node(n));
+    };
+    if let Some(reg) = node.get_optional_child("link_code_companion_reg") {
+        match attr(reg, "stage").as_deref() {
+            Some("companion_hello") => code_request(shared, conn, &id, reg),
+            Some("companion_finish") => {
+                companion_finish(shared, reg);
+                reply(result(&id).build());
+            }
+            _ => reply(error(&id, 400, "bad-request", None)),
+        }
+        return;
+    }
+    match (xmlns.as_str(), kind.as_str()) {
+        ("passive", "set") => {
+            reply(result(&id).build());
+            if node.get_optional_child("active").is_some() {
+                reply(
+                    NodeBuilder::new("ib")
+                        .attr("from", SERVER)
+                        .children([NodeBuilder::new("offline").attr("count", "0").build()])
+                        .build(),
+                );
+            }
+        }
+        ("encrypt", "get") if node.get_optional_child("count").is_some() => reply(
+            result(&id)
+                .children([NodeBuilder::new("count").attr("value", "100").build()])
+                .build(),
+        ),
+        ("w:sync:app:state", "set") => reply(app_state_answer(&id, &node)),
+        (_, "set") | ("w:p", _) => reply(result(&id).build()),
+        // Anything else is a query the simulator does not model.
+        _ => reply(error(&id, 501, "feature-not-implemented", None)),
+    }
+}
+
+/// Answers an app-state sync request with version 0 and no patches for every collection.
+fn app_state_answer(id: &str, node: &Node) -> Node {
+    let collections: Vec<Node> = node
+        .get_optional_child("sync")
+        .and_then(Node::children)
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.tag == "collection")
+        .map(|c| {
+            NodeBuilder::new("collection")
+                .attr("name", attr(c, "name").unwrap_or_default())
+                .attr("version", "0")
+                .build()
+        })
+        .collect();
+    result(id)
+        .children([NodeBuilder::new("sync").children(collections).build()])
+        .build()
+}
+
+fn code_request(shared: &Arc<Shared>, conn: u64, id: &str, reg: &Node) {
+    let jid = attr(reg, "jid").unwrap_or_default();
+    let phone = jid.split('@').next().unwrap_or_default().to_owned();
+    let wrapped = child_bytes(reg, "link_code_pairing_wrapped_companion_ephemeral_pub");
+    let noise_pub = child_bytes(reg, "companion_server_auth_key_pub")
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok());
+    let (Some(wrapped), Some(noise_pub)) = (wrapped, noise_pub) else {
+        shared
+            .lock()
+            .send(conn, Out::Node(error(id, 400, "bad-request", None)));
+        return;
+    };
+    let shared = Arc::clone(shared);
+    let id = id.to_owned();
+    tokio::spawn(async move {
+        if !shared.stage(&phone, Stage::CodeRequest, conn).await {
+            return;
+        }
+        let mut st = shared.lock();
+        let count = {
+            let n = st.counters.code_requests.entry(phone.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if let Some(c) = st.conns.get_mut(&conn) {
+            c.phone = Some(phone.clone());
+        }
+        let account = st.account(&phone);
+        let refusal = match &mut account.faults.refuse {
+            Some((r, None)) => Some(*r),
+            Some((r, Some(n))) if *n > 0 => {
+                *n -= 1;
+                Some(*r)
+            }
+            _ => None,
+        };
+        if let Some(r) = refusal {
+            let (code, text) = r.wire();
+            st.send(conn, Out::Node(error(&id, code, text, r.backoff())));
+            drop(st);
+            debug!(phone = %redact(&phone), code, "code request refused (fault)");
+            shared.emit(SimEvent::CodeRefused { phone, code });
+            return;
+        }
+        let pairing_ref: Vec<u8> = {
+            use rand::RngExt as _;
+            let mut rng = rand::rng();
+            (0..32).map(|_| rng.random::<u8>()).collect()
+        };
+        account.pending = Some(PendingCode {
+            pairing_ref: pairing_ref.clone(),
+            wrapped_companion_ephemeral: wrapped,
+            companion_noise_pub: noise_pub,
+            conn,
+            finish_tx: None,
+        });
+        for w in account.code_waiters.drain(..) {
+            let _ = w.send(());
+        }
+        st.send(
+            conn,
+            Out::Node(
+                result(&id)
+                    .children([NodeBuilder::new("link_code_companion_reg")
+                        .children([NodeBuilder::new("link_code_pairing_ref")
+                            .bytes(pairing_ref)
+                            .build()])
+                        .build()])
+                    .build(),
+            ),
+        );
+        drop(st);
+        shared.emit(SimEvent::CodeRequested { phone, count });
+    });
+}
+
+fn companion_finish(shared: &Shared, reg: &Node) {
+    let jid = attr(reg, "jid").unwrap_or_default();
+    let phone = jid.split('@').next().unwrap_or_default().to_owned();
+    let bundle = child_bytes(reg, "link_code_pairing_wrapped_key_bundle");
+    let identity = child_bytes(reg, "companion_identity_public");
+    let reference = child_bytes(reg, "link_code_pairing_ref");
+    let mut st = shared.lock();
+    let Some(pending) = st.accounts.get_mut(&phone).and_then(|a| a.pending.as_mut()) else {
+        warn!(phone = %redact(&phone), "companion_finish without a pending code");
+        return;
+    };
+    if reference.as_deref() != Some(pending.pairing_ref.as_slice()) {
+        warn!("companion_finish for another pairing reference");
+        return;
+    }
+    if let (Some(tx), Some(wrapped_bundle), Some(identity_pub)) =
+        (pending.finish_tx.take(), bundle, identity)
+    {
+        let _ = tx.send(Finish {
+            wrapped_bundle,
+            identity_pub,
+        });
+    }
+}

@@ -1,0 +1,366 @@
+//! The simulator's public vocabulary: configuration, events, faults, counters, errors.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How the simulator runs.
+///
+/// # Default
+/// Binds `127.0.0.1:0` (a free loopback port), sends the 515 stream error 120 ms after a
+/// pair-success was acknowledged, does not record stanzas.
+///
+/// ```
+/// use std::time::Duration;
+/// use wa_pairing_sim::SimConfig;
+///
+/// let config = SimConfig::default()
+///     .bind("127.0.0.1:0".parse().unwrap())
+///     .restart_delay(Duration::from_millis(50))
+///     .record_stanzas(true);
+/// assert!(config.validate().is_ok());
+/// assert!(SimConfig::default().bind("0.0.0.0:8080".parse().unwrap()).validate().is_err());
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SimConfig {
+    pub(crate) bind: SocketAddr,
+    pub(crate) restart_delay: Duration,
+    pub(crate) record_stanzas: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            restart_delay: Duration::from_millis(120),
+            record_stanzas: false,
+        }
+    }
+}
+
+impl SimConfig {
+    /// The address to listen on; must be a loopback address.
+    #[must_use]
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// How long after the pair-success acknowledgement the server sends `515` and closes (the
+    /// real server waits about 100 to 150 ms; sooner costs the client one harmless extra
+    /// reconnect).
+    #[must_use]
+    pub fn restart_delay(mut self, d: Duration) -> Self {
+        self.restart_delay = d;
+        self
+    }
+
+    /// Records every stanza the clients send, for debugging ([`Sim::stanzas`](crate::Sim::stanzas)).
+    #[must_use]
+    pub fn record_stanzas(mut self, on: bool) -> Self {
+        self.record_stanzas = on;
+        self
+    }
+
+    /// Checks the configuration: the simulator only ever listens on loopback.
+    pub fn validate(&self) -> Result<(), SimError> {
+        if self.bind.ip().is_loopback() {
+            Ok(())
+        } else {
+            Err(SimError::NotLoopback)
+        }
+    }
+}
+
+/// How a pair-code request is refused (the server's `<error code=.. text=..>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// 400 `bad-request`: the real server's per-number throttle.
+    BadRequest {
+        /// The `backoff` attribute in seconds, if any.
+        backoff: Option<Duration>,
+    },
+    /// 403 `forbidden`.
+    Forbidden,
+    /// 429 `rate-overlimit`.
+    RateOverlimit {
+        /// The `backoff` attribute in seconds, if any.
+        backoff: Option<Duration>,
+    },
+    /// 452 `feature-not-available`.
+    FeatureNotAvailable,
+    /// 500 `internal-server-error`.
+    InternalServerError,
+}
+
+impl Refusal {
+    /// The code and text the server sends.
+    pub const fn wire(self) -> (u16, &'static str) {
+        match self {
+            Self::BadRequest { .. } => (400, "bad-request"),
+            Self::Forbidden => (403, "forbidden"),
+            Self::RateOverlimit { .. } => (429, "rate-overlimit"),
+            Self::FeatureNotAvailable => (452, "feature-not-available"),
+            Self::InternalServerError => (500, "internal-server-error"),
+        }
+    }
+
+    pub(crate) const fn backoff(self) -> Option<Duration> {
+        match self {
+            Self::BadRequest { backoff } | Self::RateOverlimit { backoff } => backoff,
+            _ => None,
+        }
+    }
+}
+
+/// A point in the protocol where a fault can be injected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Stage {
+    /// Before answering the client's Noise hello.
+    Handshake,
+    /// Before answering a pair-code request.
+    CodeRequest,
+    /// Before the phone's `primary_hello` reaches the companion.
+    PrimaryHello,
+    /// Before sending pair-success.
+    PairSuccess,
+    /// Before sending `<success>` on a login connection.
+    LoginSuccess,
+}
+
+/// A stream error the server can send to a connected companion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// 515: restart now (sent after every pairing).
+    Restart,
+    /// 516: logged out.
+    LoggedOut,
+    /// 409 with `<conflict type="replaced"/>`: another connection took over.
+    Replaced,
+    /// 429: too many connections, reconnect later.
+    TooMany,
+    /// 503: service unavailable, reconnect later.
+    Unavailable,
+}
+
+impl StreamError {
+    pub(crate) const fn code(self) -> u16 {
+        match self {
+            Self::Restart => 515,
+            Self::LoggedOut => 516,
+            Self::Replaced => 409,
+            Self::TooMany => 429,
+            Self::Unavailable => 503,
+        }
+    }
+}
+
+/// How a login is refused (`<failure reason=..>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LoginFailure {
+    /// 401: the companion is not (or no longer) linked.
+    LoggedOut,
+    /// 402: the account is temporarily banned.
+    TemporarilyBanned {
+        /// When the ban ends, from now.
+        expires_in: Duration,
+    },
+    /// 405: the client version is refused.
+    ClientOutdated,
+}
+
+impl LoginFailure {
+    pub(crate) const fn reason(self) -> u16 {
+        match self {
+            Self::LoggedOut => 401,
+            Self::TemporarilyBanned { .. } => 402,
+            Self::ClientOutdated => 405,
+        }
+    }
+}
+
+/// Something that happened in the simulator. Tests and the demo wait on these instead of
+/// sleeping. `Debug` shows phone numbers redacted and never shows codes.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SimEvent {
+    /// A WebSocket connection completed the Noise handshake.
+    Connected {
+        /// The connection's number.
+        conn: u64,
+    },
+    /// A connection closed.
+    Disconnected {
+        /// The connection's number.
+        conn: u64,
+    },
+    /// A companion asked for a pairing code for this phone and it was accepted.
+    CodeRequested {
+        /// The phone (E.164 digits).
+        phone: String,
+        /// How many code requests this phone has seen, this one included.
+        count: u32,
+    },
+    /// A code request was refused by an injected fault.
+    CodeRefused {
+        /// The phone.
+        phone: String,
+        /// The server's code.
+        code: u16,
+    },
+    /// The person typed a code on the phone.
+    CodeEntered {
+        /// The phone.
+        phone: String,
+        /// Whether it was the right code.
+        ok: bool,
+    },
+    /// The companion was linked.
+    Paired {
+        /// The phone.
+        phone: String,
+        /// The companion's device number.
+        device: u32,
+    },
+    /// A linked companion logged in.
+    LoggedIn {
+        /// The phone.
+        phone: String,
+        /// The device number.
+        device: u32,
+    },
+    /// A login was refused.
+    LoginRefused {
+        /// The phone.
+        phone: String,
+        /// The failure reason code.
+        reason: u16,
+    },
+    /// A stream error was sent.
+    StreamErrorSent {
+        /// The connection.
+        conn: u64,
+        /// The code.
+        code: u16,
+    },
+    /// The phone removed a linked device.
+    DeviceRemoved {
+        /// The phone.
+        phone: String,
+        /// The device number.
+        device: u32,
+    },
+}
+
+pub(crate) fn redact(phone: &str) -> String {
+    let n = phone.len();
+    if n < 8 {
+        return "*".repeat(n);
+    }
+    format!("{}{}{}", &phone[..5], "*".repeat(n - 9), &phone[n - 4..])
+}
+
+impl fmt::Debug for SimEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Connected { conn } => write!(f, "Connected({conn})"),
+            Self::Disconnected { conn } => write!(f, "Disconnected({conn})"),
+            Self::CodeRequested { phone, count } => {
+                write!(f, "CodeRequested({}, #{count})", redact(phone))
+            }
+            Self::CodeRefused { phone, code } => {
+                write!(f, "CodeRefused({}, {code})", redact(phone))
+            }
+            Self::CodeEntered { phone, ok } => write!(f, "CodeEntered({}, ok={ok})", redact(phone)),
+            Self::Paired { phone, device } => write!(f, "Paired({}:{device})", redact(phone)),
+            Self::LoggedIn { phone, device } => write!(f, "LoggedIn({}:{device})", redact(phone)),
+            Self::LoginRefused { phone, reason } => {
+                write!(f, "LoginRefused({}, {reason})", redact(phone))
+            }
+            Self::StreamErrorSent { conn, code } => write!(f, "StreamErrorSent({conn}, {code})"),
+            Self::DeviceRemoved { phone, device } => {
+                write!(f, "DeviceRemoved({}:{device})", redact(phone))
+            }
+        }
+    }
+}
+
+/// A snapshot of what the simulator has seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SimCounters {
+    /// WebSocket connections accepted.
+    pub connections: u64,
+    /// Connections open now.
+    pub open_connections: u64,
+    /// Pair-code requests per phone (refused ones included).
+    pub code_requests: BTreeMap<String, u32>,
+    /// Completed pairings.
+    pub pairings: u64,
+    /// Successful logins.
+    pub logins: u64,
+    /// The most logged-in connections ever open at once for one account, per phone.
+    pub max_concurrent_sessions: BTreeMap<String, u32>,
+}
+
+impl SimCounters {
+    /// Pair-code requests seen for `phone`.
+    pub fn code_requests_for(&self, phone: &str) -> u32 {
+        self.code_requests.get(phone).copied().unwrap_or(0)
+    }
+
+    /// The most concurrent logged-in sessions seen for `phone`'s account.
+    pub fn max_sessions_for(&self, phone: &str) -> u32 {
+        self.max_concurrent_sessions
+            .get(phone)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The most concurrent logged-in sessions seen for any account.
+    pub fn max_sessions_any(&self) -> u32 {
+        self.max_concurrent_sessions
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// What went wrong in the simulator.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// The configured address is not loopback.
+    #[error(
+        "the simulator only listens on loopback (127.0.0.0/8 or ::1): it skips WhatsApp's certificate checks and must never be reachable from outside"
+    )]
+    NotLoopback,
+    /// Binding the listener failed.
+    #[error("the simulator could not listen: {0}")]
+    Bind(#[source] std::io::Error),
+    /// No companion has a live code for this phone.
+    #[error("no companion has asked for a pairing code for this phone: request a code first")]
+    NoCodeRequested,
+    /// The typed code does not match the companion's code.
+    #[error("the code typed on the phone is not the companion's code")]
+    WrongCode,
+    /// The companion did not answer in time.
+    #[error("the companion did not answer {0} in time")]
+    Timeout(&'static str),
+    /// The companion's connection closed.
+    #[error("the companion's connection closed")]
+    ConnectionClosed,
+    /// The phone has no such linked device.
+    #[error("the phone has no linked device {0}")]
+    NoSuchDevice(u32),
+    /// A protocol step failed.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}

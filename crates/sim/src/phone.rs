@@ -1,0 +1,493 @@
+//! The simulated phone: the primary device's side of pairing, and the fault controls.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tracing::{debug, info};
+use wacore::pair_code::PairCodeUtils;
+use wacore_binary::builder::NodeBuilder;
+use wacore_libsignal::crypto::{aes_256_gcm_decrypt, hmac_sha256};
+use wacore_libsignal::protocol::{KeyPair, PublicKey};
+use waproto::buffa::Message as _;
+use waproto::whatsapp as wa;
+
+use crate::conn::{SERVER, attr, stream_error};
+use crate::model::{LoginFailure, Refusal, SimError, SimEvent, Stage, StreamError, redact};
+use crate::state::{Finish, LinkedDevice, Out, Shared};
+
+const ADV_ACCOUNT_SIGNATURE_PREFIX: &[u8] = &[6, 0];
+const BUNDLE_KEY_INFO: &[u8] = b"link_code_pairing_key_bundle_encryption_key";
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A simulated phone: the WhatsApp account of one number, and the person holding it.
+///
+/// Created on first use by [`Sim::phone`](crate::Sim::phone); cheap to clone.
+#[derive(Clone)]
+pub struct SimPhone {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) number: String,
+}
+
+impl std::fmt::Debug for SimPhone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SimPhone({})", redact(&self.number))
+    }
+}
+
+fn hkdf(ikm: &[u8], salt: Option<&[u8]>, info: &[u8]) -> Result<[u8; 32], SimError> {
+    let mut out = [0u8; 32];
+    wacore::crypto::hkdf_sha256_into(ikm, salt, info, &mut out)
+        .map_err(|e| SimError::Protocol(format!("hkdf: {e}")))?;
+    Ok(out)
+}
+
+fn protocol(e: impl std::fmt::Display) -> SimError {
+    SimError::Protocol(e.to_string())
+}
+
+impl SimPhone {
+    /// The phone number (E.164 digits).
+    pub fn number(&self) -> &str {
+        &self.number
+    }
+
+    fn with_account<T>(&self, f: impl FnOnce(&mut crate::state::Account) -> T) -> T {
+        let mut st = self.shared.lock();
+        f(st.account(&self.number))
+    }
+
+    /// Waits until a companion has registered a code for this phone (at most `timeout`).
+    pub async fn wait_for_code_request(&self, timeout: Duration) -> Result<(), SimError> {
+        let rx = {
+            let mut st = self.shared.lock();
+            let account = st.account(&self.number);
+            if account.pending.is_some() {
+                return Ok(());
+            }
+            let (tx, rx) = oneshot::channel();
+            account.code_waiters.push(tx);
+            rx
+        };
+        tokio::time::timeout(timeout, rx)
+            .await
+            .map_err(|_| SimError::Timeout("a pairing-code request"))?
+            .map_err(|_| SimError::ConnectionClosed)
+    }
+
+    /// Whether a companion has a live code for this phone.
+    pub fn has_pending_code(&self) -> bool {
+        self.with_account(|a| a.pending.is_some())
+    }
+
+    /// The person types `code` in WhatsApp > Linked devices > Link with phone number.
+    ///
+    /// Runs the primary's side: unwraps the companion's ephemeral key with the code, sends
+    /// `primary_hello`, decrypts the companion's key bundle, derives the shared secret, signs
+    /// the companion's identity and sends pair-success; the server then restarts the stream
+    /// with 515. The code is accepted with or without its dash, in any case.
+    ///
+    /// # Errors
+    /// [`SimError::NoCodeRequested`] when no code is live; [`SimError::WrongCode`] when the
+    /// code does not match (the companion's bundle cannot be opened), which, like WhatsApp,
+    /// counts against the code's three attempts; timeouts when the companion goes silent.
+    // One protocol script, step by step, reads best in one place.
+    #[allow(clippy::too_many_lines)]
+    pub async fn enter_code(&self, code: &str) -> Result<(), SimError> {
+        let code: String = code
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        let (wrapped, pairing_ref, conn, companion_noise, identity, silent, finish_rx) = {
+            let mut st = self.shared.lock();
+            let account = st.account(&self.number);
+            let identity = account.identity.clone();
+            let silent = account.faults.silent;
+            let Some(pending) = account.pending.as_mut() else {
+                return Err(SimError::NoCodeRequested);
+            };
+            let (tx, rx) = oneshot::channel();
+            pending.finish_tx = Some(tx);
+            (
+                pending.wrapped_companion_ephemeral.clone(),
+                pending.pairing_ref.clone(),
+                pending.conn,
+                pending.companion_noise_pub,
+                identity,
+                silent,
+                rx,
+            )
+        };
+        if silent {
+            info!(phone = %redact(&self.number), "the phone is silent (fault): nothing is sent");
+            return Ok(());
+        }
+        // Both PBKDF2 runs (131,072 rounds each) off the async threads.
+        let typed = code.clone();
+        let (companion_eph, phone_eph, wrapped_primary) =
+            tokio::task::spawn_blocking(move || -> Result<_, SimError> {
+                let companion_eph = PairCodeUtils::decrypt_primary_ephemeral_pub(&wrapped, &typed)
+                    .map_err(protocol)?;
+                let phone_eph = KeyPair::generate(&mut rand::make_rng::<rand::rngs::StdRng>());
+                let eph_pub: [u8; 32] = phone_eph
+                    .public_key
+                    .public_key_bytes()
+                    .try_into()
+                    .map_err(protocol)?;
+                let wrapped_primary = PairCodeUtils::encrypt_ephemeral_pub(&eph_pub, &typed);
+                Ok((companion_eph, phone_eph, wrapped_primary))
+            })
+            .await
+            .map_err(protocol)??;
+
+        if !self
+            .shared
+            .stage(&self.number, Stage::PrimaryHello, conn)
+            .await
+        {
+            return Err(SimError::ConnectionClosed);
+        }
+        let hello = {
+            let mut st = self.shared.lock();
+            let id = st.next_id();
+            NodeBuilder::new("notification")
+                .attr("type", "link_code_companion_reg")
+                .attr("from", SERVER)
+                .attr("id", id)
+                .attr("t", wacore::time::now_secs().to_string())
+                .children([NodeBuilder::new("link_code_companion_reg")
+                    .attr("stage", "primary_hello")
+                    .children([
+                        NodeBuilder::new("link_code_pairing_wrapped_primary_ephemeral_pub")
+                            .bytes(wrapped_primary.to_vec())
+                            .build(),
+                        NodeBuilder::new("primary_identity_pub")
+                            .bytes(identity.public_key.public_key_bytes().to_vec())
+                            .build(),
+                        NodeBuilder::new("link_code_pairing_ref")
+                            .bytes(pairing_ref.clone())
+                            .build(),
+                    ])
+                    .build()])
+                .build()
+        };
+        if !self.shared.lock().send(conn, Out::Node(hello)) {
+            return Err(SimError::ConnectionClosed);
+        }
+        let Finish {
+            wrapped_bundle,
+            identity_pub,
+        } = tokio::time::timeout(STEP_TIMEOUT, finish_rx)
+            .await
+            .map_err(|_| SimError::Timeout("companion_finish"))?
+            .map_err(|_| SimError::ConnectionClosed)?;
+
+        // Open the key bundle: salt (32) || iv (12) || AES-GCM(companion id || primary id || random).
+        let companion_eph_pub =
+            PublicKey::from_djb_public_key_bytes(&companion_eph).map_err(protocol)?;
+        let eph_shared = phone_eph
+            .private_key
+            .calculate_agreement(&companion_eph_pub)
+            .map_err(protocol)?;
+        let opened = if wrapped_bundle.len() > 44 {
+            let salt = &wrapped_bundle[..32];
+            let iv: [u8; 12] = wrapped_bundle[32..44].try_into().map_err(protocol)?;
+            let key = hkdf(&eph_shared, Some(salt), BUNDLE_KEY_INFO)?;
+            let mut out = Vec::new();
+            aes_256_gcm_decrypt(&key, &iv, b"", &wrapped_bundle[44..], &mut out)
+                .ok()
+                .map(|()| out)
+        } else {
+            None
+        };
+        let Some(bundle) = opened.filter(|b| b.len() == 96) else {
+            info!(phone = %redact(&self.number), "wrong code typed");
+            self.shared.emit(SimEvent::CodeEntered {
+                phone: self.number.clone(),
+                ok: false,
+            });
+            return Err(SimError::WrongCode);
+        };
+        if bundle[..32] != identity_pub[..]
+            || bundle[32..64] != *identity.public_key.public_key_bytes()
+        {
+            return Err(SimError::Protocol(
+                "the key bundle names other identities".into(),
+            ));
+        }
+        self.shared.emit(SimEvent::CodeEntered {
+            phone: self.number.clone(),
+            ok: true,
+        });
+
+        let companion_identity =
+            PublicKey::from_djb_public_key_bytes(&identity_pub).map_err(protocol)?;
+        let identity_shared = identity
+            .private_key
+            .calculate_agreement(&companion_identity)
+            .map_err(protocol)?;
+        let mut secret = Vec::with_capacity(96);
+        secret.extend_from_slice(&eph_shared);
+        secret.extend_from_slice(&identity_shared);
+        secret.extend_from_slice(&bundle[64..96]);
+        let adv_secret = hkdf(&secret, None, b"adv_secret")?;
+
+        let device = self.with_account(|a| {
+            let d = a.next_device;
+            a.next_device += 1;
+            d
+        });
+        let container = Self::device_identity(&identity, &identity_pub, &adv_secret, device)?;
+
+        if !self
+            .shared
+            .stage(&self.number, Stage::PairSuccess, conn)
+            .await
+        {
+            return Err(SimError::ConnectionClosed);
+        }
+        let (success, answer) = {
+            let mut st = self.shared.lock();
+            let id = st.next_id();
+            let lid = st.account(&self.number).lid.clone();
+            let (tx, rx) = oneshot::channel();
+            st.waiting.insert(id.clone(), tx);
+            let node = NodeBuilder::new("iq")
+                .attr("type", "set")
+                .attr("xmlns", "md")
+                .attr("id", id)
+                .attr("from", SERVER)
+                .attr("t", wacore::time::now_secs().to_string())
+                .children([NodeBuilder::new("pair-success")
+                    .children([
+                        NodeBuilder::new("device-identity").bytes(container).build(),
+                        NodeBuilder::new("device")
+                            .attr("jid", format!("{}:{device}@s.whatsapp.net", self.number))
+                            .attr("lid", format!("{lid}:{device}@lid"))
+                            .build(),
+                        NodeBuilder::new("platform").attr("name", "android").build(),
+                    ])
+                    .build()])
+                .build();
+            (node, rx)
+        };
+        if !self.shared.lock().send(conn, Out::Node(success)) {
+            return Err(SimError::ConnectionClosed);
+        }
+        let answer = tokio::time::timeout(STEP_TIMEOUT, answer)
+            .await
+            .map_err(|_| SimError::Timeout("the pair-success acknowledgement"))?
+            .map_err(|_| SimError::ConnectionClosed)?;
+        if attr(&answer, "type").as_deref() != Some("result")
+            || answer.get_optional_child("pair-device-sign").is_none()
+        {
+            return Err(SimError::Protocol(
+                "the companion refused pair-success".into(),
+            ));
+        }
+        {
+            let mut st = self.shared.lock();
+            let account = st.account(&self.number);
+            account.devices.insert(
+                device,
+                LinkedDevice {
+                    noise_pub: companion_noise,
+                    removed: false,
+                },
+            );
+            account.pending = None;
+            st.counters.pairings += 1;
+        }
+        self.shared.emit(SimEvent::Paired {
+            phone: self.number.clone(),
+            device,
+        });
+        // The real server restarts the stream shortly after pair-device-sign.
+        let shared = Arc::clone(&self.shared);
+        let delay = shared.config.restart_delay;
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let st = shared.lock();
+            st.send(conn, Out::Node(stream_error(StreamError::Restart)));
+            st.send(conn, Out::Close);
+        });
+        debug!(phone = %redact(&self.number), device, "paired");
+        Ok(())
+    }
+
+    /// The ADV device identity for a companion, signed by the account and MACed with the
+    /// pairing's shared secret.
+    fn device_identity(
+        account: &KeyPair,
+        companion_identity: &[u8],
+        adv_secret: &[u8; 32],
+        device: u32,
+    ) -> Result<Vec<u8>, SimError> {
+        let details = wa::ADVDeviceIdentity {
+            raw_id: Some(device),
+            timestamp: Some(wacore::time::now_secs_u64()),
+            key_index: Some(device),
+            account_type: Some(wa::ADVEncryptionType::E2EE),
+            device_type: Some(wa::ADVEncryptionType::E2EE),
+        }
+        .encode_to_vec();
+        let mut to_sign = Vec::new();
+        to_sign.extend_from_slice(ADV_ACCOUNT_SIGNATURE_PREFIX);
+        to_sign.extend_from_slice(&details);
+        to_sign.extend_from_slice(companion_identity);
+        let signature = account
+            .private_key
+            .calculate_signature(&to_sign, &mut rand::make_rng::<rand::rngs::StdRng>())
+            .map_err(protocol)?;
+        let signed = wa::ADVSignedDeviceIdentity {
+            details: Some(details),
+            account_signature_key: Some(account.public_key.public_key_bytes().to_vec()),
+            account_signature: Some(signature.to_vec()),
+            device_signature: None,
+        }
+        .encode_to_vec();
+        let hmac = hmac_sha256(adv_secret, &signed).to_vec();
+        Ok(wa::ADVSignedDeviceIdentityHMAC {
+            details: Some(signed),
+            hmac: Some(hmac),
+            account_type: Some(wa::ADVEncryptionType::E2EE),
+        }
+        .encode_to_vec())
+    }
+
+    /// The phone asks the companion for a fresh code (`stage="refresh_code"`).
+    pub fn request_refresh(&self) -> Result<(), SimError> {
+        let mut st = self.shared.lock();
+        let id = st.next_id();
+        let account = st.account(&self.number);
+        let Some(pending) = account.pending.as_ref() else {
+            return Err(SimError::NoCodeRequested);
+        };
+        let (conn, pairing_ref) = (pending.conn, pending.pairing_ref.clone());
+        let node = NodeBuilder::new("notification")
+            .attr("type", "link_code_companion_reg")
+            .attr("from", SERVER)
+            .attr("id", id)
+            .children([NodeBuilder::new("link_code_companion_reg")
+                .attr("stage", "refresh_code")
+                .attr("force_manual_refresh", "false")
+                .children([NodeBuilder::new("link_code_pairing_ref")
+                    .bytes(pairing_ref)
+                    .build()])
+                .build()])
+            .build();
+        if st.send(conn, Out::Node(node)) {
+            Ok(())
+        } else {
+            Err(SimError::ConnectionClosed)
+        }
+    }
+
+    /// The linked companions' device numbers (removed ones excluded).
+    pub fn linked_devices(&self) -> Vec<u32> {
+        self.with_account(|a| {
+            a.devices
+                .iter()
+                .filter(|(_, d)| !d.removed)
+                .map(|(n, _)| *n)
+                .collect()
+        })
+    }
+
+    /// Whether any companion is linked.
+    pub fn is_linked(&self) -> bool {
+        !self.linked_devices().is_empty()
+    }
+
+    /// The person removes every linked companion in Linked devices: live sessions get a
+    /// `401` stream error and later logins are refused.
+    pub fn logout(&self) {
+        let devices = self.linked_devices();
+        for d in &devices {
+            let _ = self.remove_device(*d);
+        }
+    }
+
+    /// Removes one linked companion.
+    pub fn remove_device(&self, device: u32) -> Result<(), SimError> {
+        {
+            let mut st = self.shared.lock();
+            match st.account(&self.number).devices.get_mut(&device) {
+                Some(d) if !d.removed => d.removed = true,
+                _ => return Err(SimError::NoSuchDevice(device)),
+            }
+            for conn in st.sessions_of(&self.number, device) {
+                st.send(
+                    conn,
+                    Out::Node(NodeBuilder::new("stream:error").attr("code", "401").build()),
+                );
+                st.send(conn, Out::Close);
+            }
+        }
+        self.shared.emit(SimEvent::DeviceRemoved {
+            phone: self.number.clone(),
+            device,
+        });
+        Ok(())
+    }
+
+    /// Sends `error` to every logged-in session of this phone's companions, now.
+    pub fn send_stream_error(&self, error: StreamError) -> usize {
+        let conns: Vec<u64> = {
+            let st = self.shared.lock();
+            st.conns
+                .iter()
+                .filter(|(_, c)| c.phone.as_deref() == Some(self.number.as_str()))
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        let st = self.shared.lock();
+        for conn in &conns {
+            st.send(*conn, Out::Node(stream_error(error)));
+            st.send(*conn, Out::Close);
+        }
+        drop(st);
+        for conn in &conns {
+            self.shared.emit(SimEvent::StreamErrorSent {
+                conn: *conn,
+                code: error.code(),
+            });
+        }
+        conns.len()
+    }
+
+    /// Refuses the next `times` code requests (`None`: every one) with `refusal`.
+    pub fn refuse_code_requests(&self, refusal: Refusal, times: Option<u32>) {
+        self.with_account(|a| a.faults.refuse = Some((refusal, times)));
+    }
+
+    /// Delays `stage` by `by`.
+    pub fn delay(&self, stage: Stage, by: Duration) {
+        self.with_account(|a| {
+            a.faults.delays.insert(stage, by);
+        });
+    }
+
+    /// Drops the connection at `stage`.
+    pub fn drop_at(&self, stage: Stage) {
+        self.with_account(|a| {
+            a.faults.drops.insert(stage);
+        });
+    }
+
+    /// Refuses the next login with `failure`.
+    pub fn fail_next_login(&self, failure: LoginFailure) {
+        self.with_account(|a| a.faults.login_failure = Some(failure));
+    }
+
+    /// The phone never answers: typed codes are swallowed.
+    pub fn go_silent(&self) {
+        self.with_account(|a| a.faults.silent = true);
+    }
+
+    /// Removes every fault of this phone.
+    pub fn clear_faults(&self) {
+        self.with_account(|a| a.faults = crate::state::Faults::default());
+    }
+}

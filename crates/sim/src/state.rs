@@ -1,0 +1,177 @@
+//! The simulator's shared state: connections, accounts, faults, counters.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use wacore_binary::Node;
+use wacore_libsignal::protocol::KeyPair;
+
+use crate::identity::ServerIdentity;
+use crate::model::{LoginFailure, Refusal, SimConfig, SimCounters, SimEvent, Stage};
+
+/// What a connection task is told to do.
+pub(crate) enum Out {
+    /// Encrypt and send this stanza.
+    Node(Node),
+    /// Close the socket.
+    Close,
+}
+
+pub(crate) struct ConnHandle {
+    pub(crate) tx: mpsc::UnboundedSender<Out>,
+    /// The phone this connection belongs to, once known.
+    pub(crate) phone: Option<String>,
+    /// The companion's device number, for logged-in connections.
+    pub(crate) device: Option<u32>,
+}
+
+/// A companion linked to an account.
+pub(crate) struct LinkedDevice {
+    /// The companion's Noise static key: a login must present it.
+    pub(crate) noise_pub: [u8; 32],
+    /// Removed from the phone: its next login is refused.
+    pub(crate) removed: bool,
+}
+
+/// The companion's answer to `primary_hello`.
+pub(crate) struct Finish {
+    pub(crate) wrapped_bundle: Vec<u8>,
+    pub(crate) identity_pub: Vec<u8>,
+}
+
+/// A pairing code a companion registered (the server never learns the code itself).
+pub(crate) struct PendingCode {
+    pub(crate) pairing_ref: Vec<u8>,
+    pub(crate) wrapped_companion_ephemeral: Vec<u8>,
+    pub(crate) companion_noise_pub: [u8; 32],
+    pub(crate) conn: u64,
+    pub(crate) finish_tx: Option<oneshot::Sender<Finish>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Faults {
+    /// Refuse code requests: the refusal and how many more times (`None`: always).
+    pub(crate) refuse: Option<(Refusal, Option<u32>)>,
+    pub(crate) delays: HashMap<Stage, Duration>,
+    pub(crate) drops: HashSet<Stage>,
+    pub(crate) login_failure: Option<LoginFailure>,
+    pub(crate) silent: bool,
+}
+
+pub(crate) struct Account {
+    pub(crate) lid: String,
+    pub(crate) identity: KeyPair,
+    pub(crate) next_device: u32,
+    pub(crate) devices: BTreeMap<u32, LinkedDevice>,
+    pub(crate) pending: Option<PendingCode>,
+    pub(crate) faults: Faults,
+    pub(crate) code_waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl Account {
+    fn new(lid_seq: u64) -> Self {
+        let mut rng = rand::make_rng::<rand::rngs::StdRng>();
+        Self {
+            lid: format!("{}", 100_000_000_000_000u64 + lid_seq),
+            identity: KeyPair::generate(&mut rng),
+            next_device: 1,
+            devices: BTreeMap::new(),
+            pending: None,
+            faults: Faults::default(),
+            code_waiters: Vec::new(),
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) next_conn: u64,
+    pub(crate) next_id: u64,
+    pub(crate) conns: HashMap<u64, ConnHandle>,
+    pub(crate) accounts: HashMap<String, Account>,
+    /// Server-initiated IQs awaiting the client's answer, by id.
+    pub(crate) waiting: HashMap<String, oneshot::Sender<Node>>,
+    pub(crate) counters: SimCounters,
+    pub(crate) stanzas: Vec<String>,
+}
+
+impl State {
+    pub(crate) fn account(&mut self, phone: &str) -> &mut Account {
+        let seq = self.accounts.len() as u64;
+        self.accounts
+            .entry(phone.to_owned())
+            .or_insert_with(|| Account::new(seq))
+    }
+
+    pub(crate) fn next_id(&mut self) -> String {
+        self.next_id += 1;
+        format!("sim-{}", self.next_id)
+    }
+
+    /// Logged-in connections of `phone`'s companion `device`.
+    pub(crate) fn sessions_of(&self, phone: &str, device: u32) -> Vec<u64> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.phone.as_deref() == Some(phone) && c.device == Some(device))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    pub(crate) fn send(&self, conn: u64, out: Out) -> bool {
+        self.conns
+            .get(&conn)
+            .is_some_and(|c| c.tx.send(out).is_ok())
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: SimConfig,
+    pub(crate) identity: ServerIdentity,
+    pub(crate) addr: SocketAddr,
+    pub(crate) state: Mutex<State>,
+    pub(crate) events: broadcast::Sender<SimEvent>,
+    pub(crate) shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the state consistent before it could panic.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn emit(&self, event: SimEvent) {
+        tracing::debug!(?event, "sim event");
+        let _ = self.events.send(event);
+    }
+
+    /// The configured delay for `stage` on `phone`, if any.
+    pub(crate) fn delay(&self, phone: &str, stage: Stage) -> Option<Duration> {
+        self.lock()
+            .accounts
+            .get(phone)
+            .and_then(|a| a.faults.delays.get(&stage).copied())
+    }
+
+    /// Whether the connection must be dropped at `stage` for `phone`.
+    pub(crate) fn drops(&self, phone: &str, stage: Stage) -> bool {
+        self.lock()
+            .accounts
+            .get(phone)
+            .is_some_and(|a| a.faults.drops.contains(&stage))
+    }
+
+    /// Applies the delay and drop faults of `stage`; returns whether to go on.
+    pub(crate) async fn stage(&self, phone: &str, stage: Stage, conn: u64) -> bool {
+        if let Some(d) = self.delay(phone, stage) {
+            tokio::time::sleep(d).await;
+        }
+        if self.drops(phone, stage) {
+            self.lock().send(conn, Out::Close);
+            return false;
+        }
+        true
+    }
+}

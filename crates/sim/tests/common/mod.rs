@@ -1,0 +1,100 @@
+//! A real whatsapp-rust client wired to the simulator, with its events in a channel.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use wacore::store::InMemoryBackend;
+use wacore::types::events::{Event, EventHandler};
+use whatsapp_rust::bot::{Bot, BotHandle};
+use whatsapp_rust::http::{HttpClient, HttpRequest, HttpResponse};
+use whatsapp_rust::pair_code::PairCodeOptions;
+use whatsapp_rust::transport::TokioWebSocketTransportFactory;
+use whatsapp_rust::{Client, TokioRuntime};
+
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+struct NoHttp;
+
+#[whatsapp_rust::async_trait]
+impl HttpClient for NoHttp {
+    async fn execute(&self, _: HttpRequest) -> whatsapp_rust::anyhow::Result<HttpResponse> {
+        Err(whatsapp_rust::anyhow::anyhow!("no HTTP offline"))
+    }
+}
+
+struct Forward(mpsc::UnboundedSender<Arc<Event>>);
+
+impl EventHandler for Forward {
+    fn handle_event(&self, event: Arc<Event>) {
+        let _ = self.0.send(event);
+    }
+}
+
+pub struct TestClient {
+    pub handle: BotHandle,
+    pub client: Arc<Client>,
+    pub events: mpsc::UnboundedReceiver<Arc<Event>>,
+    pub backend: Arc<InMemoryBackend>,
+}
+
+impl TestClient {
+    pub async fn start(url: &str, backend: Arc<InMemoryBackend>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let bot = Bot::builder()
+            .with_backend_arc(backend.clone())
+            .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(url.to_owned()))
+            .with_http_client(NoHttp)
+            .with_runtime(TokioRuntime)
+            .with_version((2, 3000, 1_042_742_319))
+            .skip_history_sync()
+            .with_event_handler(Forward(tx))
+            .build()
+            .await
+            .expect("client builds");
+        let handle = bot.spawn();
+        let client = handle.client();
+        Self {
+            handle,
+            client,
+            events: rx,
+            backend,
+        }
+    }
+
+    /// Waits for the first event matching `pred`, failing after the deadline.
+    pub async fn wait(&mut self, what: &str, pred: impl Fn(&Event) -> bool) -> Arc<Event> {
+        tokio::time::timeout(DEADLINE, async {
+            while let Some(e) = self.events.recv().await {
+                if pred(&e) {
+                    return e;
+                }
+            }
+            panic!("event stream ended while waiting for {what}");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    }
+
+    pub async fn request_code(
+        &self,
+        phone: &str,
+    ) -> Result<String, whatsapp_rust::pair_code::PairError> {
+        assert!(
+            self.client.wait_for_socket(DEADLINE).await.is_ok(),
+            "socket never ready"
+        );
+        self.client
+            .pair_with_code(PairCodeOptions {
+                phone_number: phone.to_owned(),
+                ..PairCodeOptions::default()
+            })
+            .await
+    }
+
+    pub async fn stop(self) {
+        self.client.disconnect().await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.handle).await;
+    }
+}

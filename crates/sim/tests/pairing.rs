@@ -1,0 +1,56 @@
+//! The real whatsapp-rust client pairs with the simulator and logs in again from its state.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::TestClient;
+use wa_pairing_sim::{Sim, SimConfig};
+use wacore::store::InMemoryBackend;
+use wacore::types::events::Event;
+
+const PHONE: &str = "6281234567890";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairs_from_nothing_then_logs_in_from_stored_state() {
+    let sim = Sim::start(SimConfig::default().record_stanzas(true))
+        .await
+        .unwrap();
+    let backend = Arc::new(InMemoryBackend::new());
+    let mut client = TestClient::start(&sim.url(), backend.clone()).await;
+    let code = client.request_code(PHONE).await.expect("a code");
+    assert_eq!(code.len(), 8);
+    let phone = sim.phone(PHONE);
+    assert!(phone.has_pending_code());
+    phone.enter_code(&code).await.expect("the right code links");
+    let success = client
+        .wait("pair success", |e| matches!(e, Event::PairSuccess(_)))
+        .await;
+    let Event::PairSuccess(p) = &*success else {
+        unreachable!()
+    };
+    assert_eq!(p.id.user, PHONE);
+    client
+        .wait("connected", |e| matches!(e, Event::Connected(_)))
+        .await;
+    assert_eq!(phone.linked_devices(), [1]);
+    client.stop().await;
+
+    // A new client over the same stored state logs in without pairing.
+    let mut again = TestClient::start(&sim.url(), backend).await;
+    again
+        .wait("connected again", |e| matches!(e, Event::Connected(_)))
+        .await;
+    let counters = sim.counters();
+    assert_eq!(counters.pairings, 1);
+    assert!(counters.logins >= 2, "{counters:?}");
+    assert_eq!(counters.code_requests_for(PHONE), 1);
+    assert_eq!(
+        counters.max_sessions_for(PHONE),
+        1,
+        "never two sockets at once"
+    );
+    assert!(!sim.stanzas().is_empty(), "stanzas are recorded");
+    again.stop().await;
+    sim.shutdown().await;
+}

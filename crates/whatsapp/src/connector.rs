@@ -1,0 +1,563 @@
+//! The runner's [`Connector`] with the real `whatsapp-rust` client.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use futures::channel::mpsc;
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
+use wa_pairing_code::{IssuedCode, PairingCode, WHATSAPP_CODE_VALIDITY};
+use wa_pairing_phone::PhoneNumber;
+use wa_pairing_retry::Verdict;
+use wa_pairing_runner::{
+    Connector, ConnectorError, ConnectorErrorKind, OpenedSession, Session, SessionEvent,
+    SessionMode, SessionSpec,
+};
+use wa_pairing_store::{AuthStateStore, DeviceId, EncryptedAuthState, Entry, Fence, StoreResult};
+use wacore::store::DevicePropsOverride;
+use wacore::types::events::{ConnectFailureReason, Event, EventHandler, EventInterest, EventKind};
+use whatsapp_rust::bot::{Bot, BotHandle};
+use whatsapp_rust::http::{HttpClient, HttpRequest, HttpResponse};
+use whatsapp_rust::pair_code::{CompanionWebClientType, PairCodeOptions};
+use whatsapp_rust::waproto::whatsapp::device_props::PlatformType;
+use whatsapp_rust::{Client, TokioRuntime};
+use whatsapp_rust_tokio_transport::TokioWebSocketTransportFactory;
+
+use crate::backend::WaBackend;
+use crate::classify::classify_pair_error;
+use crate::config::{Browser, WhatsAppConfig};
+use crate::error::{Error, ErrorKind};
+use crate::guard::check_server_url;
+
+/// Opens `whatsapp-rust` sessions for the runner: one client per device, with its state in
+/// the auth-state store ([`WaBackend`]), behind the lease's fence.
+///
+/// # Behavior
+/// - [`SessionMode::PairWithCode`] and [`SessionMode::PairWithQr`] first clear the device's
+///   stored state (with the fence) and start a fresh companion; [`SessionMode::Resume`]
+///   logs in from the stored state and is refused (permanently) when none is stored.
+/// - The client never fetches WhatsApp Web's version over HTTP: the configured version is
+///   pinned, so nothing but the WebSocket leaves the process.
+/// - [`Session::request_code`] returns the code with the validity the client reports;
+///   refusals are classified by [`classify_pair_error`](crate::classify_pair_error).
+/// - Events: code refresh asked, QR codes, pair success with the linked number, pairing
+///   failed, connected, disconnected (unexpected drops, the client reconnects), logged out,
+///   replaced, temporarily banned, client outdated, and gave up (the client stopped on its
+///   own). The stream ends once the client has stopped.
+/// - A build that skips WhatsApp's certificate checks refuses any server outside loopback,
+///   at [`build`](WhatsAppConfig::build) and again at every [`open`](Connector::open).
+/// - Dropping a session without [`Session::disconnect`] still closes its socket (in the
+///   background), so an account is never left with a forgotten connection.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use wa_pairing_runner::{Runner, RunnerConfig};
+/// use wa_pairing_store::MemoryStore;
+/// use wa_pairing_whatsapp::WhatsAppConfig;
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = Arc::new(MemoryStore::new());
+/// let connector = WhatsAppConfig::from_env(store.clone())?.build()?;
+/// let runner = Runner::new(store.clone(), Arc::new(connector), RunnerConfig::default())?
+///     .with_auth_state(store);
+/// # let _ = runner;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct WhatsAppConnector {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: WhatsAppConfig,
+    /// The store the client's state goes to (encrypted when a keyring is configured).
+    state: Arc<dyn AuthStateStore>,
+}
+
+impl fmt::Debug for WhatsAppConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WhatsAppConnector")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lets an `Arc<dyn AuthStateStore>` be wrapped by [`EncryptedAuthState`].
+struct Shared(Arc<dyn AuthStateStore>);
+
+#[async_trait]
+impl AuthStateStore for Shared {
+    async fn adopt_fence(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
+        self.0.adopt_fence(device, fence).await
+    }
+    async fn get(&self, device: DeviceId, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.0.get(device, key).await
+    }
+    async fn put(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        key: &str,
+        value: &[u8],
+    ) -> StoreResult<()> {
+        self.0.put(device, fence, key, value).await
+    }
+    async fn put_many(&self, device: DeviceId, fence: Fence, entries: &[Entry]) -> StoreResult<()> {
+        self.0.put_many(device, fence, entries).await
+    }
+    async fn delete(&self, device: DeviceId, fence: Fence, key: &str) -> StoreResult<()> {
+        self.0.delete(device, fence, key).await
+    }
+    async fn delete_many(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        keys: &[String],
+    ) -> StoreResult<()> {
+        self.0.delete_many(device, fence, keys).await
+    }
+    async fn scan_prefix(&self, device: DeviceId, prefix: &str) -> StoreResult<Vec<Entry>> {
+        self.0.scan_prefix(device, prefix).await
+    }
+    async fn delete_prefix(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        prefix: &str,
+    ) -> StoreResult<u64> {
+        self.0.delete_prefix(device, fence, prefix).await
+    }
+    async fn clear(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
+        self.0.clear(device, fence).await
+    }
+}
+
+/// The HTTP client handed to `whatsapp-rust`: it refuses every request. The version is
+/// pinned, and pairing and keeping sessions alive need no HTTP; media transfers, which do,
+/// are not this crate's business.
+struct NoHttp;
+
+#[async_trait]
+impl HttpClient for NoHttp {
+    async fn execute(&self, _request: HttpRequest) -> whatsapp_rust::anyhow::Result<HttpResponse> {
+        Err(whatsapp_rust::anyhow::anyhow!(
+            "HTTP is disabled in wa-pairing-whatsapp: the WhatsApp Web version is pinned in its configuration"
+        ))
+    }
+}
+
+impl WhatsAppConnector {
+    /// Checks `config` (see [`WhatsAppConfig::build`]) and makes the connector.
+    pub fn new(config: WhatsAppConfig) -> Result<Self, Error> {
+        check_server_url(&config.server_url)?;
+        if config
+            .push_name
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty())
+        {
+            return Err(Error::configuration(
+                "the push name is empty: leave it unset or give a name",
+            ));
+        }
+        let state: Arc<dyn AuthStateStore> = match &config.keyring {
+            Some(keyring) => Arc::new(EncryptedAuthState::new(
+                Shared(config.store.clone()),
+                keyring.clone(),
+            )),
+            None => config.store.clone(),
+        };
+        Ok(Self {
+            inner: Arc::new(Inner { config, state }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &WhatsAppConfig {
+        &self.inner.config
+    }
+
+    /// The auth-state store the client writes, as the connector sees it (encrypted when a
+    /// keyring is configured).
+    pub fn auth_state(&self) -> Arc<dyn AuthStateStore> {
+        self.inner.state.clone()
+    }
+
+    /// The storage backend of `device` under `fence`, over the same store the sessions use.
+    pub fn backend(&self, device: DeviceId, fence: Fence) -> WaBackend {
+        WaBackend::new(self.inner.state.clone(), device, fence)
+    }
+
+    fn props(&self) -> DevicePropsOverride {
+        let display = self.inner.config.display;
+        let platform = match display.browser {
+            Browser::Chrome => PlatformType::CHROME,
+            Browser::Edge => PlatformType::EDGE,
+            Browser::Firefox => PlatformType::FIREFOX,
+            Browser::Safari => PlatformType::SAFARI,
+            Browser::Opera => PlatformType::OPERA,
+        };
+        DevicePropsOverride::new()
+            .with_os(display.os.as_str())
+            .with_platform_type(platform)
+    }
+
+    fn client_type(&self) -> CompanionWebClientType {
+        match self.inner.config.display.browser {
+            Browser::Chrome => CompanionWebClientType::Chrome,
+            Browser::Edge => CompanionWebClientType::Edge,
+            Browser::Firefox => CompanionWebClientType::Firefox,
+            Browser::Safari => CompanionWebClientType::Safari,
+            Browser::Opera => CompanionWebClientType::Opera,
+        }
+    }
+
+    async fn prepare(&self, spec: &SessionSpec) -> Result<WaBackend, ConnectorError> {
+        let state = &self.inner.state;
+        let (device, fence) = (spec.device_id, spec.lease.fence);
+        state.adopt_fence(device, fence).await?;
+        let backend = WaBackend::new(state.clone(), device, fence);
+        match spec.mode {
+            SessionMode::PairWithCode | SessionMode::PairWithQr => {
+                state.clear(device, fence).await?;
+            }
+            SessionMode::Resume => {
+                if !backend.is_linked().await.map_err(ConnectorError::from)? {
+                    return Err(ConnectorError::new(
+                        ConnectorErrorKind::Storage,
+                        "no linked WhatsApp session is stored for this device: link it again",
+                        Verdict::Permanent,
+                    ));
+                }
+            }
+            _ => {
+                return Err(ConnectorError::new(
+                    ConnectorErrorKind::Configuration,
+                    "this session mode is not supported by wa-pairing-whatsapp",
+                    Verdict::Permanent,
+                ));
+            }
+        }
+        Ok(backend)
+    }
+}
+
+#[async_trait]
+impl Connector for WhatsAppConnector {
+    async fn open(&self, spec: SessionSpec) -> Result<OpenedSession, ConnectorError> {
+        let config = &self.inner.config;
+        check_server_url(&config.server_url)?;
+        let backend = self.prepare(&spec).await?;
+
+        let (tx, rx) = mpsc::unbounded();
+        let shared = Arc::new(SessionShared {
+            tx: Mutex::new(Some(tx)),
+            last_code: Mutex::new(None),
+            terminal: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+        });
+        let mut builder = Bot::builder()
+            .with_backend(backend)
+            .with_transport_factory(
+                TokioWebSocketTransportFactory::new().with_url(config.server_url.clone()),
+            )
+            .with_http_client(NoHttp)
+            .with_runtime(TokioRuntime)
+            .with_version(config.web_version.triple())
+            .with_device_props(self.props())
+            .with_event_handler(Forwarder(shared.clone()));
+        if let Some(name) = &config.push_name {
+            builder = builder.with_push_name(name.clone());
+        }
+        if config.skip_history_sync {
+            builder = builder.skip_history_sync();
+        }
+        let bot = builder.build().await.map_err(|e| {
+            ConnectorError::from(
+                Error::new(
+                    ErrorKind::Client,
+                    format!("the WhatsApp client could not start: {e}"),
+                )
+                .with_verdict(Verdict::Retry),
+            )
+        })?;
+        let handle = bot.spawn();
+        let client = handle.client();
+        let (abort_tx, abort_rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel();
+        tokio::spawn(watch(handle, abort_rx, done_tx, shared.clone()));
+        info!(device = %spec.device_id, mode = ?spec.mode, "WhatsApp session opened");
+        let session = WaSession {
+            client,
+            shared,
+            show_push_notification: config.show_push_notification,
+            client_type: self.client_type(),
+            close_timeout: config.close_timeout,
+            stop: Mutex::new(Some((abort_tx, done_rx))),
+        };
+        Ok(OpenedSession {
+            session: Box::new(session),
+            events: Box::pin(rx),
+        })
+    }
+}
+
+/// What the event handler, the watcher and the session share.
+struct SessionShared {
+    tx: Mutex<Option<mpsc::UnboundedSender<SessionEvent>>>,
+    /// The last code the client announced and its remaining validity.
+    last_code: Mutex<Option<(String, Duration)>>,
+    /// A terminal event (logged out, replaced, banned, outdated, gave up) was sent.
+    terminal: AtomicBool,
+    /// The session was asked to close.
+    closing: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl SessionShared {
+    fn send(&self, event: SessionEvent) {
+        if let Some(tx) = lock(&self.tx).as_ref() {
+            let _ = tx.unbounded_send(event);
+        }
+    }
+
+    fn send_terminal(&self, event: SessionEvent) {
+        self.terminal.store(true, Ordering::SeqCst);
+        self.send(event);
+    }
+
+    fn close(&self) {
+        lock(&self.tx).take();
+    }
+}
+
+/// Waits for the client's run loop to end (or aborts it on request), then ends the event
+/// stream, saying "gave up" first when nobody asked it to stop and nothing said why.
+async fn watch(
+    mut handle: BotHandle,
+    abort: oneshot::Receiver<()>,
+    done: oneshot::Sender<()>,
+    shared: Arc<SessionShared>,
+) {
+    tokio::select! {
+        () = &mut handle => {}
+        r = abort => {
+            if r.is_ok() {
+                handle.abort();
+            } else {
+                (&mut handle).await;
+            }
+        }
+    }
+    if !shared.closing.load(Ordering::SeqCst) && !shared.terminal.load(Ordering::SeqCst) {
+        shared.send_terminal(SessionEvent::GaveUp {
+            reason: "the WhatsApp client stopped".to_owned(),
+        });
+    }
+    shared.close();
+    let _ = done.send(());
+}
+
+/// Turns the client's events into ours.
+struct Forwarder(Arc<SessionShared>);
+
+fn logged_out_reason(reason: ConnectFailureReason, on_connect: bool) -> String {
+    match reason {
+        ConnectFailureReason::AccountLocked => {
+            "WhatsApp locked the account; unlock it on the phone, then link again".to_owned()
+        }
+        _ if on_connect => {
+            "WhatsApp refused the stored session (the device was removed or its keys are no longer valid): link it again".to_owned()
+        }
+        _ => "the device was logged out (removed from Linked devices on the phone): link it again"
+            .to_owned(),
+    }
+}
+
+impl EventHandler for Forwarder {
+    fn handle_event(&self, event: Arc<Event>) {
+        let s = &self.0;
+        match &*event {
+            Event::PairingCode(p) => {
+                *lock(&s.last_code) = Some((p.code.clone(), p.timeout));
+            }
+            Event::PairingCodeRefresh(_) => s.send(SessionEvent::CodeRefreshRequested),
+            Event::PairingQrCode(q) => s.send(SessionEvent::QrCode {
+                payload: q.code.clone(),
+                valid_for: q.timeout,
+            }),
+            Event::PairingQrCodesExhausted(_) => s.send(SessionEvent::PairingFailed {
+                reason: "no QR code was scanned in time".to_owned(),
+            }),
+            Event::PairSuccess(p) => s.send(SessionEvent::Paired {
+                phone: p.id.user.to_string(),
+            }),
+            Event::PairError(p) => {
+                debug!(error = %p.error, "pairing failed on the phone's side");
+                s.send(SessionEvent::PairingFailed {
+                    reason: "the phone could not complete linking; ask for a new code".to_owned(),
+                });
+            }
+            Event::Connected(_) => s.send(SessionEvent::Connected),
+            Event::Disconnected(d) => s.send(SessionEvent::Disconnected {
+                reason: d.reason.to_string(),
+            }),
+            Event::LoggedOut(l) => s.send_terminal(SessionEvent::LoggedOut {
+                reason: logged_out_reason(l.reason, l.on_connect),
+            }),
+            Event::StreamReplaced(_) => s.send_terminal(SessionEvent::Replaced),
+            Event::TemporaryBan(b) => s.send_terminal(SessionEvent::TemporarilyBanned {
+                until: Some(Utc::now() + b.expire),
+            }),
+            Event::ClientOutdated(_) => s.send_terminal(SessionEvent::ClientOutdated),
+            Event::ConnectFailure(f) => match f.reason {
+                r if r.should_reconnect() => {}
+                ConnectFailureReason::TempBanned => {
+                    s.send_terminal(SessionEvent::TemporarilyBanned { until: None });
+                }
+                r => s.send_terminal(SessionEvent::GaveUp {
+                    reason: format!("WhatsApp refused the connection ({r:?})"),
+                }),
+            },
+            _ => {}
+        }
+    }
+
+    fn interest(&self) -> EventInterest {
+        EventInterest::of(&[
+            EventKind::PairingCode,
+            EventKind::PairingCodeRefresh,
+            EventKind::PairingQrCode,
+            EventKind::PairingQrCodesExhausted,
+            EventKind::PairSuccess,
+            EventKind::PairError,
+            EventKind::Connected,
+            EventKind::Disconnected,
+            EventKind::LoggedOut,
+            EventKind::StreamReplaced,
+            EventKind::TemporaryBan,
+            EventKind::ClientOutdated,
+            EventKind::ConnectFailure,
+        ])
+    }
+}
+
+type Stop = (oneshot::Sender<()>, oneshot::Receiver<()>);
+
+/// One device's live client.
+struct WaSession {
+    client: Arc<Client>,
+    shared: Arc<SessionShared>,
+    show_push_notification: bool,
+    client_type: CompanionWebClientType,
+    close_timeout: Duration,
+    stop: Mutex<Option<Stop>>,
+}
+
+impl WaSession {
+    async fn close(&self) {
+        self.shared.closing.store(true, Ordering::SeqCst);
+        let Some((abort, done)) = lock(&self.stop).take() else {
+            return;
+        };
+        let graceful = tokio::time::timeout(self.close_timeout, async {
+            self.client.disconnect().await;
+        })
+        .await
+        .is_ok();
+        if !graceful {
+            warn!("the WhatsApp client did not stop in time; aborting it");
+            let _ = abort.send(());
+        }
+        let mut done = done;
+        if tokio::time::timeout(self.close_timeout, &mut done)
+            .await
+            .is_err()
+        {
+            warn!("the WhatsApp client's run loop did not end in time; aborting it");
+            // The watcher may already have taken the abort channel's place; ending the
+            // stream here keeps the contract either way.
+            self.shared.close();
+        }
+    }
+}
+
+impl Drop for WaSession {
+    fn drop(&mut self) {
+        if lock(&self.stop).is_some() {
+            self.shared.closing.store(true, Ordering::SeqCst);
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let client = self.client.clone();
+                runtime.spawn(async move { client.disconnect().await });
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Session for WaSession {
+    async fn wait_ready(&self, timeout: Duration) -> bool {
+        self.client.wait_for_socket(timeout).await.is_ok()
+    }
+
+    async fn request_code(&self, phone: &PhoneNumber) -> Result<IssuedCode, ConnectorError> {
+        let options = PairCodeOptions {
+            phone_number: phone.digits().to_owned(),
+            show_push_notification: self.show_push_notification,
+            custom_code: None,
+            platform_id: Some(self.client_type),
+            display_os: None,
+        };
+        lock(&self.shared.last_code).take();
+        let code = self
+            .client
+            .pair_with_code(options)
+            .await
+            .map_err(|e| classify_pair_error(&e))?;
+        // The client announces the code with its remaining validity just before returning it.
+        let validity = lock(&self.shared.last_code)
+            .take()
+            .filter(|(c, _)| *c == code)
+            .map_or(WHATSAPP_CODE_VALIDITY, |(_, t)| t);
+        let code = PairingCode::parse(&code).map_err(|_| {
+            ConnectorError::new(
+                ConnectorErrorKind::Other,
+                "the WhatsApp client returned a pairing code outside WhatsApp's alphabet",
+                Verdict::Permanent,
+            )
+        })?;
+        Ok(IssuedCode::new(code, Utc::now(), validity))
+    }
+
+    async fn cancel_code(&self) -> Result<(), ConnectorError> {
+        self.client.cancel_pair_code().await;
+        Ok(())
+    }
+
+    async fn disconnect(&self) {
+        self.close().await;
+    }
+
+    async fn logout(&self) -> Result<(), ConnectorError> {
+        let connected = self.client.is_connected();
+        // Sends the removal when connected, then closes; the client reports LoggedOut.
+        self.client.logout().await;
+        self.close().await;
+        if connected {
+            Ok(())
+        } else {
+            Err(ConnectorError::new(
+                ConnectorErrorKind::Connection,
+                "not connected to WhatsApp, so the linked device could not be removed from the account: remove it on the phone (Linked devices)",
+                Verdict::Retry,
+            ))
+        }
+    }
+}

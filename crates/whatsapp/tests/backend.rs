@@ -1,0 +1,223 @@
+//! `WaBackend`'s own behaviours beyond the oracle: the key layout, the device props restored
+//! on load, update-only pre-key marks, the per-device lock across instances, and fencing.
+
+mod common;
+
+use std::sync::Arc;
+
+use wa_pairing_store::{AuthStateStore, DeviceStore as _, Fence, Lease, MemoryStore};
+use wa_pairing_whatsapp::WaBackend;
+use wacore::store::traits::{
+    DeviceStore as _, MsgSecretEntry, MsgSecretStore as _, ProtocolStore as _, SignalStore as _,
+};
+
+async fn setup() -> (Arc<MemoryStore>, Lease, WaBackend) {
+    let (store, lease) = common::memory_device().await;
+    let backend = WaBackend::new(store.clone(), lease.device_id, lease.fence);
+    (store, lease, backend)
+}
+
+#[tokio::test]
+async fn one_key_per_entry_in_the_documented_layout() {
+    let (store, lease, b) = setup().await;
+    b.put_session("111:2@s.whatsapp.net", b"s").await.unwrap();
+    b.store_prekey(42, b"pk", false).await.unwrap();
+    b.set_sender_key_status("g/1@g.us", &[("222:3@lid", true)])
+        .await
+        .unwrap();
+    b.store_sent_message("111@s.whatsapp.net", "M1", b"payload")
+        .await
+        .unwrap();
+    let keys: Vec<String> = AuthStateStore::scan_prefix(&*store, lease.device_id, "")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "prekey/0000000042",
+            "sent/111@s.whatsapp.net/M1",
+            "session/111:2@s.whatsapp.net",
+            "skd/g%2F1@g.us/222:3@lid",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn load_restores_the_default_device_props() {
+    let (_store, _lease, b) = setup().await;
+    b.create().await.unwrap();
+    let loaded = b.load().await.unwrap().expect("created");
+    assert_eq!(
+        *loaded.device_props,
+        *wacore::store::device::DEVICE_PROPS,
+        "device props are not serialised and must come back as the defaults"
+    );
+    // And they are not empty: a registration payload needs them.
+    assert!(loaded.device_props.os.is_some());
+}
+
+#[tokio::test]
+async fn create_allocates_ids_across_restarts_and_keeps_the_device() {
+    let (store, lease, b) = setup().await;
+    assert!(!b.exists().await.unwrap());
+    assert_eq!(b.create().await.unwrap(), 1);
+    let first = b.load().await.unwrap().expect("created");
+    let again = WaBackend::new(store, lease.device_id, lease.fence);
+    assert_eq!(again.create().await.unwrap(), 2);
+    let still = again.load().await.unwrap().expect("kept");
+    assert_eq!(
+        still.registration_id, first.registration_id,
+        "a second create must not replace the stored device"
+    );
+}
+
+#[tokio::test]
+async fn marking_pre_keys_uploaded_never_resurrects_one() {
+    let (store, lease, b) = setup().await;
+    b.store_prekey(1, b"one", false).await.unwrap();
+    b.store_prekey(2, b"two", false).await.unwrap();
+    b.remove_prekey(2).await.unwrap();
+    b.mark_prekeys_uploaded(&[1, 2, 3]).await.unwrap();
+    assert!(b.load_prekey(2).await.unwrap().is_none());
+    assert!(b.load_prekey(3).await.unwrap().is_none());
+    let raw = AuthStateStore::get(&*store, lease.device_id, "prekey/0000000001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(raw, b"\x01one", "the uploaded flag is set, the record kept");
+    assert_eq!(b.load_prekey(1).await.unwrap().unwrap().as_ref(), b"one");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sent_message_is_taken_once_even_by_two_instances() {
+    let (store, lease, b) = setup().await;
+    for round in 0..20 {
+        let id = format!("M{round}");
+        b.store_sent_message("111@s.whatsapp.net", &id, b"payload")
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let other = WaBackend::new(store.clone(), lease.device_id, lease.fence);
+            let id = id.clone();
+            tasks.push(tokio::spawn(async move {
+                other
+                    .take_sent_message("111@s.whatsapp.net", &id)
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut taken = 0;
+        for t in tasks {
+            if t.await.unwrap().is_some() {
+                taken += 1;
+            }
+        }
+        assert_eq!(taken, 1, "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_tc_token_writers_both_land() {
+    let (store, lease, b) = setup().await;
+    for round in 0..20_i64 {
+        let jid = format!("{round}@lid");
+        let (x, y) = (
+            WaBackend::new(store.clone(), lease.device_id, lease.fence),
+            WaBackend::new(store.clone(), lease.device_id, lease.fence),
+        );
+        let (j1, j2) = (jid.clone(), jid.clone());
+        let t1 = tokio::spawn(async move {
+            x.touch_tc_token_sender_timestamp(&j1, 500).await.unwrap();
+        });
+        let t2 = tokio::spawn(async move {
+            y.store_received_tc_token(&j2, b"token", 400).await.unwrap();
+        });
+        t1.await.unwrap();
+        t2.await.unwrap();
+        let entry = b.get_tc_token(&jid).await.unwrap().expect("stored");
+        assert_eq!(entry.token, b"token", "round {round}");
+        assert_eq!(entry.sender_timestamp, Some(500), "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_message_secret_merges_keep_the_longest_window() {
+    let (store, lease, b) = setup().await;
+    let mut tasks = Vec::new();
+    for expires in [100_i64, 400, 300, 200] {
+        let w = WaBackend::new(store.clone(), lease.device_id, lease.fence);
+        tasks.push(tokio::spawn(async move {
+            let chat: Arc<str> = Arc::from("111@s.whatsapp.net");
+            w.put_msg_secrets(vec![MsgSecretEntry {
+                chat: chat.clone(),
+                sender: chat,
+                msg_id: Arc::from("M1"),
+                secret: [7; 32],
+                expires_at: expires,
+                message_ts: expires / 100,
+            }])
+            .await
+            .unwrap()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 1);
+    }
+    // Nothing removed before the longest deadline, everything after it.
+    assert_eq!(b.delete_expired_msg_secrets(399).await.unwrap(), 0);
+    let (secret, ts) = b
+        .get_msg_secret_with_ts("111@s.whatsapp.net", "111@s.whatsapp.net", "M1")
+        .await
+        .unwrap()
+        .expect("kept");
+    assert_eq!((secret, ts), (vec![7; 32], 4));
+    assert_eq!(b.delete_expired_msg_secrets(400).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn lid_mappings_keep_the_phone_index_in_step() {
+    let (_store, _lease, b) = setup().await;
+    let entry = |lid: &str, pn: &str| wacore::store::traits::LidPnMappingEntry {
+        lid: lid.to_owned(),
+        phone_number: pn.to_owned(),
+        created_at: 1,
+        updated_at: 2,
+        learning_source: "usync".to_owned(),
+    };
+    b.put_lid_mapping(&entry("100", "62811")).await.unwrap();
+    b.put_lid_mapping(&entry("100", "62822")).await.unwrap();
+    assert!(b.get_pn_mapping("62811").await.unwrap().is_none());
+    assert_eq!(b.get_pn_mapping("62822").await.unwrap().unwrap().lid, "100");
+}
+
+#[tokio::test]
+async fn a_lost_lease_cannot_write() {
+    let (store, lease, b) = setup().await;
+    b.put_session("a@s.whatsapp.net", b"mine").await.unwrap();
+    // Another runner takes the device over: the owner restarts pairing and it is claimed again.
+    store.stop(lease.device_id).await.unwrap();
+    let err = b
+        .put_session("a@s.whatsapp.net", b"late")
+        .await
+        .expect_err("stale fence");
+    assert!(err.to_string().contains("database"), "{err}");
+    let source = std::error::Error::source(&err).expect("the store's error is kept");
+    assert!(
+        source.to_string().to_lowercase().contains("lease"),
+        "{source}"
+    );
+    let stale = WaBackend::new(store.clone(), lease.device_id, Fence(lease.fence.0));
+    assert_eq!(
+        stale
+            .get_session("a@s.whatsapp.net")
+            .await
+            .unwrap()
+            .unwrap()
+            .as_ref(),
+        b"mine"
+    );
+}

@@ -1,0 +1,202 @@
+//! The connector without a WhatsApp server: configuration, the loopback guard, the session
+//! modes' handling of stored state, and the session lifecycle when nothing answers.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use wa_pairing_retry::{Classify, Verdict};
+use wa_pairing_runner::{Connector, ConnectorErrorKind, SessionMode, SessionSpec};
+use wa_pairing_store::{AuthStateStore, Fence, Lease};
+use wa_pairing_whatsapp::{
+    ErrorKind, WhatsAppConfig, WhatsAppConnector, server_certificates_verified,
+};
+use wacore::store::traits::DeviceStore as _;
+
+/// Nothing listens on port 1 of loopback: connecting fails at once.
+const DEAD_LOCAL_SERVER: &str = "ws://127.0.0.1:1/ws/chat";
+
+fn connector(store: Arc<dyn AuthStateStore>) -> WhatsAppConnector {
+    WhatsAppConfig::new(store)
+        .server_url(DEAD_LOCAL_SERVER)
+        .build()
+        .expect("a loopback server is accepted in every build")
+}
+
+#[test]
+fn whatsapp_itself_is_refused_exactly_when_certificates_are_not_verified() {
+    let store = Arc::new(wa_pairing_store::MemoryStore::new());
+    let result = WhatsAppConfig::new(store).build();
+    if server_certificates_verified() {
+        assert!(result.is_ok(), "a product build connects to WhatsApp");
+    } else {
+        let err = result.expect_err("an insecure build must refuse WhatsApp's server");
+        assert_eq!(err.kind(), ErrorKind::InsecureServer);
+        assert!(err.to_string().contains("loopback"), "{err}");
+        let err = wa_pairing_runner::ConnectorError::from(err);
+        assert_eq!(err.kind(), ConnectorErrorKind::Configuration);
+        assert_eq!(err.verdict(), Verdict::Permanent);
+    }
+}
+
+#[cfg(feature = "insecure-sim")]
+#[test]
+fn insecure_sim_refuses_whatsapp_and_accepts_loopback() {
+    let store: Arc<dyn AuthStateStore> = Arc::new(wa_pairing_store::MemoryStore::new());
+    assert!(!server_certificates_verified());
+    for url in [
+        "wss://web.whatsapp.com/ws/chat",
+        "ws://192.168.1.10/ws/chat",
+        "ws://127.0.0.1@web.whatsapp.com/ws/chat",
+    ] {
+        let err = WhatsAppConfig::new(store.clone())
+            .server_url(url)
+            .build()
+            .expect_err(url);
+        assert_eq!(err.kind(), ErrorKind::InsecureServer, "{url}");
+    }
+    for url in [
+        DEAD_LOCAL_SERVER,
+        "ws://localhost:9/ws/chat",
+        "ws://[::1]:9/ws/chat",
+    ] {
+        assert!(
+            WhatsAppConfig::new(store.clone())
+                .server_url(url)
+                .build()
+                .is_ok(),
+            "{url}"
+        );
+    }
+}
+
+#[test]
+fn malformed_configuration_is_refused_with_a_reason() {
+    let store: Arc<dyn AuthStateStore> = Arc::new(wa_pairing_store::MemoryStore::new());
+    for url in ["web.whatsapp.com", "https://web.whatsapp.com/ws/chat", ""] {
+        let err = WhatsAppConfig::new(store.clone())
+            .server_url(url)
+            .build()
+            .expect_err(url);
+        assert_eq!(err.kind(), ErrorKind::Configuration, "{url}");
+    }
+    let err = WhatsAppConfig::new(store)
+        .server_url(DEAD_LOCAL_SERVER)
+        .push_name("  ")
+        .build()
+        .expect_err("blank push name");
+    assert_eq!(err.kind(), ErrorKind::Configuration);
+}
+
+#[test]
+fn debug_never_shows_keys() {
+    let (keyring, encoded) = wa_pairing_store::Keyring::generate(1);
+    let config = WhatsAppConfig::new(Arc::new(wa_pairing_store::MemoryStore::new()))
+        .keyring(keyring)
+        .server_url(DEAD_LOCAL_SERVER);
+    let shown = format!("{config:?} {:?}", config.clone().build().unwrap());
+    assert!(!shown.contains(&encoded), "{shown}");
+    assert!(shown.contains(DEAD_LOCAL_SERVER));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_without_stored_state_is_refused_for_good() {
+    let (store, lease) = common::memory_device().await;
+    let c = connector(store);
+    let err = c
+        .open(SessionSpec::new(lease, SessionMode::Resume))
+        .await
+        .expect_err("nothing to resume");
+    assert_eq!(err.kind(), ConnectorErrorKind::Storage);
+    assert_eq!(err.verdict(), Verdict::Permanent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_lease_writes_nothing() {
+    let (store, lease) = common::memory_device().await;
+    let stale = Lease {
+        fence: Fence(lease.fence.0 - 1),
+        ..lease.clone()
+    };
+    store
+        .put(lease.device_id, lease.fence, "session/keep", b"theirs")
+        .await
+        .unwrap();
+    let err = connector(store.clone())
+        .open(SessionSpec::new(stale, SessionMode::PairWithCode))
+        .await
+        .expect_err("a lost lease cannot open a pairing session");
+    assert_eq!(err.kind(), ConnectorErrorKind::Storage);
+    assert!(!err.verdict().is_retryable());
+    assert_eq!(
+        AuthStateStore::get(&*store, lease.device_id, "session/keep")
+            .await
+            .unwrap(),
+        Some(b"theirs".to_vec())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairing_starts_from_empty_state_and_a_dead_server_is_never_ready() {
+    let (store, lease) = common::memory_device().await;
+    store
+        .put(
+            lease.device_id,
+            lease.fence,
+            "session/old@s.whatsapp.net",
+            b"old",
+        )
+        .await
+        .unwrap();
+    let c = connector(store.clone());
+    let opened = c
+        .open(SessionSpec::new(lease.clone(), SessionMode::PairWithCode))
+        .await
+        .expect("open never waits for the server");
+    // The old state is gone; the fresh companion's identity is stored.
+    let backend = c.backend(lease.device_id, lease.fence);
+    assert!(backend.exists().await.unwrap());
+    assert!(!backend.is_linked().await.unwrap());
+    assert_eq!(
+        AuthStateStore::get(&*store, lease.device_id, "session/old@s.whatsapp.net")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(!opened.session.wait_ready(Duration::from_millis(300)).await);
+    opened.session.disconnect().await;
+    // After a close the stream ends (whatever it said before).
+    let rest: Vec<_> = opened.events.collect().await;
+    assert!(
+        rest.iter()
+            .all(|e| matches!(e, wa_pairing_runner::SessionEvent::Disconnected { .. })),
+        "{rest:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_is_encrypted_at_rest_when_a_keyring_is_set() {
+    let (store, lease) = common::memory_device().await;
+    let (keyring, _) = wa_pairing_store::Keyring::generate(1);
+    let c = WhatsAppConfig::new(store.clone())
+        .server_url(DEAD_LOCAL_SERVER)
+        .keyring(keyring)
+        .build()
+        .unwrap();
+    let opened = c
+        .open(SessionSpec::new(lease.clone(), SessionMode::PairWithCode))
+        .await
+        .unwrap();
+    opened.session.disconnect().await;
+    // Readable through the connector, sealed in the raw store.
+    let through = c.auth_state().get(lease.device_id, "device").await.unwrap();
+    let raw = AuthStateStore::get(&*store, lease.device_id, "device")
+        .await
+        .unwrap();
+    let (through, raw) = (through.expect("device stored"), raw.expect("device stored"));
+    assert!(serde_json::from_slice::<serde_json::Value>(&through).is_ok());
+    assert!(serde_json::from_slice::<serde_json::Value>(&raw).is_err());
+    assert_ne!(through, raw);
+}

@@ -1,0 +1,551 @@
+//! The PostgreSQL store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futures::StreamExt as _;
+use tokio::sync::{OnceCell, broadcast};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{AsyncMessage, NoTls, Row};
+use tracing::{debug, warn};
+use wa_pairing_code::PairingCode;
+use wa_pairing_store::sql::{DEVICE_COLUMNS, update_patch};
+use wa_pairing_store::{
+    AuthStateStore, Change, ChangeStream, ClaimedDevice, ConnectionMethod, Device, DeviceId,
+    DeviceStatus, DeviceStore, DeviceUpdate, Entry, ErrorKind, Fence, Lease, NewDevice,
+    PairingRequest, StoreError, StoreResult, UserId, check_key, validate_device_name,
+};
+
+use crate::classify::{from_pg, from_pool, timed_out};
+use crate::config::PostgresConfig;
+use crate::migrations;
+
+/// The change-feed channel the migrations' trigger notifies.
+pub const CHANNEL: &str = "wa_device_changes";
+
+/// Devices and auth state in PostgreSQL, through the SQL functions of the migrations (the
+/// same functions the Supabase backend calls), with a change feed over LISTEN/NOTIFY.
+///
+/// Cheap to clone: clones share the pool and the listener.
+///
+/// ```no_run
+/// use wa_pairing_postgres::{PostgresConfig, PostgresStore};
+/// use wa_pairing_store::{DeviceStore, NewDevice, UserId};
+///
+/// # async fn demo() -> Result<(), wa_pairing_store::StoreError> {
+/// let store = PostgresStore::connect(&PostgresConfig::from_env()?)?;
+/// store.migrate().await?;
+/// let device = store.create(NewDevice::new(UserId::random(), "Shop phone")).await?;
+/// # let _ = device;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    pg: tokio_postgres::Config,
+    timeout: Duration,
+    feed: OnceCell<broadcast::Sender<Change>>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.inner.pool.status();
+        f.debug_struct("PostgresStore")
+            .field("pool_size", &status.max_size)
+            .field("connections", &status.size)
+            .finish_non_exhaustive()
+    }
+}
+
+fn device(row: &Row) -> StoreResult<Device> {
+    let corrupt = |what: &str| {
+        StoreError::new(
+            ErrorKind::Corrupt,
+            format!("a devices row has an unreadable {what}: check the row or the migrations"),
+        )
+    };
+    let status: String = row.try_get("status").map_err(|_| corrupt("status"))?;
+    let method: String = row
+        .try_get("connection_method")
+        .map_err(|_| corrupt("connection_method"))?;
+    let code: Option<String> = row
+        .try_get("pairing_code")
+        .map_err(|_| corrupt("pairing_code"))?;
+    let mut d = Device::new_unchecked(
+        DeviceId(row.try_get("id").map_err(|_| corrupt("id"))?),
+        UserId(row.try_get("user_id").map_err(|_| corrupt("user_id"))?),
+        row.try_get("device_name")
+            .map_err(|_| corrupt("device_name"))?,
+        status.parse::<DeviceStatus>()?,
+        row.try_get("created_at")
+            .map_err(|_| corrupt("created_at"))?,
+    );
+    d.connection_method = method
+        .parse::<ConnectionMethod>()
+        .map_err(|_| corrupt("connection_method"))?;
+    d.phone_for_pairing = row
+        .try_get("phone_for_pairing")
+        .map_err(|_| corrupt("phone_for_pairing"))?;
+    d.phone_number = row
+        .try_get("phone_number")
+        .map_err(|_| corrupt("phone_number"))?;
+    // Rows written by older software may hold codes in other shapes: not a live code then.
+    d.pairing_code = code.and_then(|c| PairingCode::parse(&c).ok());
+    d.pairing_code_expires_at = row
+        .try_get("pairing_code_expires_at")
+        .map_err(|_| corrupt("pairing_code_expires_at"))?;
+    d.qr_code = row.try_get("qr_code").map_err(|_| corrupt("qr_code"))?;
+    d.error_message = row
+        .try_get("error_message")
+        .map_err(|_| corrupt("error_message"))?;
+    d.retry_after = row
+        .try_get("retry_after")
+        .map_err(|_| corrupt("retry_after"))?;
+    d.last_connected_at = row
+        .try_get("last_connected_at")
+        .map_err(|_| corrupt("last_connected_at"))?;
+    d.lease_owner = row
+        .try_get("lease_owner")
+        .map_err(|_| corrupt("lease_owner"))?;
+    d.lease_expires_at = row
+        .try_get("lease_expires_at")
+        .map_err(|_| corrupt("lease_expires_at"))?;
+    d.lease_fence = Fence(
+        row.try_get("lease_fence")
+            .map_err(|_| corrupt("lease_fence"))?,
+    );
+    d.updated_at = row
+        .try_get("updated_at")
+        .map_err(|_| corrupt("updated_at"))?;
+    Ok(d)
+}
+
+impl PostgresStore {
+    /// Creates the pool (connections open lazily, on first use).
+    pub fn connect(config: &PostgresConfig) -> StoreResult<Self> {
+        let pg = config.pg()?;
+        let manager = Manager::from_config(
+            pg.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .wait_timeout(Some(config.operation_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|_| {
+                StoreError::new(
+                    ErrorKind::Configuration,
+                    "the PostgreSQL pool could not be built",
+                )
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                pg,
+                timeout: config.operation_timeout,
+                feed: OnceCell::new(),
+                stop: tokio_util::sync::CancellationToken::new(),
+            }),
+        })
+    }
+
+    /// Applies the embedded migrations (`supabase/migrations/`) that are not applied yet, in
+    /// order, each in its own transaction, under an advisory lock, so concurrent calls are
+    /// safe and a second call does nothing.
+    pub async fn migrate(&self) -> StoreResult<usize> {
+        let mut client = self.inner.pool.get().await.map_err(|e| from_pool(&e))?;
+        migrations::apply(&mut client).await
+    }
+
+    async fn rows(
+        &self,
+        op: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> StoreResult<Vec<Row>> {
+        let work = async {
+            let client = self.inner.pool.get().await.map_err(|e| from_pool(&e))?;
+            client.query(sql, params).await.map_err(|e| from_pg(&e))
+        };
+        tokio::time::timeout(self.inner.timeout, work)
+            .await
+            .map_err(|_| timed_out(op))?
+    }
+
+    async fn one_device(
+        &self,
+        op: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> StoreResult<Device> {
+        let rows = self.rows(op, sql, params).await?;
+        rows.first()
+            .map_or_else(|| Err(StoreError::not_found("the device")), device)
+    }
+
+    async fn listener(&self) -> broadcast::Sender<Change> {
+        self.inner
+            .feed
+            .get_or_init(|| async {
+                let (tx, _) = broadcast::channel(4096);
+                tokio::spawn(listen(
+                    self.inner.pg.clone(),
+                    tx.clone(),
+                    self.inner.stop.clone(),
+                ));
+                tx
+            })
+            .await
+            .clone()
+    }
+}
+
+/// Keeps a LISTEN connection open, reconnecting with backoff; announces a resync after every
+/// (re)connection so subscribers sweep for what they missed.
+async fn listen(
+    pg: tokio_postgres::Config,
+    tx: broadcast::Sender<Change>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let attempt = async {
+            let (client, mut connection) = pg.connect(NoTls).await?;
+            let (msgs_tx, mut msgs) = tokio::sync::mpsc::unbounded_channel();
+            let driver = tokio::spawn(async move {
+                let mut stream = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+                while let Some(msg) = stream.next().await {
+                    match msg {
+                        Ok(AsyncMessage::Notification(n)) => {
+                            let _ = msgs_tx.send(n.payload().to_owned());
+                        }
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+            });
+            client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+            let _ = tx.send(Change::Resync);
+            while let Some(payload) = msgs.recv().await {
+                if let Ok(id) = payload.parse::<uuid::Uuid>() {
+                    let _ = tx.send(Change::Device(DeviceId(id)));
+                }
+            }
+            driver.abort();
+            drop(client);
+            Ok::<(), tokio_postgres::Error>(())
+        };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            r = attempt => match r {
+                Ok(()) => debug!("change feed connection closed; reconnecting"),
+                Err(e) => warn!(error = %from_pg(&e), "change feed connection failed; reconnecting"),
+            },
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+#[async_trait]
+impl DeviceStore for PostgresStore {
+    async fn create(&self, new: NewDevice) -> StoreResult<Device> {
+        let name = validate_device_name(&new.device_name)?;
+        let method = new.connection_method.as_str();
+        let sql = format!(
+            "insert into public.devices (user_id, device_name, status, connection_method) \
+             values ($1, $2, 'disconnected', $3) returning {DEVICE_COLUMNS}"
+        );
+        self.one_device("create", &sql, &[&new.user_id.0, &name, &method])
+            .await
+    }
+
+    async fn get(&self, id: DeviceId) -> StoreResult<Device> {
+        let sql = format!("select {DEVICE_COLUMNS} from public.devices where id = $1");
+        self.one_device("get", &sql, &[&id.0]).await.map_err(|e| {
+            if e.is_not_found() {
+                StoreError::not_found(format!("device {id}"))
+            } else {
+                e
+            }
+        })
+    }
+
+    async fn list_for_user(&self, user: UserId) -> StoreResult<Vec<Device>> {
+        let sql = format!(
+            "select {DEVICE_COLUMNS} from public.devices where user_id = $1 order by created_at, id"
+        );
+        self.rows("list", &sql, &[&user.0])
+            .await?
+            .iter()
+            .map(device)
+            .collect()
+    }
+
+    async fn start_pairing(&self, id: DeviceId, request: PairingRequest) -> StoreResult<Device> {
+        let (method, phone) = match request {
+            PairingRequest::Code { phone } => ("pairing", Some(phone.digits().to_owned())),
+            PairingRequest::Qr => ("qr", None),
+            _ => {
+                return Err(StoreError::new(
+                    ErrorKind::InvalidInput,
+                    "this pairing request is not supported by the PostgreSQL store",
+                ));
+            }
+        };
+        let sql = format!("select {DEVICE_COLUMNS} from public.wa_start_pairing($1, $2, $3)");
+        self.one_device("start_pairing", &sql, &[&id.0, &method, &phone])
+            .await
+    }
+
+    async fn refresh(&self, id: DeviceId) -> StoreResult<Device> {
+        let sql = format!("select {DEVICE_COLUMNS} from public.wa_refresh_pairing($1)");
+        self.one_device("refresh", &sql, &[&id.0]).await
+    }
+
+    async fn stop(&self, id: DeviceId) -> StoreResult<Device> {
+        let sql = format!("select {DEVICE_COLUMNS} from public.wa_stop_device($1)");
+        self.one_device("stop", &sql, &[&id.0]).await
+    }
+
+    async fn delete(&self, id: DeviceId) -> StoreResult<()> {
+        let rows = self
+            .rows(
+                "delete",
+                "delete from public.devices where id = $1 returning id",
+                &[&id.0],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Err(StoreError::not_found(format!("device {id}")));
+        }
+        Ok(())
+    }
+
+    async fn claim(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease_for: Duration,
+    ) -> StoreResult<Vec<ClaimedDevice>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let secs = lease_for.as_secs_f64();
+        let sql = format!("select {DEVICE_COLUMNS} from public.wa_claim_devices($1, $2, $3)");
+        let rows = self.rows("claim", &sql, &[&owner, &limit, &secs]).await?;
+        rows.iter()
+            .map(|r| {
+                let device = device(r)?;
+                let lease = Lease {
+                    device_id: device.id,
+                    owner: owner.to_owned(),
+                    fence: device.lease_fence,
+                    expires_at: device.lease_expires_at.unwrap_or_default(),
+                };
+                Ok(ClaimedDevice { device, lease })
+            })
+            .collect()
+    }
+
+    async fn renew(
+        &self,
+        owner: &str,
+        leases: &[Lease],
+        lease_for: Duration,
+    ) -> StoreResult<Vec<Lease>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<uuid::Uuid> = leases.iter().map(|l| l.device_id.0).collect();
+        let fences: Vec<i64> = leases.iter().map(|l| l.fence.0).collect();
+        let secs = lease_for.as_secs_f64();
+        let rows = self
+            .rows(
+                "renew",
+                "select device_id, lease_fence, lease_expires_at from public.wa_renew_leases($1, $2, $3, $4)",
+                &[&owner, &ids, &fences, &secs],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Lease {
+                    device_id: DeviceId(r.try_get(0).map_err(|e| from_pg(&e))?),
+                    owner: owner.to_owned(),
+                    fence: Fence(r.try_get(1).map_err(|e| from_pg(&e))?),
+                    expires_at: r.try_get(2).map_err(|e| from_pg(&e))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn release(&self, lease: &Lease) -> StoreResult<bool> {
+        let rows = self
+            .rows(
+                "release",
+                "select public.wa_release_lease($1, $2)",
+                &[&lease.device_id.0, &lease.fence.0],
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.try_get::<_, bool>(0).ok())
+            .unwrap_or(false))
+    }
+
+    async fn update(&self, lease: &Lease, update: DeviceUpdate) -> StoreResult<Device> {
+        let patch = update_patch(&update);
+        let sql = format!("select {DEVICE_COLUMNS} from public.wa_update_device($1, $2, $3)");
+        self.one_device(
+            "update",
+            &sql,
+            &[&lease.device_id.0, &lease.fence.0, &patch],
+        )
+        .await
+    }
+
+    async fn subscribe(&self) -> StoreResult<Option<ChangeStream>> {
+        let rx = self.listener().await.subscribe();
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            match rx.recv().await {
+                Ok(c) => Some((c, rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => Some((Change::Resync, rx)),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        });
+        Ok(Some(Box::pin(stream)))
+    }
+}
+
+#[async_trait]
+impl AuthStateStore for PostgresStore {
+    async fn get(&self, device: DeviceId, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let rows = self
+            .rows(
+                "auth get",
+                "select public.wa_auth_get($1, $2)",
+                &[&device.0, &key],
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.try_get::<_, Option<Vec<u8>>>(0).ok())
+            .flatten())
+    }
+
+    async fn put(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        key: &str,
+        value: &[u8],
+    ) -> StoreResult<()> {
+        self.put_many(device, fence, &[(key.to_owned(), value.to_vec())])
+            .await
+    }
+
+    async fn put_many(&self, device: DeviceId, fence: Fence, entries: &[Entry]) -> StoreResult<()> {
+        // One row per key: the last value of a key given twice wins.
+        let mut latest: std::collections::BTreeMap<&str, &[u8]> = std::collections::BTreeMap::new();
+        for (k, v) in entries {
+            check_key(k)?;
+            latest.insert(k, v);
+        }
+        let keys: Vec<&str> = latest.keys().copied().collect();
+        let values: Vec<&[u8]> = latest.values().copied().collect();
+        self.rows(
+            "auth put",
+            "select public.wa_auth_put($1, $2, $3, $4)",
+            &[&device.0, &fence.0, &keys, &values],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, device: DeviceId, fence: Fence, key: &str) -> StoreResult<()> {
+        self.delete_many(device, fence, &[key.to_owned()]).await
+    }
+
+    async fn delete_many(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        keys: &[String],
+    ) -> StoreResult<()> {
+        self.rows(
+            "auth delete",
+            "select public.wa_auth_delete($1, $2, $3)",
+            &[&device.0, &fence.0, &keys],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn scan_prefix(&self, device: DeviceId, prefix: &str) -> StoreResult<Vec<Entry>> {
+        let rows = self
+            .rows(
+                "auth scan",
+                "select key, value from public.wa_auth_scan($1, $2)",
+                &[&device.0, &prefix],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0).map_err(|e| from_pg(&e))?,
+                    r.try_get(1).map_err(|e| from_pg(&e))?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn delete_prefix(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        prefix: &str,
+    ) -> StoreResult<u64> {
+        let rows = self
+            .rows(
+                "auth delete prefix",
+                "select public.wa_auth_delete_prefix($1, $2, $3)",
+                &[&device.0, &fence.0, &prefix],
+            )
+            .await?;
+        let n: i64 = rows.first().and_then(|r| r.try_get(0).ok()).unwrap_or(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn clear(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
+        self.rows(
+            "auth clear",
+            "select public.wa_auth_clear($1, $2)",
+            &[&device.0, &fence.0],
+        )
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,5 @@
+//! The whole conformance suite against the real PostgreSQL server, one database per test.
+
+mod common;
+
+wa_pairing_store::conformance_tests!(common::backend);

@@ -1,0 +1,440 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod classify;
+mod resilient;
+mod scripts;
+
+use std::fmt;
+use std::sync::Once;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sha2::Digest as _;
+use wa_pairing_code::IssuedCode;
+use wa_pairing_phone::PhoneNumber;
+use wa_pairing_store::{
+    AuthStateStore, BudgetDecision, CodeCache, DeviceId, Entry, ErrorKind, Fence, PairingBudget,
+    StoreError, StoreResult, check_key,
+};
+
+pub use resilient::ResilientCodeCache;
+
+use classify::{classify, timed_out};
+
+/// The environment variable [`RedisConfig::from_env`] reads.
+pub const REDIS_URL_ENV: &str = "REDIS_URL";
+
+/// How to reach Redis, and the budget's shape.
+///
+/// # Default
+/// A 250 ms limit on every operation (connecting included), no key prefix, and a pairing
+/// budget of 3 code requests per number refilled at one per 200 s.
+///
+/// `Debug` never shows the password.
+///
+/// ```
+/// use std::time::Duration;
+/// use wa_pairing_redis::RedisConfig;
+///
+/// let config = RedisConfig::new("rediss://default:s3cret@example.upstash.io:6379")
+///     .timeout(Duration::from_millis(300))
+///     .prefix("halloWA:");
+/// assert!(!format!("{config:?}").contains("s3cret"));
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    url: String,
+    timeout: Duration,
+    prefix: String,
+    budget_capacity: u32,
+    budget_refill: Duration,
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact(&self.url))
+            .field("timeout", &self.timeout)
+            .field("prefix", &self.prefix)
+            .field("budget_capacity", &self.budget_capacity)
+            .field("budget_refill", &self.budget_refill)
+            .finish()
+    }
+}
+
+fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://***@{}", &url[at + 1..]),
+        (Some(_), None) => url.to_owned(),
+        _ => "<unparsed url>".to_owned(),
+    }
+}
+
+impl RedisConfig {
+    /// Connects with `url` (`redis://` or `rediss://` for TLS).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            timeout: Duration::from_millis(250),
+            prefix: String::new(),
+            budget_capacity: 3,
+            budget_refill: Duration::from_secs(200),
+        }
+    }
+
+    /// Reads [`REDIS_URL_ENV`] (`REDIS_URL`).
+    pub fn from_env() -> StoreResult<Self> {
+        std::env::var(REDIS_URL_ENV).map(Self::new).map_err(|_| {
+            StoreError::new(
+                ErrorKind::Configuration,
+                "REDIS_URL is not set: set it to redis://host:6379 (or rediss:// for TLS)",
+            )
+        })
+    }
+
+    /// The limit on every operation, connecting included.
+    #[must_use]
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// A prefix for every key (to share one Redis between deployments).
+    #[must_use]
+    pub fn prefix(mut self, p: impl Into<String>) -> Self {
+        self.prefix = p.into();
+        self
+    }
+
+    /// The pairing budget: `capacity` requests per number in a burst, one more every `refill`.
+    #[must_use]
+    pub fn budget(mut self, capacity: u32, refill: Duration) -> Self {
+        self.budget_capacity = capacity;
+        self.budget_refill = refill;
+        self
+    }
+}
+
+/// Installs rustls's `ring` provider once, so a `rediss://` connect cannot panic for want of
+/// a process-wide provider.
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// The code cache, the auth state and the pairing budget on Redis.
+///
+/// Connects lazily (nothing happens until the first call), bounds every call by the
+/// configured timeout and never retries inside a call. Cheap to clone.
+///
+/// # Key layout
+/// - `{prefix}pairing:{device}`: the live code (JSON), expiring with the code;
+/// - `{prefix}auth:{{device}}:keys` (sorted set, all scores 0, for prefix scans in byte
+///   order), `...:vals` (hash of values), `...:fence` (the highest fence adopted); the braces
+///   keep a device's keys in one cluster slot;
+/// - `{prefix}budget:{sha256(number)[..16]}`: a token bucket; the number itself is never
+///   stored.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    config: RedisConfig,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A store for `config`; no connection is made yet.
+    pub fn new(config: RedisConfig) -> StoreResult<Self> {
+        install_crypto_provider();
+        let client = redis::Client::open(config.url.as_str()).map_err(|_| {
+            StoreError::new(
+                ErrorKind::Configuration,
+                "REDIS_URL is not a valid Redis URL: write redis://[:password@]host:6379[/db] or rediss:// for TLS",
+            )
+        })?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout));
+        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
+            .map_err(|e| classify(&e))?;
+        Ok(Self { conn, config })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+
+    /// This store as a [`CodeCache`] that degrades to a miss when Redis is slow or down.
+    pub fn resilient_cache(&self) -> ResilientCodeCache<Self> {
+        ResilientCodeCache::new(self.clone())
+    }
+
+    fn code_key(&self, device: DeviceId) -> String {
+        format!("{}pairing:{device}", self.config.prefix)
+    }
+
+    fn auth_keys(&self, device: DeviceId) -> [String; 3] {
+        let base = format!("{}auth:{{{device}}}", self.config.prefix);
+        [
+            format!("{base}:fence"),
+            format!("{base}:keys"),
+            format!("{base}:vals"),
+        ]
+    }
+
+    /// Runs one command or script within the timeout.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        f: impl AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
+    ) -> StoreResult<T> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.config.timeout, f(&mut conn)).await {
+            Ok(r) => r.map_err(|e| classify(&e)),
+            Err(_) => Err(timed_out(op)),
+        }
+    }
+
+    async fn fenced(
+        &self,
+        op: &'static str,
+        script: &'static redis::Script,
+        device: DeviceId,
+        fence: Fence,
+        args: Vec<Vec<u8>>,
+    ) -> StoreResult<i64> {
+        let keys = self.auth_keys(device);
+        self.run(op, async move |c| {
+            let mut inv = script.prepare_invoke();
+            inv.key(&keys[0]).key(&keys[1]).key(&keys[2]).arg(fence.0);
+            for a in &args {
+                inv.arg(a.as_slice());
+            }
+            inv.invoke_async(c).await
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl CodeCache for RedisStore {
+    async fn put(&self, device: DeviceId, code: &IssuedCode) -> StoreResult<()> {
+        let remaining = code.remaining(chrono::Utc::now());
+        let key = self.code_key(device);
+        let ms = u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX);
+        if ms == 0 {
+            return self
+                .run("cache delete", async move |c| {
+                    redis::cmd("DEL").arg(&key).query_async::<()>(c).await
+                })
+                .await;
+        }
+        let value = serde_json::to_string(code)
+            .map_err(|e| StoreError::new(ErrorKind::Backend, e.to_string()))?;
+        self.run("cache put", async move |c| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(&value)
+                .arg("PX")
+                .arg(ms)
+                .query_async::<()>(c)
+                .await
+        })
+        .await
+    }
+
+    async fn get(&self, device: DeviceId) -> StoreResult<Option<IssuedCode>> {
+        let key = self.code_key(device);
+        let raw: Option<String> = self
+            .run("cache get", async move |c| {
+                redis::cmd("GET").arg(&key).query_async(c).await
+            })
+            .await?;
+        let Some(raw) = raw else { return Ok(None) };
+        let code: IssuedCode = serde_json::from_str(&raw).map_err(|_| {
+            StoreError::new(
+                ErrorKind::Corrupt,
+                "a cached pairing code is unreadable: it was written by other software",
+            )
+        })?;
+        Ok((!code.is_expired(chrono::Utc::now())).then_some(code))
+    }
+
+    async fn delete(&self, device: DeviceId) -> StoreResult<()> {
+        let key = self.code_key(device);
+        self.run("cache delete", async move |c| {
+            redis::cmd("DEL").arg(&key).query_async::<()>(c).await
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AuthStateStore for RedisStore {
+    async fn adopt_fence(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
+        self.fenced(
+            "auth adopt fence",
+            &scripts::ADOPT,
+            device,
+            fence,
+            Vec::new(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn get(&self, device: DeviceId, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let [_, _, vals] = self.auth_keys(device);
+        let key = key.to_owned();
+        self.run("auth get", async move |c| {
+            redis::cmd("HGET").arg(&vals).arg(&key).query_async(c).await
+        })
+        .await
+    }
+
+    async fn put(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        key: &str,
+        value: &[u8],
+    ) -> StoreResult<()> {
+        self.put_many(device, fence, &[(key.to_owned(), value.to_vec())])
+            .await
+    }
+
+    async fn put_many(&self, device: DeviceId, fence: Fence, entries: &[Entry]) -> StoreResult<()> {
+        let mut args = Vec::with_capacity(entries.len() * 2);
+        for (k, v) in entries {
+            check_key(k)?;
+            args.push(k.as_bytes().to_vec());
+            args.push(v.clone());
+        }
+        self.fenced("auth put", &scripts::PUT, device, fence, args)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, device: DeviceId, fence: Fence, key: &str) -> StoreResult<()> {
+        self.delete_many(device, fence, &[key.to_owned()]).await
+    }
+
+    async fn delete_many(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        keys: &[String],
+    ) -> StoreResult<()> {
+        let args = keys.iter().map(|k| k.as_bytes().to_vec()).collect();
+        self.fenced("auth delete", &scripts::DELETE, device, fence, args)
+            .await?;
+        Ok(())
+    }
+
+    async fn scan_prefix(&self, device: DeviceId, prefix: &str) -> StoreResult<Vec<Entry>> {
+        let keys = self.auth_keys(device);
+        let prefix = prefix.to_owned();
+        let flat: Vec<Vec<u8>> = self
+            .run("auth scan", async move |c| {
+                scripts::SCAN
+                    .key(&keys[1])
+                    .key(&keys[2])
+                    .arg(prefix.as_bytes())
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        flat.chunks_exact(2)
+            .map(|kv| {
+                let key = String::from_utf8(kv[0].clone()).map_err(|_| {
+                    StoreError::new(
+                        ErrorKind::Corrupt,
+                        "an auth-state key in Redis is not UTF-8",
+                    )
+                })?;
+                Ok((key, kv[1].clone()))
+            })
+            .collect()
+    }
+
+    async fn delete_prefix(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        prefix: &str,
+    ) -> StoreResult<u64> {
+        let n = self
+            .fenced(
+                "auth delete prefix",
+                &scripts::DELETE_PREFIX,
+                device,
+                fence,
+                vec![prefix.as_bytes().to_vec()],
+            )
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn clear(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
+        self.fenced("auth clear", &scripts::CLEAR, device, fence, Vec::new())
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl PairingBudget for RedisStore {
+    async fn try_acquire(&self, phone: &PhoneNumber) -> StoreResult<BudgetDecision> {
+        let hash = hex::encode(sha2::Sha256::digest(phone.digits().as_bytes()));
+        let key = format!("{}budget:{}", self.config.prefix, &hash[..16]);
+        let capacity = self.config.budget_capacity;
+        let refill_ms = u64::try_from(self.config.budget_refill.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let (allowed, wait_ms): (i64, i64) = self
+            .run("budget", async move |c| {
+                scripts::BUDGET
+                    .key(&key)
+                    .arg(capacity)
+                    .arg(refill_ms)
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        Ok(if allowed == 1 {
+            BudgetDecision::Allowed
+        } else {
+            BudgetDecision::Denied {
+                retry_after: Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0)),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact("redis://:pw@h:6379/0"), "redis://***@h:6379/0");
+        assert_eq!(redact("rediss://default:pw@h:6379"), "rediss://***@h:6379");
+        assert_eq!(redact("redis://h:6379"), "redis://h:6379");
+        let err = RedisStore::new(RedisConfig::new("http://:secret@nope")).unwrap_err();
+        assert!(!err.to_string().contains("secret"));
+        assert_eq!(err.kind(), ErrorKind::Configuration);
+    }
+}

@@ -1,0 +1,319 @@
+//! The wa-pairing demo: links a WhatsApp device end to end, offline.
+//!
+//! It starts the offline WhatsApp simulator, an in-memory store and a runner with the real
+//! `whatsapp-rust` client, creates a device for a phone number, shows the pairing code the
+//! way its owner would see it, lets the simulated phone type it, and exits 0 once the device
+//! is linked. `--fault` scripts what a user sees when things go wrong.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use wa_pairing_runner::{Runner, RunnerConfig};
+use wa_pairing_sim::{Refusal, Sim, SimConfig};
+use wa_pairing_store::{
+    Change, DeviceStatus, DeviceStore, Keyring, MemoryStore, NewDevice, PairingRequest, UserId,
+};
+use wa_pairing_whatsapp::WhatsAppConfig;
+
+mod display;
+
+const HELP: &str = "wa-pairing-demo: link a WhatsApp device end to end, offline
+
+USAGE:
+    wa-pairing-demo [PHONE] [--fault FAULT]
+
+PHONE is the number to link, written any way a person would (default 0812-3456-7890,
+read as Indonesian). Nothing leaves this machine: WhatsApp is simulated.
+
+FAULTS (what the owner sees when things go wrong):
+    rate-limit       WhatsApp refuses the code request with 429 and a 5-minute backoff
+    throttled        WhatsApp's per-number limit (400 with a backoff)
+    forbidden        WhatsApp refuses with 403 (not retried)
+    not-available    pairing codes are not available for the account (452)
+    server-error     one 500 refusal: retried, then the code arrives
+    wrong-code       the person mistypes the code once, then types it right
+
+OPTIONS:
+    -h, --help       print this help";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fault {
+    RateLimit,
+    Throttled,
+    Forbidden,
+    NotAvailable,
+    ServerError,
+    WrongCode,
+}
+
+impl Fault {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "rate-limit" => Self::RateLimit,
+            "throttled" => Self::Throttled,
+            "forbidden" => Self::Forbidden,
+            "not-available" => Self::NotAvailable,
+            "server-error" => Self::ServerError,
+            "wrong-code" => Self::WrongCode,
+            _ => return None,
+        })
+    }
+
+    fn refusal(self) -> Option<(Refusal, Option<u32>)> {
+        let five_minutes = Some(Duration::from_secs(300));
+        Some(match self {
+            Self::RateLimit => (
+                Refusal::RateOverlimit {
+                    backoff: five_minutes,
+                },
+                None,
+            ),
+            Self::Throttled => (
+                Refusal::BadRequest {
+                    backoff: five_minutes,
+                },
+                None,
+            ),
+            Self::Forbidden => (Refusal::Forbidden, None),
+            Self::NotAvailable => (Refusal::FeatureNotAvailable, None),
+            Self::ServerError => (Refusal::InternalServerError, Some(1)),
+            Self::WrongCode => return None,
+        })
+    }
+}
+
+struct Args {
+    phone: String,
+    fault: Option<Fault>,
+}
+
+fn args() -> Result<Option<Args>, String> {
+    let mut phone = None;
+    let mut fault = None;
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--fault" => {
+                let name = it.next().ok_or("--fault needs a name; see --help")?;
+                fault = Some(
+                    Fault::parse(&name)
+                        .ok_or_else(|| format!("unknown fault {name:?}; see --help"))?,
+                );
+            }
+            other if other.starts_with("--") => {
+                return Err(format!("unknown option {other:?}; see --help"));
+            }
+            other => phone = Some(other.to_owned()),
+        }
+    }
+    Ok(Some(Args {
+        phone: phone.unwrap_or_else(|| "0812-3456-7890".to_owned()),
+        fault,
+    }))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let ui = display::Display::new();
+    let args = match args() {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            println!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            ui.fail(&e);
+            return ExitCode::from(2);
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(180), run(&ui, args)).await {
+        Ok(Ok(true)) => ExitCode::SUCCESS,
+        Ok(Ok(false)) => ExitCode::FAILURE,
+        Ok(Err(e)) => {
+            ui.fail(&e);
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            ui.fail("the demo did not finish within 3 minutes");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the whole flow; `Ok(true)` once linked, `Ok(false)` when the device failed.
+#[allow(clippy::too_many_lines)]
+async fn run(ui: &display::Display, args: Args) -> Result<bool, String> {
+    // What the owner types is validated before anything else happens.
+    let phone = wa_pairing_phone::parse(&args.phone).map_err(|e| e.to_string())?;
+    ui.step(
+        "✓",
+        &format!(
+            "phone number {} ({} line)",
+            phone.redacted(),
+            phone.number_type()
+        ),
+    );
+
+    let sim = Sim::start(SimConfig::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    ui.step("✓", &format!("offline WhatsApp simulator on {}", sim.url()));
+    let sim_phone = sim.phone(phone.digits());
+    if let Some((refusal, times)) = args.fault.and_then(Fault::refusal) {
+        sim_phone.refuse_code_requests(refusal, times);
+        ui.detail(&format!(
+            "scripted fault: {:?}",
+            args.fault.unwrap_or(Fault::WrongCode)
+        ));
+    }
+
+    let store = MemoryStore::new();
+    let (keyring, _) = Keyring::generate(1);
+    let connector = WhatsAppConfig::new(Arc::new(store.clone()))
+        .server_url(sim.url())
+        .keyring(keyring)
+        .push_name("wa-pairing demo")
+        .build()
+        .map_err(|e| e.to_string())?;
+    let config = RunnerConfig::default()
+        .instance_id("demo-runner")
+        .claim_interval(Duration::from_secs(1))
+        .lease_for(Duration::from_secs(20))
+        .heartbeat(Duration::from_secs(5));
+    let runner = Runner::new(Arc::new(store.clone()), Arc::new(connector), config)
+        .map_err(|e| e.to_string())?
+        .with_code_cache(Arc::new(store.clone()))
+        .with_budget(Arc::new(store.clone()))
+        .with_auth_state(Arc::new(store.clone()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    ui.step(
+        "✓",
+        "runner started (in-memory store, auth state encrypted at rest)",
+    );
+
+    let mut feed = store
+        .subscribe()
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the in-memory store has a change feed")?;
+    let device = store
+        .create(NewDevice::new(UserId::random(), "Demo phone"))
+        .await
+        .map_err(|e| e.to_string())?;
+    store
+        .start_pairing(
+            device.id,
+            PairingRequest::Code {
+                phone: phone.clone(),
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    ui.step(
+        "…",
+        "device created; owner pressed \"connect\" (status: connecting)",
+    );
+
+    let mut shown = None;
+    let mut typed_wrong = false;
+    let linked = loop {
+        let d = store.get(device.id).await.map_err(|e| e.to_string())?;
+        match d.status {
+            DeviceStatus::WaitingPairing if d.pairing_code.is_some() && d.pairing_code != shown => {
+                shown = d.pairing_code;
+                let code = d.pairing_code.map(|c| c.to_string()).unwrap_or_default();
+                let valid = d
+                    .pairing_code_expires_at
+                    .map_or(0, |t| (t - chrono::Utc::now()).num_seconds().max(0));
+                ui.step(
+                    "✓",
+                    "WhatsApp issued a pairing code (status: waiting_pairing)",
+                );
+                ui.code(&code, u64::try_from(valid).unwrap_or(0));
+                let typing = if args.fault == Some(Fault::WrongCode) && !typed_wrong {
+                    typed_wrong = true;
+                    let wrong: String = code
+                        .chars()
+                        .map(|c| match c {
+                            '-' => '-',
+                            'A' => 'B',
+                            _ => 'A',
+                        })
+                        .collect();
+                    ui.step("…", &format!("the simulated phone types {wrong} (a typo)"));
+                    wrong
+                } else {
+                    ui.step("…", &format!("the simulated phone types {code}"));
+                    code.clone()
+                };
+                match sim_phone.enter_code(&typing).await {
+                    Ok(()) => ui.step("✓", "the phone accepted the code"),
+                    Err(e) => {
+                        ui.fail(&format!("the phone says: {e}"));
+                        ui.step("…", "typing it again, correctly");
+                        sim_phone
+                            .enter_code(&code)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        ui.step("✓", "the phone accepted the code");
+                    }
+                }
+            }
+            DeviceStatus::Connected => {
+                let number = d.phone_number.unwrap_or_default();
+                ui.step(
+                    "✓",
+                    &format!(
+                        "linked! status: connected, as {}",
+                        wa_pairing_phone::RedactedPhone::of_digits(&number)
+                    ),
+                );
+                break true;
+            }
+            DeviceStatus::Failed => {
+                ui.fail("the device failed (status: failed); the owner reads:");
+                ui.detail(&format!("\"{}\"", d.error_message.unwrap_or_default()));
+                if let Some(at) = d.retry_after {
+                    ui.detail(&format!("retry_after: {} UTC", at.format("%H:%M:%S")));
+                }
+                ui.detail(&format!(
+                    "WhatsApp saw {} code request(s) for this number: no request storm",
+                    sim.counters().code_requests_for(phone.digits())
+                ));
+                break false;
+            }
+            _ => {}
+        }
+        // Wait for the next change of this device (never a sleep).
+        loop {
+            match feed.next().await {
+                Some(Change::Device(id)) if id == device.id => break,
+                Some(Change::Resync) => break,
+                Some(_) => {}
+                None => return Err("the change feed ended".into()),
+            }
+        }
+    };
+
+    let _ = stop.send(());
+    let summary = runner.await.map_err(|e| e.to_string())?;
+    ui.step(
+        "✓",
+        &format!("runner stopped; {} lease(s) released", summary.released),
+    );
+    sim.shutdown().await;
+    Ok(linked)
+}

@@ -1,0 +1,279 @@
+//! Harness for the end-to-end tests: the simulator, a store, runners with the real
+//! WhatsApp connector, and a simulated person who types every code shown.
+
+// A test harness: it reports failures by panicking.
+#![allow(clippy::missing_panics_doc)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use tokio::task::JoinHandle;
+use tokio_postgres::NoTls;
+use wa_pairing_postgres::{PostgresConfig, PostgresStore};
+use wa_pairing_runner::{RunSummary, Runner, RunnerConfig};
+use wa_pairing_sim::{Sim, SimConfig};
+use wa_pairing_store::testkit::Skip;
+use wa_pairing_store::{
+    AuthStateStore, CodeCache, Device, DeviceId, DeviceStatus, DeviceStore, Keyring, MemoryStore,
+    NewDevice, PairingBudget, PairingRequest, UserId,
+};
+use wa_pairing_whatsapp::WhatsAppConfig;
+
+/// Generous deadline for anything a test waits on.
+pub const DEADLINE: Duration = Duration::from_secs(90);
+
+/// The stores a stack runs on.
+#[derive(Clone)]
+pub struct Stores {
+    /// Devices.
+    pub devices: Arc<dyn DeviceStore>,
+    /// Auth state (wrapped in encryption by the connector).
+    pub auth: Arc<dyn AuthStateStore>,
+    /// Code cache, if any.
+    pub cache: Option<Arc<dyn CodeCache>>,
+    /// Budget, if any.
+    pub budget: Option<Arc<dyn PairingBudget>>,
+}
+
+impl Stores {
+    /// Everything in memory.
+    pub fn memory() -> Self {
+        let m = Arc::new(MemoryStore::new());
+        Self {
+            devices: m.clone(),
+            auth: m.clone(),
+            cache: Some(m.clone()),
+            budget: Some(m),
+        }
+    }
+
+    /// Devices and auth state in a fresh PostgreSQL database (dropped by [`PgDb::drop`]).
+    pub async fn postgres() -> Result<(Self, PgDb), Skip> {
+        let db = PgDb::create().await?;
+        let store = Arc::new(
+            PostgresStore::connect(&PostgresConfig::new(&db.url).pool_size(8)).expect("pool"),
+        );
+        store.migrate().await.expect("migrations");
+        Ok((
+            Self {
+                devices: store.clone(),
+                auth: store,
+                cache: None,
+                budget: None,
+            },
+            db,
+        ))
+    }
+}
+
+/// A throwaway PostgreSQL database.
+pub struct PgDb {
+    /// Its URL.
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl PgDb {
+    async fn create() -> Result<Self, Skip> {
+        let admin = std::env::var("WA_PAIRING_TEST_POSTGRES_URL")
+            .map_err(|_| Skip::new("WA_PAIRING_TEST_POSTGRES_URL is not set"))?;
+        let (client, conn) = tokio_postgres::connect(&admin, NoTls).await.map_err(|e| {
+            Skip::new(format!(
+                "no PostgreSQL at WA_PAIRING_TEST_POSTGRES_URL: {e}"
+            ))
+        })?;
+        tokio::spawn(conn);
+        let name = format!("wa_e2e_{}", uuid::Uuid::new_v4().simple());
+        client
+            .batch_execute(&format!("create database {name}"))
+            .await
+            .expect("create database");
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        Ok(Self {
+            url: format!("{base}/{name}"),
+            admin,
+            name,
+        })
+    }
+
+    /// Drops the database.
+    pub async fn drop(self) {
+        if let Ok((client, conn)) = tokio_postgres::connect(&self.admin, NoTls).await {
+            tokio::spawn(conn);
+            let _ = client
+                .batch_execute(&format!(
+                    "drop database if exists {} with (force)",
+                    self.name
+                ))
+                .await;
+        }
+    }
+}
+
+/// The simulator, the stores, and the key the auth state is sealed with.
+pub struct Stack {
+    /// The simulator.
+    pub sim: Sim,
+    /// The stores.
+    pub stores: Stores,
+    keyring: Keyring,
+    /// The devices the simulated person looks at.
+    watched: Arc<std::sync::Mutex<Vec<DeviceId>>>,
+}
+
+/// A running runner instance.
+pub struct RunningRunner {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: JoinHandle<RunSummary>,
+}
+
+impl RunningRunner {
+    /// Graceful shutdown: closes sessions and releases leases.
+    pub async fn shutdown(mut self) -> RunSummary {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.task.await.expect("runner task")
+    }
+
+    /// A crash: the task is aborted without releasing anything.
+    pub fn kill(self) {
+        self.task.abort();
+    }
+}
+
+impl Stack {
+    /// Starts a simulator over these stores.
+    pub async fn start(stores: Stores) -> Self {
+        Self {
+            sim: Sim::start(SimConfig::default()).await.expect("sim"),
+            stores,
+            keyring: Keyring::generate(1).0,
+            watched: Arc::default(),
+        }
+    }
+
+    /// Short leases so takeovers happen within a test.
+    pub fn config(instance: &str) -> RunnerConfig {
+        RunnerConfig::default()
+            .instance_id(instance)
+            .claim_interval(Duration::from_millis(500))
+            .lease_for(Duration::from_secs(4))
+            .heartbeat(Duration::from_secs(1))
+    }
+
+    /// Starts a runner instance with the real connector pointed at the simulator.
+    pub fn runner(&self, config: RunnerConfig) -> RunningRunner {
+        let connector = WhatsAppConfig::new(self.stores.auth.clone())
+            .server_url(self.sim.url())
+            .keyring(self.keyring.clone())
+            .push_name("wa-pairing e2e")
+            .close_timeout(Duration::from_secs(5))
+            .build()
+            .expect("connector");
+        let mut runner = Runner::new(self.stores.devices.clone(), Arc::new(connector), config)
+            .expect("runner")
+            .with_auth_state(self.stores.auth.clone());
+        if let Some(c) = &self.stores.cache {
+            runner = runner.with_code_cache(c.clone());
+        }
+        if let Some(b) = &self.stores.budget {
+            runner = runner.with_budget(b.clone());
+        }
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(runner.run(async {
+            let _ = stopped.await;
+        }));
+        RunningRunner {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// A device whose owner asked to link `phone`.
+    pub async fn device(&self, phone: &str) -> Device {
+        let d = self
+            .stores
+            .devices
+            .create(NewDevice::new(UserId::random(), "e2e"))
+            .await
+            .expect("create");
+        let phone = wa_pairing_phone::parse(phone).expect("valid phone");
+        let d = self
+            .stores
+            .devices
+            .start_pairing(d.id, PairingRequest::Code { phone })
+            .await
+            .expect("start pairing");
+        self.watched.lock().expect("watched").push(d.id);
+        d
+    }
+
+    /// A person who types every code shown for a device on its simulated phone.
+    pub fn person(&self) -> JoinHandle<()> {
+        let devices = self.stores.devices.clone();
+        let sim = self.sim.clone();
+        let watched = self.watched.clone();
+        tokio::spawn(async move {
+            let mut feed = devices.subscribe().await.ok().flatten();
+            let mut typed = std::collections::HashSet::new();
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                // Wake on a change (where the store pushes) or on the tick (where it polls).
+                match &mut feed {
+                    Some(f) => {
+                        tokio::select! {
+                            c = f.next() => if c.is_none() { return },
+                            _ = tick.tick() => {}
+                        }
+                    }
+                    None => {
+                        tick.tick().await;
+                    }
+                }
+                let ids = watched.lock().map(|w| w.clone()).unwrap_or_default();
+                for id in ids {
+                    let Ok(d) = devices.get(id).await else {
+                        continue;
+                    };
+                    if d.status != DeviceStatus::WaitingPairing {
+                        continue;
+                    }
+                    let (Some(code), Some(phone)) = (d.pairing_code, d.phone_for_pairing) else {
+                        continue;
+                    };
+                    if typed.insert((id, code.to_string())) {
+                        let phone = sim.phone(&phone);
+                        tokio::spawn(async move {
+                            let _ = phone.enter_code(&code.to_string()).await;
+                        });
+                    }
+                }
+            }
+        })
+    }
+
+    /// Waits until `id` satisfies `pred`.
+    pub async fn until(&self, id: DeviceId, what: &str, pred: impl Fn(&Device) -> bool) -> Device {
+        let end = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let d = self.stores.devices.get(id).await.expect("get");
+            if pred(&d) {
+                return d;
+            }
+            assert!(
+                tokio::time::Instant::now() < end,
+                "timed out waiting for {what}; the device is {d:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the device is connected.
+    pub async fn connected(&self, id: DeviceId) -> Device {
+        self.until(id, "connected", |d| d.status == DeviceStatus::Connected)
+            .await
+    }
+}

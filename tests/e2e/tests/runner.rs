@@ -1,0 +1,236 @@
+//! The runner with the real whatsapp-rust client against the simulator: pairing, recovery,
+//! refusals, takeovers and several instances, over the in-memory store and PostgreSQL.
+
+use std::time::Duration;
+
+use wa_pairing_e2e::{Stack, Stores};
+use wa_pairing_sim::Refusal;
+use wa_pairing_store::DeviceStatus;
+use wa_pairing_store::testkit::setup;
+
+async fn pairs_then_resumes_after_a_restart(stores: Stores) {
+    let stack = Stack::start(stores).await;
+    let person = stack.person();
+    let phone = "6281234500001";
+    let d = stack.device(phone).await;
+    let first = stack.runner(Stack::config("runner-a"));
+    let linked = stack.connected(d.id).await;
+    assert_eq!(linked.phone_number.as_deref(), Some(phone));
+    assert!(linked.pairing_code.is_none());
+    let stored = stack.stores.auth.scan_prefix(d.id, "").await.unwrap();
+    assert!(!stored.is_empty(), "the client's state is stored");
+    let summary = first.shutdown().await;
+    assert!(summary.released >= 1);
+    let released = stack.stores.devices.get(d.id).await.unwrap();
+    assert!(released.lease_owner.is_none());
+    assert_eq!(released.status, DeviceStatus::Connected);
+
+    // A new runner (a restart) resumes from the stored, encrypted state without pairing.
+    let logins = stack.sim.counters().logins;
+    let second = stack.runner(Stack::config("runner-b"));
+    stack
+        .until(d.id, "resumed", |x| {
+            x.lease_owner.as_deref() == Some("runner-b")
+                && x.last_connected_at > linked.last_connected_at
+        })
+        .await;
+    let counters = stack.sim.counters();
+    assert_eq!(counters.code_requests_for(phone), 1, "no second pairing");
+    assert!(counters.logins > logins);
+    assert_eq!(
+        counters.max_sessions_for(phone),
+        1,
+        "never two sockets for one account"
+    );
+    second.shutdown().await;
+    person.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_pairs_then_resumes_after_a_restart() {
+    pairs_then_resumes_after_a_restart(Stores::memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_pairs_then_resumes_after_a_restart() {
+    let (stores, db) = match Stores::postgres().await {
+        Ok(x) => x,
+        Err(skip) => {
+            assert!(setup("postgres e2e", Err(skip)).is_none());
+            return;
+        }
+    };
+    pairs_then_resumes_after_a_restart(stores).await;
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refusals_end_in_the_right_status_without_a_request_storm() {
+    let stack = Stack::start(Stores::memory()).await;
+    let cases = [
+        (
+            "6281234500010",
+            Refusal::RateOverlimit {
+                backoff: Some(Duration::from_secs(300)),
+            },
+            "limiting",
+            true,
+            1,
+        ),
+        (
+            "6281234500011",
+            Refusal::BadRequest { backoff: None },
+            "limiting",
+            true,
+            1,
+        ),
+        ("6281234500012", Refusal::Forbidden, "forbidden", false, 1),
+        (
+            "6281234500013",
+            Refusal::FeatureNotAvailable,
+            "QR code",
+            false,
+            1,
+        ),
+        (
+            "6281234500014",
+            Refusal::InternalServerError,
+            "after 3 attempts",
+            false,
+            3,
+        ),
+    ];
+    for (phone, refusal, _, _, _) in &cases {
+        stack.sim.phone(phone).refuse_code_requests(*refusal, None);
+    }
+    let mut ids = Vec::new();
+    for (phone, ..) in &cases {
+        ids.push(stack.device(phone).await.id);
+    }
+    let runner = stack.runner(Stack::config("runner-r"));
+    for (id, (phone, refusal, words, throttled, requests)) in ids.into_iter().zip(cases) {
+        let failed = stack
+            .until(id, "failed", |d| d.status == DeviceStatus::Failed)
+            .await;
+        let msg = failed.error_message.unwrap_or_default();
+        assert!(msg.contains(words), "{refusal:?}: {msg}");
+        assert_eq!(failed.retry_after.is_some(), throttled, "{refusal:?}");
+        assert_eq!(
+            stack.sim.counters().code_requests_for(phone),
+            requests,
+            "{refusal:?}"
+        );
+    }
+    runner.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_runner_is_taken_over_and_the_session_resumes_without_pairing() {
+    let stack = Stack::start(Stores::memory()).await;
+    let person = stack.person();
+    let phone = "6281234500020";
+    let d = stack.device(phone).await;
+    let a = stack.runner(Stack::config("runner-a"));
+    let linked = stack.connected(d.id).await;
+    a.kill();
+    let b = stack.runner(Stack::config("runner-b"));
+    let taken = stack
+        .until(d.id, "taken over", |x| {
+            x.lease_owner.as_deref() == Some("runner-b")
+        })
+        .await;
+    assert!(taken.lease_fence > linked.lease_fence);
+    assert_eq!(taken.status, DeviceStatus::Connected);
+    stack
+        .until(d.id, "resumed", |x| {
+            x.last_connected_at > linked.last_connected_at
+        })
+        .await;
+    assert_eq!(
+        stack.sim.counters().code_requests_for(phone),
+        1,
+        "resumed, not paired again"
+    );
+    b.shutdown().await;
+    person.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_runner_killed_mid_pairing_is_reissued_by_another() {
+    let stack = Stack::start(Stores::memory()).await;
+    let phone = "6281234500030";
+    let d = stack.device(phone).await;
+    let a = stack.runner(Stack::config("runner-a"));
+    let shown = stack
+        .until(d.id, "a code", |x| x.status == DeviceStatus::WaitingPairing)
+        .await;
+    a.kill();
+    let person = stack.person();
+    let b = stack.runner(Stack::config("runner-b"));
+    let linked = stack.connected(d.id).await;
+    assert_eq!(linked.lease_owner.as_deref(), Some("runner-b"));
+    assert!(linked.lease_fence > shown.lease_fence);
+    assert_eq!(
+        stack.sim.counters().code_requests_for(phone),
+        2,
+        "a fresh code was issued"
+    );
+    b.shutdown().await;
+    person.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_pair_every_device_exactly_once() {
+    let stack = Stack::start(Stores::memory()).await;
+    let person = stack.person();
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        ids.push(stack.device(&format!("62812346{i:05}")).await.id);
+    }
+    let runners: Vec<_> = ["r1", "r2", "r3"]
+        .iter()
+        .map(|n| stack.runner(Stack::config(n)))
+        .collect();
+    for id in &ids {
+        stack.connected(*id).await;
+    }
+    // A device is stored as connected as soon as the client has seen pair-success; the
+    // simulator counts the pairing when the client's signed answer arrives, a moment later.
+    let counters = stack
+        .sim
+        .wait_for_counters(Duration::from_secs(10), |c| c.pairings >= 30)
+        .await
+        .expect("the simulator counts every pairing");
+    assert_eq!(counters.pairings, 30);
+    assert!(
+        counters.max_sessions_any() <= 1,
+        "two sockets for one account: {counters:?}"
+    );
+    for i in 0..30 {
+        assert_eq!(counters.code_requests_for(&format!("62812346{i:05}")), 1);
+    }
+    // Shutting the instances down one by one hands devices over to the others; in the end
+    // every lease is released and no account ever had two sockets.
+    let mut released = 0;
+    for r in runners {
+        released += r.shutdown().await.released;
+    }
+    assert!(
+        released >= 30,
+        "graceful shutdown releases every lease ({released})"
+    );
+    assert!(stack.sim.counters().max_sessions_any() <= 1);
+    for id in &ids {
+        assert!(
+            stack
+                .stores
+                .devices
+                .get(*id)
+                .await
+                .unwrap()
+                .lease_owner
+                .is_none()
+        );
+    }
+    person.abort();
+}

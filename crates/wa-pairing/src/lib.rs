@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub use wa_pairing_code as code;
+pub use wa_pairing_phone as phone;
+pub use wa_pairing_retry as retry;
+pub use wa_pairing_store as store;
+
+#[cfg(feature = "runner")]
+#[cfg_attr(docsrs, doc(cfg(feature = "runner")))]
+pub use wa_pairing_runner as runner;
+
+pub use wa_pairing_code::{IssuedCode, PairingCode};
+pub use wa_pairing_phone::PhoneNumber;
+pub use wa_pairing_store::{
+    AuthStateStore, CodeCache, Device, DeviceId, DeviceStatus, DeviceStore, MemoryStore,
+    StoreError, UserId,
+};

@@ -155,7 +155,18 @@ impl fmt::Debug for RedisStore {
 
 impl RedisStore {
     /// A store for `config`; no connection is made yet.
+    ///
+    /// # Errors
+    ///
+    /// `Configuration` when the URL is not a Redis URL, or when called outside a Tokio
+    /// runtime (the connection manager runs a task on it).
     pub fn new(config: RedisConfig) -> StoreResult<Self> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(StoreError::new(
+                ErrorKind::Configuration,
+                "RedisStore::new must be called inside a Tokio runtime: create the store from async code",
+            ));
+        }
         install_crypto_provider();
         let client = redis::Client::open(config.url.as_str()).map_err(|_| {
             StoreError::new(

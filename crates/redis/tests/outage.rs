@@ -187,3 +187,13 @@ async fn the_budget_refuses_then_refills() {
         .await
         .unwrap();
 }
+
+#[test]
+fn building_the_store_outside_a_runtime_is_a_clear_error_not_a_panic() {
+    let e = wa_pairing_redis::RedisStore::new(wa_pairing_redis::RedisConfig::new(
+        "redis://127.0.0.1:6379",
+    ))
+    .unwrap_err();
+    assert_eq!(e.kind(), wa_pairing_store::ErrorKind::Configuration);
+    assert!(e.message().contains("Tokio runtime"), "{e}");
+}

@@ -21,9 +21,7 @@ async fn backend() -> Result<TestBackend, Skip> {
     )
     .map_err(|e| Skip::new(e.to_string()))?;
     // Reachable? A skip says why; strict mode turns it into a failure.
-    use wa_pairing_store::CodeCache as _;
-    store
-        .get(wa_pairing_store::DeviceId::random())
+    wa_pairing_store::CodeCache::get(&store, wa_pairing_store::DeviceId::random())
         .await
         .map_err(|e| Skip::new(format!("no Redis at WA_PAIRING_TEST_REDIS_URL: {e}")))?;
     let devices = Arc::new(MemoryStore::new());

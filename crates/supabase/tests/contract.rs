@@ -128,7 +128,10 @@ async fn get_filters_by_id_and_an_empty_answer_is_not_found() {
         .mount(&server)
         .await;
     let s = store(&server);
-    assert_eq!(DeviceStore::get(&s, id()).await.unwrap().status, DeviceStatus::Connected);
+    assert_eq!(
+        DeviceStore::get(&s, id()).await.unwrap().status,
+        DeviceStatus::Connected
+    );
     // "Tables and Views > Read": no matching row is 200 with an empty array.
     Mock::given(method("GET"))
         .and(path("/rest/v1/devices"))
@@ -324,10 +327,11 @@ async fn a_fenced_update_sends_only_the_touched_columns() {
 async fn auth_state_bytes_travel_as_hex_bytea_byte_for_byte() {
     let server = MockServer::start().await;
     let all: Vec<u8> = (0..=255).collect();
-    let hex = format!(
-        "\\x{}",
-        all.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
+    let hex = all.iter().fold(String::from("\\x"), |mut s, b| {
+        use std::fmt::Write as _;
+        let _ = write!(s, "{b:02x}");
+        s
+    });
     rpc("wa_auth_put")
         .and(body_json(json!({
             "p_device_id": DEVICE, "p_fence": 7,

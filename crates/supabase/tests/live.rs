@@ -15,7 +15,7 @@ use wa_pairing_supabase::{SupabaseConfig, SupabaseStore};
 const URL_ENV: &str = "WA_PAIRING_TEST_SUPABASE_URL";
 const KEY_ENV: &str = "WA_PAIRING_TEST_SUPABASE_KEY";
 
-async fn live_backend(test: &str) -> Option<TestBackend> {
+fn live_backend(test: &str) -> Option<TestBackend> {
     let (Ok(url), Ok(key)) = (std::env::var(URL_ENV), std::env::var(KEY_ENV)) else {
         eprintln!(
             "skipped {test}: set {URL_ENV} and {KEY_ENV} to run it against a Supabase project (optional, also under strict mode)"
@@ -32,7 +32,7 @@ macro_rules! live_test {
     ($factory:path, $name:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
-            if let Some(backend) = $factory(stringify!($name)).await {
+            if let Some(backend) = $factory(stringify!($name)) {
                 wa_pairing_store::testkit::$name(&backend).await;
                 backend.teardown().await;
             }

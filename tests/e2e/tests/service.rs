@@ -1,0 +1,120 @@
+//! The production service's own code (settings, wiring, health endpoint, graceful shutdown)
+//! against the real PostgreSQL and Redis and the simulator: a device is paired end to end.
+#![allow(missing_docs)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use wa_pairing_e2e::{Stack, Stores};
+use wa_pairing_service::{Service, Settings};
+use wa_pairing_store::testkit::setup;
+use wa_pairing_store::{DeviceStatus, Keyring};
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.expect("read");
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_service_pairs_a_device_on_postgres_and_redis_then_stops_cleanly() {
+    let (stores, db) = match Stores::postgres().await {
+        Ok(x) => x,
+        Err(skip) => {
+            assert!(setup("service e2e", Err(skip)).is_none());
+            return;
+        }
+    };
+    let Ok(redis_url) = std::env::var("WA_PAIRING_TEST_REDIS_URL") else {
+        assert!(
+            setup(
+                "service e2e",
+                Err(wa_pairing_store::testkit::Skip::new(
+                    "WA_PAIRING_TEST_REDIS_URL is not set"
+                ))
+            )
+            .is_none()
+        );
+        return;
+    };
+    let stack = Stack::start(stores).await;
+    let person = stack.person();
+    let (_, key) = Keyring::generate(1);
+
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("DATABASE_URL", db.url.clone()),
+        ("REDIS_URL", redis_url),
+        ("WA_PAIRING_AUTH_KEYS", format!("1:{key}")),
+        ("WA_PAIRING_INSTANCE_ID", "service-e2e".to_owned()),
+        ("WA_PAIRING_HEALTH_ADDR", "127.0.0.1:0".to_owned()),
+        ("WA_PAIRING_MIGRATE", "true".to_owned()),
+        ("WA_PAIRING_WA_SERVER_URL", stack.sim.url()),
+        ("WA_PAIRING_LOG_FORMAT", "text".to_owned()),
+    ]);
+    let settings = Settings::from_lookup(|n| vars.get(n).cloned()).expect("settings");
+    let service = Service::build(settings).await.expect("the service builds");
+    let health = service.health_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(service.run(async {
+        let _ = stopped.await;
+    }));
+
+    let (status, _) = http_get(health, "/livez").await;
+    assert_eq!(status, 200);
+    let end = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = http_get(health, "/readyz").await;
+        if status == 200 {
+            assert!(body.contains("\"store\":\"ok\""), "{body}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "never ready: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let device = stack.device("0812-5550-1234").await;
+    let linked = stack.connected(device.id).await;
+    assert_eq!(linked.lease_owner.as_deref(), Some("service-e2e"));
+    assert_eq!(linked.phone_number.as_deref(), Some("6281255501234"));
+    let stored = stack
+        .stores
+        .auth
+        .scan_prefix(device.id, "")
+        .await
+        .expect("auth state");
+    assert!(!stored.is_empty(), "the session's keys are stored");
+    assert_eq!(stack.sim.counters().code_requests_for("6281255501234"), 1);
+
+    // SIGTERM in production: the same graceful path.
+    let _ = stop.send(());
+    let summary = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("stops in time")
+        .expect("the service task");
+    assert!(summary.released >= 1, "{summary:?}");
+    let after = stack.stores.devices.get(device.id).await.expect("get");
+    assert!(after.lease_owner.is_none(), "the lease is released");
+    assert_eq!(after.status, DeviceStatus::Connected);
+    assert!(
+        tokio::net::TcpStream::connect(health).await.is_err(),
+        "the health endpoint is closed"
+    );
+    person.abort();
+    db.drop().await;
+}

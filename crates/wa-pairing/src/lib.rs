@@ -10,6 +10,22 @@ pub use wa_pairing_store as store;
 #[cfg_attr(docsrs, doc(cfg(feature = "runner")))]
 pub use wa_pairing_runner as runner;
 
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use wa_pairing_postgres as postgres;
+
+#[cfg(feature = "supabase")]
+#[cfg_attr(docsrs, doc(cfg(feature = "supabase")))]
+pub use wa_pairing_supabase as supabase;
+
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use wa_pairing_redis as redis;
+
+#[cfg(feature = "whatsapp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "whatsapp")))]
+pub use wa_pairing_whatsapp as whatsapp;
+
 pub use wa_pairing_code::{IssuedCode, PairingCode};
 pub use wa_pairing_phone::PhoneNumber;
 pub use wa_pairing_store::{

@@ -26,6 +26,10 @@ pub use wa_pairing_redis as redis;
 #[cfg_attr(docsrs, doc(cfg(feature = "whatsapp")))]
 pub use wa_pairing_whatsapp as whatsapp;
 
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use wa_pairing_http as http;
+
 pub use wa_pairing_code::{IssuedCode, PairingCode};
 pub use wa_pairing_phone::PhoneNumber;
 pub use wa_pairing_store::{

@@ -1,0 +1,123 @@
+// The device page: no build step, no dependencies. Talks to /api with the Supabase access
+// token (from #access_token=... in the URL, or typed in once), and follows one device over
+// server-sent events.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let token = null;
+let current = null;
+let source = null;
+let timer = null;
+
+function loadToken() {
+  const m = location.hash.match(/access_token=([^&]+)/);
+  if (m) {
+    sessionStorage.setItem("wa_token", decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  token = sessionStorage.getItem("wa_token");
+  $("signin").hidden = !!token;
+}
+
+async function api(method, path, body) {
+  const res = await fetch("/api" + path, {
+    method,
+    headers: { "Authorization": "Bearer " + token, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = await res.json().catch(() => ({}));
+  if (res.status === 401) { sessionStorage.removeItem("wa_token"); $("signin").hidden = false; }
+  if (!res.ok) throw new Error((data.error && data.error.message) || ("HTTP " + res.status));
+  return data;
+}
+
+function fmtLeft(ms) {
+  const s = Math.max(0, Math.round(ms / 1000));
+  return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+}
+
+function show(d) {
+  current = d;
+  $("device").hidden = false;
+  $("device-name").textContent = d.device_name;
+  $("status").textContent = d.status;
+  $("status").dataset.status = d.status;
+  $("code-box").hidden = !d.pairing_code;
+  $("code").textContent = d.pairing_code || "";
+  $("qr-box").hidden = !(d.connection_method === "qr" && d.qr_code);
+  if (!$("qr-box").hidden) {
+    $("qr").src = "/api/devices/" + d.id + "/qr.svg?access_token=" + encodeURIComponent(token) + "&t=" + Date.now();
+  }
+  $("connected").hidden = d.status !== "connected";
+  $("linked-number").textContent = d.phone_number ? "+" + d.phone_number : "";
+  let err = d.error_message || "";
+  if (d.retry_after) err += " (" + new Date(d.retry_after).toLocaleTimeString() + ")";
+  $("device-error").textContent = err;
+  clearInterval(timer);
+  if (d.pairing_code_expires_at) {
+    const tick = () => {
+      const left = fmtLeft(new Date(d.pairing_code_expires_at) - Date.now());
+      $("countdown").textContent = left;
+      $("countdown-en").textContent = left;
+    };
+    tick();
+    timer = setInterval(tick, 1000);
+  }
+}
+
+function follow(id) {
+  if (source) source.close();
+  source = new EventSource("/api/devices/" + id + "/events?access_token=" + encodeURIComponent(token));
+  source.addEventListener("device", (e) => { show(JSON.parse(e.data)); refreshList(); });
+  source.addEventListener("gone", () => { source.close(); $("device").hidden = true; refreshList(); });
+}
+
+async function refreshList() {
+  if (!token) return;
+  try {
+    const devices = await api("GET", "/devices");
+    const list = $("list");
+    list.replaceChildren(...devices.map((d) => {
+      const li = document.createElement("li");
+      const a = document.createElement("a");
+      a.href = "#";
+      a.textContent = d.device_name + " — " + d.status;
+      a.onclick = (ev) => { ev.preventDefault(); show(d); follow(d.id); };
+      li.append(a);
+      return li;
+    }));
+  } catch (e) { /* shown by the action that failed */ }
+}
+
+$("save-token").onclick = () => {
+  sessionStorage.setItem("wa_token", $("token").value.trim());
+  loadToken();
+  refreshList();
+};
+
+$("add-form").onsubmit = async (ev) => {
+  ev.preventDefault();
+  $("add-error").textContent = "";
+  try {
+    const d = await api("POST", "/devices", { device_name: $("name").value });
+    const started = await api("POST", "/devices/" + d.id + "/pairing", { phone_number: $("phone").value });
+    show(started);
+    follow(started.id);
+    refreshList();
+  } catch (e) { $("add-error").textContent = e.message; }
+};
+
+$("copy").onclick = () => {
+  if (current && current.pairing_code) navigator.clipboard.writeText(current.pairing_code.replace("-", ""));
+};
+$("refresh").onclick = async () => {
+  try { show(await api("POST", "/devices/" + current.id + "/refresh")); }
+  catch (e) { $("device-error").textContent = e.message; }
+};
+$("disconnect").onclick = async () => {
+  try { show(await api("POST", "/devices/" + current.id + "/disconnect")); }
+  catch (e) { $("device-error").textContent = e.message; }
+};
+
+loadToken();
+refreshList();

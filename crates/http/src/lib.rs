@@ -1,0 +1,10 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod auth;
+mod error;
+mod router;
+
+pub use auth::{AuthConfig, AuthConfigError, Owner};
+pub use error::ApiError;
+pub use router::{ApiState, DeviceView, HttpConfig, router};

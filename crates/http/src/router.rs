@@ -1,0 +1,481 @@
+//! The router: endpoints, the event stream and the page.
+
+use std::convert::Infallible;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt as _};
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+use wa_pairing_store::{
+    Change, ChangeStream, ConnectionMethod, Device, DeviceId, DeviceStatus, DeviceStore, NewDevice,
+    PairingRequest,
+};
+
+use crate::auth::{AuthConfig, Owner};
+use crate::error::ApiError;
+
+/// The router's settings.
+///
+/// ```
+/// use std::time::Duration;
+/// use wa_pairing_http::{AuthConfig, HttpConfig};
+///
+/// let config = HttpConfig::new(AuthConfig::hs256("secret"))
+///     .pairing_actions_per_minute(6)
+///     .keep_alive(Duration::from_secs(15));
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    auth: AuthConfig,
+    per_minute: NonZeroU32,
+    keep_alive: Duration,
+    poll: Duration,
+}
+
+impl HttpConfig {
+    /// Authentication as given; 6 pairing actions per user per minute; keep-alives every
+    /// 15 s; the event stream polls every second where the store has no change feed.
+    pub fn new(auth: AuthConfig) -> Self {
+        Self {
+            auth,
+            per_minute: NonZeroU32::new(6).unwrap_or(NonZeroU32::MIN),
+            keep_alive: Duration::from_secs(15),
+            poll: Duration::from_secs(1),
+        }
+    }
+
+    /// How many actions that reach WhatsApp (start pairing, refresh) one user may take per
+    /// minute (at least 1).
+    #[must_use]
+    pub fn pairing_actions_per_minute(mut self, n: u32) -> Self {
+        self.per_minute = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        self
+    }
+
+    /// How often the event stream sends a keep-alive comment.
+    #[must_use]
+    pub const fn keep_alive(mut self, every: Duration) -> Self {
+        self.keep_alive = every;
+        self
+    }
+
+    /// How often the event stream looks at the device when the store cannot push changes.
+    #[must_use]
+    pub const fn poll_interval(mut self, every: Duration) -> Self {
+        self.poll = every;
+        self
+    }
+}
+
+/// Shared state of the router's handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    pub(crate) store: Arc<dyn DeviceStore>,
+    pub(crate) auth: Arc<AuthConfig>,
+    limiter: Arc<DefaultKeyedRateLimiter<uuid::Uuid>>,
+    keep_alive: Duration,
+    poll: Duration,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The owner's view of a device: what `get-device-qr` answered, and more. Never contains
+/// auth state or lease details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceView {
+    /// Device id.
+    pub id: DeviceId,
+    /// The owner's name for it.
+    pub device_name: String,
+    /// `connecting`, `waiting_pairing`, `connected`, `disconnected` or `failed`.
+    pub status: DeviceStatus,
+    /// `pairing` or `qr`.
+    pub connection_method: ConnectionMethod,
+    /// The live code as `XXXX-XXXX`, only while it is valid.
+    pub pairing_code: Option<String>,
+    /// When the live code expires.
+    pub pairing_code_expires_at: Option<DateTime<Utc>>,
+    /// The live QR payload, only while waiting for a scan.
+    pub qr_code: Option<String>,
+    /// Why the device failed, in words the owner can act on.
+    pub error_message: Option<String>,
+    /// When trying again is worth it.
+    pub retry_after: Option<DateTime<Utc>>,
+    /// The number being linked.
+    pub phone_for_pairing: Option<String>,
+    /// The linked number, once connected.
+    pub phone_number: Option<String>,
+    /// When a session last connected.
+    pub last_connected_at: Option<DateTime<Utc>>,
+}
+
+impl DeviceView {
+    /// The view of `d` at `now`.
+    pub fn of(d: &Device, now: DateTime<Utc>) -> Self {
+        let waiting = d.status == DeviceStatus::WaitingPairing;
+        let live = waiting && d.pairing_code_expires_at.is_some_and(|t| t > now);
+        Self {
+            id: d.id,
+            device_name: d.device_name.clone(),
+            status: d.status,
+            connection_method: d.connection_method,
+            pairing_code: d
+                .pairing_code
+                .as_ref()
+                .filter(|_| live)
+                .map(ToString::to_string),
+            pairing_code_expires_at: d.pairing_code_expires_at.filter(|_| live),
+            qr_code: d.qr_code.clone().filter(|_| waiting),
+            error_message: d.error_message.clone(),
+            retry_after: d.retry_after.filter(|t| *t > now),
+            phone_for_pairing: d.phone_for_pairing.clone(),
+            phone_number: d
+                .phone_number
+                .clone()
+                .filter(|_| d.status == DeviceStatus::Connected),
+            last_connected_at: d.last_connected_at,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    device_name: String,
+    #[serde(default)]
+    connection_method: Option<ConnectionMethod>,
+}
+
+#[derive(Deserialize)]
+struct PairBody {
+    #[serde(default)]
+    phone_number: Option<String>,
+    #[serde(default)]
+    connection_method: Option<ConnectionMethod>,
+}
+
+/// The owner-facing router: the API under `/api` and the device page at `/`.
+///
+/// | method and path | what |
+/// |---|---|
+/// | `GET /` | the device page |
+/// | `POST /api/devices` | create a device `{device_name, connection_method?}` |
+/// | `GET /api/devices` | my devices |
+/// | `GET /api/devices/{id}` | one device ([`DeviceView`]) |
+/// | `POST /api/devices/{id}/pairing` | start pairing `{phone_number}` (or `{connection_method: "qr"}`) |
+/// | `POST /api/devices/{id}/refresh` | ask for a fresh code |
+/// | `POST /api/devices/{id}/disconnect` | stop and unlink |
+/// | `GET /api/devices/{id}/events` | server-sent `device` events as it changes |
+/// | `GET /api/devices/{id}/qr.svg` | the live QR drawn as SVG (QR method) |
+///
+/// ```
+/// use std::sync::Arc;
+/// use wa_pairing_http::{AuthConfig, HttpConfig, router};
+/// use wa_pairing_store::MemoryStore;
+///
+/// let app: axum::Router = router(
+///     Arc::new(MemoryStore::new()),
+///     HttpConfig::new(AuthConfig::hs256("the project's JWT secret")),
+/// );
+/// # let _ = app;
+/// ```
+pub fn router(store: Arc<dyn DeviceStore>, config: HttpConfig) -> axum::Router {
+    let state = ApiState {
+        store,
+        auth: Arc::new(config.auth),
+        limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(config.per_minute))),
+        keep_alive: config.keep_alive,
+        poll: config.poll,
+    };
+    axum::Router::new()
+        .route("/", get(page))
+        .route("/assets/app.js", get(script))
+        .route("/assets/app.css", get(style))
+        .route("/api/devices", post(create).get(list))
+        .route("/api/devices/{id}", get(one))
+        .route("/api/devices/{id}/pairing", post(start_pairing))
+        .route("/api/devices/{id}/refresh", post(refresh))
+        .route("/api/devices/{id}/disconnect", post(disconnect))
+        .route("/api/devices/{id}/events", get(events))
+        .route("/api/devices/{id}/qr.svg", get(qr_svg))
+        .with_state(state)
+}
+
+async fn page() -> impl IntoResponse {
+    Html(include_str!("../assets/index.html"))
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../assets/app.js"),
+    )
+}
+
+async fn style() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../assets/app.css"),
+    )
+}
+
+fn parse_id(raw: &str) -> Result<DeviceId, ApiError> {
+    raw.parse().map_err(|_| ApiError::not_found())
+}
+
+/// The device, if `owner` owns it; 404 otherwise (never revealing that it exists).
+async fn owned(state: &ApiState, owner: Owner, raw: &str) -> Result<Device, ApiError> {
+    let id = parse_id(raw)?;
+    let d = state.store.get(id).await?;
+    if d.user_id == owner.0 {
+        Ok(d)
+    } else {
+        Err(ApiError::not_found())
+    }
+}
+
+fn limit(state: &ApiState, owner: Owner) -> Result<(), ApiError> {
+    state.limiter.check_key(&owner.0.0).map_err(|not_until| {
+        ApiError::rate_limited(not_until.wait_time_from(DefaultClock::default().now()))
+    })
+}
+
+fn view(d: &Device) -> Json<DeviceView> {
+    Json(DeviceView::of(d, Utc::now()))
+}
+
+async fn create(
+    State(state): State<ApiState>,
+    owner: Owner,
+    body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<DeviceView>), ApiError> {
+    let Json(body) = body.map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            format!(
+                "the body must be JSON like {{\"device_name\": \"Shop phone\"}}: {}",
+                e.body_text()
+            ),
+        )
+    })?;
+    let new = NewDevice::new(owner.0, body.device_name)
+        .method(body.connection_method.unwrap_or_default());
+    let d = state.store.create(new).await?;
+    Ok((StatusCode::CREATED, view(&d)))
+}
+
+async fn list(
+    State(state): State<ApiState>,
+    owner: Owner,
+) -> Result<Json<Vec<DeviceView>>, ApiError> {
+    let now = Utc::now();
+    let devices = state.store.list_for_user(owner.0).await?;
+    Ok(Json(
+        devices.iter().map(|d| DeviceView::of(d, now)).collect(),
+    ))
+}
+
+async fn one(
+    State(state): State<ApiState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceView>, ApiError> {
+    Ok(view(&owned(&state, owner, &id).await?))
+}
+
+async fn start_pairing(
+    State(state): State<ApiState>,
+    owner: Owner,
+    Path(id): Path<String>,
+    body: Result<Json<PairBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<DeviceView>), ApiError> {
+    let Json(body) = body.map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            format!(
+                "the body must be JSON like {{\"phone_number\": \"0812-3456-7890\"}}: {}",
+                e.body_text()
+            ),
+        )
+    })?;
+    let request = match (body.connection_method, body.phone_number) {
+        (Some(ConnectionMethod::Qr), _) => PairingRequest::Qr,
+        (_, Some(number)) => {
+            let phone = wa_pairing_phone::parse(&number).map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_phone",
+                    e.to_string(),
+                )
+            })?;
+            PairingRequest::Code { phone }
+        }
+        (_, None) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_phone",
+                "give the WhatsApp number to link as phone_number, for example 0812-3456-7890 or +62 812 3456 7890",
+            ));
+        }
+    };
+    let d = owned(&state, owner, &id).await?;
+    limit(&state, owner)?;
+    let d = state.store.start_pairing(d.id, request).await?;
+    Ok((StatusCode::ACCEPTED, view(&d)))
+}
+
+async fn refresh(
+    State(state): State<ApiState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<DeviceView>), ApiError> {
+    let d = owned(&state, owner, &id).await?;
+    limit(&state, owner)?;
+    let d = state.store.refresh(d.id).await?;
+    Ok((StatusCode::ACCEPTED, view(&d)))
+}
+
+async fn disconnect(
+    State(state): State<ApiState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceView>, ApiError> {
+    let d = owned(&state, owner, &id).await?;
+    Ok(view(&state.store.stop(d.id).await?))
+}
+
+async fn qr_svg(
+    State(state): State<ApiState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let d = owned(&state, owner, &id).await?;
+    let payload = DeviceView::of(&d, Utc::now()).qr_code.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_qr",
+            "this device shows no QR code now",
+        )
+    })?;
+    let code = qrcode::QrCode::new(payload.as_bytes()).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the QR code could not be drawn",
+        )
+    })?;
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(256, 256)
+        .build();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        svg,
+    ))
+}
+
+struct Watch {
+    store: Arc<dyn DeviceStore>,
+    id: DeviceId,
+    feed: Option<ChangeStream>,
+    tick: tokio::time::Interval,
+    last: Option<String>,
+    done: bool,
+}
+
+impl Watch {
+    /// Waits for the next change that concerns this device (or a tick), then reads it.
+    async fn next_event(&mut self) -> Option<Event> {
+        if self.done {
+            return None;
+        }
+        loop {
+            if self.last.is_some() {
+                match &mut self.feed {
+                    Some(feed) => {
+                        tokio::select! {
+                            c = feed.next() => match c {
+                                Some(Change::Device(id)) if id != self.id => continue,
+                                Some(_) => {}
+                                None => self.feed = None,
+                            },
+                            _ = self.tick.tick() => {}
+                        }
+                    }
+                    None => {
+                        self.tick.tick().await;
+                    }
+                }
+            }
+            match self.store.get(self.id).await {
+                Ok(d) => {
+                    let json = serde_json::to_string(&DeviceView::of(&d, Utc::now())).ok()?;
+                    if self.last.as_deref() != Some(json.as_str()) {
+                        self.last = Some(json.clone());
+                        return Some(Event::default().event("device").data(json));
+                    }
+                }
+                Err(e) if e.is_not_found() => {
+                    self.done = true;
+                    return Some(Event::default().event("gone").data("{}"));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the event stream cannot read the device; retrying");
+                    if self.last.is_none() {
+                        self.last = Some(String::new());
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn events(
+    State(state): State<ApiState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let d = owned(&state, owner, &id).await?;
+    let feed = state.store.subscribe().await.ok().flatten();
+    // With a change feed the tick is only a safety sweep.
+    let every = if feed.is_some() {
+        state.poll.max(Duration::from_secs(5))
+    } else {
+        state.poll
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let watch = Watch {
+        store: state.store.clone(),
+        id: d.id,
+        feed,
+        tick,
+        last: None,
+        done: false,
+    };
+    let stream = futures::stream::unfold(watch, |mut w| async move {
+        w.next_event().await.map(|e| (Ok(e), w))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(state.keep_alive)))
+}

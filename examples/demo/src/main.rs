@@ -18,11 +18,13 @@ use wa_pairing_store::{
 use wa_pairing_whatsapp::WhatsAppConfig;
 
 mod display;
+mod serve;
 
 const HELP: &str = "wa-pairing-demo: link a WhatsApp device end to end, offline
 
 USAGE:
     wa-pairing-demo [PHONE] [--fault FAULT]
+    wa-pairing-demo --serve [ADDR]
 
 PHONE is the number to link, written any way a person would (default 0812-3456-7890,
 read as Indonesian). Nothing leaves this machine: WhatsApp is simulated.
@@ -36,6 +38,9 @@ FAULTS (what the owner sees when things go wrong):
     wrong-code       the person mistypes the code once, then types it right
 
 OPTIONS:
+    --serve [ADDR]   serve the device page (wa-pairing-http) against the simulator on ADDR
+                     (default 127.0.0.1:8080) and link devices from a browser; the
+                     simulated phone types each code shown a few seconds later
     -h, --help       print this help";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -87,11 +92,13 @@ impl Fault {
 struct Args {
     phone: String,
     fault: Option<Fault>,
+    serve: Option<std::net::SocketAddr>,
 }
 
 fn args() -> Result<Option<Args>, String> {
     let mut phone = None;
     let mut fault = None;
+    let mut serve = None;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -103,6 +110,12 @@ fn args() -> Result<Option<Args>, String> {
                         .ok_or_else(|| format!("unknown fault {name:?}; see --help"))?,
                 );
             }
+            "--serve" => {
+                let addr = it.next().unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+                serve = Some(addr.parse().map_err(|_| {
+                    format!("--serve takes host:port, like 127.0.0.1:8080, not {addr:?}")
+                })?);
+            }
             other if other.starts_with("--") => {
                 return Err(format!("unknown option {other:?}; see --help"));
             }
@@ -112,6 +125,7 @@ fn args() -> Result<Option<Args>, String> {
     Ok(Some(Args {
         phone: phone.unwrap_or_else(|| "0812-3456-7890".to_owned()),
         fault,
+        serve,
     }))
 }
 
@@ -136,6 +150,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(addr) = args.serve {
+        return match serve::serve(&ui, addr).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                ui.fail(&e);
+                ExitCode::FAILURE
+            }
+        };
+    }
     match tokio::time::timeout(Duration::from_secs(180), run(&ui, args)).await {
         Ok(Ok(true)) => ExitCode::SUCCESS,
         Ok(Ok(false)) => ExitCode::FAILURE,
@@ -178,27 +201,7 @@ async fn run(ui: &display::Display, args: Args) -> Result<bool, String> {
     }
 
     let store = MemoryStore::new();
-    let (keyring, _) = Keyring::generate(1);
-    let connector = WhatsAppConfig::new(Arc::new(store.clone()))
-        .server_url(sim.url())
-        .keyring(keyring)
-        .push_name("wa-pairing demo")
-        .build()
-        .map_err(|e| e.to_string())?;
-    let config = RunnerConfig::default()
-        .instance_id("demo-runner")
-        .claim_interval(Duration::from_secs(1))
-        .lease_for(Duration::from_secs(20))
-        .heartbeat(Duration::from_secs(5));
-    let runner = Runner::new(Arc::new(store.clone()), Arc::new(connector), config)
-        .map_err(|e| e.to_string())?
-        .with_code_cache(Arc::new(store.clone()))
-        .with_budget(Arc::new(store.clone()))
-        .with_auth_state(Arc::new(store.clone()));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let runner = tokio::spawn(runner.run(async {
-        let _ = stopped.await;
-    }));
+    let (stop, runner) = start_runner(&sim, &store)?;
     ui.step(
         "✓",
         "runner started (in-memory store, auth state encrypted at rest)",
@@ -316,4 +319,40 @@ async fn run(ui: &display::Display, args: Args) -> Result<bool, String> {
     );
     sim.shutdown().await;
     Ok(linked)
+}
+
+/// A runner with the real WhatsApp client pointed at `sim`, over `store` (auth state sealed
+/// with a fresh key); stop it by sending on the returned channel.
+pub(crate) fn start_runner(
+    sim: &Sim,
+    store: &MemoryStore,
+) -> Result<
+    (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<wa_pairing_runner::RunSummary>,
+    ),
+    String,
+> {
+    let (keyring, _) = Keyring::generate(1);
+    let connector = WhatsAppConfig::new(Arc::new(store.clone()))
+        .server_url(sim.url())
+        .keyring(keyring)
+        .push_name("wa-pairing demo")
+        .build()
+        .map_err(|e| e.to_string())?;
+    let config = RunnerConfig::default()
+        .instance_id("demo-runner")
+        .claim_interval(Duration::from_secs(1))
+        .lease_for(Duration::from_secs(20))
+        .heartbeat(Duration::from_secs(5));
+    let runner = Runner::new(Arc::new(store.clone()), Arc::new(connector), config)
+        .map_err(|e| e.to_string())?
+        .with_code_cache(Arc::new(store.clone()))
+        .with_budget(Arc::new(store.clone()))
+        .with_auth_state(Arc::new(store.clone()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    Ok((stop, runner))
 }

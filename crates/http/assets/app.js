@@ -104,6 +104,8 @@ $("add-form").onsubmit = async (ev) => {
     show(started);
     follow(started.id);
     refreshList();
+    $("add-form").reset();
+    $("device").scrollIntoView({ behavior: "smooth", block: "start" });
   } catch (e) { $("add-error").textContent = e.message; }
 };
 

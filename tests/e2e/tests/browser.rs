@@ -1,0 +1,284 @@
+//! The device page in headless Chromium, against the demo stack (the simulator, the in-memory
+//! store, the runner with the real WhatsApp client, and `wa-pairing-http`): a person adds a
+//! device with a name and a number, sees the code, the simulated phone types what the page
+//! shows, and the page turns to "connected". A screenshot of each stage is saved under
+//! `target/test-artifacts/`.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without them the
+//! test says why and skips, which `WA_PAIRING_TEST_STRICT=1` turns into a failure. Other
+//! binaries: `WA_PAIRING_TEST_CHROMIUM` and `WA_PAIRING_TEST_CHROMEDRIVER`.
+#![allow(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+use wa_pairing_e2e::{DEADLINE, Stack, Stores};
+use wa_pairing_http::{AuthConfig, HttpConfig, router};
+use wa_pairing_store::testkit::{STRICT_ENV, strict};
+use wa_pairing_store::{DeviceStatus, UserId};
+
+const SECRET: &str = "browser-e2e-jwt-secret-0123456789abcdef";
+
+/// The browser and its driver, or why they are not here.
+fn browser_binaries() -> Result<(PathBuf, PathBuf), String> {
+    let find = |env: &str, default: &str| -> Result<PathBuf, String> {
+        let path = std::env::var_os(env).map_or_else(|| PathBuf::from(default), PathBuf::from);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "{} not found: install Debian's chromium and chromium-driver \
+                 (`apt-get install chromium chromium-driver`) or set {env}",
+                path.display()
+            ))
+        }
+    };
+    Ok((
+        find("WA_PAIRING_TEST_CHROMIUM", "/usr/bin/chromium")?,
+        find("WA_PAIRING_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")?,
+    ))
+}
+
+/// A free loopback port (the driver takes a port number, not a listener).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// Starts chromedriver on loopback and waits until it accepts connections.
+async fn start_driver(driver: &Path) -> (tokio::process::Child, String) {
+    let port = free_port();
+    let child = tokio::process::Command::new(driver)
+        .arg(format!("--port={port}"))
+        .arg("--allowed-ips=127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromedriver starts");
+    let end = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "chromedriver did not listen on {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+async fn open_browser(chromium: &Path, driver_url: &str) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            // A phone-sized window: the page must be readable on one.
+            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--disable-gpu", "--window-size=412,915"],
+        }),
+    );
+    ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps)
+        .connect(driver_url)
+        .await
+        .expect("a headless Chromium session")
+}
+
+fn artifacts() -> PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
+        PathBuf::from,
+    );
+    let dir = dir.join("test-artifacts");
+    std::fs::create_dir_all(&dir).expect("the artifacts directory");
+    dir
+}
+
+async fn screenshot(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.expect("a screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
+    let path = artifacts().join(name);
+    std::fs::write(&path, png).expect("the screenshot is saved");
+    eprintln!("saved {}", path.display());
+}
+
+/// The text of `#id` once it is visible and satisfies `pred`.
+async fn until_text(browser: &Client, id: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let end = tokio::time::Instant::now() + DEADLINE;
+    let mut last = String::new();
+    loop {
+        if let Ok(el) = browser.find(Locator::Id(id)).await
+            && el.is_displayed().await.unwrap_or(false)
+        {
+            last = el.text().await.unwrap_or_default();
+            if pred(&last) {
+                return last;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the page never showed {what}; #{id} last read {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn looks_like_code(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 9
+        && b[4] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || c.is_ascii_alphanumeric())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_person_links_a_phone_from_the_device_page_in_chromium() {
+    let (chromium, driver) = match browser_binaries() {
+        Ok(found) => found,
+        Err(reason) => {
+            assert!(
+                !strict(),
+                "the browser test is required ({STRICT_ENV}=1) but: {reason}"
+            );
+            eprintln!("skipped the browser test: {reason}");
+            return;
+        }
+    };
+
+    // The demo stack, with the page served on loopback.
+    let stack = Stack::start(Stores::memory()).await;
+    let runner = stack.runner(Stack::config("browser-e2e"));
+    let app = router(
+        stack.stores.devices.clone(),
+        HttpConfig::new(AuthConfig::hs256(SECRET)),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port for the page");
+    let page = format!("http://{}", listener.local_addr().expect("address"));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let owner = UserId::random();
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": owner.to_string(), "aud": "authenticated",
+                "exp": chrono::Utc::now().timestamp() + 600}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("a token");
+
+    let (mut driver_process, driver_url) = start_driver(&driver).await;
+    let browser = open_browser(&chromium, &driver_url).await;
+    browser
+        .goto(&format!("{page}/#access_token={token}"))
+        .await
+        .expect("the page opens");
+
+    // The token came in the address, so no sign-in form.
+    let signin = browser.find(Locator::Id("signin")).await.expect("#signin");
+    assert!(!signin.is_displayed().await.expect("displayed"));
+    assert!(
+        !browser
+            .current_url()
+            .await
+            .expect("url")
+            .as_str()
+            .contains("access_token"),
+        "the token is taken out of the address bar"
+    );
+
+    // Add a device with a name and a number, as a person writes it.
+    browser
+        .find(Locator::Id("name"))
+        .await
+        .expect("#name")
+        .send_keys("HP Kasir")
+        .await
+        .expect("typing the name");
+    browser
+        .find(Locator::Id("phone"))
+        .await
+        .expect("#phone")
+        .send_keys("0812-5555-0101")
+        .await
+        .expect("typing the number");
+    browser
+        .find(Locator::Css("#add-form button[type=submit]"))
+        .await
+        .expect("the add button")
+        .click()
+        .await
+        .expect("adding the device");
+
+    // The code, large, with a countdown, exactly as the store holds it.
+    let code = until_text(&browser, "code", "a pairing code", looks_like_code).await;
+    let countdown = until_text(&browser, "countdown", "a countdown", |t| t.contains(':')).await;
+    assert!(
+        countdown.starts_with('2') || countdown.starts_with("3:"),
+        "about three minutes left: {countdown}"
+    );
+    let devices = stack
+        .stores
+        .devices
+        .list_for_user(owner)
+        .await
+        .expect("list");
+    assert_eq!(
+        devices.len(),
+        1,
+        "the page created one device for its owner"
+    );
+    let device = &devices[0];
+    assert_eq!(device.device_name, "HP Kasir");
+    assert_eq!(device.status, DeviceStatus::WaitingPairing);
+    assert_eq!(
+        device
+            .pairing_code
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some(code.as_str()),
+        "the page shows the code the runner stored"
+    );
+    screenshot(&browser, "device-page-code.png").await;
+
+    // The simulated phone types what the page shows.
+    stack
+        .sim
+        .phone("6281255550101")
+        .enter_code(&code)
+        .await
+        .expect("the code on the page links the phone");
+
+    let connected = until_text(&browser, "connected", "\"connected\"", |t| {
+        t.contains("Connected")
+    })
+    .await;
+    assert!(connected.contains("+6281255550101"), "{connected}");
+    let status = until_text(&browser, "status", "the status", |t| t == "connected").await;
+    assert_eq!(status, "connected");
+    let code_box = browser
+        .find(Locator::Id("code-box"))
+        .await
+        .expect("#code-box");
+    assert!(
+        !code_box.is_displayed().await.expect("displayed"),
+        "the code is gone once linked"
+    );
+    screenshot(&browser, "device-page-connected.png").await;
+
+    browser.close().await.expect("the browser closes");
+    let _ = driver_process.kill().await;
+    server.abort();
+    runner.shutdown().await;
+}

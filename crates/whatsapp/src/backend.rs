@@ -1,6 +1,6 @@
 //! `whatsapp-rust`'s storage [`Backend`] for one device, on any [`AuthStateStore`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, LazyLock, Weak};
 
@@ -127,6 +127,9 @@ fn unstamp<'a>(value: &'a [u8], what: &str) -> Result<(i64, &'a [u8])> {
     let ts = i64::from_be_bytes(ts.try_into().map_err(|_| corrupt(what))?);
     Ok((ts, rest))
 }
+
+/// Up to this many ids are read one by one; more with one prefix scan.
+const FEW_IDS: usize = 8;
 
 fn prekey_value(record: &[u8], uploaded: bool) -> Vec<u8> {
     let mut v = Vec::with_capacity(1 + record.len());
@@ -257,6 +260,32 @@ impl WaBackend {
             .scan_prefix(self.device, prefix)
             .await
             .map_err(store_error)
+    }
+
+    /// The stored values of `ids` in an id-keyed `family`. A few are read one by one; many
+    /// (a pairing generates and uploads hundreds of pre-keys at once) with one prefix scan,
+    /// one round trip instead of hundreds.
+    async fn get_ids(&self, family: &str, ids: &[u32]) -> Result<HashMap<u32, Vec<u8>>> {
+        if ids.len() <= FEW_IDS {
+            let mut out = HashMap::with_capacity(ids.len());
+            for &id in ids {
+                if let Some(v) = self.get(&keys::id_key(family, id)).await? {
+                    out.insert(id, v);
+                }
+            }
+            return Ok(out);
+        }
+        let wanted: HashSet<u32> = ids.iter().copied().collect();
+        Ok(self
+            .scan(family)
+            .await?
+            .into_iter()
+            .filter_map(|(k, v)| {
+                keys::parse_id(family, &k)
+                    .filter(|id| wanted.contains(id))
+                    .map(|id| (id, v))
+            })
+            .collect())
     }
 
     /// Whether any key of `family` is `user` followed by `@` or `:`.
@@ -407,10 +436,11 @@ impl SignalStore for WaBackend {
     }
 
     async fn load_prekeys_batch(&self, ids: &[u32]) -> Result<Vec<(u32, Bytes)>> {
+        let found = self.get_ids(keys::PREKEY, ids).await?;
         let mut out = Vec::with_capacity(ids.len());
         for &id in ids {
-            if let Some(record) = self.load_prekey(id).await? {
-                out.push((id, record));
+            if let Some(v) = found.get(&id) {
+                out.push((id, Bytes::copy_from_slice(prekey_record(v)?)));
             }
         }
         Ok(out)
@@ -419,13 +449,13 @@ impl SignalStore for WaBackend {
     async fn mark_prekeys_uploaded(&self, ids: &[u32]) -> Result<()> {
         // Update only: a key consumed in the meantime stays deleted.
         let _guard = self.locked().await;
+        let mut found = self.get_ids(keys::PREKEY, ids).await?;
         let mut entries = Vec::new();
         for &id in ids {
-            let k = keys::id_key(keys::PREKEY, id);
-            if let Some(v) = self.get(&k).await? {
+            if let Some(v) = found.remove(&id) {
                 let record = prekey_record(&v)?;
                 if v[0] == 0 {
-                    entries.push((k, prekey_value(record, true)));
+                    entries.push((keys::id_key(keys::PREKEY, id), prekey_value(record, true)));
                 }
             }
         }

@@ -91,6 +91,51 @@ async fn marking_pre_keys_uploaded_never_resurrects_one() {
     assert_eq!(b.load_prekey(1).await.unwrap().unwrap().as_ref(), b"one");
 }
 
+#[tokio::test]
+async fn many_pre_keys_are_read_and_marked_in_the_order_asked() {
+    // Enough ids that the backend reads them with one prefix scan instead of one by one.
+    let (store, lease, b) = setup().await;
+    for id in 1..=40u32 {
+        b.store_prekey(id, format!("key{id}").as_bytes(), false)
+            .await
+            .unwrap();
+    }
+    b.store_signed_prekey(7, b"signed").await.unwrap();
+    b.remove_prekey(13).await.unwrap();
+    let asked: Vec<u32> = (1..=40).rev().chain([99, 5]).collect();
+    let got = b.load_prekeys_batch(&asked).await.unwrap();
+    let expected: Vec<(u32, Vec<u8>)> = (1..=40u32)
+        .rev()
+        .chain([5])
+        .filter(|id| *id != 13)
+        .map(|id| (id, format!("key{id}").into_bytes()))
+        .collect();
+    let got: Vec<(u32, Vec<u8>)> = got.into_iter().map(|(id, r)| (id, r.to_vec())).collect();
+    assert_eq!(
+        got, expected,
+        "found ones, in the order asked, duplicates kept"
+    );
+
+    b.mark_prekeys_uploaded(&(10..=30).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    for id in 1..=40u32 {
+        let raw = AuthStateStore::get(&*store, lease.device_id, &format!("prekey/{id:010}"))
+            .await
+            .unwrap();
+        match id {
+            13 => assert!(raw.is_none(), "a removed pre-key stays removed"),
+            10..=30 => assert_eq!(raw.unwrap()[0], 1, "pre-key {id} is marked uploaded"),
+            _ => assert_eq!(
+                raw.unwrap()[0],
+                0,
+                "pre-key {id} was not asked to be marked"
+            ),
+        }
+    }
+    assert_eq!(b.load_signed_prekey(7).await.unwrap().unwrap(), b"signed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sent_message_is_taken_once_even_by_two_instances() {
     let (store, lease, b) = setup().await;

@@ -76,6 +76,11 @@ pub struct PgDb {
 }
 
 impl PgDb {
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     async fn create() -> Result<Self, Skip> {
         let admin = std::env::var("WA_PAIRING_TEST_POSTGRES_URL")
             .map_err(|_| Skip::new("WA_PAIRING_TEST_POSTGRES_URL is not set"))?;

@@ -1,0 +1,498 @@
+//! The whole pairing flow, measured: the runner with the real `whatsapp-rust` client against
+//! the simulator over loopback, on the in-memory store and on PostgreSQL.
+//!
+//! ```sh
+//! cargo bench -p wa-pairing-e2e --bench pairing            # both stores
+//! cargo bench -p wa-pairing-e2e --bench pairing -- memory  # one of: memory, postgres
+//! WA_PAIRING_BENCH_SESSIONS=300 cargo bench -p wa-pairing-e2e --bench pairing
+//! ```
+//!
+//! Each store is measured in a process of its own, with the simulator in another, so the
+//! resident memory measured is the runner's (client, sessions, stores), not the simulator's.
+//! Per store:
+//! - 100 devices asked to pair at once, the simulated phones typing each code as it
+//!   appears: time until all are connected, pairings per second;
+//! - resident memory per connected session at 100 sessions and at the full count (1,000 by
+//!   default), and for PostgreSQL the transactions per second the runner makes while idle;
+//! - with those sessions held, 50 devices one at a time: from `connecting` to the code
+//!   readable in the store, and from the code being typed to `connected` (p50, p99), and
+//!   the auth-state operations per pairing.
+#![allow(missing_docs, clippy::cast_precision_loss)]
+
+use std::collections::HashSet;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::sync::Mutex;
+use wa_pairing_e2e::Stores;
+use wa_pairing_runner::{Runner, RunnerConfig};
+use wa_pairing_sim::{Sim, SimConfig};
+use wa_pairing_store::{
+    AuthStateStore, DeviceId, DeviceStatus, DeviceStore, Entry, Fence, Keyring, NewDevice,
+    PairingRequest, StoreResult, UserId,
+};
+use wa_pairing_whatsapp::WhatsAppConfig;
+
+const ROLE_ENV: &str = "WA_PAIRING_BENCH_ROLE";
+const SESSIONS_ENV: &str = "WA_PAIRING_BENCH_SESSIONS";
+const BURST: usize = 100;
+const SEQUENTIAL: usize = 50;
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match std::env::var(ROLE_ENV).as_deref() {
+        Ok("sim") => rt.block_on(sim_process()),
+        Ok(store) => rt.block_on(runner_process(store)),
+        Err(_) => {
+            let only: Vec<String> = std::env::args()
+                .skip(1)
+                .filter(|a| !a.starts_with("--"))
+                .collect();
+            for store in ["memory", "postgres"] {
+                if only.is_empty() || only.iter().any(|o| o == store) {
+                    let status = std::process::Command::new(std::env::current_exe().expect("exe"))
+                        .env(ROLE_ENV, store)
+                        .status()
+                        .expect("the measuring process starts");
+                    assert!(status.success(), "measuring {store} failed");
+                }
+            }
+        }
+    }
+}
+
+/// The simulator in a process of its own: prints its URL, then reads `PHONE CODE` lines and
+/// answers `ok PHONE MICROS` (how long the phone's side took) or `err PHONE REASON`.
+async fn sim_process() {
+    let sim = Sim::start(SimConfig::default()).await.expect("sim");
+    println!("{}", sim.url());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Some(line) = rx.recv().await {
+            println!("{line}");
+        }
+    });
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let Some((phone, code)) = line.split_once(' ') else {
+            continue;
+        };
+        let (phone, code) = (phone.to_owned(), code.to_owned());
+        let handle = sim.phone(&phone);
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let answer = match handle.enter_code(&code).await {
+                Ok(()) => format!("ok {phone} {}", t.elapsed().as_micros()),
+                Err(e) => format!("err {phone} {e}"),
+            };
+            let _ = tx.send(answer);
+        });
+    }
+}
+
+/// The simulated phones, driven from the measuring process.
+struct Phones {
+    stdin: Mutex<tokio::process::ChildStdin>,
+    phone_side: Mutex<Vec<Duration>>,
+    _child: tokio::process::Child,
+}
+
+impl Phones {
+    async fn start() -> (Arc<Self>, String) {
+        let mut child = tokio::process::Command::new(std::env::current_exe().expect("exe"))
+            .env(ROLE_ENV, "sim")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the simulator process starts");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let url = out
+            .next_line()
+            .await
+            .expect("the simulator answers")
+            .expect("its URL");
+        let phones = Arc::new(Self {
+            stdin: Mutex::new(child.stdin.take().expect("stdin")),
+            phone_side: Mutex::default(),
+            _child: child,
+        });
+        let reader = phones.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = out.next_line().await {
+                let mut parts = line.split(' ');
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some("ok"), _, Some(micros)) => {
+                        let us = micros.parse().unwrap_or(0);
+                        reader
+                            .phone_side
+                            .lock()
+                            .await
+                            .push(Duration::from_micros(us));
+                    }
+                    _ => eprintln!("simulator: {line}"),
+                }
+            }
+        });
+        (phones, url)
+    }
+
+    async fn type_code(&self, phone: &str, code: &str) {
+        let mut stdin = self.stdin.lock().await;
+        stdin
+            .write_all(format!("{phone} {code}\n").as_bytes())
+            .await
+            .expect("the simulator reads");
+        stdin.flush().await.expect("flush");
+    }
+}
+
+/// Counts what the WhatsApp client asks of its auth-state store.
+struct Counting<S> {
+    inner: S,
+    reads: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl<S> Counting<S> {
+    fn new(inner: S) -> Self {
+        Self {
+            inner,
+            reads: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+        }
+    }
+    fn read(&self) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+    }
+    fn write(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+    fn counts(&self) -> (u64, u64) {
+        (
+            self.reads.load(Ordering::Relaxed),
+            self.writes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[async_trait]
+impl AuthStateStore for Counting<Arc<dyn AuthStateStore>> {
+    async fn adopt_fence(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
+        self.inner.adopt_fence(device, fence).await
+    }
+    async fn get(&self, device: DeviceId, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.read();
+        self.inner.get(device, key).await
+    }
+    async fn put(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        key: &str,
+        value: &[u8],
+    ) -> StoreResult<()> {
+        self.write();
+        self.inner.put(device, fence, key, value).await
+    }
+    async fn put_many(&self, device: DeviceId, fence: Fence, entries: &[Entry]) -> StoreResult<()> {
+        self.write();
+        self.inner.put_many(device, fence, entries).await
+    }
+    async fn delete(&self, device: DeviceId, fence: Fence, key: &str) -> StoreResult<()> {
+        self.write();
+        self.inner.delete(device, fence, key).await
+    }
+    async fn delete_many(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        keys: &[String],
+    ) -> StoreResult<()> {
+        self.write();
+        self.inner.delete_many(device, fence, keys).await
+    }
+    async fn scan_prefix(&self, device: DeviceId, prefix: &str) -> StoreResult<Vec<Entry>> {
+        self.read();
+        self.inner.scan_prefix(device, prefix).await
+    }
+    async fn delete_prefix(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        prefix: &str,
+    ) -> StoreResult<u64> {
+        self.write();
+        self.inner.delete_prefix(device, fence, prefix).await
+    }
+    async fn clear(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
+        self.write();
+        self.inner.clear(device, fence).await
+    }
+}
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn pct(v: &[Duration], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort();
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    ms(v[i])
+}
+
+fn phone_number(i: usize) -> String {
+    format!("62812{:08}", 30_000_000 + i)
+}
+
+struct Bench {
+    devices: Arc<dyn DeviceStore>,
+    user: UserId,
+    phones: Arc<Phones>,
+    next: usize,
+}
+
+impl Bench {
+    async fn new_device(&mut self) -> (DeviceId, String) {
+        let d = self
+            .devices
+            .create(NewDevice::new(self.user, "bench"))
+            .await
+            .expect("create");
+        let number = phone_number(self.next);
+        self.next += 1;
+        let phone = wa_pairing_phone::parse(&format!("+{number}")).expect("valid number");
+        self.devices
+            .start_pairing(d.id, PairingRequest::Code { phone })
+            .await
+            .expect("start pairing");
+        (d.id, number)
+    }
+
+    async fn connected(&self) -> usize {
+        self.devices
+            .list_for_user(self.user)
+            .await
+            .expect("list")
+            .iter()
+            .filter(|d| d.status == DeviceStatus::Connected)
+            .count()
+    }
+
+    /// `n` devices at once, each code typed as soon as it is stored; returns the wall time.
+    async fn burst(&mut self, n: usize) -> Duration {
+        let before = self.connected().await;
+        let start = Instant::now();
+        let mut pending = Vec::with_capacity(n);
+        for _ in 0..n {
+            pending.push(self.new_device().await);
+        }
+        let mut typed = HashSet::new();
+        while typed.len() < n || self.connected().await < before + n {
+            for (id, number) in &pending {
+                if typed.contains(id) {
+                    continue;
+                }
+                let d = self.devices.get(*id).await.expect("get");
+                if let Some(code) = d.pairing_code {
+                    self.phones.type_code(number, &code.to_string()).await;
+                    typed.insert(*id);
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(600),
+                "{n} devices did not link within 10 minutes"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        start.elapsed()
+    }
+
+    /// One device: (connecting -> code stored, code typed -> connected).
+    async fn one(&mut self) -> (Duration, Duration) {
+        let start = Instant::now();
+        let (id, number) = self.new_device().await;
+        let code = loop {
+            if let Some(code) = self.devices.get(id).await.expect("get").pairing_code {
+                break code;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "no code");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let to_code = start.elapsed();
+        let typed = Instant::now();
+        self.phones.type_code(&number, &code.to_string()).await;
+        while self.devices.get(id).await.expect("get").status != DeviceStatus::Connected {
+            assert!(typed.elapsed() < Duration::from_secs(60), "not linked");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        (to_code, typed.elapsed())
+    }
+}
+
+/// Transactions committed in the database so far (PostgreSQL's statistics, flushed about
+/// once a second).
+async fn pg_transactions(url: &str, db: &str) -> i64 {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+        .query_one(
+            "select xact_commit + xact_rollback from pg_stat_database where datname = $1",
+            &[&db],
+        )
+        .await
+        .expect("pg_stat_database")
+        .get(0)
+}
+
+async fn idle_tps(url: &str, db: &str) -> f64 {
+    // Let the statistics catch up, then count over three heartbeats.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let a = pg_transactions(url, db).await;
+    let window = Duration::from_secs(30);
+    tokio::time::sleep(window).await;
+    let b = pg_transactions(url, db).await;
+    // Each sample is a transaction of its own.
+    (b - a - 1) as f64 / window.as_secs_f64()
+}
+
+async fn runner_process(store: &str) {
+    let total: usize = std::env::var(SESSIONS_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+        .max(BURST);
+    let (stores, pg) = match store {
+        "memory" => (Stores::memory(), None),
+        "postgres" => match Stores::postgres().await {
+            Ok((s, db)) => (s, Some(db)),
+            Err(skip) => {
+                println!("postgres: skipped ({})", skip.0);
+                return;
+            }
+        },
+        other => panic!("unknown store {other:?}: memory or postgres"),
+    };
+    let (phones, url) = Phones::start().await;
+    let auth = Arc::new(Counting::new(stores.auth.clone()));
+    let connector = WhatsAppConfig::new(auth.clone())
+        .server_url(url)
+        .keyring(Keyring::generate(1).0)
+        .push_name("wa-pairing bench")
+        .build()
+        .expect("connector");
+    let config = RunnerConfig::default()
+        .instance_id("bench")
+        .claim_interval(Duration::from_millis(500))
+        .max_sessions(total + SEQUENTIAL + 10);
+    let mut runner = Runner::new(stores.devices.clone(), Arc::new(connector), config)
+        .expect("runner")
+        .with_auth_state(stores.auth.clone());
+    if let Some(c) = &stores.cache {
+        runner = runner.with_code_cache(c.clone());
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss0 = rss_mib();
+
+    let mut bench = Bench {
+        devices: stores.devices.clone(),
+        user: UserId::random(),
+        phones,
+        next: 0,
+    };
+    println!("\n== {store}: runner process, simulator in its own process");
+    let wall = bench.burst(BURST).await;
+    println!(
+        "{BURST} devices pairing at once: all connected in {:.2} s ({:.1} pairings/s)",
+        wall.as_secs_f64(),
+        BURST as f64 / wall.as_secs_f64()
+    );
+
+    let mut checkpoints = vec![BURST];
+    if total > BURST {
+        checkpoints.push(total);
+    }
+    let mut held = BURST;
+    for &at in &checkpoints {
+        while held < at {
+            let n = (at - held).min(BURST);
+            bench.burst(n).await;
+            held += n;
+        }
+        // Let the new sessions finish their start-up work (pre-key uploads run after
+        // `Connected`) before measuring anything.
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        let rss = rss_mib();
+        println!(
+            "{at} connected sessions: RSS {rss:.1} MiB ({rss0:.1} MiB with none), {:.3} MiB per session",
+            (rss - rss0) / at as f64
+        );
+        if let Some(db) = &pg {
+            let tps = idle_tps(&db.url, db.name()).await;
+            println!("  idle with {at} sessions: {tps:.2} database transactions/s");
+        }
+    }
+
+    bench.phones.phone_side.lock().await.clear();
+    let (r0, w0) = auth.counts();
+    let mut to_code = Vec::new();
+    let mut to_link = Vec::new();
+    for _ in 0..SEQUENTIAL {
+        let (c, l) = bench.one().await;
+        to_code.push(c);
+        to_link.push(l);
+    }
+    let (r1, w1) = auth.counts();
+    println!("{SEQUENTIAL} devices one at a time, {held} sessions held:");
+    println!(
+        "  connecting -> code in the store: p50 {:.1} ms, p99 {:.1} ms",
+        pct(&to_code, 0.5),
+        pct(&to_code, 0.99)
+    );
+    println!(
+        "  code typed -> connected:         p50 {:.1} ms, p99 {:.1} ms",
+        pct(&to_link, 0.5),
+        pct(&to_link, 0.99)
+    );
+    let phone_side = bench.phones.phone_side.lock().await.clone();
+    println!(
+        "  the simulated phone's side of it: p50 {:.1} ms",
+        pct(&phone_side, 0.5)
+    );
+    println!(
+        "  auth-state operations per pairing: {:.1} reads, {:.1} writes",
+        (r1 - r0) as f64 / SEQUENTIAL as f64,
+        (w1 - w0) as f64 / SEQUENTIAL as f64
+    );
+
+    let _ = stop.send(());
+    let _ = task.await;
+    if let Some(db) = pg {
+        db.drop().await;
+    }
+}

@@ -1,5 +1,6 @@
 //! The runner with the real whatsapp-rust client against the simulator: pairing, recovery,
-//! refusals, takeovers and several instances, over the in-memory store and PostgreSQL.
+//! refusals, a mistyped code, Redis down, takeovers and several instances, over the in-memory
+//! store and PostgreSQL.
 
 use std::time::Duration;
 
@@ -232,5 +233,75 @@ async fn three_instances_pair_every_device_exactly_once() {
                 .is_none()
         );
     }
+    person.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mistyped_code_is_refused_and_the_right_one_still_links() {
+    let stack = Stack::start(Stores::memory()).await;
+    let runner = stack.runner(Stack::config("runner-typo"));
+    let d = stack.device("6281234500030").await;
+    let shown = stack
+        .until(d.id, "a code", |d| d.pairing_code.is_some())
+        .await;
+    let code = shown.pairing_code.expect("a code").to_string();
+    // One character off, as a person mistypes it.
+    let typo: String = code
+        .chars()
+        .enumerate()
+        .map(|(i, c)| match (i, c) {
+            (0, 'A') => 'B',
+            (0, _) => 'A',
+            _ => c,
+        })
+        .collect();
+    let phone = stack.sim.phone("6281234500030");
+    let refused = phone.enter_code(&typo).await;
+    assert!(
+        matches!(refused, Err(wa_pairing_sim::SimError::WrongCode)),
+        "{refused:?}"
+    );
+    let still = stack.stores.devices.get(d.id).await.expect("get");
+    assert_eq!(still.status, DeviceStatus::WaitingPairing);
+    assert_eq!(
+        still.pairing_code.map(|c| c.to_string()).as_deref(),
+        Some(code.as_str()),
+        "a typo does not cost the owner the code on screen"
+    );
+    phone.enter_code(&code).await.expect("the right code links");
+    let linked = stack.connected(d.id).await;
+    assert_eq!(linked.phone_number.as_deref(), Some("6281234500030"));
+    assert_eq!(stack.sim.counters().code_requests_for("6281234500030"), 1);
+    runner.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_down_for_the_whole_run_does_not_stop_pairing() {
+    // Redis as configured, but nothing listens there: the code cache and the budget fail on
+    // every call, and pairing carries on from the primary store.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let redis = wa_pairing_redis::RedisStore::new(wa_pairing_redis::RedisConfig::new(format!(
+        "redis://127.0.0.1:{port}"
+    )))
+    .expect("a lazy client");
+    let cache = std::sync::Arc::new(redis.resilient_cache());
+    let mut stores = Stores::memory();
+    stores.cache = Some(cache.clone());
+    stores.budget = Some(std::sync::Arc::new(redis));
+    let stack = Stack::start(stores).await;
+    let person = stack.person();
+    let runner = stack.runner(Stack::config("runner-no-redis"));
+    let d = stack.device("6281234500031").await;
+    let linked = stack.connected(d.id).await;
+    assert_eq!(linked.phone_number.as_deref(), Some("6281234500031"));
+    assert!(
+        cache.is_down(),
+        "the runner did try the cache, and found it down"
+    );
+    assert_eq!(stack.sim.counters().code_requests_for("6281234500031"), 1);
+    runner.shutdown().await;
     person.abort();
 }

@@ -3,22 +3,8 @@
 
 mod common;
 
-use common::oracle::{OP_KINDS, Pair, RawOp, apply};
+use common::oracle::{ops, same_answers};
 use proptest::prelude::*;
-
-fn ops() -> impl Strategy<Value = Vec<RawOp>> {
-    prop::collection::vec(
-        (
-            0..=OP_KINDS,
-            0usize..8,
-            0usize..8,
-            0usize..8,
-            prop::collection::vec(any::<u8>(), 0..6),
-            any::<bool>(),
-        ),
-        1..80,
-    )
-}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
@@ -28,19 +14,7 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let (store, lease) = common::memory_device().await;
-            let mut pair = Pair::new(store, lease.device_id, lease.fence);
-            let mut history = Vec::new();
-            for op in &ops {
-                if op.0 == OP_KINDS {
-                    pair.restart();
-                    history.push("-- restart --".to_owned());
-                    continue;
-                }
-                let (desc, oracle, ours) = apply(&mut pair, op).await;
-                history.push(desc.clone());
-                prop_assert_eq!(&ours, &oracle, "after {:#?}", history);
-            }
-            Ok(())
+            same_answers(store, lease.device_id, lease.fence, &ops).await
         })?;
     }
 }

@@ -25,6 +25,45 @@ pub type RawOp = (u16, usize, usize, usize, Vec<u8>, bool);
 /// How many kinds of call [`apply`] knows.
 pub const OP_KINDS: u16 = 70;
 
+/// Random call sequences: up to 80 calls, `OP_KINDS` itself meaning a restart.
+pub fn ops() -> impl proptest::strategy::Strategy<Value = Vec<RawOp>> {
+    use proptest::prelude::*;
+    prop::collection::vec(
+        (
+            0..=OP_KINDS,
+            0usize..8,
+            0usize..8,
+            0usize..8,
+            prop::collection::vec(any::<u8>(), 0..6),
+            any::<bool>(),
+        ),
+        1..80,
+    )
+}
+
+/// Runs `ops` on both backends (restarting ours where asked) and fails at the first answer
+/// that differs, with the calls so far.
+pub async fn same_answers(
+    store: Arc<dyn AuthStateStore>,
+    device: DeviceId,
+    fence: Fence,
+    ops: &[RawOp],
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    let mut pair = Pair::new(store, device, fence);
+    let mut history = Vec::new();
+    for op in ops {
+        if op.0 == OP_KINDS {
+            pair.restart();
+            history.push("-- restart --".to_owned());
+            continue;
+        }
+        let (desc, oracle, ours) = apply(&mut pair, op).await;
+        history.push(desc);
+        proptest::prop_assert_eq!(&ours, &oracle, "after {:#?}", history);
+    }
+    Ok(())
+}
+
 /// The pools every key is drawn from: small, so calls collide, and with `/` and `%` so the
 /// key escaping is exercised.
 const ADDRESSES: [&str; 6] = [

@@ -1,0 +1,80 @@
+//! `WaBackend` over the PostgreSQL store against `wacore::store::InMemoryBackend`: the same
+//! random call sequences give the same answers, and a restart in the middle loses nothing.
+//!
+//! Needs `WA_PAIRING_TEST_POSTGRES_URL` (a server where the test may create a database);
+//! without it the test says why and skips, which `WA_PAIRING_TEST_STRICT=1` makes a failure.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::oracle::{ops, same_answers};
+use proptest::test_runner::{Config, TestRunner};
+use tokio_postgres::NoTls;
+use wa_pairing_postgres::{PostgresConfig, PostgresStore};
+use wa_pairing_store::testkit::{STRICT_ENV, strict};
+
+/// A fresh database with the migrations applied (and the admin URL to drop it), or why not.
+async fn database() -> Result<(String, String, String), String> {
+    let admin = std::env::var("WA_PAIRING_TEST_POSTGRES_URL")
+        .map_err(|_| "WA_PAIRING_TEST_POSTGRES_URL is not set".to_owned())?;
+    let (client, conn) = tokio_postgres::connect(&admin, NoTls)
+        .await
+        .map_err(|e| format!("no PostgreSQL at WA_PAIRING_TEST_POSTGRES_URL: {e}"))?;
+    tokio::spawn(conn);
+    let name = format!("wa_oracle_{}", uuid::Uuid::new_v4().simple());
+    client
+        .batch_execute(&format!("create database {name}"))
+        .await
+        .map_err(|e| format!("cannot create a test database: {e}"))?;
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    let url = format!("{base}/{name}");
+    let store = PostgresStore::connect(&PostgresConfig::new(&url)).map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    Ok((url, admin, name))
+}
+
+async fn drop_database(admin: &str, name: &str) {
+    if let Ok((client, conn)) = tokio_postgres::connect(admin, NoTls).await {
+        tokio::spawn(conn);
+        let _ = client
+            .batch_execute(&format!("drop database if exists {name} with (force)"))
+            .await;
+    }
+}
+
+#[test]
+fn same_answers_as_the_in_memory_backend_over_postgres() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (url, admin, name) = match rt.block_on(database()) {
+        Ok(db) => db,
+        Err(reason) => {
+            assert!(
+                !strict(),
+                "the PostgreSQL oracle test is required ({STRICT_ENV}=1) but: {reason}"
+            );
+            eprintln!("skipped the PostgreSQL oracle test: {reason}");
+            return;
+        }
+    };
+    let store = Arc::new(PostgresStore::connect(&PostgresConfig::new(&url)).unwrap());
+    // Every call is a round trip: fewer cases than over memory, each on a fresh device.
+    let mut runner = TestRunner::new(Config {
+        cases: 32,
+        ..Config::default()
+    });
+    let result = runner.run(&ops(), |ops| {
+        rt.block_on(async {
+            let lease = common::claimed_device(&*store).await;
+            same_answers(store.clone(), lease.device_id, lease.fence, &ops).await
+        })
+    });
+    rt.block_on(drop_database(&admin, &name));
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}

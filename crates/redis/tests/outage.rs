@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use wa_pairing_code::{IssuedCode, PairingCode};
 use wa_pairing_redis::{RedisConfig, RedisStore};
-use wa_pairing_store::testkit::{Skip, setup};
+use wa_pairing_store::testkit::{Skip, skip};
 use wa_pairing_store::{
     AuthStateStore, BudgetDecision, CodeCache, DeviceId, ErrorKind, Fence, PairingBudget,
 };
@@ -122,10 +122,7 @@ async fn live() -> Result<String, Skip> {
 async fn the_budget_refuses_then_refills() {
     let url = match live().await {
         Ok(u) => u,
-        Err(skip) => {
-            assert!(setup("budget", Err(skip)).is_none());
-            return;
-        }
+        Err(why) => return skip("budget", &why),
     };
     let prefix = format!("wa-test-{}:", uuid::Uuid::new_v4().simple());
     let store = RedisStore::new(

@@ -159,15 +159,46 @@ pub fn setup(test: &str, made: Result<TestBackend, Skip>) -> Option<TestBackend>
 fn setup_with(test: &str, made: Result<TestBackend, Skip>, strict: bool) -> Option<TestBackend> {
     match made {
         Ok(b) => Some(b),
-        Err(Skip(reason)) => {
-            assert!(
-                !strict,
-                "{test}: the backend's server is required ({STRICT_ENV}=1) but: {reason}"
-            );
-            eprintln!("skipped {test}: {reason}");
+        Err(skip) => {
+            skip_with(test, "the backend's server", &skip, strict);
             None
         }
     }
+}
+
+/// The one skip rule for tests that need something this machine may lack (a server, a
+/// browser): prints why `test` is skipped, or panics with the reason under
+/// `WA_PAIRING_TEST_STRICT=1`, where nothing may be skipped.
+///
+/// ```
+/// use wa_pairing_store::testkit::{Skip, skip};
+///
+/// fn my_server() -> Result<String, Skip> {
+///     std::env::var("MY_SERVER_URL").map_err(|_| Skip::new("set MY_SERVER_URL to run this test"))
+/// }
+///
+/// # fn main() {
+/// # if wa_pairing_store::testkit::strict() { return; }
+/// let url = match my_server() {
+///     Ok(url) => url,
+///     Err(why) => return skip("my test", &why),
+/// };
+/// # let _ = url;
+/// # }
+/// ```
+///
+/// # Panics
+/// Under `WA_PAIRING_TEST_STRICT=1`, always.
+pub fn skip(test: &str, why: &Skip) {
+    skip_with(test, "what it needs", why, strict());
+}
+
+fn skip_with(test: &str, needed: &str, Skip(reason): &Skip, strict: bool) {
+    assert!(
+        !strict,
+        "{test}: {needed} is required ({STRICT_ENV}=1) but: {reason}"
+    );
+    eprintln!("skipped {test}: {reason}");
 }
 
 /// Stamps one `#[tokio::test]` per conformance behaviour into the calling test crate.

@@ -20,6 +20,21 @@ use wa_pairing_store::{
 };
 use wa_pairing_whatsapp::WhatsAppConfig;
 
+/// A Supabase-style access token for `user`, signed with the HS256 `secret`, valid for ten
+/// minutes.
+pub fn access_token(secret: &str, user: UserId) -> String {
+    let claims = serde_json::json!({
+        "sub": user.to_string(), "aud": "authenticated",
+        "exp": chrono::Utc::now().timestamp() + 600,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("an HS256 token")
+}
+
 /// Generous deadline for anything a test waits on.
 pub const DEADLINE: Duration = Duration::from_secs(90);
 

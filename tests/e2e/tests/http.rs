@@ -10,23 +10,14 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
-use wa_pairing_e2e::{Stack, Stores};
+use wa_pairing_e2e::{Stack, Stores, access_token};
 use wa_pairing_http::{AuthConfig, HttpConfig, router};
 use wa_pairing_store::UserId;
 
 const SECRET: &str = "e2e-jwt-secret-0123456789abcdef0123456789";
 
 fn token(user: UserId) -> String {
-    let claims = json!({
-        "sub": user.to_string(), "aud": "authenticated",
-        "exp": chrono::Utc::now().timestamp() + 600,
-    });
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    access_token(SECRET, user)
 }
 
 async fn call(

@@ -303,7 +303,12 @@ impl Actor {
             ) => r,
         };
         let issued = match result {
-            Ok(code) => code,
+            Ok(code) => match self.ctx.config.code_lifetime {
+                Some(lifetime) if code.validity() > lifetime => {
+                    IssuedCode::new(code.code, code.issued_at, lifetime)
+                }
+                _ => code,
+            },
             Err(err) => {
                 let exit = match err.reason {
                     GiveUpReason::Throttled { retry_after } => {

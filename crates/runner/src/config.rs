@@ -15,12 +15,14 @@ use wa_pairing_retry::{Backoff, RetryPolicy};
 /// | `lease_for` | 30 s |
 /// | `heartbeat` (lease renewal) | 10 s |
 /// | `max_sessions` | 1,000 |
+/// | `claim_batch` (devices taken per claim; a full batch claims again at once) | 25 |
 /// | `ready_timeout` | 10 s |
 /// | `connect_attempts` (open + ready) | 3 |
 /// | `code_retry` | 3 attempts, exponential 2 s to 10 s with full jitter, 60 s deadline |
 /// | `code_refreshes` (automatic, after expiry) | 2 |
+/// | `code_lifetime` (how long a code is shown) | WhatsApp's validity (3 minutes) |
 /// | `default_region` | Indonesia (`ID`) |
-/// | `shutdown_grace` | 10 s |
+/// | `shutdown_grace` | 25 s |
 ///
 /// ```
 /// use std::time::Duration;
@@ -41,10 +43,12 @@ pub struct RunnerConfig {
     pub(crate) lease_for: Duration,
     pub(crate) heartbeat: Duration,
     pub(crate) max_sessions: usize,
+    pub(crate) claim_batch: usize,
     pub(crate) ready_timeout: Duration,
     pub(crate) connect_attempts: u32,
     pub(crate) code_retry: RetryPolicy,
     pub(crate) code_refreshes: u32,
+    pub(crate) code_lifetime: Option<Duration>,
     pub(crate) default_region: Region,
     pub(crate) shutdown_grace: Duration,
 }
@@ -57,6 +61,7 @@ impl Default for RunnerConfig {
             lease_for: Duration::from_secs(30),
             heartbeat: Duration::from_secs(10),
             max_sessions: 1_000,
+            claim_batch: 25,
             ready_timeout: Duration::from_secs(10),
             connect_attempts: 3,
             code_retry: RetryPolicy::default()
@@ -67,8 +72,9 @@ impl Default for RunnerConfig {
                 ))
                 .deadline(Duration::from_secs(60)),
             code_refreshes: 2,
+            code_lifetime: None,
             default_region: Region::INDONESIA,
-            shutdown_grace: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(25),
         }
     }
 }
@@ -114,6 +120,16 @@ impl RunnerConfig {
         self
     }
 
+    /// At most this many devices taken by one claim. A claim that fills its batch is followed
+    /// at once by another, so one instance still drains a backlog quickly, while a burst of
+    /// new devices spreads over every instance that shares the store instead of going to the
+    /// first one to claim.
+    #[must_use]
+    pub fn claim_batch(mut self, n: usize) -> Self {
+        self.claim_batch = n;
+        self
+    }
+
     /// How long to wait for the socket to be ready before a code request.
     #[must_use]
     pub fn ready_timeout(mut self, d: Duration) -> Self {
@@ -142,6 +158,15 @@ impl RunnerConfig {
         self
     }
 
+    /// Replaces a code that was not typed after `d`, sooner than WhatsApp's own validity (3
+    /// minutes), for a stricter policy or a quicker demo. Longer has no effect: a code is
+    /// never shown past what the server allows.
+    #[must_use]
+    pub fn code_lifetime(mut self, d: Duration) -> Self {
+        self.code_lifetime = Some(d);
+        self
+    }
+
     /// The region for numbers stored without a country code.
     #[must_use]
     pub fn default_region(mut self, region: Region) -> Self {
@@ -149,7 +174,10 @@ impl RunnerConfig {
         self
     }
 
-    /// How long shutdown waits for sessions to close before abandoning them.
+    /// How long shutdown waits for sessions to close before abandoning them (their leases
+    /// then lapse instead of being released). Keep it above the connector's worst close (the
+    /// WhatsApp connector: twice its close timeout, 20 s by default) and below the platform's
+    /// own grace before it kills the process (Kubernetes: 30 s).
     #[must_use]
     pub fn shutdown_grace(mut self, d: Duration) -> Self {
         self.shutdown_grace = d;
@@ -185,6 +213,19 @@ impl RunnerConfig {
                 "max_sessions is 0: allow at least one session".into(),
             ));
         }
+        if self
+            .code_lifetime
+            .is_some_and(|d| d < Duration::from_secs(1))
+        {
+            return Err(ConfigError(
+                "code_lifetime is under a second: give the owner time to type the code".into(),
+            ));
+        }
+        if self.claim_batch == 0 {
+            return Err(ConfigError(
+                "claim_batch is 0: let each claim take at least one device".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -204,6 +245,17 @@ mod tests {
         assert!(e.to_string().contains("at most half"), "{e}");
         assert!(RunnerConfig::default().instance_id(" ").validate().is_err());
         assert!(RunnerConfig::default().max_sessions(0).validate().is_err());
+        let e = RunnerConfig::default()
+            .claim_batch(0)
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("claim_batch"), "{e}");
+        assert!(
+            RunnerConfig::default()
+                .code_lifetime(Duration::ZERO)
+                .validate()
+                .is_err()
+        );
         assert_ne!(RunnerConfig::default().instance_id, "");
     }
 }

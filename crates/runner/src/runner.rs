@@ -73,6 +73,10 @@ pub struct RunSummary {
     pub leases_lost: u64,
     /// Leases released at shutdown or when devices finished.
     pub released: u64,
+    /// Sessions that did not close within [`RunnerConfig::shutdown_grace`] at shutdown. Their
+    /// leases were not released, since their sockets may still be open: they lapse after one
+    /// lease period, and then another instance resumes the devices, as after a crash.
+    pub abandoned: u64,
 }
 
 struct Held {
@@ -124,13 +128,19 @@ impl Runner {
     ///
     /// # Behavior
     /// - One claim per tick for all work, and at once (within milliseconds) when the store
-    ///   pushes a change; the tick remains as a safety sweep.
+    ///   pushes a change; the tick remains as a safety sweep. A claim takes at most
+    ///   [`RunnerConfig::claim_batch`] devices, and a full batch is followed at once by the
+    ///   next claim, so a burst spreads over the instances that share the store.
     /// - One actor per claimed device; leases are renewed every heartbeat, and an actor whose
     ///   lease is lost (to another instance, or revoked by an owner action) stops at once,
     ///   without writing again.
     /// - When leases cannot be renewed for nearly a lease period, every session stops, so no
     ///   other instance ever finds a second socket open for one account.
     /// - Store failures are logged and retried on the next tick; they never end the run.
+    /// - At shutdown every session closes at once, and each lease is released as soon as its
+    ///   session has closed; until then it is still renewed. A session that has not closed
+    ///   within [`RunnerConfig::shutdown_grace`] is abandoned and its lease left to lapse
+    ///   (counted in [`RunSummary::abandoned`]), so its account is never opened twice.
     pub async fn run<S>(self, shutdown: S) -> RunSummary
     where
         S: Future<Output = ()> + Send,
@@ -183,6 +193,11 @@ impl Runner {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
+                // Renewals come before everything else: a busy change feed must never delay
+                // them until a lease lapses while its socket is still open.
+                _ = heartbeat.tick() => {
+                    renew(&*store, &config, &mut held, &mut last_renewed).await;
+                }
                 Some(joined) = actors.join_next(), if !actors.is_empty() => {
                     let Ok((id, exit)) = joined else { continue };
                     if let Some(h) = held.remove(&id) {
@@ -201,10 +216,18 @@ impl Runner {
                 }
                 () = sleep_until_opt(claim_at) => {
                     claim_at = None;
-                    summary.claimed += claim(&store, &ctx, &root, &mut held, &mut pending, &mut actors).await;
+                    let n = claim(&store, &ctx, &root, &mut held, &mut pending, &mut actors).await;
+                    summary.claimed += n;
+                    if n >= config.claim_batch as u64 {
+                        claim_at = Some(Instant::now() + COALESCE);
+                    }
                 }
                 _ = claim_tick.tick() => {
-                    summary.claimed += claim(&store, &ctx, &root, &mut held, &mut pending, &mut actors).await;
+                    let n = claim(&store, &ctx, &root, &mut held, &mut pending, &mut actors).await;
+                    summary.claimed += n;
+                    if n >= config.claim_batch as u64 {
+                        claim_at.get_or_insert_with(|| Instant::now() + COALESCE);
+                    }
                 }
                 change = next_change(&mut feed) => match change {
                     Some(Change::Device(id)) if held.contains_key(&id) => {
@@ -218,73 +241,103 @@ impl Runner {
                         feed = None;
                     }
                 },
-                _ = heartbeat.tick() => {
-                    if held.is_empty() {
-                        last_renewed = Instant::now();
-                        continue;
-                    }
-                    let leases: Vec<Lease> = held.values().filter(|h| !h.lost).map(|h| h.lease.clone()).collect();
-                    match store.renew(&config.instance_id, &leases, config.lease_for).await {
-                        Ok(kept) => {
-                            last_renewed = Instant::now();
-                            let kept: std::collections::HashSet<DeviceId> = kept.iter().map(|l| l.device_id).collect();
-                            for (id, h) in &mut held {
-                                if !h.lost && !kept.contains(id) {
-                                    info!(device = %id, "lease lost; stopping its session");
-                                    lose(h);
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "lease renewal failed");
-                            if last_renewed.elapsed() + config.heartbeat >= config.lease_for {
-                                warn!("leases may lapse before the next renewal; stopping every session");
-                                for h in held.values_mut() {
-                                    lose(h);
-                                }
-                            }
-                        }
-                    }
-                }
             }
         }
 
         info!(sessions = held.len(), "shutting down");
         root.cancel();
-        let drained = tokio::time::timeout(config.shutdown_grace, async {
-            while let Some(joined) = actors.join_next().await {
-                if let Ok((id, exit)) = joined
-                    && let Some(h) = held.remove(&id)
-                {
-                    if exit == Exit::LeaseLost || h.lost {
-                        summary.leases_lost += 1;
-                    } else if release(&*store, &h.lease).await {
-                        summary.released += 1;
+        // Sessions close concurrently; until each has, its lease is still renewed, so no other
+        // instance can claim the account while this one's socket is open.
+        let grace = tokio::time::sleep(config.shutdown_grace);
+        tokio::pin!(grace);
+        while !actors.is_empty() {
+            tokio::select! {
+                biased;
+                Some(joined) = actors.join_next() => {
+                    let Ok((id, exit)) = joined else { continue };
+                    if let Some(h) = held.remove(&id) {
+                        if exit == Exit::LeaseLost || h.lost {
+                            summary.leases_lost += 1;
+                        } else if release(&*store, &h.lease).await {
+                            summary.released += 1;
+                        }
                     }
                 }
-            }
-        })
-        .await;
-        if drained.is_err() {
-            warn!(
-                left = held.len(),
-                "sessions did not close in time; abandoning them"
-            );
-            actors.shutdown().await;
-        }
-        for (_, h) in held.drain() {
-            if !h.lost && release(&*store, &h.lease).await {
-                summary.released += 1;
+                _ = heartbeat.tick() => {
+                    renew(&*store, &config, &mut held, &mut last_renewed).await;
+                }
+                () = &mut grace => {
+                    warn!(
+                        left = actors.len(),
+                        "sessions did not close in time; abandoning them and leaving their leases to lapse"
+                    );
+                    actors.shutdown().await;
+                }
             }
         }
-        for (_, c) in pending.drain() {
-            if release(&*store, &c.lease).await {
+        // What is left was abandoned: its socket may still be open, so its lease is not
+        // released but left to lapse (one lease period), as after a crash.
+        summary.abandoned = held.len() as u64;
+        for (id, c) in pending.drain() {
+            if !held.contains_key(&id) && release(&*store, &c.lease).await {
                 summary.released += 1;
             }
         }
         metrics::leases(0);
         info!(?summary, "runner stopped");
         summary
+    }
+}
+
+/// Renews every held lease; stops the sessions whose leases were lost, and every session when
+/// renewals have failed for nearly a lease period.
+async fn renew(
+    store: &dyn DeviceStore,
+    config: &RunnerConfig,
+    held: &mut HashMap<DeviceId, Held>,
+    last_renewed: &mut Instant,
+) {
+    let leases: Vec<Lease> = held
+        .values()
+        .filter(|h| !h.lost)
+        .map(|h| h.lease.clone())
+        .collect();
+    if leases.is_empty() {
+        *last_renewed = Instant::now();
+        return;
+    }
+    let since = last_renewed.elapsed();
+    if since > config.heartbeat * 2 {
+        warn!(
+            since_ms = u64::try_from(since.as_millis()).unwrap_or(u64::MAX),
+            lease_ms = u64::try_from(config.lease_for.as_millis()).unwrap_or(u64::MAX),
+            "lease renewal is late: this process is overloaded, and leases lapse (to other instances) once it is later than the lease length"
+        );
+    }
+    match store
+        .renew(&config.instance_id, &leases, config.lease_for)
+        .await
+    {
+        Ok(kept) => {
+            *last_renewed = Instant::now();
+            let kept: std::collections::HashSet<DeviceId> =
+                kept.iter().map(|l| l.device_id).collect();
+            for (id, h) in held.iter_mut() {
+                if !h.lost && !kept.contains(id) {
+                    info!(device = %id, "lease lost; stopping its session");
+                    lose(h);
+                }
+            }
+        }
+        Err(e) => {
+            warn!(error = %e, "lease renewal failed");
+            if last_renewed.elapsed() + config.heartbeat >= config.lease_for {
+                warn!("leases may lapse before the next renewal; stopping every session");
+                for h in held.values_mut() {
+                    lose(h);
+                }
+            }
+        }
     }
 }
 
@@ -336,7 +389,11 @@ async fn claim(
     pending: &mut HashMap<DeviceId, ClaimedDevice>,
     actors: &mut JoinSet<(DeviceId, Exit)>,
 ) -> u64 {
-    let room = ctx.config.max_sessions.saturating_sub(held.len());
+    let room = ctx
+        .config
+        .max_sessions
+        .saturating_sub(held.len())
+        .min(ctx.config.claim_batch);
     if room == 0 {
         return 0;
     }

@@ -875,3 +875,179 @@ async fn reclaiming_its_own_lapsed_lease_closes_the_old_socket_before_opening_a_
     let _ = stop_tx.send(());
     task.await.unwrap();
 }
+
+/// A session whose socket takes as long to close as the test says.
+struct SlowToClose {
+    closing: Arc<tokio::sync::Notify>,
+    closed: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl wa_pairing_runner::Session for SlowToClose {
+    async fn wait_ready(&self, _timeout: Duration) -> bool {
+        true
+    }
+    async fn request_code(
+        &self,
+        _phone: &wa_pairing_phone::PhoneNumber,
+    ) -> Result<IssuedCode, ConnectorError> {
+        Ok(code())
+    }
+    async fn cancel_code(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+    async fn disconnect(&self) {
+        self.closing.notify_one();
+        self.closed.notified().await;
+    }
+    async fn logout(&self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+}
+
+/// A runner over a store on a manual clock, holding one QR device whose session closes only
+/// when the returned `closed` is notified (never, if the test does not).
+async fn slow_to_close(
+    grace: Duration,
+) -> (
+    MemoryStore,
+    Arc<wa_pairing_store::ManualClock>,
+    DeviceId,
+    Arc<tokio::sync::Notify>,
+    Arc<tokio::sync::Notify>,
+    tokio::task::JoinHandle<RunSummary>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let clock = Arc::new(wa_pairing_store::ManualClock::new(Utc::now()));
+    let store = MemoryStore::with_clock(clock.clone());
+    let closing = Arc::new(tokio::sync::Notify::new());
+    let closed = Arc::new(tokio::sync::Notify::new());
+    let opened = Arc::new(tokio::sync::Notify::new());
+    let mut connector = MockConnector::new();
+    {
+        let (closing, closed, opened) = (closing.clone(), closed.clone(), opened.clone());
+        connector.expect_open().returning(move |_| {
+            opened.notify_one();
+            Ok(OpenedSession {
+                session: Box::new(SlowToClose {
+                    closing: closing.clone(),
+                    closed: closed.clone(),
+                }),
+                events: futures::stream::pending().boxed(),
+            })
+        });
+    }
+    let runner = Runner::new(
+        Arc::new(store.clone()),
+        Arc::new(connector),
+        config().shutdown_grace(grace),
+    )
+    .unwrap();
+    let d = store
+        .create(NewDevice::new(UserId::random(), "Shop"))
+        .await
+        .unwrap();
+    store.start_pairing(d.id, PairingRequest::Qr).await.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = stop_rx.await;
+    }));
+    opened.notified().await;
+    (store, clock, d.id, closing, closed, task, stop_tx)
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_shutdown_a_lease_is_renewed_until_its_session_has_closed() {
+    let (store, clock, id, closing, closed, task, stop_tx) =
+        slow_to_close(Duration::from_secs(600)).await;
+    let _ = stop_tx.send(());
+    closing.notified().await;
+    // The socket is still closing after the first lease period would have ended: the
+    // heartbeat kept renewing, so no other instance may claim the account yet.
+    clock.advance(Duration::from_secs(20));
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    clock.advance(Duration::from_secs(20));
+    let stolen = store
+        .claim("other-instance", 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        stolen.is_empty(),
+        "another instance claimed a device whose socket was still open"
+    );
+    assert_eq!(
+        DeviceStore::get(&store, id)
+            .await
+            .unwrap()
+            .lease_owner
+            .as_deref(),
+        Some("test-runner")
+    );
+    closed.notify_one();
+    let summary = task.await.unwrap();
+    assert_eq!((summary.released, summary.abandoned), (1, 0));
+    assert!(
+        DeviceStore::get(&store, id)
+            .await
+            .unwrap()
+            .lease_owner
+            .is_none(),
+        "released once the session closed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_shutdown_a_session_that_never_closes_is_abandoned_and_its_lease_left_to_lapse() {
+    let (store, clock, id, closing, _closed, task, stop_tx) =
+        slow_to_close(Duration::from_secs(5)).await;
+    let _ = stop_tx.send(());
+    closing.notified().await;
+    let summary = task.await.unwrap();
+    assert_eq!((summary.released, summary.abandoned), (0, 1));
+    let d = DeviceStore::get(&store, id).await.unwrap();
+    assert_eq!(
+        d.lease_owner.as_deref(),
+        Some("test-runner"),
+        "the lease of a socket that may be open is not released"
+    );
+    // After one lease period another instance takes the device over, as after a crash.
+    clock.advance(Duration::from_secs(31));
+    let taken = store
+        .claim("other-instance", 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].device.id, id);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shorter_code_lifetime_replaces_codes_sooner_than_whatsapp_would() {
+    let mut h = Harness::with_config(
+        Script::default(),
+        config()
+            .code_lifetime(Duration::from_secs(60))
+            .code_refreshes(1),
+    );
+    let d = h.pairing_device().await;
+    let (task, s) = h.start();
+    let shown = h
+        .until(d.id, "a code", |d| d.status == DeviceStatus::WaitingPairing)
+        .await;
+    let started = tokio::time::Instant::now();
+    let shown_for = shown.pairing_code_expires_at.unwrap() - Utc::now();
+    assert!(
+        shown_for <= TimeDelta::seconds(60) && shown_for > TimeDelta::seconds(50),
+        "the stored expiry follows the lifetime, not WhatsApp's 180 s: {shown_for}"
+    );
+    let failed = h
+        .until(d.id, "failed", |d| d.status == DeviceStatus::Failed)
+        .await;
+    assert!(failed.error_message.unwrap().contains("expired"));
+    assert_eq!(h.count(|s| &s.requests), 2, "one code and one refresh");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(110) && took < Duration::from_secs(180),
+        "two 60 s codes, not 180 s ones: {took:?}"
+    );
+    stop(task, s).await;
+}

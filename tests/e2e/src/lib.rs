@@ -118,6 +118,24 @@ impl PgDb {
         })
     }
 
+    /// Cuts every connection to the database (as a failover or a network cut would), and
+    /// returns how many there were.
+    pub async fn cut_connections(&self) -> u64 {
+        let (client, conn) = tokio_postgres::connect(&self.admin, NoTls)
+            .await
+            .expect("admin connection");
+        tokio::spawn(conn);
+        client
+            .query(
+                "select pg_terminate_backend(pid) from pg_stat_activity \
+                 where datname = $1 and pid <> pg_backend_pid()",
+                &[&self.name],
+            )
+            .await
+            .expect("terminate connections")
+            .len() as u64
+    }
+
     /// Drops the database.
     pub async fn drop(self) {
         if let Ok((client, conn)) = tokio_postgres::connect(&self.admin, NoTls).await {
@@ -165,8 +183,15 @@ impl RunningRunner {
 }
 
 impl Stack {
-    /// Starts a simulator over these stores.
+    /// Starts a simulator over these stores. Logs go to the test's output, filtered by
+    /// `RUST_LOG` (nothing when it is unset).
     pub async fn start(stores: Stores) -> Self {
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
         Self {
             sim: Sim::start(SimConfig::default()).await.expect("sim"),
             stores,

@@ -177,60 +177,120 @@ async fn a_runner_killed_mid_pairing_is_reissued_by_another() {
     person.abort();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn three_instances_pair_every_device_exactly_once() {
+/// `names.len()` instances share 100 devices created while they run: every device is paired
+/// exactly once with one code, and the simulator never sees two sockets for one account. Then
+/// the busiest instance stops gracefully and the others resume its devices from stored state
+/// without pairing; in the end the rest stop too and every lease is released.
+async fn instances_share_devices(names: &[&str], prefix: &str) {
+    const DEVICES: usize = 100;
     let stack = Stack::start(Stores::memory()).await;
     let person = stack.person();
-    let mut ids = Vec::new();
-    for i in 0..30 {
-        ids.push(stack.device(&format!("62812346{i:05}")).await.id);
-    }
-    let runners: Vec<_> = ["r1", "r2", "r3"]
+    // A hundred pairings at once saturate a small machine for seconds (every client makes
+    // and stores 812 pre-keys): leases long enough to outlast that, as production's 30 s do.
+    let config = |n: &str| {
+        Stack::config(n)
+            .lease_for(Duration::from_secs(20))
+            .heartbeat(Duration::from_secs(2))
+            .shutdown_grace(Duration::from_secs(60))
+    };
+    let mut runners: Vec<_> = names
         .iter()
-        .map(|n| stack.runner(Stack::config(n)))
+        .map(|n| (*n, stack.runner(config(n))))
         .collect();
+    let phones: Vec<String> = (0..DEVICES).map(|i| format!("{prefix}{i:05}")).collect();
+    let mut ids = Vec::new();
+    for phone in &phones {
+        ids.push(stack.device(phone).await.id);
+    }
+    let mut linked = Vec::new();
     for id in &ids {
-        stack.connected(*id).await;
+        linked.push(stack.connected(*id).await);
     }
     // A device is stored as connected as soon as the client has seen pair-success; the
     // simulator counts the pairing when the client's signed answer arrives, a moment later.
     let counters = stack
         .sim
-        .wait_for_counters(Duration::from_secs(10), |c| c.pairings >= 30)
+        .wait_for_counters(Duration::from_secs(30), |c| c.pairings >= DEVICES as u64)
         .await
         .expect("the simulator counts every pairing");
-    assert_eq!(counters.pairings, 30);
+    assert_eq!(counters.pairings, DEVICES as u64);
     assert!(
         counters.max_sessions_any() <= 1,
         "two sockets for one account: {counters:?}"
     );
-    for i in 0..30 {
-        assert_eq!(counters.code_requests_for(&format!("62812346{i:05}")), 1);
+    for phone in &phones {
+        assert_eq!(counters.code_requests_for(phone), 1, "one code for {phone}");
     }
-    // Shutting the instances down one by one hands devices over to the others; in the end
-    // every lease is released and no account ever had two sockets.
-    let mut released = 0;
-    for r in runners {
-        released += r.shutdown().await.released;
+
+    // The busiest instance stops; the others take its devices over and resume them.
+    let mut share = std::collections::HashMap::<String, Vec<usize>>::new();
+    for (i, id) in ids.iter().enumerate() {
+        let d = stack.stores.devices.get(*id).await.unwrap();
+        let owner = d.lease_owner.expect("every connected device is held");
+        share.entry(owner).or_default().push(i);
     }
-    assert!(
-        released >= 30,
-        "graceful shutdown releases every lease ({released})"
+    println!(
+        "devices per instance: {:?}",
+        share.iter().map(|(k, v)| (k, v.len())).collect::<Vec<_>>()
     );
+    let (busiest, handed) = share
+        .into_iter()
+        .max_by_key(|(_, v)| v.len())
+        .expect("some instance holds devices");
+    let at = runners
+        .iter()
+        .position(|(n, _)| *n == busiest)
+        .expect("a known instance");
+    let (_, stopped) = runners.remove(at);
+    let summary = stopped.shutdown().await;
+    assert_eq!(summary.abandoned, 0, "every session closed in time");
+    assert!(
+        summary.released >= handed.len() as u64,
+        "{} devices held, {summary:?}",
+        handed.len()
+    );
+    for i in &handed {
+        let before = &linked[*i];
+        stack
+            .until(before.id, "resumed by another instance", |x| {
+                x.status == DeviceStatus::Connected
+                    && x.lease_owner.is_some()
+                    && x.lease_owner.as_deref() != Some(busiest.as_str())
+                    && x.last_connected_at > before.last_connected_at
+            })
+            .await;
+    }
+    let counters = stack.sim.counters();
+    assert!(
+        counters.max_sessions_any() <= 1,
+        "two sockets for one account during the handover: {counters:?}"
+    );
+    for phone in &phones {
+        assert_eq!(counters.code_requests_for(phone), 1, "{phone} paired again");
+    }
+
+    // The rest stop too: every lease is released and no account ever had two sockets.
+    for (_, r) in runners {
+        let summary = r.shutdown().await;
+        assert_eq!(summary.abandoned, 0);
+    }
     assert!(stack.sim.counters().max_sessions_any() <= 1);
     for id in &ids {
-        assert!(
-            stack
-                .stores
-                .devices
-                .get(*id)
-                .await
-                .unwrap()
-                .lease_owner
-                .is_none()
-        );
+        let d = stack.stores.devices.get(*id).await.unwrap();
+        assert!(d.lease_owner.is_none(), "a lease was left behind: {d:?}");
+        assert_eq!(d.status, DeviceStatus::Connected);
     }
     person.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_share_100_devices_each_paired_once_never_two_sockets() {
+    instances_share_devices(&["r1", "r2"], "62812347").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_share_100_devices_each_paired_once_never_two_sockets() {
+    instances_share_devices(&["r1", "r2", "r3"], "62812346").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -301,4 +361,111 @@ async fn redis_down_for_the_whole_run_does_not_stop_pairing() {
     assert_eq!(stack.sim.counters().code_requests_for("6281234500031"), 1);
     runner.shutdown().await;
     person.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_untyped_code_is_replaced_then_the_device_fails_and_asks_for_a_refresh() {
+    let stack = Stack::start(Stores::memory()).await;
+    let phone = "6281234500050";
+    let d = stack.device(phone).await;
+    // Nobody types: each code lapses after its (shortened) lifetime and is replaced once.
+    let runner = stack.runner(
+        Stack::config("runner-expiry")
+            .code_lifetime(Duration::from_secs(2))
+            .code_refreshes(1),
+    );
+    let first = stack
+        .until(d.id, "a code", |x| x.status == DeviceStatus::WaitingPairing)
+        .await;
+    let second = stack
+        .until(d.id, "a fresh code", |x| {
+            x.status == DeviceStatus::WaitingPairing
+                && x.pairing_code_expires_at > first.pairing_code_expires_at
+        })
+        .await;
+    assert!(second.pairing_code.is_some());
+    let failed = stack
+        .until(d.id, "failed", |x| x.status == DeviceStatus::Failed)
+        .await;
+    let message = failed.error_message.expect("a message for the owner");
+    assert!(message.contains("expired"), "{message}");
+    assert!(message.contains("refresh"), "{message}");
+    assert!(failed.pairing_code.is_none(), "the dead code is cleared");
+    assert!(failed.lease_owner.is_none(), "nothing left to hold");
+    let counters = stack.sim.counters();
+    assert_eq!(
+        counters.code_requests_for(phone),
+        2,
+        "one code and one refresh, no more"
+    );
+    assert_eq!(counters.pairings, 0);
+    runner.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgres_connection_cut_mid_run_loses_nothing() {
+    let (stores, db) = match Stores::postgres().await {
+        Ok(x) => x,
+        Err(why) => return skip("postgres e2e", &why),
+    };
+    let stack = Stack::start(stores).await;
+    let person = stack.person();
+    let (before_phone, after_phone) = ("6281234500060", "6281234500061");
+    let before = stack.device(before_phone).await;
+    let runner = stack.runner(Stack::config("runner-cut"));
+    let linked = stack.connected(before.id).await;
+    let state = stack.stores.auth.scan_prefix(before.id, "").await.unwrap();
+
+    // Every connection to the database goes: the pool's, and the change feed's.
+    assert!(db.cut_connections().await > 0, "the runner was connected");
+    // The pool replaces dead connections as it hands them out; a query caught in the cut
+    // itself may fail, as it would for any client.
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    while stack.stores.devices.get(before.id).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the store never recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Work still flows: a device added after the cut pairs, the linked one stays linked.
+    let after = stack.device(after_phone).await;
+    stack.connected(after.id).await;
+    let kept = stack.stores.devices.get(before.id).await.unwrap();
+    assert_eq!(kept.status, DeviceStatus::Connected);
+    assert_eq!(kept.lease_owner.as_deref(), Some("runner-cut"));
+    assert_eq!(kept.phone_number, linked.phone_number);
+    let state_after = stack.stores.auth.scan_prefix(before.id, "").await.unwrap();
+    for (key, _) in &state {
+        assert!(
+            state_after.iter().any(|(k, _)| k == key),
+            "auth state key {key} was lost"
+        );
+    }
+    let summary = runner.shutdown().await;
+    assert_eq!(summary.leases_lost, 0, "the cut cost no session its lease");
+
+    // Nothing was lost: after a restart both resume from stored state without pairing.
+    let logins = stack.sim.counters().logins;
+    let again = stack.runner(Stack::config("runner-after"));
+    for id in [before.id, after.id] {
+        stack
+            .until(id, "resumed", |x| {
+                x.lease_owner.as_deref() == Some("runner-after")
+                    && x.status == DeviceStatus::Connected
+            })
+            .await;
+    }
+    let counters = stack
+        .sim
+        .wait_for_counters(Duration::from_secs(30), |c| c.logins >= logins + 2)
+        .await
+        .expect("both devices log in again");
+    assert_eq!(counters.code_requests_for(before_phone), 1);
+    assert_eq!(counters.code_requests_for(after_phone), 1);
+    assert!(counters.max_sessions_any() <= 1);
+    again.shutdown().await;
+    person.abort();
+    db.drop().await;
 }

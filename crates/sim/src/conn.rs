@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use futures::{SinkExt as _, StreamExt as _};
+use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_websockets::{Message, ServerBuilder};
@@ -18,8 +18,9 @@ use wacore_noise::{NoiseCipher, NoiseHandshake};
 use waproto::buffa::Message as _;
 use waproto::whatsapp as wa;
 
+use crate::keyshare::{self, UploadedKeys};
 use crate::model::{SimEvent, Stage, StreamError, redact};
-use crate::state::{ConnHandle, Finish, Out, PendingCode, Shared};
+use crate::state::{ConnHandle, Finish, LinkedDevice, Out, PendingCode, Shared, State};
 
 pub(crate) const SERVER: &str = "s.whatsapp.net";
 
@@ -254,20 +255,47 @@ async fn run(
                     let _ = t.ws.close().await;
                     return Ok(());
                 }
+                Some(Out::Flush(done)) => {
+                    loop {
+                        match t.frame().now_or_never() {
+                            None => break,
+                            Some(Ok(Some(frame))) => received(shared, id, &mut ciphers, frame)?,
+                            Some(Ok(None) | Err(_)) => {
+                                shared.lock().conns.remove(&id);
+                                drop(done);
+                                return Ok(());
+                            }
+                        }
+                    }
+                    drop(done);
+                }
             },
             frame = t.frame() => {
-                let Some(mut frame) = frame? else { return Ok(()) };
-                ciphers.read.decrypt_in_place_with_counter(ciphers.read_counter, &mut frame)?;
-                ciphers.read_counter += 1;
-                let data = wacore_binary::util::unpack(&frame)?;
-                let node = wacore_binary::marshal::unmarshal_ref(&data)?.to_owned();
-                if shared.config.record_stanzas {
-                    shared.lock().stanzas.push(format!("{id} <- {node:?}"));
-                }
-                handle(shared, id, node);
+                let Some(frame) = frame? else { return Ok(()) };
+                received(shared, id, &mut ciphers, frame)?;
             }
         }
     }
+}
+
+/// Decrypts and dispatches one frame from the client.
+fn received(
+    shared: &Arc<Shared>,
+    id: u64,
+    ciphers: &mut Ciphers,
+    mut frame: BytesMut,
+) -> Result<(), Closed> {
+    ciphers
+        .read
+        .decrypt_in_place_with_counter(ciphers.read_counter, &mut frame)?;
+    ciphers.read_counter += 1;
+    let data = wacore_binary::util::unpack(&frame)?;
+    let node = wacore_binary::marshal::unmarshal_ref(&data)?.to_owned();
+    if shared.config.record_stanzas {
+        shared.lock().stanzas.push(format!("{id} <- {node:?}"));
+    }
+    handle(shared, id, node);
+    Ok(())
 }
 
 fn login(shared: &Arc<Shared>, id: u64, payload: &wa::ClientPayload, client_static: [u8; 32]) {
@@ -277,6 +305,21 @@ fn login(shared: &Arc<Shared>, id: u64, payload: &wa::ClientPayload, client_stat
     tokio::spawn(async move {
         if !shared.stage(&phone, Stage::LoginSuccess, id).await {
             return;
+        }
+        // Sockets of this companion that its client already closed (before this one even
+        // connected) are gone for a server reading in order: let their tasks catch up first.
+        let older: Vec<_> = {
+            let st = shared.lock();
+            st.sessions_of(&phone, device)
+                .into_iter()
+                .filter_map(|c| {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    st.send(c, Out::Flush(tx)).then_some(rx)
+                })
+                .collect()
+        };
+        for flushed in older {
+            let _ = tokio::time::timeout(Duration::from_secs(5), flushed).await;
         }
         let mut st = shared.lock();
         let account = st.account(&phone);
@@ -323,6 +366,9 @@ fn login(shared: &Arc<Shared>, id: u64, payload: &wa::ClientPayload, client_stat
             c.device = Some(device);
         }
         let concurrent = u32::try_from(st.sessions_of(&phone, device).len()).unwrap_or(u32::MAX);
+        if concurrent > 1 {
+            warn!(phone = %redact(&phone), device, conn = id, concurrent, "a second socket logged in for one companion");
+        }
         let max = st
             .counters
             .max_concurrent_sessions
@@ -427,6 +473,14 @@ fn handle(shared: &Arc<Shared>, conn: u64, node: Node) {
         }
         return;
     }
+    if xmlns == "encrypt"
+        && kind == "set"
+        && let Some(keys) = UploadedKeys::parse(&node)
+    {
+        reply(result(&id).build());
+        pre_keys_uploaded(shared, conn, keys);
+        return;
+    }
     match (xmlns.as_str(), kind.as_str()) {
         ("passive", "set") => {
             reply(result(&id).build());
@@ -439,16 +493,100 @@ fn handle(shared: &Arc<Shared>, conn: u64, node: Node) {
                 );
             }
         }
-        ("encrypt", "get") if node.get_optional_child("count").is_some() => reply(
-            result(&id)
-                .children([NodeBuilder::new("count").attr("value", "100").build()])
-                .build(),
-        ),
+        ("encrypt", "get") if node.get_optional_child("count").is_some() => {
+            let count = {
+                let mut st = shared.lock();
+                linked_device(&mut st, conn)
+                    .and_then(|(_, d)| d.keys.as_ref())
+                    .map_or(0, UploadedKeys::count)
+            };
+            reply(
+                result(&id)
+                    .children([NodeBuilder::new("count")
+                        .attr("value", count.to_string())
+                        .build()])
+                    .build(),
+            );
+        }
         ("w:sync:app:state", "set") => reply(app_state_answer(&id, &node)),
         (_, "set") | ("w:p", _) => reply(result(&id).build()),
         // Anything else is a query the simulator does not model.
         _ => reply(error(&id, 501, "feature-not-implemented", None)),
     }
+}
+
+/// The linked device a logged-in connection belongs to.
+fn linked_device(st: &mut State, conn: u64) -> Option<(String, &mut LinkedDevice)> {
+    let c = st.conns.get(&conn)?;
+    let (phone, device) = (c.phone.clone()?, c.device?);
+    let linked = st.accounts.get_mut(&phone)?.devices.get_mut(&device)?;
+    Some((phone, linked))
+}
+
+/// Keeps a companion's uploaded pre-keys; after a fresh pairing, the phone then sends it the
+/// app-state sync keys over one of them, as WhatsApp's primary device does.
+fn pre_keys_uploaded(shared: &Arc<Shared>, conn: u64, keys: UploadedKeys) {
+    let mut st = shared.lock();
+    let Some((phone, linked)) = linked_device(&mut st, conn) else {
+        debug!(conn, "pre-keys from a connection that is not logged in");
+        return;
+    };
+    match &mut linked.keys {
+        Some(held) => held.merge(keys),
+        None => linked.keys = Some(keys),
+    }
+    if linked.keys_shared {
+        return;
+    }
+    linked.keys_shared = true;
+    let device = st.conns.get(&conn).and_then(|c| c.device).unwrap_or(0);
+    let Some(bundle) = linked_device(&mut st, conn)
+        .and_then(|(_, d)| d.keys.as_mut())
+        .map(|k| k.take_bundle(device))
+    else {
+        return;
+    };
+    let account = st.account(&phone);
+    let (identity, key) = (account.identity.clone(), account.app_state_key.clone());
+    drop(st);
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        let ciphertext = match bundle {
+            Ok(bundle) => keyshare::encrypt(&identity, &bundle, device, &key).await,
+            Err(e) => Err(e),
+        };
+        let ciphertext = match ciphertext {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(phone = %redact(&phone), device, error = %e, "could not share the app-state keys");
+                return;
+            }
+        };
+        let sent = {
+            let mut st = shared.lock();
+            let message = NodeBuilder::new("message")
+                .attr("from", format!("{phone}@{SERVER}"))
+                .attr("id", st.next_id())
+                .attr("t", wacore::time::now_secs().to_string())
+                .attr("type", "text")
+                .attr("category", "peer")
+                .children([NodeBuilder::new("enc")
+                    .attr("v", "2")
+                    .attr("type", "pkmsg")
+                    .bytes(ciphertext)
+                    .build()])
+                .build();
+            let sent = st.send(conn, Out::Node(message));
+            if sent {
+                st.counters.key_shares += 1;
+            }
+            sent
+        };
+        if sent {
+            debug!(phone = %redact(&phone), device, "app-state keys shared");
+            shared.emit(SimEvent::KeysShared { phone, device });
+        }
+    });
 }
 
 /// Answers an app-state sync request with version 0 and no patches for every collection.

@@ -3,6 +3,7 @@
 
 mod conn;
 mod identity;
+mod keyshare;
 mod model;
 mod phone;
 mod state;

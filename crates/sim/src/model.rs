@@ -256,6 +256,13 @@ pub enum SimEvent {
         /// The device number.
         device: u32,
     },
+    /// The phone sent a freshly linked companion the account's app-state sync keys.
+    KeysShared {
+        /// The phone.
+        phone: String,
+        /// The device number.
+        device: u32,
+    },
 }
 
 pub(crate) fn redact(phone: &str) -> String {
@@ -287,6 +294,9 @@ impl fmt::Debug for SimEvent {
             Self::DeviceRemoved { phone, device } => {
                 write!(f, "DeviceRemoved({}:{device})", redact(phone))
             }
+            Self::KeysShared { phone, device } => {
+                write!(f, "KeysShared({}:{device})", redact(phone))
+            }
         }
     }
 }
@@ -305,6 +315,8 @@ pub struct SimCounters {
     pub pairings: u64,
     /// Successful logins.
     pub logins: u64,
+    /// App-state key shares the phones sent to freshly linked companions.
+    pub key_shares: u64,
     /// The most logged-in connections ever open at once for one account, per phone.
     pub max_concurrent_sessions: BTreeMap<String, u32>,
 }

@@ -294,6 +294,8 @@ impl SimPhone {
                 LinkedDevice {
                     noise_pub: companion_noise,
                     removed: false,
+                    keys: None,
+                    keys_shared: false,
                 },
             );
             account.pending = None;
@@ -382,6 +384,13 @@ impl SimPhone {
         } else {
             Err(SimError::ConnectionClosed)
         }
+    }
+
+    /// The id of the account's app-state sync key, which the phone sends each freshly linked
+    /// companion (end-to-end encrypted, over one of the pre-keys the companion uploaded), so a
+    /// test can check the client stored it.
+    pub fn app_state_key_id(&self) -> Vec<u8> {
+        self.with_account(|a| a.app_state_key.id().to_vec())
     }
 
     /// The linked companions' device numbers (removed ones excluded).

@@ -10,6 +10,7 @@ use wacore_binary::Node;
 use wacore_libsignal::protocol::KeyPair;
 
 use crate::identity::ServerIdentity;
+use crate::keyshare::{AppStateKey, UploadedKeys};
 use crate::model::{LoginFailure, Refusal, SimConfig, SimCounters, SimEvent, Stage};
 
 /// What a connection task is told to do.
@@ -18,6 +19,10 @@ pub(crate) enum Out {
     Node(Node),
     /// Close the socket.
     Close,
+    /// Handle whatever the client has already sent (a close, say) before answering: a real
+    /// server reads in arrival order, the simulator's per-socket tasks do not. The sender is
+    /// dropped once that is done, after the connection is forgotten if it closed.
+    Flush(oneshot::Sender<()>),
 }
 
 pub(crate) struct ConnHandle {
@@ -34,6 +39,10 @@ pub(crate) struct LinkedDevice {
     pub(crate) noise_pub: [u8; 32],
     /// Removed from the phone: its next login is refused.
     pub(crate) removed: bool,
+    /// The pre-keys the companion uploaded, handed out one by one.
+    pub(crate) keys: Option<UploadedKeys>,
+    /// Whether the phone has sent it the app-state sync keys.
+    pub(crate) keys_shared: bool,
 }
 
 /// The companion's answer to `primary_hello`.
@@ -64,6 +73,7 @@ pub(crate) struct Faults {
 pub(crate) struct Account {
     pub(crate) lid: String,
     pub(crate) identity: KeyPair,
+    pub(crate) app_state_key: AppStateKey,
     pub(crate) next_device: u32,
     pub(crate) devices: BTreeMap<u32, LinkedDevice>,
     pub(crate) pending: Option<PendingCode>,
@@ -77,6 +87,7 @@ impl Account {
         Self {
             lid: format!("{}", 100_000_000_000_000u64 + lid_seq),
             identity: KeyPair::generate(&mut rng),
+            app_state_key: AppStateKey::generate(),
             next_device: 1,
             devices: BTreeMap::new(),
             pending: None,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use common::TestClient;
 use wa_pairing_sim::{Sim, SimConfig};
 use wacore::store::InMemoryBackend;
+use wacore::store::traits::AppSyncStore as _;
 use wacore::types::events::Event;
 
 const PHONE: &str = "6281234567890";
@@ -34,6 +35,14 @@ async fn pairs_from_nothing_then_logs_in_from_stored_state() {
         .wait("connected", |e| matches!(e, Event::Connected(_)))
         .await;
     assert_eq!(phone.linked_devices(), [1]);
+    // The phone shared the account's app-state keys end to end, so the client did not have
+    // to wait for them or ask.
+    assert_eq!(sim.counters().key_shares, 1);
+    let key = backend
+        .get_sync_key(&phone.app_state_key_id())
+        .await
+        .unwrap();
+    assert!(key.is_some(), "the client stored the shared key");
     client.stop().await;
 
     // A new client over the same stored state logs in without pairing.

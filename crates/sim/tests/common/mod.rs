@@ -49,6 +49,9 @@ impl TestClient {
             .with_runtime(TokioRuntime)
             .with_version((2, 3000, 1_042_742_319))
             .skip_history_sync()
+            // The simulator's app state carries no push name; a client without one waits
+            // for it on every login.
+            .with_push_name("wa-pairing sim test")
             .with_event_handler(Forward(tx))
             .build()
             .await

@@ -200,13 +200,7 @@ impl Runner {
                 }
                 Some(joined) = actors.join_next(), if !actors.is_empty() => {
                     let Ok((id, exit)) = joined else { continue };
-                    if let Some(h) = held.remove(&id) {
-                        if exit == Exit::LeaseLost || h.lost {
-                            summary.leases_lost += 1;
-                        } else if release(&*store, &h.lease).await {
-                            summary.released += 1;
-                        }
-                    }
+                    ended(&*store, &mut held, &mut summary, id, exit).await;
                     // A device reclaimed while its old actor was still closing starts now.
                     if let Some(next) = pending.remove(&id) {
                         spawn(&ctx, &root, &mut held, &mut actors, next);
@@ -255,13 +249,7 @@ impl Runner {
                 biased;
                 Some(joined) = actors.join_next() => {
                     let Ok((id, exit)) = joined else { continue };
-                    if let Some(h) = held.remove(&id) {
-                        if exit == Exit::LeaseLost || h.lost {
-                            summary.leases_lost += 1;
-                        } else if release(&*store, &h.lease).await {
-                            summary.released += 1;
-                        }
-                    }
+                    ended(&*store, &mut held, &mut summary, id, exit).await;
                 }
                 _ = heartbeat.tick() => {
                     renew(&*store, &config, &mut held, &mut last_renewed).await;
@@ -338,6 +326,22 @@ async fn renew(
                 }
             }
         }
+    }
+}
+
+/// An actor ended: its lease is released unless it was lost.
+async fn ended(
+    store: &dyn DeviceStore,
+    held: &mut HashMap<DeviceId, Held>,
+    summary: &mut RunSummary,
+    id: DeviceId,
+    exit: Exit,
+) {
+    let Some(h) = held.remove(&id) else { return };
+    if exit == Exit::LeaseLost || h.lost {
+        summary.leases_lost += 1;
+    } else if release(store, &h.lease).await {
+        summary.released += 1;
     }
 }
 

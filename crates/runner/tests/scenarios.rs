@@ -791,25 +791,15 @@ async fn the_concurrency_limit_is_honoured() {
 
 #[tokio::test(start_paused = true)]
 async fn a_lease_taken_over_by_another_instance_stops_the_session_at_the_next_heartbeat() {
-    let clock = Arc::new(wa_pairing_store::ManualClock::new(Utc::now()));
-    let store = MemoryStore::with_clock(clock.clone());
     let script = Arc::new(Script::default());
     let (_tx, rx) = mpsc::unbounded_channel();
-    let runner = Runner::new(
-        Arc::new(store.clone()),
-        Arc::new(connector(&script, rx)),
-        config(),
-    )
-    .unwrap();
-    let d = store
-        .create(NewDevice::new(UserId::random(), "Shop"))
-        .await
-        .unwrap();
-    store.start_pairing(d.id, PairingRequest::Qr).await.unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(runner.run(async {
-        let _ = stop_rx.await;
-    }));
+    let Clocked {
+        store,
+        clock,
+        id,
+        task,
+        stop_tx,
+    } = Clocked::start(connector(&script, rx), config()).await;
     while script.opens.load(Ordering::SeqCst) == 0 {
         script.opened.notified().await;
     }
@@ -824,7 +814,7 @@ async fn a_lease_taken_over_by_another_instance_stops_the_session_at_the_next_he
     while script.disconnects.load(Ordering::SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let after = DeviceStore::get(&store, d.id).await.unwrap();
+    let after = DeviceStore::get(&store, id).await.unwrap();
     assert_eq!(after.lease_owner.as_deref(), Some("other-instance"));
     let _ = stop_tx.send(());
     let summary = task.await.unwrap();
@@ -834,25 +824,15 @@ async fn a_lease_taken_over_by_another_instance_stops_the_session_at_the_next_he
 
 #[tokio::test(start_paused = true)]
 async fn reclaiming_its_own_lapsed_lease_closes_the_old_socket_before_opening_a_new_one() {
-    let clock = Arc::new(wa_pairing_store::ManualClock::new(Utc::now()));
-    let store = MemoryStore::with_clock(clock.clone());
     let script = Arc::new(Script::default());
     let (_tx, rx) = mpsc::unbounded_channel();
-    let runner = Runner::new(
-        Arc::new(store.clone()),
-        Arc::new(connector(&script, rx)),
-        config(),
-    )
-    .unwrap();
-    let d = store
-        .create(NewDevice::new(UserId::random(), "Shop"))
-        .await
-        .unwrap();
-    store.start_pairing(d.id, PairingRequest::Qr).await.unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(runner.run(async {
-        let _ = stop_rx.await;
-    }));
+    let Clocked {
+        store,
+        clock,
+        id,
+        task,
+        stop_tx,
+    } = Clocked::start(connector(&script, rx), config()).await;
     while script.opens.load(Ordering::SeqCst) == 0 {
         script.opened.notified().await;
     }
@@ -866,7 +846,7 @@ async fn reclaiming_its_own_lapsed_lease_closes_the_old_socket_before_opening_a_
         [0, 1],
         "a second socket opened before the first closed"
     );
-    let after = DeviceStore::get(&store, d.id).await.unwrap();
+    let after = DeviceStore::get(&store, id).await.unwrap();
     assert_eq!(after.lease_owner.as_deref(), Some("test-runner"));
     assert_eq!(
         after.lease_fence.0, 3,
@@ -905,21 +885,44 @@ impl wa_pairing_runner::Session for SlowToClose {
     }
 }
 
-/// A runner over a store on a manual clock, holding one QR device whose session closes only
-/// when the returned `closed` is notified (never, if the test does not).
+/// A runner over a store on a manual clock, holding one device that waits for a QR scan.
+struct Clocked {
+    store: MemoryStore,
+    clock: Arc<wa_pairing_store::ManualClock>,
+    id: DeviceId,
+    task: tokio::task::JoinHandle<RunSummary>,
+    stop_tx: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Clocked {
+    async fn start(connector: MockConnector, config: RunnerConfig) -> Self {
+        let clock = Arc::new(wa_pairing_store::ManualClock::new(Utc::now()));
+        let store = MemoryStore::with_clock(clock.clone());
+        let runner = Runner::new(Arc::new(store.clone()), Arc::new(connector), config).unwrap();
+        let d = store
+            .create(NewDevice::new(UserId::random(), "Shop"))
+            .await
+            .unwrap();
+        store.start_pairing(d.id, PairingRequest::Qr).await.unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(runner.run(async {
+            let _ = stop_rx.await;
+        }));
+        Self {
+            store,
+            clock,
+            id: d.id,
+            task,
+            stop_tx,
+        }
+    }
+}
+
+/// A [`Clocked`] runner whose session closes only when the returned `closed` is notified
+/// (never, if the test does not); `closing` is notified when the close begins.
 async fn slow_to_close(
     grace: Duration,
-) -> (
-    MemoryStore,
-    Arc<wa_pairing_store::ManualClock>,
-    DeviceId,
-    Arc<tokio::sync::Notify>,
-    Arc<tokio::sync::Notify>,
-    tokio::task::JoinHandle<RunSummary>,
-    tokio::sync::oneshot::Sender<()>,
-) {
-    let clock = Arc::new(wa_pairing_store::ManualClock::new(Utc::now()));
-    let store = MemoryStore::with_clock(clock.clone());
+) -> (Clocked, Arc<tokio::sync::Notify>, Arc<tokio::sync::Notify>) {
     let closing = Arc::new(tokio::sync::Notify::new());
     let closed = Arc::new(tokio::sync::Notify::new());
     let opened = Arc::new(tokio::sync::Notify::new());
@@ -937,29 +940,24 @@ async fn slow_to_close(
             })
         });
     }
-    let runner = Runner::new(
-        Arc::new(store.clone()),
-        Arc::new(connector),
-        config().shutdown_grace(grace),
-    )
-    .unwrap();
-    let d = store
-        .create(NewDevice::new(UserId::random(), "Shop"))
-        .await
-        .unwrap();
-    store.start_pairing(d.id, PairingRequest::Qr).await.unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(runner.run(async {
-        let _ = stop_rx.await;
-    }));
+    let run = Clocked::start(connector, config().shutdown_grace(grace)).await;
     opened.notified().await;
-    (store, clock, d.id, closing, closed, task, stop_tx)
+    (run, closing, closed)
 }
 
 #[tokio::test(start_paused = true)]
 async fn at_shutdown_a_lease_is_renewed_until_its_session_has_closed() {
-    let (store, clock, id, closing, closed, task, stop_tx) =
-        slow_to_close(Duration::from_secs(600)).await;
+    let (
+        Clocked {
+            store,
+            clock,
+            id,
+            task,
+            stop_tx,
+        },
+        closing,
+        closed,
+    ) = slow_to_close(Duration::from_secs(600)).await;
     let _ = stop_tx.send(());
     closing.notified().await;
     // The socket is still closing after the first lease period would have ended: the
@@ -998,8 +996,17 @@ async fn at_shutdown_a_lease_is_renewed_until_its_session_has_closed() {
 
 #[tokio::test(start_paused = true)]
 async fn at_shutdown_a_session_that_never_closes_is_abandoned_and_its_lease_left_to_lapse() {
-    let (store, clock, id, closing, _closed, task, stop_tx) =
-        slow_to_close(Duration::from_secs(5)).await;
+    let (
+        Clocked {
+            store,
+            clock,
+            id,
+            task,
+            stop_tx,
+        },
+        closing,
+        _closed,
+    ) = slow_to_close(Duration::from_secs(5)).await;
     let _ = stop_tx.send(());
     closing.notified().await;
     let summary = task.await.unwrap();

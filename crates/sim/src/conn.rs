@@ -497,7 +497,7 @@ fn handle(shared: &Arc<Shared>, conn: u64, node: Node) {
             let count = {
                 let mut st = shared.lock();
                 linked_device(&mut st, conn)
-                    .and_then(|(_, d)| d.keys.as_ref())
+                    .and_then(|(_, _, d)| d.keys.as_ref())
                     .map_or(0, UploadedKeys::count)
             };
             reply(
@@ -515,19 +515,19 @@ fn handle(shared: &Arc<Shared>, conn: u64, node: Node) {
     }
 }
 
-/// The linked device a logged-in connection belongs to.
-fn linked_device(st: &mut State, conn: u64) -> Option<(String, &mut LinkedDevice)> {
+/// The phone, device number and linked device a logged-in connection belongs to.
+fn linked_device(st: &mut State, conn: u64) -> Option<(String, u32, &mut LinkedDevice)> {
     let c = st.conns.get(&conn)?;
     let (phone, device) = (c.phone.clone()?, c.device?);
     let linked = st.accounts.get_mut(&phone)?.devices.get_mut(&device)?;
-    Some((phone, linked))
+    Some((phone, device, linked))
 }
 
 /// Keeps a companion's uploaded pre-keys; after a fresh pairing, the phone then sends it the
 /// app-state sync keys over one of them, as WhatsApp's primary device does.
 fn pre_keys_uploaded(shared: &Arc<Shared>, conn: u64, keys: UploadedKeys) {
     let mut st = shared.lock();
-    let Some((phone, linked)) = linked_device(&mut st, conn) else {
+    let Some((phone, device, linked)) = linked_device(&mut st, conn) else {
         debug!(conn, "pre-keys from a connection that is not logged in");
         return;
     };
@@ -535,15 +535,10 @@ fn pre_keys_uploaded(shared: &Arc<Shared>, conn: u64, keys: UploadedKeys) {
         Some(held) => held.merge(keys),
         None => linked.keys = Some(keys),
     }
-    if linked.keys_shared {
+    if std::mem::replace(&mut linked.keys_shared, true) {
         return;
     }
-    linked.keys_shared = true;
-    let device = st.conns.get(&conn).and_then(|c| c.device).unwrap_or(0);
-    let Some(bundle) = linked_device(&mut st, conn)
-        .and_then(|(_, d)| d.keys.as_mut())
-        .map(|k| k.take_bundle(device))
-    else {
+    let Some(bundle) = linked.keys.as_mut().map(|k| k.take_bundle(device)) else {
         return;
     };
     let account = st.account(&phone);

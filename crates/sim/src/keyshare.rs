@@ -21,6 +21,7 @@ use waproto::whatsapp as wa;
 
 use crate::conn::bytes_of;
 use crate::model::SimError;
+use crate::phone::protocol;
 
 /// The public half of the keys a companion uploaded (`<iq xmlns="encrypt" type="set">`): what
 /// the server hands out as the companion's pre-key bundle.
@@ -133,10 +134,6 @@ impl AppStateKey {
 
 fn public(key: &[u8; 32]) -> Result<PublicKey, SimError> {
     PublicKey::from_djb_public_key_bytes(key).map_err(protocol)
-}
-
-fn protocol(e: impl std::fmt::Display) -> SimError {
-    SimError::Protocol(format!("key share: {e}"))
 }
 
 /// The encrypted key share for companion `device`: a `pkmsg` payload from the phone.

@@ -42,7 +42,7 @@ fn hkdf(ikm: &[u8], salt: Option<&[u8]>, info: &[u8]) -> Result<[u8; 32], SimErr
     Ok(out)
 }
 
-fn protocol(e: impl std::fmt::Display) -> SimError {
+pub(crate) fn protocol(e: impl std::fmt::Display) -> SimError {
     SimError::Protocol(e.to_string())
 }
 

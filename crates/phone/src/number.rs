@@ -34,24 +34,6 @@ pub enum NumberType {
 }
 
 impl NumberType {
-    pub(crate) fn from_lib(t: phonenumber::Type) -> Self {
-        use phonenumber::Type as T;
-        match t {
-            T::Mobile => Self::Mobile,
-            T::FixedLine => Self::FixedLine,
-            T::FixedLineOrMobile => Self::FixedLineOrMobile,
-            T::Voip => Self::Voip,
-            T::PersonalNumber => Self::PersonalNumber,
-            T::TollFree => Self::TollFree,
-            T::PremiumRate => Self::PremiumRate,
-            T::SharedCost => Self::SharedCost,
-            T::Uan => Self::Uan,
-            T::Pager => Self::Pager,
-            T::Voicemail => Self::Voicemail,
-            _ => Self::Other,
-        }
-    }
-
     /// A stable lower-case name, such as `"mobile"` or `"fixed_line"`.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -188,26 +170,48 @@ pub struct RedactedPhone<'a> {
 
 impl RedactedPhone<'_> {
     /// Redacts a string of digits that is not (or not yet) a validated number, for example a
-    /// stored value in a log line. Short strings are starred out entirely.
+    /// stored value in a log line. Short strings are starred out entirely; strings longer than
+    /// any phone number are cut to a fixed size and their length, so a malformed value never
+    /// fills a log line.
     ///
     /// ```
     /// use wa_pairing_phone::RedactedPhone;
     ///
     /// assert_eq!(RedactedPhone::of_digits("6281234567890").to_string(), "62812****7890");
     /// assert_eq!(RedactedPhone::of_digits("12345").to_string(), "*****");
+    /// let absurd = "6".repeat(5_000);
+    /// assert_eq!(RedactedPhone::of_digits(&absurd).to_string(), "66666****…6666 (5000 chars)");
     /// ```
     pub fn of_digits(digits: &str) -> RedactedPhone<'_> {
         RedactedPhone { digits, cc_len: 2 }
     }
 }
 
+/// Longest string [`RedactedPhone`] renders in full (as digits and stars): E.164's 15 digits and
+/// one to spare. Anything longer cannot be a phone number and is summarised instead.
+const MAX_REDACTED_CHARS: usize = 16;
+
 impl fmt::Display for RedactedPhone<'_> {
+    /// Shows the country code and the next three digits, the last four, and stars for the
+    /// rest (`62812****7890`); strings shorter than 8 are all stars. A string longer than a
+    /// phone number can be (more than 16 characters) is cut to its head, four stars, an
+    /// ellipsis and its tail, with its length (`62812****…7890 (5000 chars)`), so a malformed
+    /// value never fills a log line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const MIN_STARS: usize = 4;
+        let chars = self.digits.chars().count();
+        if chars > MAX_REDACTED_CHARS {
+            if !self.digits.is_ascii() {
+                return write!(f, "{}… ({chars} chars)", "*".repeat(MIN_STARS));
+            }
+            let head = &self.digits[..(self.cc_len + 3).min(MAX_REDACTED_CHARS / 2)];
+            let tail = &self.digits[chars - 4..];
+            return write!(f, "{head}****…{tail} ({chars} chars)");
+        }
         let digits = self.digits.as_bytes();
         let n = digits.len();
         if n < 8 || !self.digits.is_ascii() {
-            return f.write_str(&"*".repeat(self.digits.chars().count()));
+            return f.write_str(&"*".repeat(chars));
         }
         // Keep the country code and the next three digits (the operator prefix) and the last
         // four, with at least four stars between them: shrink the head first, then the tail.
@@ -278,6 +282,32 @@ mod tests {
             assert!(r.matches('*').count() >= 4, "{r}");
         }
         assert_eq!(RedactedPhone::of_digits("1234567").to_string(), "*******");
+    }
+
+    #[test]
+    fn absurd_strings_are_cut_to_a_fixed_size_with_their_length() {
+        for len in [17, 64, 5_000, 100_000] {
+            let digits: String = "6281234567890".chars().cycle().take(len).collect();
+            let shown = RedactedPhone::of_digits(&digits).to_string();
+            assert!(shown.chars().count() <= 40, "{len}: {shown}");
+            assert!(shown.contains(&format!("({len} chars)")), "{shown}");
+            assert!(shown.starts_with(&digits[..5]), "{shown}");
+            assert!(
+                shown.contains(&format!("…{}", &digits[len - 4..])),
+                "{shown}"
+            );
+            // Never more of the digits than a valid number shows: head and tail only.
+            let shown_digits = shown.split(" (").next().unwrap_or_default();
+            let digit_count = shown_digits.chars().filter(char::is_ascii_digit).count();
+            assert_eq!(digit_count, 9, "{shown}");
+            assert_eq!(format!("{:?}", RedactedPhone::of_digits(&digits)), shown);
+        }
+        let wide: String = "０".repeat(5_000);
+        let shown = RedactedPhone::of_digits(&wide).to_string();
+        assert_eq!(shown, "****… (5000 chars)");
+        // The longest string still shown in full keeps its length.
+        let sixteen = "1234567890123456";
+        assert_eq!(RedactedPhone::of_digits(sixteen).to_string().len(), 16);
     }
 
     #[test]

@@ -3,16 +3,17 @@ use std::str::FromStr;
 use std::sync::Once;
 
 use phonenumber::country::Id;
-use phonenumber::metadata::DATABASE;
 
 use crate::error::{PhoneError, PhoneErrorKind};
-use crate::number::{NumberType, PhoneNumber};
+use crate::number::PhoneNumber;
+use crate::numbering;
 
 /// Longest input accepted before any work is done; real numbers with all the punctuation a
 /// person might type stay far below this.
 const MAX_INPUT_CHARS: usize = 64;
-/// E.164 allows at most 15 digits; a little slack for an international prefix (`00`).
-const MAX_DIGITS: usize = 17;
+/// Most digits accepted before any work is done: E.164's 15, the longest international prefix
+/// in the metadata (8 digits, Australia's `14xx0011`) and a typed trunk `0`.
+const MAX_DIGITS: usize = 24;
 
 /// The region used to read numbers typed without a country code (`0812...`).
 ///
@@ -39,6 +40,21 @@ impl Region {
         // strum's AsRefStr yields the variant name, which is the code itself.
         self.0.as_ref()
     }
+
+    /// The region's country calling code (`62` for Indonesia), from the numbering-plan
+    /// metadata. Always `Some` for a region parsed from a string, which must be in the
+    /// metadata.
+    ///
+    /// ```
+    /// use wa_pairing_phone::Region;
+    ///
+    /// assert_eq!(Region::INDONESIA.country_code(), Some(62));
+    /// assert_eq!("CA".parse::<Region>()?.country_code(), Some(1));
+    /// # Ok::<(), wa_pairing_phone::PhoneError>(())
+    /// ```
+    pub fn country_code(&self) -> Option<u16> {
+        numbering::country_code_of(self.as_str())
+    }
 }
 
 impl Default for Region {
@@ -50,16 +66,18 @@ impl Default for Region {
 impl FromStr for Region {
     type Err = PhoneError;
 
-    /// Fails with [`PhoneErrorKind::UnknownCountryCode`] for anything that is not a known
-    /// two-letter region.
+    /// Fails with [`PhoneErrorKind::UnknownCountryCode`] for anything that is not a
+    /// two-letter region of the numbering-plan metadata.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let upper = s.trim().to_ascii_uppercase();
         if upper.len() != 2 {
             return Err(PhoneError::new(PhoneErrorKind::UnknownCountryCode));
         }
         Id::from_str(&upper)
+            .ok()
             .map(Self)
-            .map_err(|_| PhoneError::new(PhoneErrorKind::UnknownCountryCode))
+            .filter(|r| r.country_code().is_some())
+            .ok_or(PhoneError::new(PhoneErrorKind::UnknownCountryCode))
     }
 }
 
@@ -81,8 +99,8 @@ impl fmt::Display for Region {
 pub fn warm_up() {
     static WARM: Once = Once::new();
     WARM.call_once(|| {
-        // Touch the database and compile the regular expressions of the default region.
-        let _ = phonenumber::parse(Some(Id::ID), "+6281234567890").map(|n| n.is_valid());
+        // Load the database and compile the patterns of the default region.
+        let _ = numbering::read_valid(Region::INDONESIA.as_str(), true, "6281234567890");
     });
 }
 
@@ -143,39 +161,96 @@ impl PhoneParser {
     /// Turns whatever a person typed into a validated number.
     ///
     /// # Behavior
-    /// - Spaces, `-`, `.`, `/`, brackets, a leading `+` or `00`, a `tel:` prefix and a `(0)`
-    ///   trunk marker are ignored; full-width and Arabic-Indic digits are read as digits.
-    /// - A number with a country code (`+44...`, `0044...`) is read in that country; one
-    ///   without is read in [`region`](Self::region), with or without its trunk `0`, and a
-    ///   number that already starts with the region's country code (`62812...`) is recognised.
+    /// - Spaces, `-`, `.`, `/`, brackets and a `tel:` prefix are ignored; full-width and
+    ///   Arabic-Indic digits are read as digits.
+    /// - A number with a country code is read in that country: after `+` (or `++`), or after
+    ///   the international prefix of [`region`](Self::region) as its numbering plan defines it
+    ///   (`00` in Malaysia and most of Europe, `011` in the USA and Canada, `0011` in
+    ///   Australia, `010` in Japan, `008` or `009` in Indonesia). Digits that are not the
+    ///   region's prefix are never taken for one: `0044...` typed in the USA is not a British
+    ///   number.
+    /// - A number without one is read in [`region`](Self::region), with or without its trunk
+    ///   prefix, and a number that already starts with the region's country code (`62812...`)
+    ///   is recognised, the country code winning when the digits would also make a national
+    ///   number; a trunk prefix after a country code (`+62 (0)812...`) is dropped.
+    /// - `00` followed by the region's own country code (`0062 812...` in Indonesia) is read
+    ///   as international even where `00` is not the region's prefix, but only when the
+    ///   reading above refuses the input and the number read this way is valid: it never
+    ///   changes a number the region's plan accepts, and `00` with another country's code stays
+    ///   refused.
     /// - Refused with a typed [`PhoneError`]: empty input, letters, other characters,
     ///   extensions, too short, too long, unknown country codes, numbers that do not exist in
     ///   their plan. Landlines are accepted; [`PhoneNumber::number_type`] says what it is.
     /// - Never panics, and parsing [`PhoneNumber::e164`] again gives the same number.
+    ///
+    /// The reading follows libphonenumber's (see the crate's README for the measured
+    /// agreement and each deliberate difference).
     pub fn parse(&self, input: &str) -> Result<PhoneNumber, PhoneError> {
-        let cleaned = clean(input)?;
-        // International input is parsed without a default region: phonenumber 0.3 would
-        // otherwise strip the default region's trunk prefix from the foreign number.
-        let region = (!cleaned.starts_with('+')).then_some(self.region.0);
-        let parsed = phonenumber::parse(region, &cleaned).map_err(|e| map_parse_error(&e))?;
-        if parsed.extension().is_some() {
-            return Err(PhoneErrorKind::Extension.into());
-        }
-        if !parsed.is_valid() {
-            return Err(invalid_reason(&parsed).into());
-        }
-        let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
-        let digits: String = e164.chars().filter(char::is_ascii_digit).collect();
-        if digits.len() > 15 {
+        let Cleaned { plus, digits } = clean(input)?;
+        let region = self.region.as_str();
+        let read = numbering::read_valid(region, plus, &digits);
+        let valid = match read {
+            Ok(valid) => own_code_without_plus(region, plus, &digits, &valid).unwrap_or(valid),
+            Err(kind) => own_code_after_00(region, plus, &digits).ok_or(kind)?,
+        };
+        let mut e164 = valid.country_code.to_string();
+        e164.push_str(&valid.national);
+        if e164.len() > numbering::MAX_E164_DIGITS {
             return Err(PhoneErrorKind::TooLong.into());
         }
-        let number_type = NumberType::from_lib(parsed.number_type(&DATABASE));
-        Ok(PhoneNumber::new(digits, parsed.code().value(), number_type))
+        Ok(PhoneNumber::new(
+            e164,
+            valid.country_code,
+            valid.number_type,
+        ))
     }
 }
 
-/// Checks the characters and reduces the input to `+digits` or `digits`.
-fn clean(input: &str) -> Result<String, PhoneError> {
+/// Digits that start with the region's own country code and are valid both as a national
+/// number and after that code (`62812345678` in Indonesia: a landline in 0628, or +62 812 345
+/// 678): read the way WhatsApp shows numbers and `wa.me` links carry them, international.
+fn own_code_without_plus(
+    region: &str,
+    plus: bool,
+    digits: &str,
+    national: &numbering::Valid,
+) -> Option<numbering::Valid> {
+    let code = numbering::country_code_of(region)?;
+    if plus || national.country_code != code || national.national != digits {
+        return None;
+    }
+    digits.strip_prefix(&code.to_string())?;
+    numbering::read_valid(region, true, digits)
+        .ok()
+        .filter(|v| v.country_code == code)
+}
+
+/// `00` and the region's own country code, where `00` is not the region's international
+/// prefix: read as `+` and the code when that gives a valid number of the region itself.
+fn own_code_after_00(region: &str, plus: bool, digits: &str) -> Option<numbering::Valid> {
+    let after = digits.strip_prefix("00").filter(|_| !plus)?;
+    if numbering::strip_international_prefix(region, digits).is_some() {
+        // `00` is (the start of) the region's prefix: the reading already used it.
+        return None;
+    }
+    let code = numbering::country_code_of(region)?;
+    if !after.starts_with(&code.to_string()) {
+        return None;
+    }
+    numbering::read_valid(region, true, after)
+        .ok()
+        .filter(|v| v.country_code == code)
+}
+
+/// The input reduced to its digits, and whether a `+` came first.
+#[derive(Debug, PartialEq, Eq)]
+struct Cleaned {
+    plus: bool,
+    digits: String,
+}
+
+/// Checks the characters and reduces the input to its digits and a leading `+`.
+fn clean(input: &str) -> Result<Cleaned, PhoneError> {
     let mut s = input.trim();
     if s.chars().count() > MAX_INPUT_CHARS {
         return Err(if s.chars().any(char::is_alphabetic) {
@@ -191,41 +266,34 @@ fn clean(input: &str) -> Result<String, PhoneError> {
         return Err(kind.into());
     }
 
-    let mut out = String::with_capacity(s.len() + 1);
-    let mut digits = 0usize;
-    let mut rest = s;
-    // A "(0)" trunk marker after an international number: "+62 (0)812...".
-    let mut seen_plus = false;
-    while let Some(c) = rest.chars().next() {
-        if rest.starts_with("(0)") && seen_plus {
-            rest = &rest[3..];
-            continue;
-        }
-        rest = &rest[c.len_utf8()..];
+    let mut digits = String::with_capacity(s.len());
+    let mut plus = false;
+    // Pluses are accepted as one run before the first digit: `+62`, `++62` (a doubled `+` is
+    // a common slip), but not `+ +62` or `62+812`.
+    let mut last_was_plus = false;
+    for c in s.chars() {
         if let Some(d) = decimal_digit(c) {
-            out.push(d);
-            digits += 1;
+            digits.push(d);
+            last_was_plus = false;
         } else if c == '+' || c == '\u{FF0B}' {
-            if seen_plus || digits > 0 {
+            if !digits.is_empty() || (plus && !last_was_plus) {
                 return Err(PhoneErrorKind::InvalidCharacter.into());
             }
-            seen_plus = true;
-            out.push('+');
-        } else if !is_separator(c) {
+            plus = true;
+            last_was_plus = true;
+        } else if is_separator(c) {
+            last_was_plus = false;
+        } else {
             return Err(PhoneErrorKind::InvalidCharacter.into());
         }
     }
-    if digits == 0 {
+    if digits.is_empty() {
         return Err(PhoneErrorKind::Empty.into());
     }
-    if digits > MAX_DIGITS {
+    if digits.len() > MAX_DIGITS {
         return Err(PhoneErrorKind::TooLong.into());
     }
-    if !seen_plus && out.starts_with("00") {
-        // International dialling prefix used in most of the world, Indonesia included.
-        out.replace_range(..2, "+");
-    }
-    Ok(out)
+    Ok(Cleaned { plus, digits })
 }
 
 /// If the input has letters, tells whether they form an extension or are letters proper.
@@ -269,51 +337,6 @@ fn is_separator(c: char) -> bool {
         )
 }
 
-fn map_parse_error(e: &phonenumber::ParseError) -> PhoneError {
-    use phonenumber::ParseError as E;
-    match e {
-        E::InvalidCountryCode => PhoneErrorKind::UnknownCountryCode,
-        E::TooLong => PhoneErrorKind::TooLong,
-        // NoNumber means fewer than three digits survived: too short to be anything.
-        _ => PhoneErrorKind::TooShort,
-    }
-    .into()
-}
-
-/// Why a parsed number is not valid: wrong length for its country, or not in its plan.
-fn invalid_reason(n: &phonenumber::PhoneNumber) -> PhoneErrorKind {
-    let Some(metas) = DATABASE.by_code(&n.code().value()) else {
-        return PhoneErrorKind::UnknownCountryCode;
-    };
-    let national_len = n.national().to_string().len();
-    let lengths: Vec<usize> = metas
-        .iter()
-        .flat_map(|m| {
-            let d = m.descriptors();
-            [
-                Some(d.general()),
-                d.fixed_line(),
-                d.mobile(),
-                d.voip(),
-                d.toll_free(),
-                d.premium_rate(),
-                d.shared_cost(),
-                d.personal_number(),
-                d.pager(),
-                d.uan(),
-                d.voicemail(),
-            ]
-        })
-        .flatten()
-        .flat_map(|d| d.possible_length().iter().map(|&l| usize::from(l)))
-        .collect();
-    match (lengths.iter().min(), lengths.iter().max()) {
-        (Some(&min), _) if national_len < min => PhoneErrorKind::TooShort,
-        (_, Some(&max)) if national_len > max => PhoneErrorKind::TooLong,
-        _ => PhoneErrorKind::InvalidNumber,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,8 +350,15 @@ mod tests {
     }
 
     #[test]
-    fn idd_prefix_becomes_plus() {
-        assert_eq!(clean("0062 812").unwrap(), "+62812");
-        assert_eq!(clean("+62 (0)812").unwrap(), "+62812");
+    fn clean_keeps_the_digits_and_one_run_of_plus() {
+        let c = |s: &str| clean(s).map(|c| (c.plus, c.digits)).map_err(|e| e.kind());
+        assert_eq!(c("0062 812"), Ok((false, "0062812".to_owned())));
+        assert_eq!(c("+62 (0)812"), Ok((true, "620812".to_owned())));
+        assert_eq!(c("++62 812"), Ok((true, "62812".to_owned())));
+        assert_eq!(c("(+62) 812"), Ok((true, "62812".to_owned())));
+        assert_eq!(c("\u{FF0B}\u{FF0B}62"), Ok((true, "62".to_owned())));
+        for bad in ["+ +62 812", "62+812", "+62+812", "+62 +812"] {
+            assert_eq!(c(bad), Err(PhoneErrorKind::InvalidCharacter), "{bad}");
+        }
     }
 }

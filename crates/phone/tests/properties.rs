@@ -44,6 +44,34 @@ proptest! {
             prop_assert_eq!(&parse(&n.e164()).unwrap(), &n);
         }
     }
+
+    #[test]
+    fn the_region_prefix_reads_like_plus(
+        (region, prefix) in prop_oneof![
+            Just(("US", "011")), Just(("CA", "011")), Just(("JP", "010")), Just(("AU", "0011")),
+            Just(("ID", "008")), Just(("GB", "00")), Just(("BR", "0021")), Just(("KR", "001")),
+            Just(("RU", "810")), Just(("SG", "001")),
+        ],
+        digits in "[1-9][0-9]{7,13}",
+    ) {
+        let parser = PhoneParser::new(region.parse().unwrap());
+        let plus = parser.parse(&format!("+{digits}"));
+        let idd = parser.parse(&format!("{prefix} {digits}"));
+        prop_assert_eq!(plus, idd);
+    }
+
+    #[test]
+    fn zero_zero_never_opens_another_country_where_it_is_no_prefix(
+        region in prop_oneof![Just("US"), Just("CA"), Just("JP"), Just("RU"), Just("ID")],
+        // Not 8 or 9 after `00`: Indonesia's prefixes are 008 and 009.
+        digits in "[1-7][0-9]{7,13}",
+    ) {
+        let parser = PhoneParser::new(region.parse().unwrap());
+        let own = parser.region().country_code();
+        if let Ok(n) = parser.parse(&format!("00{digits}")) {
+            prop_assert_eq!(Some(n.country_code()), own, "{:?}", n);
+        }
+    }
 }
 
 #[test]
@@ -54,4 +82,15 @@ fn the_generators_produce_valid_numbers() {
         .filter(|s| parse(s).is_ok())
         .count();
     assert_eq!(ok, 3);
+    // The prefix property compares two readings; most of them must be numbers, not two
+    // refusals.
+    let us = PhoneParser::new("US".parse().unwrap());
+    for input in ["011 44 7911 123456", "+44 7911 123456"] {
+        assert!(us.parse(input).is_ok(), "{input}");
+    }
+    // And `00` does open the own country where the fallback applies.
+    assert_eq!(
+        us.parse("001 201 555 0123").map(|n| n.country_code()),
+        Ok(1)
+    );
 }

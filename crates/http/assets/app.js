@@ -70,6 +70,13 @@ function follow(id) {
   source = new EventSource("/api/devices/" + id + "/events?access_token=" + encodeURIComponent(token));
   source.addEventListener("device", (e) => { show(JSON.parse(e.data)); refreshList(); });
   source.addEventListener("gone", () => { source.close(); $("device").hidden = true; refreshList(); });
+  // The token expired: the server closed the stream; sign in again to follow the device.
+  source.addEventListener("expired", () => {
+    source.close();
+    sessionStorage.removeItem("wa_token");
+    token = null;
+    $("signin").hidden = false;
+  });
 }
 
 async function refreshList() {

@@ -3,8 +3,10 @@
 
 mod auth;
 mod error;
+mod jwks;
+mod limit;
 mod router;
 
-pub use auth::{AuthConfig, AuthConfigError, Owner};
+pub use auth::{AuthConfig, AuthConfigError, Owner, OwnerFromHeaderOrQuery, Verified};
 pub use error::ApiError;
 pub use router::{ApiState, DeviceView, HttpConfig, router};

@@ -6,23 +6,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt as _};
-use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use wa_pairing_store::{
     Change, ChangeStream, ConnectionMethod, Device, DeviceId, DeviceStatus, DeviceStore, NewDevice,
     PairingRequest,
 };
 
-use crate::auth::{AuthConfig, Owner};
+use crate::auth::{AuthConfig, Owner, OwnerFromHeaderOrQuery};
 use crate::error::ApiError;
+use crate::limit::UserLimiter;
 
 /// The router's settings.
 ///
@@ -30,7 +29,7 @@ use crate::error::ApiError;
 /// use std::time::Duration;
 /// use wa_pairing_http::{AuthConfig, HttpConfig};
 ///
-/// let config = HttpConfig::new(AuthConfig::hs256("secret"))
+/// let config = HttpConfig::new(AuthConfig::new("https://abcd.supabase.co/auth/v1").hs256("secret"))
 ///     .pairing_actions_per_minute(6)
 ///     .keep_alive(Duration::from_secs(15));
 /// # let _ = config;
@@ -78,14 +77,21 @@ impl HttpConfig {
     }
 }
 
-/// Shared state of the router's handlers.
+/// Shared state of the router's handlers. It gives its [`AuthConfig`] through axum's
+/// [`FromRef`], which is all [`Owner`] and [`OwnerFromHeaderOrQuery`] need from a state.
 #[derive(Clone)]
 pub struct ApiState {
-    pub(crate) store: Arc<dyn DeviceStore>,
-    pub(crate) auth: Arc<AuthConfig>,
-    limiter: Arc<DefaultKeyedRateLimiter<uuid::Uuid>>,
+    store: Arc<dyn DeviceStore>,
+    auth: AuthConfig,
+    limiter: Arc<UserLimiter>,
     keep_alive: Duration,
     poll: Duration,
+}
+
+impl FromRef<ApiState> for AuthConfig {
+    fn from_ref(state: &ApiState) -> Self {
+        state.auth.clone()
+    }
 }
 
 impl std::fmt::Debug for ApiState {
@@ -98,6 +104,17 @@ impl std::fmt::Debug for ApiState {
 
 /// The owner's view of a device: what `get-device-qr` answered, and more. Never contains
 /// auth state or lease details.
+///
+/// # Behavior
+///
+/// - The pairing code and its expiry are shown only while the device is `waiting_pairing`,
+///   the code's expiry lies ahead, and a runner holds the device (its lease has not lapsed):
+///   a code is never shown past its expiry, nor after the runner that asked for it is gone.
+/// - The QR payload is shown under the same rules but the expiry, which the device record
+///   does not carry for QR codes (WhatsApp rotates them every 20-60 s, and the runner
+///   replaces or clears the payload each time).
+/// - `retry_after` is shown only while it lies ahead; the linked number only while
+///   connected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeviceView {
     /// Device id.
@@ -108,11 +125,11 @@ pub struct DeviceView {
     pub status: DeviceStatus,
     /// `pairing` or `qr`.
     pub connection_method: ConnectionMethod,
-    /// The live code as `XXXX-XXXX`, only while it is valid.
+    /// The live code as `XXXX-XXXX`, only while it is valid and its runner holds the device.
     pub pairing_code: Option<String>,
     /// When the live code expires.
     pub pairing_code_expires_at: Option<DateTime<Utc>>,
-    /// The live QR payload, only while waiting for a scan.
+    /// The live QR payload, only while waiting for a scan and a runner holds the device.
     pub qr_code: Option<String>,
     /// Why the device failed, in words the owner can act on.
     pub error_message: Option<String>,
@@ -129,8 +146,10 @@ pub struct DeviceView {
 impl DeviceView {
     /// The view of `d` at `now`.
     pub fn of(d: &Device, now: DateTime<Utc>) -> Self {
-        let waiting = d.status == DeviceStatus::WaitingPairing;
-        let live = waiting && d.pairing_code_expires_at.is_some_and(|t| t > now);
+        // A code or QR belongs to the WhatsApp connection of the runner that asked for it:
+        // once its lease lapses (the runner is gone), so is the code.
+        let waiting = d.status == DeviceStatus::WaitingPairing && !d.lease_is_free(now);
+        let live = waiting && d.live_pairing_code(now).is_some();
         Self {
             id: d.id,
             device_name: d.device_name.clone(),
@@ -153,6 +172,31 @@ impl DeviceView {
             last_connected_at: d.last_connected_at,
         }
     }
+}
+
+/// The next moment after `now` at which [`DeviceView::of`] changes with no change to `d`:
+/// the code's expiry, the lease's lapse while a code or QR is shown, the end of
+/// `retry_after`.
+fn next_lapse(d: &Device, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let view = DeviceView::of(d, now);
+    let shown = view.pairing_code.is_some() || view.qr_code.is_some();
+    [
+        view.pairing_code_expires_at,
+        d.lease_expires_at.filter(|_| shown),
+        view.retry_after,
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|t| *t > now)
+    .min()
+}
+
+/// The Tokio instant at which the wall clock reads `at` (now if it has passed, at most a
+/// year ahead).
+fn instant_at(at: DateTime<Utc>) -> tokio::time::Instant {
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    let left = (at - Utc::now()).to_std().unwrap_or_default().min(YEAR);
+    tokio::time::Instant::now() + left
 }
 
 #[derive(Deserialize)]
@@ -181,25 +225,31 @@ struct PairBody {
 /// | `POST /api/devices/{id}/pairing` | start pairing `{phone_number}` (or `{connection_method: "qr"}`) |
 /// | `POST /api/devices/{id}/refresh` | ask for a fresh code |
 /// | `POST /api/devices/{id}/disconnect` | stop and unlink |
-/// | `GET /api/devices/{id}/events` | server-sent `device` events as it changes |
+/// | `GET /api/devices/{id}/events` | server-sent `device` events as it changes, `expired` last when the token expires |
 /// | `GET /api/devices/{id}/qr.svg` | the live QR drawn as SVG (QR method) |
+///
+/// `?access_token=` is accepted by the event stream and the QR image only (browsers cannot
+/// send headers there); every other route wants the `Authorization` header. The event
+/// stream ends when its token stops being accepted.
+///
+/// Built inside a Tokio runtime, it starts fetching the [JWKS](AuthConfig::jwks_url) in
+/// the background.
 ///
 /// ```
 /// use std::sync::Arc;
 /// use wa_pairing_http::{AuthConfig, HttpConfig, router};
 /// use wa_pairing_store::MemoryStore;
 ///
-/// let app: axum::Router = router(
-///     Arc::new(MemoryStore::new()),
-///     HttpConfig::new(AuthConfig::hs256("the project's JWT secret")),
-/// );
+/// let auth = AuthConfig::new("https://abcd.supabase.co/auth/v1").hs256("the project's JWT secret");
+/// let app: axum::Router = router(Arc::new(MemoryStore::new()), HttpConfig::new(auth));
 /// # let _ = app;
 /// ```
 pub fn router(store: Arc<dyn DeviceStore>, config: HttpConfig) -> axum::Router {
+    config.auth.prefetch();
     let state = ApiState {
         store,
-        auth: Arc::new(config.auth),
-        limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(config.per_minute))),
+        auth: config.auth,
+        limiter: Arc::new(UserLimiter::per_minute(config.per_minute)),
         keep_alive: config.keep_alive,
         poll: config.poll,
     };
@@ -251,9 +301,10 @@ async fn owned(state: &ApiState, owner: Owner, raw: &str) -> Result<Device, ApiE
 }
 
 fn limit(state: &ApiState, owner: Owner) -> Result<(), ApiError> {
-    state.limiter.check_key(&owner.0.0).map_err(|not_until| {
-        ApiError::rate_limited(not_until.wait_time_from(DefaultClock::default().now()))
-    })
+    state
+        .limiter
+        .check(owner.0.0)
+        .map_err(ApiError::rate_limited)
 }
 
 fn view(d: &Device) -> Json<DeviceView> {
@@ -359,15 +410,15 @@ async fn disconnect(
     Path(id): Path<String>,
 ) -> Result<Json<DeviceView>, ApiError> {
     let d = owned(&state, owner, &id).await?;
-    Ok(view(&state.store.stop(d.id).await?))
+    Ok(view(&state.store.disconnect(d.id).await?))
 }
 
 async fn qr_svg(
     State(state): State<ApiState>,
-    owner: Owner,
+    OwnerFromHeaderOrQuery(verified): OwnerFromHeaderOrQuery,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let d = owned(&state, owner, &id).await?;
+    let d = owned(&state, Owner(verified.user), &id).await?;
     let payload = DeviceView::of(&d, Utc::now()).qr_code.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -400,37 +451,62 @@ struct Watch {
     id: DeviceId,
     feed: Option<ChangeStream>,
     tick: tokio::time::Interval,
+    /// When the last view sent changes by itself (a code expires, a lease lapses).
+    lapse: Option<tokio::time::Instant>,
     last: Option<String>,
     done: bool,
 }
 
 impl Watch {
-    /// Waits for the next change that concerns this device (or a tick), then reads it.
+    /// Waits for a change that concerns this device, a tick, or the moment the last view
+    /// sent stops being true.
+    async fn wait(&mut self) {
+        let lapse = async {
+            match self.lapse {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(lapse);
+        let Some(feed) = &mut self.feed else {
+            tokio::select! {
+                _ = self.tick.tick() => {}
+                () = &mut lapse => {}
+            }
+            return;
+        };
+        loop {
+            tokio::select! {
+                c = feed.next() => match c {
+                    Some(Change::Device(id)) if id != self.id => {}
+                    Some(_) => return,
+                    None => {
+                        self.feed = None;
+                        return;
+                    }
+                },
+                _ = self.tick.tick() => return,
+                () = &mut lapse => return,
+            }
+        }
+    }
+
+    /// The next view that differs from the last one sent (or `gone`).
     async fn next_event(&mut self) -> Option<Event> {
         if self.done {
             return None;
         }
         loop {
             if self.last.is_some() {
-                match &mut self.feed {
-                    Some(feed) => {
-                        tokio::select! {
-                            c = feed.next() => match c {
-                                Some(Change::Device(id)) if id != self.id => continue,
-                                Some(_) => {}
-                                None => self.feed = None,
-                            },
-                            _ = self.tick.tick() => {}
-                        }
-                    }
-                    None => {
-                        self.tick.tick().await;
-                    }
-                }
+                self.wait().await;
             }
             match self.store.get(self.id).await {
                 Ok(d) => {
-                    let json = serde_json::to_string(&DeviceView::of(&d, Utc::now())).ok()?;
+                    let now = Utc::now();
+                    // A little after the moment, so that the view has changed by then.
+                    self.lapse =
+                        next_lapse(&d, now).map(|at| instant_at(at) + Duration::from_millis(20));
+                    let json = serde_json::to_string(&DeviceView::of(&d, now)).ok()?;
                     if self.last.as_deref() != Some(json.as_str()) {
                         self.last = Some(json.clone());
                         return Some(Event::default().event("device").data(json));
@@ -451,12 +527,23 @@ impl Watch {
     }
 }
 
+/// The last event of a stream whose token stopped being accepted.
+fn expired_event() -> Event {
+    let body = serde_json::json!({"error": {
+        "code": "unauthorized",
+        "message": "the access token has expired: sign in again, then reopen the event stream",
+    }});
+    Event::default().event("expired").data(body.to_string())
+}
+
 async fn events(
     State(state): State<ApiState>,
-    owner: Owner,
+    OwnerFromHeaderOrQuery(verified): OwnerFromHeaderOrQuery,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let d = owned(&state, owner, &id).await?;
+    let d = owned(&state, Owner(verified.user), &id).await?;
+    // The stream lives exactly as long as its token would be accepted at the door.
+    let deadline = instant_at(verified.expires_at) + state.auth.leeway_duration();
     let feed = state.store.subscribe().await.ok().flatten();
     // With a change feed the tick is only a safety sweep.
     let every = if feed.is_some() {
@@ -471,11 +558,77 @@ async fn events(
         id: d.id,
         feed,
         tick,
+        lapse: None,
         last: None,
         done: false,
     };
-    let stream = futures::stream::unfold(watch, |mut w| async move {
-        w.next_event().await.map(|e| (Ok(e), w))
+    let stream = futures::stream::unfold(Some(watch), move |watch| async move {
+        let mut w = watch?;
+        tokio::select! {
+            biased;
+            () = tokio::time::sleep_until(deadline) => Some((Ok(expired_event()), None)),
+            e = w.next_event() => e.map(|e| (Ok(e), Some(w))),
+        }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(state.keep_alive)))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+    use wa_pairing_store::UserId;
+    use wa_pairing_store::code::PairingCode;
+
+    use super::*;
+
+    /// A device waiting with a code that expires in `code_in` s, leased for `lease_in` s.
+    fn waiting(now: DateTime<Utc>, code_in: i64, lease_in: Option<i64>) -> Device {
+        let mut d = Device::new_unchecked(
+            DeviceId::random(),
+            UserId::random(),
+            "Toko".into(),
+            DeviceStatus::WaitingPairing,
+            now,
+        );
+        d.pairing_code = Some(PairingCode::parse("ABCD-EFGH").unwrap());
+        d.pairing_code_expires_at = Some(now + TimeDelta::seconds(code_in));
+        d.qr_code = Some("2@abc".into());
+        if let Some(s) = lease_in {
+            d.lease_owner = Some("runner".into());
+            d.lease_expires_at = Some(now + TimeDelta::seconds(s));
+        }
+        d
+    }
+
+    #[test]
+    fn a_code_or_qr_is_shown_only_while_valid_and_held() {
+        let now = Utc::now();
+        // (code expires in, lease lapses in, code shown, QR shown, next change in)
+        let cases = [
+            (60, Some(20), true, true, Some(20)),
+            (10, Some(20), true, true, Some(10)),
+            (-1, Some(20), false, true, Some(20)),
+            (60, Some(-1), false, false, None),
+            (60, None, false, false, None),
+        ];
+        for (code_in, lease_in, code, qr, next) in cases {
+            let d = waiting(now, code_in, lease_in);
+            let v = DeviceView::of(&d, now);
+            let what = format!("code in {code_in} s, lease in {lease_in:?} s");
+            assert_eq!(v.pairing_code.is_some(), code, "{what}");
+            assert_eq!(v.pairing_code_expires_at.is_some(), code, "{what}");
+            assert_eq!(v.qr_code.is_some(), qr, "{what}");
+            assert_eq!(
+                next_lapse(&d, now),
+                next.map(|s| now + TimeDelta::seconds(s)),
+                "{what}"
+            );
+        }
+        // Not waiting: nothing shown, whatever the record holds.
+        let mut d = waiting(now, 60, Some(20));
+        d.status = DeviceStatus::Connecting;
+        let v = DeviceView::of(&d, now);
+        assert!(v.pairing_code.is_none() && v.qr_code.is_none());
+        assert_eq!(next_lapse(&d, now), None);
+    }
 }

@@ -80,7 +80,11 @@ async fn main() {
         for _ in 0..200 {
             let t = Instant::now();
             let got = store
-                .claim("me", 1000, Duration::from_secs(30))
+                .claim(&wa_pairing_store::ClaimRequest::new(
+                    "me",
+                    1000,
+                    Duration::from_secs(30),
+                ))
                 .await
                 .unwrap();
             claims.push(t.elapsed());

@@ -1,14 +1,21 @@
-//! The SQL migrations, embedded from `supabase/migrations/`.
+//! The SQL migrations, embedded from the crate's `migrations/` folder (the repository keeps
+//! identical copies in `supabase/migrations/` for the Supabase CLI; a test checks they match).
 
 use wa_pairing_store::{StoreError, StoreResult};
 
 use crate::classify::from_pg;
 
 /// Every migration, in order: (version, SQL).
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "20261124000000_wa_pairing",
-    include_str!("../../../supabase/migrations/20261124000000_wa_pairing.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "20261124000000_wa_pairing",
+        include_str!("../migrations/20261124000000_wa_pairing.sql"),
+    ),
+    (
+        "20261201000000_wa_pairing_hardening",
+        include_str!("../migrations/20261201000000_wa_pairing_hardening.sql"),
+    ),
+];
 
 /// A constant key for `pg_advisory_xact_lock`, so concurrent migrations run one at a time.
 const LOCK_KEY: i64 = 0x7761_7061_6972_0001;

@@ -13,9 +13,10 @@ use tracing::{debug, warn};
 use wa_pairing_code::PairingCode;
 use wa_pairing_store::sql::{DEVICE_COLUMNS, update_patch};
 use wa_pairing_store::{
-    AuthStateStore, Change, ChangeStream, ClaimedDevice, ConnectionMethod, Device, DeviceId,
-    DeviceStatus, DeviceStore, DeviceUpdate, Entry, ErrorKind, Fence, Lease, NewDevice,
-    PairingRequest, StoreError, StoreResult, UserId, check_key, validate_device_name,
+    AuthStateStore, BudgetConfig, BudgetDecision, BudgetKey, Change, ChangeStream, ClaimRequest,
+    ClaimedDevice, ConnectionMethod, Device, DeviceId, DeviceStatus, DeviceStore, DeviceUpdate,
+    Entry, ErrorKind, Fence, Lease, NewDevice, PairingBudget, PairingRequest, StoreError,
+    StoreResult, Stores, StoresBuilder, UserId, check_key, validate_device_name,
 };
 
 use crate::classify::{from_pg, from_pool, timed_out};
@@ -166,6 +167,16 @@ impl PostgresStore {
                 stop: tokio_util::sync::CancellationToken::new(),
             }),
         })
+    }
+
+    /// Every store of this backend as [`Stores`]: devices, auth state (deleted with its
+    /// device) and the durable budget floor, with the change feed. Add a code cache (Redis)
+    /// and keys ([`StoresBuilder::encrypt`]) before [`build`](StoresBuilder::build).
+    pub fn stores(&self) -> StoresBuilder {
+        Stores::builder(self.clone(), self.clone())
+            .budget(self.clone())
+            .change_feed(true)
+            .auth_cascade(true)
     }
 
     /// Applies the embedded migrations (`supabase/migrations/`) that are not applied yet, in
@@ -325,9 +336,19 @@ impl DeviceStore for PostgresStore {
         self.one_device("refresh", &sql, &[&id.0]).await
     }
 
-    async fn stop(&self, id: DeviceId) -> StoreResult<Device> {
+    async fn disconnect(&self, id: DeviceId) -> StoreResult<Device> {
         let sql = format!("select {DEVICE_COLUMNS} from public.wa_stop_device($1)");
-        self.one_device("stop", &sql, &[&id.0]).await
+        self.one_device("disconnect", &sql, &[&id.0]).await
+    }
+
+    async fn resume(&self, id: DeviceId) -> StoreResult<Device> {
+        let sql = format!("select {DEVICE_COLUMNS} from public.wa_resume_device($1)");
+        self.one_device("resume", &sql, &[&id.0]).await
+    }
+
+    async fn unlink(&self, id: DeviceId) -> StoreResult<Device> {
+        let sql = format!("select {DEVICE_COLUMNS} from public.wa_unlink_device($1)");
+        self.one_device("unlink", &sql, &[&id.0]).await
     }
 
     async fn delete(&self, id: DeviceId) -> StoreResult<()> {
@@ -344,19 +365,18 @@ impl DeviceStore for PostgresStore {
         Ok(())
     }
 
-    async fn claim(
-        &self,
-        owner: &str,
-        limit: usize,
-        lease_for: Duration,
-    ) -> StoreResult<Vec<ClaimedDevice>> {
-        if limit == 0 {
+    async fn claim(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedDevice>> {
+        if request.limit == 0 {
             return Ok(Vec::new());
         }
-        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
-        let secs = lease_for.as_secs_f64();
-        let sql = format!("select {DEVICE_COLUMNS} from public.wa_claim_devices($1, $2, $3)");
-        let rows = self.rows("claim", &sql, &[&owner, &limit, &secs]).await?;
+        let owner = request.owner.as_str();
+        let limit = i32::try_from(request.limit).unwrap_or(i32::MAX);
+        let secs = request.lease_for.as_secs_f64();
+        let skip: Vec<uuid::Uuid> = request.skip.iter().map(|d| d.0).collect();
+        let sql = format!("select {DEVICE_COLUMNS} from public.wa_claim_devices($1, $2, $3, $4)");
+        let rows = self
+            .rows("claim", &sql, &[&owner, &limit, &secs, &skip])
+            .await?;
         rows.iter()
             .map(|r| {
                 let device = device(r)?;
@@ -547,5 +567,69 @@ impl AuthStateStore for PostgresStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn devices(&self, after: Option<DeviceId>, limit: usize) -> StoreResult<Vec<DeviceId>> {
+        let after = after.map(|d| d.0);
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let rows = self
+            .rows(
+                "auth devices",
+                "select public.wa_auth_devices($1, $2)",
+                &[&after, &limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok(DeviceId(r.try_get(0).map_err(|e| from_pg(&e))?)))
+            .collect()
+    }
+
+    async fn replace(
+        &self,
+        device: DeviceId,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+    ) -> StoreResult<bool> {
+        check_key(key)?;
+        let rows = self
+            .rows(
+                "auth replace",
+                "select public.wa_auth_replace($1, $2, $3, $4)",
+                &[&device.0, &key, &expected, &value],
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.try_get::<_, bool>(0).ok())
+            .unwrap_or(false))
+    }
+}
+
+/// The durable floor of the pairing budget: a token bucket per key in
+/// `wa_pairing_budget`, so a cache restart or outage never lifts the limit.
+#[async_trait]
+impl PairingBudget for PostgresStore {
+    async fn try_acquire(
+        &self,
+        key: &BudgetKey,
+        config: &BudgetConfig,
+    ) -> StoreResult<BudgetDecision> {
+        let capacity = i32::try_from(config.capacity).unwrap_or(i32::MAX);
+        let refill = config.refill_every.as_secs_f64();
+        let rows = self
+            .rows(
+                "budget",
+                "select public.wa_budget_acquire($1, $2, $3)",
+                &[&key.as_str(), &capacity, &refill],
+            )
+            .await?;
+        let wait: Option<f64> = rows.first().and_then(|r| r.try_get(0).ok()).flatten();
+        Ok(match wait {
+            None => BudgetDecision::Allowed,
+            Some(secs) => BudgetDecision::Denied {
+                retry_after: Duration::from_secs_f64(secs.max(0.0)),
+            },
+        })
     }
 }

@@ -122,7 +122,11 @@ async fn a_cut_connection_is_retryable_and_loses_nothing() {
         .unwrap();
     store.start_pairing(d.id, PairingRequest::Qr).await.unwrap();
     let c = store
-        .claim("r", 1, Duration::from_secs(600))
+        .claim(&wa_pairing_store::ClaimRequest::new(
+            "r",
+            1,
+            Duration::from_secs(600),
+        ))
         .await
         .unwrap()
         .remove(0);

@@ -45,7 +45,11 @@ async fn end_users_see_and_change_only_their_own_devices() {
         .await
         .unwrap();
     let claimed = store
-        .claim("runner", 10, std::time::Duration::from_secs(60))
+        .claim(&wa_pairing_store::ClaimRequest::new(
+            "runner",
+            10,
+            std::time::Duration::from_secs(60),
+        ))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -167,5 +171,225 @@ async fn end_users_see_and_change_only_their_own_devices() {
         .unwrap();
     assert_eq!(rows[0].get::<_, i64>(0), 1);
     drop((user_a, user_b, anon, service, store));
+    db.cleanup()().await;
+}
+
+/// An end user's plain writes (the original frontend's `update devices set ...` through
+/// supabase-js) meet the same rules as the API: WhatsApp's throttle window, the number's
+/// shape, the name's length, the device cap, and the owner's actions (resume, unlink).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_users_write_under_the_owners_rules() {
+    use wa_pairing_store::{ClaimRequest, DeviceStatus, DeviceUpdate};
+    let db = match TestDb::create().await {
+        Ok(db) => db,
+        Err(why) => return skip("rls", &why),
+    };
+    let store = db.store().await;
+    let me = UserId::random();
+    let user = as_role(&db.url, "authenticated", Some(me)).await;
+    let d = store.create(NewDevice::new(me, "Shop")).await.unwrap();
+    let set = |sql: &'static str| {
+        let user = &user;
+        let id = d.id.0;
+        async move { user.execute(sql, &[&id]).await }
+    };
+
+    // WhatsApp throttled this number: starting again is refused until retry_after.
+    store
+        .start_pairing(
+            d.id,
+            PairingRequest::Code {
+                phone: wa_pairing_phone::parse("+6281234567890").unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    let c = store
+        .claim(&ClaimRequest::new(
+            "r",
+            10,
+            std::time::Duration::from_secs(60),
+        ))
+        .await
+        .unwrap()
+        .remove(0);
+    store
+        .update(
+            &c.lease,
+            DeviceUpdate::status(DeviceStatus::Failed)
+                .retry_after(chrono::Utc::now() + chrono::TimeDelta::minutes(30)),
+        )
+        .await
+        .unwrap();
+    let e = set("update public.devices set status = 'connecting' where id = $1")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "WAR01", "{e:?}");
+    assert_eq!(
+        store.get(d.id).await.unwrap().status,
+        DeviceStatus::Failed,
+        "the refused start changed nothing"
+    );
+    // ... and disconnecting is still allowed.
+    set("update public.devices set status = 'disconnected' where id = $1")
+        .await
+        .unwrap();
+
+    // The number: formatted input is normalised, local or absurd input refused.
+    let e = set("update public.devices set phone_for_pairing = '0812 3456 7890' where id = $1")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "WAI01");
+    let e = user
+        .execute(
+            "update public.devices set phone_for_pairing = repeat('9', 5000) where id = $1",
+            &[&d.id.0],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "WAI01");
+    set("update public.devices set phone_for_pairing = '+44 7911-123456' where id = $1")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(d.id).await.unwrap().phone_for_pairing.as_deref(),
+        Some("447911123456")
+    );
+
+    // The name: 1 to 100 characters, no control characters, on insert and update.
+    let e = user
+        .execute(
+            "update public.devices set device_name = repeat('x', 200000) where id = $1",
+            &[&d.id.0],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "WAI01");
+    let e = user
+        .execute(
+            "insert into public.devices (user_id, device_name) values ($1, '   ')",
+            &[&me.0],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "WAI01");
+
+    // Resume needs a linked device; unlink is always possible.
+    let e = set("update public.devices set status = 'connected' where id = $1")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "WAT01", "never linked: nothing to resume");
+    set("update public.devices set status = 'unlinking' where id = $1")
+        .await
+        .unwrap();
+    let after = store.get(d.id).await.unwrap();
+    assert_eq!(after.status, DeviceStatus::Unlinking);
+    assert!(after.lease_fence > c.lease.fence, "the lease was revoked");
+    let e = set("update public.devices set status = 'waiting_pairing' where id = $1")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "WAT01");
+
+    // The device cap (20 by default, from wa_pairing_settings).
+    for i in 1..wa_pairing_store::DEFAULT_MAX_DEVICES_PER_USER {
+        user.execute(
+            "insert into public.devices (user_id, device_name) values ($1, $2)",
+            &[&me.0, &format!("d{i}")],
+        )
+        .await
+        .unwrap();
+    }
+    let e = user
+        .execute(
+            "insert into public.devices (user_id, device_name) values ($1, 'one too many')",
+            &[&me.0],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "WAQ01");
+    // An end user cannot raise their own cap.
+    let e = user
+        .execute(
+            "update public.wa_pairing_settings set value = '1000' where name = 'max_devices_per_user'",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "42501");
+    drop((user, store));
+    db.cleanup()().await;
+}
+
+/// With Supabase's default privileges (every new function and table granted to `anon` and
+/// `authenticated`), end-user roles still execute none of the service's functions and touch
+/// none of the service's tables: the migration ledger, the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_user_roles_reach_no_service_function_or_table() {
+    let db = match TestDb::create().await {
+        Ok(db) => db,
+        Err(why) => return skip("rls", &why),
+    };
+    let store = db.store().await;
+    let admin = as_role(&db.url, "postgres", None).await;
+    let functions: Vec<String> = admin
+        .query(
+            "select p.oid::regprocedure::text from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+              where n.nspname = 'public' and p.proname like 'wa\\_%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(functions.len() > 20, "{functions:?}");
+    // Pure rule checks an end user's own write runs through (the trigger runs as them).
+    let pure = [
+        "wa_transition_refusal(text,text)",
+        "wa_check_owner_action(devices,text)",
+        "wa_apply_owner_action(devices,text,text,text)",
+    ];
+    for role in ["anon", "authenticated"] {
+        for f in &functions {
+            let rows = admin
+                .query(
+                    "select has_function_privilege($1, $2, 'execute')",
+                    &[&role, f],
+                )
+                .await
+                .unwrap();
+            let can: bool = rows[0].get(0);
+            let allowed = role == "authenticated" && pure.iter().any(|p| f.ends_with(p));
+            assert_eq!(can, allowed, "{role} on {f}");
+        }
+        for table in [
+            "wa_pairing_migrations",
+            "wa_pairing_budget",
+            "device_auth_state",
+        ] {
+            for privilege in ["select", "insert", "update", "delete"] {
+                let rows = admin
+                    .query(
+                        "select has_table_privilege($1, $2, $3)",
+                        &[&role, &format!("public.{table}"), &privilege],
+                    )
+                    .await
+                    .unwrap();
+                let can: bool = rows[0].get(0);
+                assert!(!can, "{role} may {privilege} {table}");
+            }
+        }
+    }
+    // As the role itself: a forged future migration version is refused.
+    let anon = as_role(&db.url, "anon", None).await;
+    let e = anon
+        .execute(
+            "insert into public.wa_pairing_migrations (version) values ('99999999999999_skip_me')",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "42501");
+    drop((anon, admin, store));
     db.cleanup()().await;
 }

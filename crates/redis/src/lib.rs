@@ -11,12 +11,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use sha2::Digest as _;
 use wa_pairing_code::IssuedCode;
-use wa_pairing_phone::PhoneNumber;
 use wa_pairing_store::{
-    AuthStateStore, BudgetDecision, CodeCache, DeviceId, Entry, ErrorKind, Fence, PairingBudget,
-    StoreError, StoreResult, check_key,
+    AuthStateStore, BudgetConfig, BudgetDecision, BudgetKey, CodeCache, DeviceId, Entry, ErrorKind,
+    Fence, PairingBudget, StoreError, StoreResult, check_key,
 };
 
 pub use resilient::ResilientCodeCache;
@@ -26,11 +24,10 @@ use classify::{classify, timed_out};
 /// The environment variable [`RedisConfig::from_env`] reads.
 pub const REDIS_URL_ENV: &str = "REDIS_URL";
 
-/// How to reach Redis, and the budget's shape.
+/// How to reach Redis.
 ///
 /// # Default
-/// A 250 ms limit on every operation (connecting included), no key prefix, and a pairing
-/// budget of 3 code requests per number refilled at one per 200 s.
+/// A 250 ms limit on every operation (connecting included), and no key prefix.
 ///
 /// `Debug` never shows the password.
 ///
@@ -49,8 +46,6 @@ pub struct RedisConfig {
     url: String,
     timeout: Duration,
     prefix: String,
-    budget_capacity: u32,
-    budget_refill: Duration,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -59,8 +54,6 @@ impl fmt::Debug for RedisConfig {
             .field("url", &redact(&self.url))
             .field("timeout", &self.timeout)
             .field("prefix", &self.prefix)
-            .field("budget_capacity", &self.budget_capacity)
-            .field("budget_refill", &self.budget_refill)
             .finish()
     }
 }
@@ -80,8 +73,6 @@ impl RedisConfig {
             url: url.into(),
             timeout: Duration::from_millis(250),
             prefix: String::new(),
-            budget_capacity: 3,
-            budget_refill: Duration::from_secs(200),
         }
     }
 
@@ -108,22 +99,18 @@ impl RedisConfig {
         self.prefix = p.into();
         self
     }
-
-    /// The pairing budget: `capacity` requests per number in a burst, one more every `refill`.
-    #[must_use]
-    pub fn budget(mut self, capacity: u32, refill: Duration) -> Self {
-        self.budget_capacity = capacity;
-        self.budget_refill = refill;
-        self
-    }
 }
 
-/// Installs rustls's `ring` provider once, so a `rediss://` connect cannot panic for want of
-/// a process-wide provider.
+/// Installs rustls's `ring` provider as the process default, once, and only when the
+/// application has not chosen one: a `rediss://` connect needs a process-wide provider and
+/// would otherwise panic, while an application's own choice (aws-lc-rs, a FIPS build) must
+/// win.
 fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
     });
 }
 
@@ -137,8 +124,13 @@ fn install_crypto_provider() {
 /// - `{prefix}auth:{{device}}:keys` (sorted set, all scores 0, for prefix scans in byte
 ///   order), `...:vals` (hash of values), `...:fence` (the highest fence adopted); the braces
 ///   keep a device's keys in one cluster slot;
-/// - `{prefix}budget:{sha256(number)[..16]}`: a token bucket; the number itself is never
-///   stored.
+/// - `{prefix}budget:{key}`: a token bucket per [`BudgetKey`] (a keyed hash of the number:
+///   the number itself is never stored, and cannot be recovered by hashing candidates).
+///
+/// # Crypto provider
+/// A `rediss://` connection needs a process-wide rustls crypto provider. The first store
+/// created installs `ring`'s as the process default, but only when the application has not
+/// installed one itself (install yours first to choose another).
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
@@ -404,15 +396,82 @@ impl AuthStateStore for RedisStore {
             .await?;
         Ok(())
     }
+
+    /// Walks the keyspace with `SCAN` (a device's keys live in its own cluster slot, so there
+    /// is no index to keep): every page costs one pass over the keys, which is fine for the
+    /// maintenance it serves.
+    async fn devices(&self, after: Option<DeviceId>, limit: usize) -> StoreResult<Vec<DeviceId>> {
+        let head = format!("{}auth:{{", self.config.prefix);
+        let pattern = format!("{head}*}}:keys");
+        let mut cursor: u64 = 0;
+        let mut found = Vec::new();
+        loop {
+            let pattern = pattern.clone();
+            let (next, keys): (u64, Vec<String>) = self
+                .run("auth devices", async move |c| {
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(c)
+                        .await
+                })
+                .await?;
+            found.extend(keys.iter().filter_map(|k| {
+                k.strip_prefix(&head)?
+                    .strip_suffix("}:keys")?
+                    .parse::<DeviceId>()
+                    .ok()
+            }));
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        found.retain(|d| after.is_none_or(|a| *d > a));
+        found.sort_unstable();
+        found.dedup();
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    async fn replace(
+        &self,
+        device: DeviceId,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+    ) -> StoreResult<bool> {
+        check_key(key)?;
+        let [_, _, vals] = self.auth_keys(device);
+        let (key, expected, value) = (key.to_owned(), expected.to_vec(), value.to_vec());
+        let replaced: i64 = self
+            .run("auth replace", async move |c| {
+                scripts::REPLACE
+                    .key(&vals)
+                    .arg(key.as_bytes())
+                    .arg(expected.as_slice())
+                    .arg(value.as_slice())
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        Ok(replaced == 1)
+    }
 }
 
 #[async_trait]
 impl PairingBudget for RedisStore {
-    async fn try_acquire(&self, phone: &PhoneNumber) -> StoreResult<BudgetDecision> {
-        let hash = hex::encode(sha2::Sha256::digest(phone.digits().as_bytes()));
-        let key = format!("{}budget:{}", self.config.prefix, &hash[..16]);
-        let capacity = self.config.budget_capacity;
-        let refill_ms = u64::try_from(self.config.budget_refill.as_millis())
+    async fn try_acquire(
+        &self,
+        key: &BudgetKey,
+        config: &BudgetConfig,
+    ) -> StoreResult<BudgetDecision> {
+        let key = format!("{}budget:{}", self.config.prefix, key.as_str());
+        let capacity = config.capacity;
+        let refill_ms = u64::try_from(config.refill_every.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
         let (allowed, wait_ms): (i64, i64) = self

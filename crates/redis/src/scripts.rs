@@ -86,6 +86,20 @@ return out"
     ))
 });
 
+/// KEYS[1]: vals. ARGV: key, expected, value. Replaces the value only while it is still the
+/// expected one; returns 1 when it did.
+pub(crate) static REPLACE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v and v == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  return 1
+end
+return 0",
+    )
+});
+
 /// A token bucket on the server's clock. KEYS[1]: the bucket. ARGV: capacity, refill ms.
 /// Returns {1, 0} when a token was taken, {0, ms until one is available} otherwise.
 pub(crate) static BUDGET: LazyLock<Script> = LazyLock::new(|| {

@@ -1,11 +1,11 @@
-//! The conformance suite with Redis holding the auth state and the code cache (beside the
-//! in-memory device store for leases), each test under its own key prefix.
-
-use std::sync::Arc;
+//! The conformance suite with Redis holding the auth state, the code cache and the budget,
+//! each test under its own key prefix. Redis holds no devices: the in-memory device store
+//! beside it only hands out the leases whose fences the auth state checks, so the `devices`
+//! group is not run here (it runs against the in-memory store in wa-pairing-store).
 
 use wa_pairing_redis::{RedisConfig, RedisStore};
-use wa_pairing_store::MemoryStore;
 use wa_pairing_store::testkit::{Skip, TestBackend};
+use wa_pairing_store::{MemoryStore, Stores};
 
 async fn backend() -> Result<TestBackend, Skip> {
     let url = std::env::var("WA_PAIRING_TEST_REDIS_URL").map_err(|_| {
@@ -24,26 +24,25 @@ async fn backend() -> Result<TestBackend, Skip> {
     wa_pairing_store::CodeCache::get(&store, wa_pairing_store::DeviceId::random())
         .await
         .map_err(|e| Skip::new(format!("no Redis at WA_PAIRING_TEST_REDIS_URL: {e}")))?;
-    let devices = Arc::new(MemoryStore::new());
-    let redis = Arc::new(store);
+    let stores = Stores::builder(MemoryStore::new(), store.clone())
+        .code_cache(store.clone())
+        .budget(store)
+        .build();
     let cleanup_url = url.clone();
-    Ok(TestBackend::new(devices, redis.clone())
-        .with_cache(redis)
-        .with_separate_auth()
-        .with_cleanup(move || async move {
-            if let Ok(client) = redis::Client::open(cleanup_url.as_str())
-                && let Ok(mut c) = client.get_multiplexed_async_connection().await
-            {
-                let keys: Vec<String> = redis::cmd("KEYS")
-                    .arg(format!("{prefix}*"))
-                    .query_async(&mut c)
-                    .await
-                    .unwrap_or_default();
-                if !keys.is_empty() {
-                    let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut c).await;
-                }
+    Ok(TestBackend::new(stores).with_cleanup(move || async move {
+        if let Ok(client) = redis::Client::open(cleanup_url.as_str())
+            && let Ok(mut c) = client.get_multiplexed_async_connection().await
+        {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}*"))
+                .query_async(&mut c)
+                .await
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut c).await;
             }
-        }))
+        }
+    }))
 }
 
-wa_pairing_store::conformance_tests!(backend);
+wa_pairing_store::conformance_tests!(backend; auth_state, code_cache, budget);

@@ -8,7 +8,8 @@ use wa_pairing_code::{IssuedCode, PairingCode};
 use wa_pairing_redis::{RedisConfig, RedisStore};
 use wa_pairing_store::testkit::{Skip, skip};
 use wa_pairing_store::{
-    AuthStateStore, BudgetDecision, CodeCache, DeviceId, ErrorKind, Fence, PairingBudget,
+    AuthStateStore, BudgetConfig, BudgetDecision, BudgetKeyer, CodeCache, DeviceId, ErrorKind,
+    Fence, PairingBudget,
 };
 
 /// An outer bound far above the 250 ms timeout: a call that hangs would blow through it.
@@ -42,8 +43,8 @@ async fn every_call_fails_fast_and_the_cache_degrades(url: &str) {
         .await
         .expect("returned");
     assert!(auth.is_err());
-    let phone = wa_pairing_phone::parse("081234567890").unwrap();
-    let budget = tokio::time::timeout(HANG, store.try_acquire(&phone))
+    let key = BudgetKeyer::random().key(&wa_pairing_phone::parse("081234567890").unwrap());
+    let budget = tokio::time::timeout(HANG, store.try_acquire(&key, &BudgetConfig::default()))
         .await
         .expect("returned");
     assert!(budget.is_err());
@@ -125,23 +126,21 @@ async fn the_budget_refuses_then_refills() {
         Err(why) => return skip("budget", &why),
     };
     let prefix = format!("wa-test-{}:", uuid::Uuid::new_v4().simple());
-    let store = RedisStore::new(
-        RedisConfig::new(&url)
-            .prefix(&prefix)
-            .budget(2, Duration::from_millis(400)),
-    )
-    .unwrap();
-    let phone = wa_pairing_phone::parse("081234567890").unwrap();
-    let other = wa_pairing_phone::parse("+447911123456").unwrap();
+    let store = RedisStore::new(RedisConfig::new(&url).prefix(&prefix)).unwrap();
+    let budget = BudgetConfig::new(2, Duration::from_millis(400));
+    let keyer = BudgetKeyer::random();
+    let phone = keyer.key(&wa_pairing_phone::parse("081234567890").unwrap());
+    let other = keyer.key(&wa_pairing_phone::parse("+447911123456").unwrap());
     assert_eq!(
-        store.try_acquire(&phone).await.unwrap(),
+        store.try_acquire(&phone, &budget).await.unwrap(),
         BudgetDecision::Allowed
     );
     assert_eq!(
-        store.try_acquire(&phone).await.unwrap(),
+        store.try_acquire(&phone, &budget).await.unwrap(),
         BudgetDecision::Allowed
     );
-    let BudgetDecision::Denied { retry_after } = store.try_acquire(&phone).await.unwrap() else {
+    let BudgetDecision::Denied { retry_after } = store.try_acquire(&phone, &budget).await.unwrap()
+    else {
         panic!("a third request within the window must be refused");
     };
     assert!(
@@ -149,14 +148,14 @@ async fn the_budget_refuses_then_refills() {
         "{retry_after:?}"
     );
     assert_eq!(
-        store.try_acquire(&other).await.unwrap(),
+        store.try_acquire(&other, &budget).await.unwrap(),
         BudgetDecision::Allowed,
         "budgets are per number"
     );
     // Wait for the bucket to refill (polling the condition, not a fixed sleep).
     let end = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        if store.try_acquire(&phone).await.unwrap() == BudgetDecision::Allowed {
+        if store.try_acquire(&phone, &budget).await.unwrap() == BudgetDecision::Allowed {
             break;
         }
         assert!(

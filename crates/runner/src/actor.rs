@@ -12,29 +12,26 @@ use wa_pairing_code::IssuedCode;
 use wa_pairing_phone::{PhoneNumber, PhoneParser, RedactedPhone};
 use wa_pairing_retry::{Backoff, Classify as _, GiveUpReason, RetryPolicy, Verdict};
 use wa_pairing_store::{
-    AuthStateStore, BudgetDecision, ClaimedDevice, CodeCache, ConnectionMethod, Device,
-    DeviceStatus, DeviceStore, DeviceUpdate, Lease, PairingBudget, StoreError,
+    ClaimedDevice, ConnectionMethod, Device, DeviceStatus, DeviceUpdate, Lease, StoreError, Stores,
 };
 
 use crate::config::RunnerConfig;
 use crate::connector::{
-    Connector, OpenedSession, Session, SessionEvent, SessionEvents, SessionMode, SessionSpec,
+    Connector, ConnectorErrorKind, OpenedSession, Session, SessionEvent, SessionEvents,
+    SessionMode, SessionSpec,
 };
 use crate::{messages, metrics};
 
 /// What an actor shares with the runner.
 pub(crate) struct Ctx {
-    pub(crate) store: Arc<dyn DeviceStore>,
-    pub(crate) cache: Option<Arc<dyn CodeCache>>,
-    pub(crate) budget: Option<Arc<dyn PairingBudget>>,
-    pub(crate) auth: Option<Arc<dyn AuthStateStore>>,
+    pub(crate) stores: Stores,
     pub(crate) connector: Arc<dyn Connector>,
     pub(crate) config: RunnerConfig,
     pub(crate) parser: PhoneParser,
 }
 
 /// Why an actor ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Exit {
     /// The device reached a state that needs no worker; the lease should be released.
     Finished,
@@ -44,6 +41,11 @@ pub(crate) enum Exit {
     Stopped,
     /// The store kept failing; release so another attempt (here or elsewhere) starts fresh.
     StoreFailed,
+    /// The auth state is sealed with a key this process does not have (why, without
+    /// secrets): nothing was written; release for an instance with the right keys.
+    Unreadable(String),
+    /// The actor panicked (set by the runner, never returned by an actor).
+    Panicked,
 }
 
 /// Stops the current step: the actor ends with this exit.
@@ -84,7 +86,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, claimed: ClaimedDevice, cancel: Cancellat
         let exit = match actor.main().await {
             Ok(exit) | Err(Stop(exit)) => exit,
         };
-        debug!(?exit, "actor ended");
+        debug!(exit = ?exit, "actor ended");
         exit
     }
     .instrument(span)
@@ -101,9 +103,15 @@ impl Actor {
                     ConnectionMethod::Qr => self.pair_with_qr().await,
                 }
             }
+            DeviceStatus::Unlinking => self.unlink().await,
             // Claims never return these; nothing to do.
             DeviceStatus::Disconnected | DeviceStatus::Failed => Ok(Exit::Finished),
         }
+    }
+
+    /// Now, on the stores' clock.
+    fn now(&self) -> DateTime<Utc> {
+        self.ctx.stores.clock().now()
     }
 
     // ------------------------------------------------------------------ store writes
@@ -118,7 +126,7 @@ impl Actor {
             ))
             .idempotent(true)
             .attempt_timeout(Duration::from_secs(10));
-        let store = Arc::clone(&self.ctx.store);
+        let store = Arc::clone(self.ctx.stores.devices());
         let lease = self.lease.clone();
         let result = policy
             .run_notify(
@@ -164,7 +172,7 @@ impl Actor {
     }
 
     async fn uncache(&self) {
-        if let Some(cache) = &self.ctx.cache
+        if let Some(cache) = self.ctx.stores.code_cache()
             && let Err(e) = cache.delete(self.device.id).await
         {
             metrics::cache_failure("delete");
@@ -200,8 +208,16 @@ impl Actor {
                     opened.session.disconnect().await;
                     last = messages::unreachable(ready_timeout);
                 }
+                Err(e) if e.kind() == ConnectorErrorKind::Unreadable => {
+                    warn!(error = %e, "the stored auth state cannot be opened with this instance's keys; leaving the device untouched for an instance that has them");
+                    metrics::outcome("unreadable");
+                    return Err(Stop(Exit::Unreadable(e.message().to_owned())));
+                }
                 Err(e) if e.verdict().is_retryable() => last = messages::unreachable(ready_timeout),
-                Err(e) => return Ok(Err(messages::cannot_resume(&e))),
+                Err(e) => {
+                    warn!(error = %e, kind = ?e.kind(), "the session could not be opened");
+                    return Ok(Err(messages::cannot_resume(&e)));
+                }
             }
             warn!(attempt, "WhatsApp socket not ready");
             if attempt < attempts {
@@ -274,11 +290,13 @@ impl Actor {
         session: &dyn Session,
         phone: &PhoneNumber,
     ) -> Step<Result<IssuedCode, Exit>> {
-        if let Some(budget) = &self.ctx.budget {
-            match budget.try_acquire(phone).await {
-                Ok(BudgetDecision::Allowed) => {}
-                Ok(BudgetDecision::Denied { retry_after }) => {
-                    let until = Utc::now() + to_delta(retry_after);
+        if let Some(budget) = self.ctx.stores.budget() {
+            let key = self.ctx.stores.budget_keyer().key(phone);
+            match budget.try_acquire(&key, &self.ctx.config.budget).await {
+                Ok(decision) if decision.retry_after().is_none() => {}
+                Ok(decision) => {
+                    let retry_after = decision.retry_after().unwrap_or_default();
+                    let until = self.now() + to_delta(retry_after);
                     let exit = self
                         .fail("budget", messages::throttled(until, true), Some(until))
                         .await?;
@@ -312,7 +330,7 @@ impl Actor {
             Err(err) => {
                 let exit = match err.reason {
                     GiveUpReason::Throttled { retry_after } => {
-                        let until = Utc::now() + to_delta(retry_after);
+                        let until = self.now() + to_delta(retry_after);
                         self.fail("throttled", messages::throttled(until, false), Some(until))
                             .await?
                     }
@@ -345,7 +363,7 @@ impl Actor {
                 .clear_retry_after(),
         )
         .await?;
-        if let Some(cache) = &self.ctx.cache
+        if let Some(cache) = self.ctx.stores.code_cache()
             && let Err(e) = cache.put(self.device.id, &issued).await
         {
             metrics::cache_failure("put");
@@ -367,7 +385,7 @@ impl Actor {
             Err(exit) => return Ok(Paired::No(exit)),
         };
         loop {
-            let expires_in = issued.remaining(Utc::now());
+            let expires_in = issued.remaining(self.now());
             let event = tokio::select! {
                 () = self.cancel.cancelled() => return Err(Stop(Exit::Stopped)),
                 () = tokio::time::sleep(expires_in) => None,
@@ -452,7 +470,7 @@ impl Actor {
     }
 
     async fn on_paired(&mut self, linked: &str) -> Step<()> {
-        let now = Utc::now();
+        let now = self.now();
         metrics::time_to_link(self.started.elapsed());
         metrics::outcome("linked");
         info!(phone = %RedactedPhone::of_digits(linked), "linked");
@@ -578,9 +596,9 @@ impl Actor {
                 match event {
                     Some(SessionEvent::Connected) => {
                         debug!("session connected");
+                        let now = self.now();
                         self.write(
-                            DeviceUpdate::status(DeviceStatus::Connected)
-                                .last_connected_at(Utc::now()),
+                            DeviceUpdate::status(DeviceStatus::Connected).last_connected_at(now),
                         )
                         .await?;
                     }
@@ -622,15 +640,21 @@ impl Actor {
             SessionEvent::LoggedOut { reason } => {
                 metrics::outcome("logged_out");
                 info!(%reason, "logged out; wiping auth state");
-                if let Some(auth) = &self.ctx.auth
-                    && let Err(e) = auth.clear(self.device.id, self.lease.fence).await
-                {
-                    if e.is_lease_lost() {
-                        return Err(Stop(Exit::LeaseLost));
-                    }
-                    warn!(error = %e, "could not wipe auth state after logout");
-                }
-                self.end_disconnected(messages::logged_out(&reason)).await
+                self.wipe().await?;
+                self.write(
+                    DeviceUpdate::status(DeviceStatus::Disconnected)
+                        .error(messages::logged_out(&reason))
+                        .clear_phone_number()
+                        .clear_pairing_code()
+                        .clear_qr_code(),
+                )
+                .await?;
+                Ok(Exit::Finished)
+            }
+            SessionEvent::StateUnreadable { reason } => {
+                warn!(%reason, "the client needed auth state this instance's keys cannot open; leaving the device untouched for an instance that has them");
+                metrics::outcome("unreadable");
+                Ok(Exit::Unreadable(reason))
             }
             SessionEvent::Replaced => {
                 metrics::outcome("replaced");
@@ -650,6 +674,115 @@ impl Actor {
             }
         }
     }
+}
+
+impl Actor {
+    /// Deletes the device's auth state under the lease.
+    async fn wipe(&self) -> Step<()> {
+        match self
+            .ctx
+            .stores
+            .auth_state()
+            .clear(self.device.id, self.lease.fence)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_lease_lost() => Err(Stop(Exit::LeaseLost)),
+            Err(e) => {
+                warn!(error = %e, "could not wipe the auth state");
+                Err(Stop(Exit::StoreFailed))
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ unlinking
+
+    /// The owner asked to unlink: log in from the stored state, remove the companion from the
+    /// account, wipe the auth state, and leave the device `disconnected`. When WhatsApp cannot
+    /// be reached (or nothing is stored), the state is wiped anyway and the owner is told to
+    /// remove the device on the phone too.
+    async fn unlink(&mut self) -> Step<Exit> {
+        info!("unlinking");
+        let removed = match self.connect(SessionMode::Resume).await? {
+            Ok(opened) => self.remove_companion(opened).await?,
+            Err(_) => Removal::NotReached,
+        };
+        self.wipe().await?;
+        let mut update = DeviceUpdate::status(DeviceStatus::Disconnected)
+            .clear_phone_number()
+            .clear_pairing_code()
+            .clear_qr_code();
+        update = match removed {
+            Removal::Removed => update.clear_error(),
+            Removal::NotReached if self.device.phone_number.is_none() => update.clear_error(),
+            Removal::NotReached => update.error(messages::UNLINKED_HERE_ONLY),
+        };
+        info!(?removed, "unlinked");
+        metrics::outcome("unlinked");
+        self.write(update).await?;
+        self.uncache().await;
+        Ok(Exit::Finished)
+    }
+
+    /// Waits for the resumed session to log in, then asks WhatsApp to remove the companion.
+    async fn remove_companion(&mut self, opened: OpenedSession) -> Step<Removal> {
+        let OpenedSession {
+            session,
+            mut events,
+        } = opened;
+        let deadline = tokio::time::sleep(self.ctx.config.unlink_timeout);
+        tokio::pin!(deadline);
+        let logged_in = loop {
+            let event = tokio::select! {
+                () = self.cancel.cancelled() => {
+                    session.disconnect().await;
+                    return Err(Stop(Exit::Stopped));
+                }
+                () = &mut deadline => break false,
+                e = events.next() => e,
+            };
+            match event {
+                Some(SessionEvent::Connected) => break true,
+                // Already removed on the phone or refused: nothing left to remove.
+                Some(SessionEvent::LoggedOut { .. }) => {
+                    session.disconnect().await;
+                    return Ok(Removal::Removed);
+                }
+                Some(SessionEvent::StateUnreadable { reason }) => {
+                    session.disconnect().await;
+                    return Err(Stop(Exit::Unreadable(reason)));
+                }
+                Some(
+                    SessionEvent::GaveUp { .. }
+                    | SessionEvent::Replaced
+                    | SessionEvent::TemporarilyBanned { .. }
+                    | SessionEvent::ClientOutdated,
+                )
+                | None => break false,
+                Some(_) => {}
+            }
+        };
+        if !logged_in {
+            session.disconnect().await;
+            return Ok(Removal::NotReached);
+        }
+        match session.logout().await {
+            Ok(()) => Ok(Removal::Removed),
+            Err(e) => {
+                warn!(error = %e, "WhatsApp did not confirm the removal of the companion");
+                Ok(Removal::NotReached)
+            }
+        }
+    }
+}
+
+/// What an unlink achieved on WhatsApp's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    /// The companion is gone from the account.
+    Removed,
+    /// WhatsApp could not be told; the phone may still list the device.
+    NotReached,
 }
 
 enum Paired {

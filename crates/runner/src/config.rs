@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use wa_pairing_phone::Region;
 use wa_pairing_retry::{Backoff, RetryPolicy};
+use wa_pairing_store::BudgetConfig;
 
 /// How a [`Runner`](crate::Runner) behaves.
 ///
@@ -23,6 +24,9 @@ use wa_pairing_retry::{Backoff, RetryPolicy};
 /// | `code_lifetime` (how long a code is shown) | WhatsApp's validity (3 minutes) |
 /// | `default_region` | Indonesia (`ID`) |
 /// | `shutdown_grace` | 25 s |
+/// | `budget` (code requests per number) | 3 in a burst, one more every 200 s |
+/// | `unreadable_retry` (how long a device whose auth state this instance cannot open is left to others) | 10 minutes |
+/// | `unlink_timeout` (how long an unlink waits to log in before it wipes without telling WhatsApp) | 30 s |
 ///
 /// ```
 /// use std::time::Duration;
@@ -51,6 +55,9 @@ pub struct RunnerConfig {
     pub(crate) code_lifetime: Option<Duration>,
     pub(crate) default_region: Region,
     pub(crate) shutdown_grace: Duration,
+    pub(crate) budget: BudgetConfig,
+    pub(crate) unreadable_retry: Duration,
+    pub(crate) unlink_timeout: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -75,6 +82,9 @@ impl Default for RunnerConfig {
             code_lifetime: None,
             default_region: Region::INDONESIA,
             shutdown_grace: Duration::from_secs(25),
+            budget: BudgetConfig::default(),
+            unreadable_retry: Duration::from_secs(600),
+            unlink_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -184,8 +194,34 @@ impl RunnerConfig {
         self
     }
 
+    /// The per-number budget of code requests, applied by every configured
+    /// [`PairingBudget`](wa_pairing_store::PairingBudget) of the stores.
+    #[must_use]
+    pub fn budget(mut self, budget: BudgetConfig) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// How long this instance leaves a device alone after finding its auth state sealed with
+    /// a key it does not have, before trying again (another instance, configured with the
+    /// key, takes it meanwhile).
+    #[must_use]
+    pub fn unreadable_retry(mut self, d: Duration) -> Self {
+        self.unreadable_retry = d;
+        self
+    }
+
+    /// How long an unlink waits for the session to log in, so the companion can be removed
+    /// from the account, before it wipes the auth state anyway and tells the owner to remove
+    /// the device on the phone too.
+    #[must_use]
+    pub fn unlink_timeout(mut self, d: Duration) -> Self {
+        self.unlink_timeout = d;
+        self
+    }
+
     /// This instance's id.
-    pub fn get_instance_id(&self) -> &str {
+    pub fn instance(&self) -> &str {
         &self.instance_id
     }
 

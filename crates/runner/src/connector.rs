@@ -106,6 +106,13 @@ pub enum SessionEvent {
     },
     /// WhatsApp refuses this client version: the service needs an update.
     ClientOutdated,
+    /// The client needed stored auth state that this process's keys cannot open (a key id
+    /// not configured, or the wrong key under an id). The session cannot go on here; the
+    /// device is left untouched for an instance with the right keys.
+    StateUnreadable {
+        /// Which key id is missing or wrong (never a key).
+        reason: String,
+    },
 }
 
 impl fmt::Debug for SessionEvent {
@@ -142,6 +149,10 @@ impl fmt::Debug for SessionEvent {
                 .field("until", until)
                 .finish(),
             Self::ClientOutdated => f.write_str("ClientOutdated"),
+            Self::StateUnreadable { reason } => f
+                .debug_struct("StateUnreadable")
+                .field("reason", reason)
+                .finish(),
         }
     }
 }
@@ -214,6 +225,12 @@ pub enum ConnectorErrorKind {
     Timeout,
     /// The stored auth state could not be read or written (includes a lost lease).
     Storage,
+    /// No linked session is stored for the device (resume or unlink of a device that is not
+    /// linked).
+    NotLinked,
+    /// The stored auth state is sealed with a key this process does not have: an operator's
+    /// configuration problem. The device is left untouched for an instance that has the key.
+    Unreadable,
     /// The configuration refuses this server (for example a non-loopback URL in a build that
     /// skips certificate checks).
     Configuration,
@@ -221,7 +238,8 @@ pub enum ConnectorErrorKind {
     Other,
 }
 
-/// An error from a connector, with its retry verdict.
+/// An error from a connector, with its retry verdict and, where there is one, the
+/// underlying error as its [`source`](std::error::Error::source).
 ///
 /// Messages are safe to show and to log: no codes, keys or full numbers.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -230,6 +248,8 @@ pub struct ConnectorError {
     kind: ConnectorErrorKind,
     message: String,
     verdict: Verdict,
+    #[source]
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl ConnectorError {
@@ -239,7 +259,15 @@ impl ConnectorError {
             kind,
             message: message.into(),
             verdict,
+            source: None,
         }
+    }
+
+    /// Attaches the underlying error (its text must be free of secrets too).
+    #[must_use]
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(std::sync::Arc::new(source));
+        self
     }
 
     /// What went wrong.
@@ -267,6 +295,11 @@ impl Classify for ConnectorError {
 impl From<StoreError> for ConnectorError {
     fn from(e: StoreError) -> Self {
         let verdict = e.verdict();
-        Self::new(ConnectorErrorKind::Storage, e.to_string(), verdict)
+        let kind = if e.kind() == wa_pairing_store::ErrorKind::Undecryptable {
+            ConnectorErrorKind::Unreadable
+        } else {
+            ConnectorErrorKind::Storage
+        };
+        Self::new(kind, e.to_string(), verdict).with_source(e)
     }
 }

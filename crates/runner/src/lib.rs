@@ -9,7 +9,7 @@ mod metrics;
 mod runner;
 
 pub use config::{ConfigError, RunnerConfig};
-pub use runner::{RunSummary, Runner};
+pub use runner::{RunSummary, Runner, RunnerStatus};
 
 pub use connector::{
     Connector, ConnectorError, ConnectorErrorKind, OpenedSession, Session, SessionEvent,

@@ -47,7 +47,7 @@ pub(crate) fn refused(err: &ConnectorError) -> String {
         ConnectorErrorKind::CodeOutstanding => {
             "A pairing code is still active for this device. Wait for it to expire, then press refresh.".into()
         }
-        _ => format!("The pairing request failed: {err}. Press refresh to try again."),
+        _ => "The pairing request failed. Press refresh to try again; if it keeps failing, the service's operator can see why in its logs.".into(),
     }
 }
 
@@ -105,7 +105,19 @@ pub(crate) fn connection_lost(reason: &str) -> String {
     )
 }
 
-/// A linked device without stored state.
+/// A linked device whose session could not be opened (the details go to the logs, never to
+/// the owner: they may name storage or configuration internals).
 pub(crate) fn cannot_resume(err: &ConnectorError) -> String {
-    format!("The stored WhatsApp session could not be loaded ({err}). Link the device again.")
+    match err.kind() {
+        ConnectorErrorKind::NotLinked => {
+            "No linked WhatsApp session is stored for this device. Link it again.".into()
+        }
+        ConnectorErrorKind::Configuration => {
+            "The service cannot connect to WhatsApp because of its configuration; its operator has been told. Try again later.".into()
+        }
+        _ => "The stored WhatsApp session could not be loaded. Try again later; if it keeps failing, link the device again.".into(),
+    }
 }
+
+/// Unlinked here, but WhatsApp could not be told.
+pub(crate) const UNLINKED_HERE_ONLY: &str = "Unlinked from this service, but WhatsApp could not be reached to remove it from the account: also remove it on the phone (WhatsApp > Linked devices).";

@@ -3,7 +3,7 @@
 //!
 //! | name | kind | labels |
 //! |---|---|---|
-//! | `wa_pairing_outcomes_total` | counter | `kind`: linked, resumed, invalid_phone, throttled, budget, refused, code_request_failed, expired, pairing_failed, connect_failed, resume_failed, logged_out, replaced, banned, outdated, connection_lost |
+//! | `wa_pairing_outcomes_total` | counter | `kind`: linked, resumed, invalid_phone, throttled, budget, refused, code_request_failed, expired, pairing_failed, connect_failed, resume_failed, logged_out, replaced, banned, outdated, connection_lost, unreadable, unlinked |
 //! | `wa_pairing_time_to_code_seconds` | histogram | |
 //! | `wa_pairing_time_to_link_seconds` | histogram | |
 //! | `wa_pairing_sessions` | gauge | |
@@ -13,6 +13,8 @@
 //! | `wa_pairing_reconnects_total` | counter | |
 //! | `wa_pairing_cache_failures_total` | counter | `op` |
 //! | `wa_pairing_leases_lost_total` | counter | |
+//! | `wa_pairing_actor_panics_total` | counter | |
+//! | `wa_pairing_devices_unreadable` | gauge | |
 
 use std::time::Duration;
 
@@ -59,4 +61,13 @@ pub(crate) fn cache_failure(op: &'static str) {
 
 pub(crate) fn lease_lost() {
     metrics::counter!("wa_pairing_leases_lost_total").increment(1);
+}
+
+pub(crate) fn actor_panicked() {
+    metrics::counter!("wa_pairing_actor_panics_total").increment(1);
+}
+
+#[allow(clippy::cast_precision_loss)]
+pub(crate) fn unreadable(n: usize) {
+    metrics::gauge!("wa_pairing_devices_unreadable").set(n as f64);
 }

@@ -2,17 +2,17 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt as _;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument as _, debug, info, info_span, warn};
+use tracing::{Instrument as _, debug, error, info, info_span, warn};
 use wa_pairing_phone::PhoneParser;
 use wa_pairing_store::{
-    AuthStateStore, Change, ChangeStream, ClaimedDevice, CodeCache, DeviceId, DeviceStore, Lease,
-    PairingBudget,
+    Change, ChangeStream, ClaimRequest, ClaimedDevice, DeviceId, DeviceStore, Lease, Stores,
 };
 
 use crate::actor::{self, Ctx, Exit};
@@ -25,8 +25,8 @@ const COALESCE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// The session runner.
 ///
-/// Build it from a device store and a connector, add the optional parts, then
-/// [`run`](Self::run) it until a shutdown signal.
+/// Build it from the [`Stores`] and a connector, then [`run`](Self::run) it until a shutdown
+/// signal.
 ///
 /// ```no_run
 /// use std::sync::Arc;
@@ -34,31 +34,25 @@ const COALESCE: std::time::Duration = std::time::Duration::from_millis(5);
 /// use wa_pairing_store::MemoryStore;
 ///
 /// # async fn demo(connector: Arc<dyn Connector>) -> Result<(), Box<dyn std::error::Error>> {
-/// let store = Arc::new(MemoryStore::new());
-/// let runner = Runner::new(store.clone(), connector, RunnerConfig::default())?
-///     .with_code_cache(store.clone())
-///     .with_auth_state(store);
+/// let stores = MemoryStore::new().stores().build();
+/// let runner = Runner::new(stores, connector, RunnerConfig::default())?;
 /// let summary = runner.run(async { tokio::signal::ctrl_c().await.ok(); }).await;
 /// println!("claimed {} devices", summary.claimed);
 /// # Ok(())
 /// # }
 /// ```
 pub struct Runner {
-    store: Arc<dyn DeviceStore>,
+    stores: Stores,
     connector: Arc<dyn Connector>,
-    cache: Option<Arc<dyn CodeCache>>,
-    budget: Option<Arc<dyn PairingBudget>>,
-    auth: Option<Arc<dyn AuthStateStore>>,
     config: RunnerConfig,
+    status: RunnerStatus,
 }
 
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runner")
             .field("instance_id", &self.config.instance_id)
-            .field("cache", &self.cache.is_some())
-            .field("budget", &self.budget.is_some())
-            .field("auth", &self.auth.is_some())
+            .field("stores", &self.stores)
             .finish_non_exhaustive()
     }
 }
@@ -77,6 +71,81 @@ pub struct RunSummary {
     /// leases were not released, since their sockets may still be open: they lapse after one
     /// lease period, and then another instance resumes the devices, as after a crash.
     pub abandoned: u64,
+    /// Device actors that panicked (a bug): each lease was left to lapse, never renewed.
+    pub panicked: u64,
+}
+
+/// A live view of a running [`Runner`], for health checks and dashboards. Cheap to clone;
+/// take it with [`Runner::status`] before [`Runner::run`].
+#[derive(Clone, Default)]
+pub struct RunnerStatus(Arc<StatusInner>);
+
+#[derive(Default)]
+struct StatusInner {
+    running: AtomicBool,
+    held: AtomicUsize,
+    unreadable: Mutex<HashMap<DeviceId, String>>,
+}
+
+impl std::fmt::Debug for RunnerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunnerStatus")
+            .field("running", &self.is_running())
+            .field("held", &self.held())
+            .field("unreadable_devices", &self.unreadable_devices())
+            .finish()
+    }
+}
+
+impl RunnerStatus {
+    /// Whether [`Runner::run`] is running.
+    pub fn is_running(&self) -> bool {
+        self.0.running.load(Ordering::SeqCst)
+    }
+
+    /// Devices this instance holds now.
+    pub fn held(&self) -> usize {
+        self.0.held.load(Ordering::SeqCst)
+    }
+
+    /// Devices whose auth state this instance found sealed with a key it does not have, and
+    /// left untouched for an instance that has it (retried after
+    /// [`RunnerConfig::unreadable_retry`]).
+    pub fn unreadable_devices(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Why those devices cannot be opened here (which key id is missing or wrong; never a
+    /// key), one line per distinct reason.
+    pub fn unreadable_reasons(&self) -> Vec<String> {
+        let mut reasons: Vec<String> = self.lock().values().cloned().collect();
+        reasons.sort();
+        reasons.dedup();
+        reasons
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DeviceId, String>> {
+        self.0
+            .unreadable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_unreadable(&self, id: DeviceId, reason: Option<String>) {
+        let n = {
+            let mut map = self.lock();
+            match reason {
+                Some(r) => {
+                    map.insert(id, r);
+                }
+                None => {
+                    map.remove(&id);
+                }
+            }
+            map.len()
+        };
+        metrics::unreadable(n);
+    }
 }
 
 struct Held {
@@ -85,43 +154,40 @@ struct Held {
     lost: bool,
 }
 
+/// The runner loop's own state.
+struct Loop {
+    held: HashMap<DeviceId, Held>,
+    pending: HashMap<DeviceId, ClaimedDevice>,
+    actors: JoinSet<(DeviceId, Exit)>,
+    tasks: HashMap<tokio::task::Id, DeviceId>,
+    /// Devices this instance must not claim until the given time.
+    skip: HashMap<DeviceId, Instant>,
+    summary: RunSummary,
+}
+
 impl Runner {
-    /// A runner over `store` reaching WhatsApp through `connector`.
+    /// A runner over `stores` reaching WhatsApp through `connector`.
+    ///
+    /// The stores' auth state is the one wiped after a logout or unlink, so hand the
+    /// connector the same [`Stores`] (the WhatsApp connector takes them too).
     pub fn new(
-        store: Arc<dyn DeviceStore>,
+        stores: Stores,
         connector: Arc<dyn Connector>,
         config: RunnerConfig,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self {
-            store,
+            stores,
             connector,
-            cache: None,
-            budget: None,
-            auth: None,
             config,
+            status: RunnerStatus::default(),
         })
     }
 
-    /// Also caches each code (Redis); cache failures are only logged.
-    #[must_use]
-    pub fn with_code_cache(mut self, cache: Arc<dyn CodeCache>) -> Self {
-        self.cache = Some(cache);
-        self
-    }
-
-    /// Asks this budget before every code request.
-    #[must_use]
-    pub fn with_budget(mut self, budget: Arc<dyn PairingBudget>) -> Self {
-        self.budget = Some(budget);
-        self
-    }
-
-    /// Wipes a device's auth state here when it is logged out.
-    #[must_use]
-    pub fn with_auth_state(mut self, auth: Arc<dyn AuthStateStore>) -> Self {
-        self.auth = Some(auth);
-        self
+    /// A live view of this runner (sessions held, devices it cannot open), valid before, during
+    /// and after [`run`](Self::run).
+    pub fn status(&self) -> RunnerStatus {
+        self.status.clone()
     }
 
     /// Runs until `shutdown` completes, then closes every session and releases every lease.
@@ -137,6 +203,13 @@ impl Runner {
     /// - When leases cannot be renewed for nearly a lease period, every session stops, so no
     ///   other instance ever finds a second socket open for one account.
     /// - Store failures are logged and retried on the next tick; they never end the run.
+    /// - A device whose auth state this instance cannot open (sealed with a key it does not
+    ///   have) is left exactly as it is: its lease is released, it is not claimed here again
+    ///   for [`RunnerConfig::unreadable_retry`], and it is counted in
+    ///   [`RunnerStatus::unreadable_devices`], so an instance with the right keys takes it.
+    /// - An actor that panics ends like any other: its lease is no longer renewed and lapses
+    ///   (its socket may still be closing), it is counted in [`RunSummary::panicked`], and
+    ///   this instance leaves the device to others for [`RunnerConfig::unreadable_retry`].
     /// - At shutdown every session closes at once, and each lease is released as soon as its
     ///   session has closed; until then it is still renewed. A session that has not closed
     ///   within [`RunnerConfig::shutdown_grace`] is abandoned and its lease left to lapse
@@ -156,20 +229,22 @@ impl Runner {
     {
         let config = self.config.clone();
         let ctx = Arc::new(Ctx {
-            store: Arc::clone(&self.store),
-            cache: self.cache.clone(),
-            budget: self.budget.clone(),
-            auth: self.auth.clone(),
+            stores: self.stores.clone(),
             connector: Arc::clone(&self.connector),
             parser: PhoneParser::new(config.default_region),
             config: config.clone(),
         });
-        let store = self.store;
+        let store = Arc::clone(self.stores.devices());
+        let status = self.status.clone();
         let root = CancellationToken::new();
-        let mut held: HashMap<DeviceId, Held> = HashMap::new();
-        let mut pending: HashMap<DeviceId, ClaimedDevice> = HashMap::new();
-        let mut actors: JoinSet<(DeviceId, Exit)> = JoinSet::new();
-        let mut summary = RunSummary::default();
+        let mut st = Loop {
+            held: HashMap::new(),
+            pending: HashMap::new(),
+            actors: JoinSet::new(),
+            tasks: HashMap::new(),
+            skip: HashMap::new(),
+            summary: RunSummary::default(),
+        };
 
         let mut feed: Option<ChangeStream> = match store.subscribe().await {
             Ok(feed) => feed,
@@ -178,6 +253,7 @@ impl Runner {
                 None
             }
         };
+        status.0.running.store(true, Ordering::SeqCst);
         info!(change_feed = feed.is_some(), "runner started");
 
         let mut claim_tick = tokio::time::interval(config.claim_interval);
@@ -196,36 +272,36 @@ impl Runner {
                 // Renewals come before everything else: a busy change feed must never delay
                 // them until a lease lapses while its socket is still open.
                 _ = heartbeat.tick() => {
-                    renew(&*store, &config, &mut held, &mut last_renewed).await;
+                    renew(&*store, &config, &mut st.held, &mut last_renewed).await;
                 }
-                Some(joined) = actors.join_next(), if !actors.is_empty() => {
-                    let Ok((id, exit)) = joined else { continue };
-                    ended(&*store, &mut held, &mut summary, id, exit).await;
+                Some(joined) = st.actors.join_next_with_id(), if !st.actors.is_empty() => {
+                    let Some((id, exit)) = st.joined(joined, &config, &status) else { continue };
+                    ended(&*store, &mut st, id, &exit).await;
                     // A device reclaimed while its old actor was still closing starts now.
-                    if let Some(next) = pending.remove(&id) {
-                        spawn(&ctx, &root, &mut held, &mut actors, next);
+                    if let Some(next) = st.pending.remove(&id) {
+                        spawn(&ctx, &root, &mut st, next);
                     }
-                    metrics::leases(held.len());
+                    publish_held(&status, st.held.len());
                     claim_at.get_or_insert_with(|| Instant::now() + COALESCE);
                 }
                 () = sleep_until_opt(claim_at) => {
                     claim_at = None;
-                    let n = claim(&store, &ctx, &root, &mut held, &mut pending, &mut actors).await;
-                    summary.claimed += n;
+                    let n = claim(&store, &ctx, &root, &mut st, &status).await;
+                    st.summary.claimed += n;
                     if n >= config.claim_batch as u64 {
                         claim_at = Some(Instant::now() + COALESCE);
                     }
                 }
                 _ = claim_tick.tick() => {
-                    let n = claim(&store, &ctx, &root, &mut held, &mut pending, &mut actors).await;
-                    summary.claimed += n;
+                    let n = claim(&store, &ctx, &root, &mut st, &status).await;
+                    st.summary.claimed += n;
                     if n >= config.claim_batch as u64 {
                         claim_at.get_or_insert_with(|| Instant::now() + COALESCE);
                     }
                 }
                 change = next_change(&mut feed) => match change {
-                    Some(Change::Device(id)) if held.contains_key(&id) => {
-                        check_held(&*store, &config.instance_id, &mut held, id).await;
+                    Some(Change::Device(id)) if st.held.contains_key(&id) => {
+                        check_held(&*store, &config.instance_id, &mut st.held, id).await;
                     }
                     Some(_) => {
                         claim_at.get_or_insert_with(|| Instant::now() + COALESCE);
@@ -238,42 +314,89 @@ impl Runner {
             }
         }
 
-        info!(sessions = held.len(), "shutting down");
+        info!(sessions = st.held.len(), "shutting down");
         root.cancel();
         // Sessions close concurrently; until each has, its lease is still renewed, so no other
         // instance can claim the account while this one's socket is open.
         let grace = tokio::time::sleep(config.shutdown_grace);
         tokio::pin!(grace);
-        while !actors.is_empty() {
+        while !st.actors.is_empty() {
             tokio::select! {
                 biased;
-                Some(joined) = actors.join_next() => {
-                    let Ok((id, exit)) = joined else { continue };
-                    ended(&*store, &mut held, &mut summary, id, exit).await;
+                Some(joined) = st.actors.join_next_with_id() => {
+                    if let Some((id, exit)) = st.joined(joined, &config, &status) {
+                        ended(&*store, &mut st, id, &exit).await;
+                    }
                 }
                 _ = heartbeat.tick() => {
-                    renew(&*store, &config, &mut held, &mut last_renewed).await;
+                    renew(&*store, &config, &mut st.held, &mut last_renewed).await;
                 }
                 () = &mut grace => {
                     warn!(
-                        left = actors.len(),
+                        left = st.actors.len(),
                         "sessions did not close in time; abandoning them and leaving their leases to lapse"
                     );
-                    actors.shutdown().await;
+                    st.actors.shutdown().await;
                 }
             }
         }
         // What is left was abandoned: its socket may still be open, so its lease is not
         // released but left to lapse (one lease period), as after a crash.
-        summary.abandoned = held.len() as u64;
-        for (id, c) in pending.drain() {
-            if !held.contains_key(&id) && release(&*store, &c.lease).await {
+        let mut summary = st.summary;
+        summary.abandoned = st.held.len() as u64;
+        for (id, c) in st.pending.drain() {
+            if !st.held.contains_key(&id) && release(&*store, &c.lease).await {
                 summary.released += 1;
             }
         }
-        metrics::leases(0);
+        publish_held(&status, 0);
+        status.0.running.store(false, Ordering::SeqCst);
         info!(?summary, "runner stopped");
         summary
+    }
+}
+
+impl Loop {
+    /// Takes a finished actor's result: its device and how it ended. A panic (a bug) ends the
+    /// device like any other exit, but its lease is left to lapse and this instance leaves the
+    /// device to others for a while. Returns the device whose lease to settle, if any.
+    fn joined(
+        &mut self,
+        joined: Result<(tokio::task::Id, (DeviceId, Exit)), tokio::task::JoinError>,
+        config: &RunnerConfig,
+        status: &RunnerStatus,
+    ) -> Option<(DeviceId, Exit)> {
+        let (id, exit) = match joined {
+            Ok((task, (id, exit))) => {
+                self.tasks.remove(&task);
+                (id, exit)
+            }
+            Err(e) => {
+                let id = self.tasks.remove(&e.id())?;
+                if e.is_panic() {
+                    // The payload is not logged: a panic message may carry anything.
+                    error!(device = %id, "a device's actor panicked; its lease is left to lapse");
+                    metrics::actor_panicked();
+                    self.summary.panicked += 1;
+                    (id, Exit::Panicked)
+                } else {
+                    (id, Exit::Stopped)
+                }
+            }
+        };
+        match &exit {
+            Exit::Unreadable(reason) => {
+                status.set_unreadable(id, Some(reason.clone()));
+                self.skip
+                    .insert(id, Instant::now() + config.unreadable_retry);
+            }
+            Exit::Panicked => {
+                self.skip
+                    .insert(id, Instant::now() + config.unreadable_retry);
+            }
+            _ => status.set_unreadable(id, None),
+        }
+        Some((id, exit))
     }
 }
 
@@ -329,20 +452,25 @@ async fn renew(
     }
 }
 
-/// An actor ended: its lease is released unless it was lost.
-async fn ended(
-    store: &dyn DeviceStore,
-    held: &mut HashMap<DeviceId, Held>,
-    summary: &mut RunSummary,
-    id: DeviceId,
-    exit: Exit,
-) {
-    let Some(h) = held.remove(&id) else { return };
-    if exit == Exit::LeaseLost || h.lost {
-        summary.leases_lost += 1;
-    } else if release(store, &h.lease).await {
-        summary.released += 1;
+/// An actor ended: its lease is released unless it was lost, or left to lapse when its
+/// actor panicked (a socket may still be closing).
+async fn ended(store: &dyn DeviceStore, st: &mut Loop, id: DeviceId, exit: &Exit) {
+    let Some(h) = st.held.remove(&id) else { return };
+    match exit {
+        Exit::Panicked => {}
+        Exit::LeaseLost => st.summary.leases_lost += 1,
+        _ if h.lost => st.summary.leases_lost += 1,
+        _ => {
+            if release(store, &h.lease).await {
+                st.summary.released += 1;
+            }
+        }
     }
+}
+
+fn publish_held(status: &RunnerStatus, n: usize) {
+    status.0.held.store(n, Ordering::SeqCst);
+    metrics::leases(n);
 }
 
 fn lose(h: &mut Held) {
@@ -389,23 +517,23 @@ async fn claim(
     store: &Arc<dyn DeviceStore>,
     ctx: &Arc<Ctx>,
     root: &CancellationToken,
-    held: &mut HashMap<DeviceId, Held>,
-    pending: &mut HashMap<DeviceId, ClaimedDevice>,
-    actors: &mut JoinSet<(DeviceId, Exit)>,
+    st: &mut Loop,
+    status: &RunnerStatus,
 ) -> u64 {
     let room = ctx
         .config
         .max_sessions
-        .saturating_sub(held.len())
+        .saturating_sub(st.held.len())
         .min(ctx.config.claim_batch);
     if room == 0 {
         return 0;
     }
+    let now = Instant::now();
+    st.skip.retain(|_, until| *until > now);
+    let request = ClaimRequest::new(&ctx.config.instance_id, room, ctx.config.lease_for)
+        .skip(st.skip.keys().copied());
     let started = Instant::now();
-    let claimed = match store
-        .claim(&ctx.config.instance_id, room, ctx.config.lease_for)
-        .await
-    {
+    let claimed = match store.claim(&request).await {
         Ok(c) => c,
         Err(e) => {
             warn!(error = %e, "claim failed; retrying on the next tick");
@@ -415,33 +543,27 @@ async fn claim(
     metrics::claim_latency(started.elapsed());
     let n = claimed.len() as u64;
     for c in claimed {
-        match held.get_mut(&c.device.id) {
+        match st.held.get_mut(&c.device.id) {
             // Our own lease lapsed and we claimed the device again: the old actor must close
             // its socket before a new one opens, never two sockets for one account.
             Some(old) => {
                 lose(old);
-                pending.insert(c.device.id, c);
+                st.pending.insert(c.device.id, c);
             }
-            None => spawn(ctx, root, held, actors, c),
+            None => spawn(ctx, root, st, c),
         }
     }
     if n > 0 {
-        debug!(claimed = n, held = held.len(), "claimed work");
-        metrics::leases(held.len());
+        debug!(claimed = n, held = st.held.len(), "claimed work");
+        publish_held(status, st.held.len());
     }
     n
 }
 
-fn spawn(
-    ctx: &Arc<Ctx>,
-    root: &CancellationToken,
-    held: &mut HashMap<DeviceId, Held>,
-    actors: &mut JoinSet<(DeviceId, Exit)>,
-    c: ClaimedDevice,
-) {
+fn spawn(ctx: &Arc<Ctx>, root: &CancellationToken, st: &mut Loop, c: ClaimedDevice) {
     let id = c.device.id;
     let cancel = root.child_token();
-    held.insert(
+    st.held.insert(
         id,
         Held {
             lease: c.lease.clone(),
@@ -450,7 +572,10 @@ fn spawn(
         },
     );
     let ctx = Arc::clone(ctx);
-    actors.spawn(async move { (id, actor::run(ctx, c, cancel).await) });
+    let handle = st
+        .actors
+        .spawn(async move { (id, actor::run(ctx, c, cancel).await) });
+    st.tasks.insert(handle.id(), id);
 }
 
 async fn next_change(feed: &mut Option<ChangeStream>) -> Option<Change> {

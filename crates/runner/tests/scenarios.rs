@@ -16,8 +16,9 @@ use wa_pairing_runner::{
     Runner, RunnerConfig, SessionEvent, SessionMode,
 };
 use wa_pairing_store::{
-    AuthStateStore, BudgetConfig, ClaimedDevice, CodeCache, Device, DeviceId, DeviceStatus,
-    DeviceStore, DeviceUpdate, Lease, MemoryStore, NewDevice, PairingRequest, StoreResult, UserId,
+    AuthStateStore, BudgetConfig, ClaimRequest, ClaimedDevice, CodeCache, Device, DeviceId,
+    DeviceStatus, DeviceStore, DeviceUpdate, Lease, MemoryStore, NewDevice, PairingRequest,
+    StoreResult, UserId,
 };
 
 const PHONE: &str = "6281234567890";
@@ -145,13 +146,11 @@ impl Harness {
         let script = Arc::new(script);
         let (tx, rx) = mpsc::unbounded_channel();
         let runner = Runner::new(
-            Arc::new(store.clone()),
+            store.stores().build(),
             Arc::new(connector(&script, rx)),
             config,
         )
-        .unwrap()
-        .with_code_cache(Arc::new(store.clone()))
-        .with_auth_state(Arc::new(store.clone()));
+        .unwrap();
         Self {
             store,
             script,
@@ -178,7 +177,7 @@ impl Harness {
         let d = self.pairing_device().await;
         let c = self
             .store
-            .claim("earlier", 10, Duration::from_secs(60))
+            .claim(&ClaimRequest::new("earlier", 10, Duration::from_secs(60)))
             .await
             .unwrap()
             .remove(0);
@@ -244,6 +243,19 @@ impl Harness {
 
     fn count(&self, f: impl Fn(&Script) -> &AtomicUsize) -> usize {
         f(&self.script).load(Ordering::SeqCst)
+    }
+}
+
+/// Polls `done` every 100 ms of (paused) time, failing after an hour of it: a scenario that
+/// never gets there fails with what it waited for instead of hanging.
+async fn wait_for(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -325,19 +337,20 @@ impl DeviceStore for BadNumberStore {
     async fn refresh(&self, id: DeviceId) -> StoreResult<Device> {
         self.0.refresh(id).await
     }
-    async fn stop(&self, id: DeviceId) -> StoreResult<Device> {
-        self.0.stop(id).await
+    async fn disconnect(&self, id: DeviceId) -> StoreResult<Device> {
+        self.0.disconnect(id).await
+    }
+    async fn resume(&self, id: DeviceId) -> StoreResult<Device> {
+        self.0.resume(id).await
+    }
+    async fn unlink(&self, id: DeviceId) -> StoreResult<Device> {
+        self.0.unlink(id).await
     }
     async fn delete(&self, id: DeviceId) -> StoreResult<()> {
         DeviceStore::delete(&self.0, id).await
     }
-    async fn claim(
-        &self,
-        owner: &str,
-        limit: usize,
-        lease_for: Duration,
-    ) -> StoreResult<Vec<ClaimedDevice>> {
-        let mut claimed = self.0.claim(owner, limit, lease_for).await?;
+    async fn claim(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedDevice>> {
+        let mut claimed = self.0.claim(request).await?;
         for c in &mut claimed {
             c.device.phone_for_pairing = Some(self.1.to_owned());
         }
@@ -373,7 +386,8 @@ async fn a_bad_number_fails_at_once_without_asking_whatsapp() {
         let store = BadNumberStore(h.store.clone(), stored);
         let mut connector = MockConnector::new();
         connector.expect_open().never();
-        let runner = Runner::new(Arc::new(store), Arc::new(connector), config()).unwrap();
+        let stores = wa_pairing_store::Stores::builder(store, h.store.clone()).build();
+        let runner = Runner::new(stores, Arc::new(connector), config()).unwrap();
         let d = h.pairing_device().await;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(runner.run(async {
@@ -520,9 +534,10 @@ async fn a_dropped_socket_while_waiting_reissues_the_code() {
 
 #[tokio::test(start_paused = true)]
 async fn the_budget_refuses_before_whatsapp_is_asked() {
-    let mut h = Harness::new(Script::default());
-    let budget = MemoryStore::new().with_budget(BudgetConfig::new(0, Duration::from_secs(600)));
-    h.runner = Some(h.runner.take().unwrap().with_budget(Arc::new(budget)));
+    let mut h = Harness::with_config(
+        Script::default(),
+        config().budget(BudgetConfig::new(0, Duration::from_secs(600))),
+    );
     let d = h.pairing_device().await;
     let (task, s) = h.start();
     let failed = h
@@ -674,14 +689,9 @@ async fn an_owner_stop_revokes_the_lease_and_closes_the_socket_at_once() {
     let (task, s) = h.start();
     h.until(d.id, "a code", |d| d.status == DeviceStatus::WaitingPairing)
         .await;
-    h.store.stop(d.id).await.unwrap();
+    h.store.disconnect(d.id).await.unwrap();
     // The actor notices through the change feed and closes its socket.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while h.count(|s| &s.disconnects) == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "socket not closed");
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    wait_for("the socket to close", || h.count(|s| &s.disconnects) > 0).await;
     let after = DeviceStore::get(&h.store, d.id).await.unwrap();
     assert_eq!(
         after.status,
@@ -700,7 +710,7 @@ async fn an_interrupted_pairing_is_reissued_with_a_fresh_code() {
     // An earlier instance showed a code, then died without releasing its lease.
     let c = h
         .store
-        .claim("dead", 10, Duration::ZERO)
+        .claim(&ClaimRequest::new("dead", 10, Duration::ZERO))
         .await
         .unwrap()
         .remove(0);
@@ -800,20 +810,26 @@ async fn a_lease_taken_over_by_another_instance_stops_the_session_at_the_next_he
         task,
         stop_tx,
     } = Clocked::start(connector(&script, rx), config()).await;
-    while script.opens.load(Ordering::SeqCst) == 0 {
-        script.opened.notified().await;
-    }
+    wait_for("the session to open", || {
+        script.opens.load(Ordering::SeqCst) > 0
+    })
+    .await;
     // The runner is paused (say, a long GC or a partition) past its lease; another takes over.
     clock.advance(Duration::from_secs(31));
     let stolen = store
-        .claim("other-instance", 10, Duration::from_secs(30))
+        .claim(&ClaimRequest::new(
+            "other-instance",
+            10,
+            Duration::from_secs(30),
+        ))
         .await
         .unwrap();
     assert_eq!(stolen.len(), 1);
     // The next heartbeat finds the lease gone and closes the socket without writing.
-    while script.disconnects.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for("the socket to close", || {
+        script.disconnects.load(Ordering::SeqCst) > 0
+    })
+    .await;
     let after = DeviceStore::get(&store, id).await.unwrap();
     assert_eq!(after.lease_owner.as_deref(), Some("other-instance"));
     let _ = stop_tx.send(());
@@ -833,14 +849,16 @@ async fn reclaiming_its_own_lapsed_lease_closes_the_old_socket_before_opening_a_
         task,
         stop_tx,
     } = Clocked::start(connector(&script, rx), config()).await;
-    while script.opens.load(Ordering::SeqCst) == 0 {
-        script.opened.notified().await;
-    }
+    wait_for("the session to open", || {
+        script.opens.load(Ordering::SeqCst) > 0
+    })
+    .await;
     // Heartbeats stalled past the lease: the next claim tick hands the device back to us.
     clock.advance(Duration::from_secs(31));
-    while script.opens.load(Ordering::SeqCst) < 2 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for("a second session", || {
+        script.opens.load(Ordering::SeqCst) >= 2
+    })
+    .await;
     assert_eq!(
         *script.closed_at_open.lock().unwrap(),
         [0, 1],
@@ -898,7 +916,7 @@ impl Clocked {
     async fn start(connector: MockConnector, config: RunnerConfig) -> Self {
         let clock = Arc::new(wa_pairing_store::ManualClock::new(Utc::now()));
         let store = MemoryStore::with_clock(clock.clone());
-        let runner = Runner::new(Arc::new(store.clone()), Arc::new(connector), config).unwrap();
+        let runner = Runner::new(store.stores().build(), Arc::new(connector), config).unwrap();
         let d = store
             .create(NewDevice::new(UserId::random(), "Shop"))
             .await
@@ -966,7 +984,11 @@ async fn at_shutdown_a_lease_is_renewed_until_its_session_has_closed() {
     tokio::time::sleep(Duration::from_secs(11)).await;
     clock.advance(Duration::from_secs(20));
     let stolen = store
-        .claim("other-instance", 10, Duration::from_secs(30))
+        .claim(&ClaimRequest::new(
+            "other-instance",
+            10,
+            Duration::from_secs(30),
+        ))
         .await
         .unwrap();
     assert!(
@@ -1020,7 +1042,11 @@ async fn at_shutdown_a_session_that_never_closes_is_abandoned_and_its_lease_left
     // After one lease period another instance takes the device over, as after a crash.
     clock.advance(Duration::from_secs(31));
     let taken = store
-        .claim("other-instance", 10, Duration::from_secs(30))
+        .claim(&ClaimRequest::new(
+            "other-instance",
+            10,
+            Duration::from_secs(30),
+        ))
         .await
         .unwrap();
     assert_eq!(taken.len(), 1);

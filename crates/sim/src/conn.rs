@@ -481,6 +481,13 @@ fn handle(shared: &Arc<Shared>, conn: u64, node: Node) {
         pre_keys_uploaded(shared, conn, keys);
         return;
     }
+    if xmlns == "md"
+        && kind == "set"
+        && node.get_optional_child("remove-companion-device").is_some()
+    {
+        companion_removed(shared, conn, &id);
+        return;
+    }
     match (xmlns.as_str(), kind.as_str()) {
         ("passive", "set") => {
             reply(result(&id).build());
@@ -512,6 +519,32 @@ fn handle(shared: &Arc<Shared>, conn: u64, node: Node) {
         (_, "set") | ("w:p", _) => reply(result(&id).build()),
         // Anything else is a query the simulator does not model.
         _ => reply(error(&id, 501, "feature-not-implemented", None)),
+    }
+}
+
+/// A logged-in companion asks to be removed from its account (the client's logout): the
+/// server forgets it, so a later login with its keys is refused, as WhatsApp's server does.
+fn companion_removed(shared: &Arc<Shared>, conn: u64, id: &str) {
+    let removed = {
+        let mut st = shared.lock();
+        let removed = match linked_device(&mut st, conn) {
+            Some((phone, device, linked)) if !linked.removed => {
+                linked.removed = true;
+                Some((phone, device))
+            }
+            _ => None,
+        };
+        let answer = if removed.is_some() {
+            result(id).build()
+        } else {
+            error(id, 401, "not-authorized", None)
+        };
+        st.send(conn, Out::Node(answer));
+        removed
+    };
+    if let Some((phone, device)) = removed {
+        debug!(phone = %redact(&phone), device, "companion removed by its own client");
+        shared.emit(SimEvent::DeviceRemoved { phone, device });
     }
 }
 

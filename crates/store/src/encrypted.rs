@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{ErrorKind, StoreError, StoreResult};
 use crate::traits::{AuthStateStore, Entry};
-use crate::types::{DeviceId, Fence};
+use crate::types::{BudgetKeyer, DeviceId, Fence};
 
 /// Format version byte of sealed values.
 const VERSION: u8 = 1;
@@ -176,29 +176,63 @@ impl Keyring {
         Ok(out)
     }
 
-    /// Opens a value sealed for `key` of `device`. Tampering, a value moved from another key
-    /// or device, or a wrong key all give [`ErrorKind::Corrupt`], never garbage.
+    /// Opens a value sealed for `key` of `device`.
+    ///
+    /// A value these keys cannot open gives [`ErrorKind::Undecryptable`], never garbage: its
+    /// key id is not configured, the key under that id is not the one it was sealed with, it
+    /// was moved from another key or device, changed, or is not in the sealed format at all
+    /// (written without encryption). The message names the key id, never a key.
     pub fn open(&self, device: DeviceId, key: &str, sealed: &[u8]) -> StoreResult<Vec<u8>> {
-        if sealed.len() < HEADER_LEN + TAG_LEN || sealed[0] != VERSION {
-            return Err(corrupt(
-                "a stored auth-state value is not in the encrypted format: it was written unencrypted or damaged",
+        let Some(id) = Self::key_id_of(sealed) else {
+            return Err(undecryptable(
+                "a stored auth-state value is not in the encrypted format: it was written without encryption (configure the same keys on every instance) or damaged".to_owned(),
             ));
-        }
-        let id = sealed[1];
+        };
         let cipher = self.cipher(id).ok_or_else(|| {
-            corrupt(&format!(
-                "a stored auth-state value was encrypted with key id {id}, which is not configured: add that key to {AUTH_KEYS_ENV}"
+            undecryptable(format!(
+                "a stored auth-state value was sealed with key id {id}, which is not configured: add that key to {AUTH_KEYS_ENV}"
             ))
         })?;
-        let nonce = XNonce::try_from(&sealed[2..HEADER_LEN])
-            .map_err(|_| corrupt("a stored auth-state value has a damaged header"))?;
+        let nonce = XNonce::try_from(&sealed[2..HEADER_LEN]).map_err(|_| {
+            undecryptable("a stored auth-state value has a damaged header".to_owned())
+        })?;
         cipher
             .decrypt(&nonce, Payload { msg: &sealed[HEADER_LEN..], aad: &aad(device, key) })
             .map_err(|_| {
-                corrupt(&format!(
-                    "a stored auth-state value failed authentication with key id {id}: it was changed, moved from another key or device, or the key is wrong"
+                undecryptable(format!(
+                    "a stored auth-state value failed authentication with key id {id}: the key configured as id {id} in {AUTH_KEYS_ENV} is not the one it was sealed with, or the value was changed"
                 ))
             })
+    }
+
+    /// The id of the key that sealed `sealed`, if it is in the sealed format.
+    ///
+    /// ```
+    /// use wa_pairing_store::{DeviceId, Keyring};
+    ///
+    /// let (ring, _) = Keyring::generate(7);
+    /// let sealed = ring.seal(DeviceId::random(), "k", b"v")?;
+    /// assert_eq!(Keyring::key_id_of(&sealed), Some(7));
+    /// assert_eq!(Keyring::key_id_of(b"plain"), None);
+    /// # Ok::<(), wa_pairing_store::StoreError>(())
+    /// ```
+    pub fn key_id_of(sealed: &[u8]) -> Option<u8> {
+        (sealed.len() >= HEADER_LEN + TAG_LEN && sealed[0] == VERSION).then(|| sealed[1])
+    }
+
+    /// A [`BudgetKeyer`] whose secret is derived from the current key, so every instance with
+    /// the same keys counts pairing budgets under the same keys (a rotation starts the
+    /// budgets afresh).
+    pub fn budget_keyer(&self) -> BudgetKeyer {
+        use hmac::{KeyInit as _, Mac as _};
+        let Some(key) = self.keys.get(&self.current) else {
+            return BudgetKeyer::random();
+        };
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&***key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"wa-pairing budget key v1");
+        let derived = Zeroizing::new(mac.finalize().into_bytes().to_vec());
+        BudgetKeyer::new(&derived)
     }
 }
 
@@ -224,8 +258,8 @@ fn config_error(message: String) -> StoreError {
     StoreError::new(ErrorKind::Configuration, message)
 }
 
-fn corrupt(message: &str) -> StoreError {
-    StoreError::new(ErrorKind::Corrupt, message)
+fn undecryptable(message: String) -> StoreError {
+    StoreError::new(ErrorKind::Undecryptable, message)
 }
 
 /// Wraps any [`AuthStateStore`] so that every value is sealed with XChaCha20-Poly1305 before
@@ -233,9 +267,10 @@ fn corrupt(message: &str) -> StoreError {
 ///
 /// # Behavior
 /// - The device id and key name are bound as associated data: a value copied to another key
-///   or device fails to open (`Corrupt`), it never decrypts to the wrong data.
+///   or device fails to open (`Undecryptable`), it never decrypts to the wrong data.
 /// - Every value carries the id of the key that sealed it, so keys rotate: put the new key
-///   first in the [`Keyring`] and keep the old ones until everything was rewritten.
+///   first in the [`Keyring`], run [`reencrypt`](Self::reencrypt), and remove the old key
+///   once it reports no value left on it.
 /// - Key names stay in clear (prefix scans need them); values do not.
 /// - Passes the whole conformance suite over any inner store.
 ///
@@ -271,13 +306,157 @@ impl<S: AuthStateStore> EncryptedAuthState<S> {
         &self.inner
     }
 
-    /// Rewrites every value of `device` with the current key (after a rotation); returns how
-    /// many values were rewritten.
-    pub async fn reseal(&self, device: DeviceId, fence: Fence) -> StoreResult<usize> {
-        let entries = self.scan_prefix(device, "").await?;
-        let n = entries.len();
-        self.put_many(device, fence, &entries).await?;
-        Ok(n)
+    /// The keyring.
+    pub const fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// Checks the keys against what is stored, writing nothing: opens every value of up to
+    /// `max_devices` devices (in id order) and counts what each key id holds and what cannot
+    /// be opened. A service runs it at start to refuse keys that open nothing.
+    ///
+    /// ```
+    /// use wa_pairing_store::{AuthStateStore, EncryptedAuthState, Keyring, MemoryStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), wa_pairing_store::StoreError> {
+    /// let (keys, _) = Keyring::generate(1);
+    /// let store = EncryptedAuthState::new(MemoryStore::new(), keys);
+    /// let report = store.check_keys(50).await?;
+    /// assert_eq!(report.values, 0);
+    /// assert!(!report.opens_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn check_keys(&self, max_devices: usize) -> StoreResult<KeyReport> {
+        self.visit(max_devices, false, |_| {}).await
+    }
+
+    /// Re-encrypts every stored value that is not sealed with the current key, for every
+    /// device, and reports what it did; `progress` sees the running totals after each device.
+    ///
+    /// # Behavior
+    /// - Safe while runners write: each value is replaced in one atomic step only if it is
+    ///   still the value that was read ([`AuthStateStore::replace`]); a value changed in the
+    ///   meantime was written by a runner and is left alone (counted in
+    ///   [`KeyReport::changed`]).
+    /// - Idempotent and resumable: values already on the current key are left alone, so a
+    ///   second run (or a run after an interruption) finishes the rest.
+    /// - A value none of the keys can open is left alone and counted in
+    ///   [`KeyReport::unreadable`], with its device.
+    /// - The old key may be removed once a run reports no values left on it
+    ///   ([`KeyReport::on_older_keys`] is 0 and nothing is unreadable).
+    pub async fn reencrypt(
+        &self,
+        progress: impl FnMut(&KeyReport) + Send,
+    ) -> StoreResult<KeyReport> {
+        self.visit(usize::MAX, true, progress).await
+    }
+
+    async fn visit(
+        &self,
+        max_devices: usize,
+        rewrite: bool,
+        mut progress: impl FnMut(&KeyReport) + Send,
+    ) -> StoreResult<KeyReport> {
+        const PAGE: usize = 100;
+        let mut report = KeyReport {
+            current_key_id: self.keyring.current,
+            ..KeyReport::default()
+        };
+        let mut after = None;
+        while report.devices < max_devices {
+            let page = self
+                .inner
+                .devices(after, PAGE.min(max_devices - report.devices))
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(*last);
+            for device in page {
+                self.visit_device(device, rewrite, &mut report).await?;
+                progress(&report);
+            }
+        }
+        Ok(report)
+    }
+
+    async fn visit_device(
+        &self,
+        device: DeviceId,
+        rewrite: bool,
+        report: &mut KeyReport,
+    ) -> StoreResult<()> {
+        report.devices += 1;
+        for (key, raw) in self.inner.scan_prefix(device, "").await? {
+            report.values += 1;
+            let id = Keyring::key_id_of(&raw);
+            if let Some(id) = id {
+                *report.values_by_key_id.entry(id).or_default() += 1;
+            }
+            let plain = match self.keyring.open(device, &key, &raw) {
+                Ok(plain) => Zeroizing::new(plain),
+                Err(_) => {
+                    report.unreadable += 1;
+                    report.unreadable_devices.insert(device);
+                    if let Some(id) = id.filter(|id| !self.keyring.keys.contains_key(id)) {
+                        report.missing_key_ids.insert(id);
+                    }
+                    continue;
+                }
+            };
+            if id == Some(self.keyring.current) {
+                report.on_current_key += 1;
+                continue;
+            }
+            if !rewrite {
+                report.on_older_keys += 1;
+                continue;
+            }
+            let sealed = self.keyring.seal(device, &key, &plain)?;
+            if self.inner.replace(device, &key, &raw, &sealed).await? {
+                report.rewritten += 1;
+            } else {
+                report.changed += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What [`EncryptedAuthState::check_keys`] found or [`EncryptedAuthState::reencrypt`] did.
+///
+/// Holds key ids and device ids only, never keys or values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyReport {
+    /// The id new values are sealed with.
+    pub current_key_id: u8,
+    /// Devices visited.
+    pub devices: usize,
+    /// Values visited.
+    pub values: u64,
+    /// Values per key id that sealed them (values not in the sealed format are not counted).
+    pub values_by_key_id: BTreeMap<u8, u64>,
+    /// Values sealed with the current key.
+    pub on_current_key: u64,
+    /// Values sealed with an older configured key and left there (a check, not a rewrite).
+    pub on_older_keys: u64,
+    /// Values re-encrypted with the current key.
+    pub rewritten: u64,
+    /// Values a runner changed between the read and the rewrite (already rewritten by it).
+    pub changed: u64,
+    /// Values none of the configured keys can open.
+    pub unreadable: u64,
+    /// The devices holding such values.
+    pub unreadable_devices: std::collections::BTreeSet<DeviceId>,
+    /// Key ids found on stored values that are not configured.
+    pub missing_key_ids: std::collections::BTreeSet<u8>,
+}
+
+impl KeyReport {
+    /// Whether values are stored and none of them could be opened: the keys are wrong.
+    pub fn opens_none(&self) -> bool {
+        self.values > 0 && self.unreadable == self.values
     }
 }
 
@@ -350,6 +529,29 @@ impl<S: AuthStateStore> AuthStateStore for EncryptedAuthState<S> {
     async fn clear(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
         self.inner.clear(device, fence).await
     }
+
+    async fn devices(&self, after: Option<DeviceId>, limit: usize) -> StoreResult<Vec<DeviceId>> {
+        self.inner.devices(after, limit).await
+    }
+
+    /// Compares plaintexts: the stored value is opened and compared with `expected`; the
+    /// sealed form of `value` replaces it only if the sealed value read is still stored.
+    async fn replace(
+        &self,
+        device: DeviceId,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+    ) -> StoreResult<bool> {
+        let Some(raw) = self.inner.get(device, key).await? else {
+            return Ok(false);
+        };
+        if *self.keyring.open(device, key, &raw).map(Zeroizing::new)? != expected {
+            return Ok(false);
+        }
+        let sealed = self.keyring.seal(device, key, value)?;
+        self.inner.replace(device, key, &raw, &sealed).await
+    }
 }
 
 #[cfg(test)]
@@ -370,13 +572,13 @@ mod tests {
         // Bound to the key name and the device.
         assert_eq!(
             r.open(d, "identity2", &sealed).unwrap_err().kind(),
-            ErrorKind::Corrupt
+            ErrorKind::Undecryptable
         );
         assert_eq!(
             r.open(DeviceId::random(), "identity", &sealed)
                 .unwrap_err()
                 .kind(),
-            ErrorKind::Corrupt
+            ErrorKind::Undecryptable
         );
         // Never the same ciphertext twice.
         assert_ne!(sealed, r.seal(d, "identity", b"secret key bytes").unwrap());
@@ -392,20 +594,20 @@ mod tests {
             bad[i] ^= 0x01;
             assert_eq!(
                 r.open(d, "k", &bad).unwrap_err().kind(),
-                ErrorKind::Corrupt,
+                ErrorKind::Undecryptable,
                 "byte {i}"
             );
         }
         let wrong = ring(1, 8);
         let err = wrong.open(d, "k", &sealed).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert_eq!(err.kind(), ErrorKind::Undecryptable);
         assert!(err.to_string().contains("key id 1"), "{err}");
         let unknown = ring(2, 7);
         let err = unknown.open(d, "k", &sealed).unwrap_err();
         assert!(err.to_string().contains("not configured"), "{err}");
         assert_eq!(
             r.open(d, "k", b"plain").unwrap_err().kind(),
-            ErrorKind::Corrupt
+            ErrorKind::Undecryptable
         );
     }
 
@@ -419,6 +621,137 @@ mod tests {
         let sealed_new = rotated.seal(d, "k", b"v").unwrap();
         assert_eq!(sealed_new[1], 2);
         assert!(old.open(d, "k", &sealed_new).is_err());
+    }
+
+    async fn sealed_store(
+        ring: &Keyring,
+        store: &crate::MemoryStore,
+        values: usize,
+    ) -> (DeviceId, Fence) {
+        use crate::{ClaimRequest, DeviceStore, NewDevice, PairingRequest, UserId};
+        let d = store
+            .create(NewDevice::new(UserId::random(), "d"))
+            .await
+            .unwrap();
+        store.start_pairing(d.id, PairingRequest::Qr).await.unwrap();
+        let c = store
+            .claim(&ClaimRequest::new(
+                "r",
+                10,
+                std::time::Duration::from_secs(60),
+            ))
+            .await
+            .unwrap()
+            .remove(0);
+        let sealed = EncryptedAuthState::new(store.clone(), ring.clone());
+        for i in 0..values {
+            sealed
+                .put(
+                    d.id,
+                    c.lease.fence,
+                    &format!("k{i}"),
+                    format!("v{i}").as_bytes(),
+                )
+                .await
+                .unwrap();
+        }
+        (d.id, c.lease.fence)
+    }
+
+    #[tokio::test]
+    async fn reencrypt_moves_everything_to_the_current_key_once() {
+        let store = crate::MemoryStore::new();
+        let old = ring(1, 1);
+        let (a, _) = sealed_store(&old, &store, 3).await;
+        let (b, _) = sealed_store(&old, &store, 2).await;
+        let rotated = EncryptedAuthState::new(store.clone(), ring(2, 2).with_old_key(1, [1; 32]));
+        let before = rotated.check_keys(100).await.unwrap();
+        assert_eq!(
+            (before.values, before.on_older_keys, before.on_current_key),
+            (5, 5, 0)
+        );
+        assert!(!before.opens_none());
+        let mut seen = Vec::new();
+        let report = rotated.reencrypt(|r| seen.push(r.devices)).await.unwrap();
+        assert_eq!(seen, [1, 2], "progress after each device");
+        assert_eq!((report.rewritten, report.unreadable), (5, 0));
+        assert_eq!(report.values_by_key_id.get(&1), Some(&5));
+        // Everything now opens with the new key alone, with the same contents.
+        let new_only = EncryptedAuthState::new(store.clone(), ring(2, 2));
+        assert_eq!(
+            new_only.get(a, "k2").await.unwrap().as_deref(),
+            Some(&b"v2"[..])
+        );
+        assert_eq!(
+            new_only.get(b, "k1").await.unwrap().as_deref(),
+            Some(&b"v1"[..])
+        );
+        let again = rotated.reencrypt(|_| {}).await.unwrap();
+        assert_eq!((again.rewritten, again.on_current_key), (0, 5));
+    }
+
+    #[tokio::test]
+    async fn keys_that_open_nothing_are_reported_with_their_ids() {
+        let store = crate::MemoryStore::new();
+        let (a, _) = sealed_store(&ring(1, 1), &store, 2).await;
+        let wrong_id = EncryptedAuthState::new(store.clone(), ring(2, 2));
+        let report = wrong_id.check_keys(10).await.unwrap();
+        assert!(report.opens_none());
+        assert_eq!(report.missing_key_ids, [1].into());
+        assert_eq!(report.unreadable_devices, [a].into());
+        let err = wrong_id.get(a, "k0").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Undecryptable);
+        assert!(err.to_string().contains("key id 1"), "{err}");
+        // Same id, another key: nothing opens, no id is missing.
+        let wrong_key = EncryptedAuthState::new(store.clone(), ring(1, 9));
+        let report = wrong_key.check_keys(10).await.unwrap();
+        assert!(report.opens_none() && report.missing_key_ids.is_empty());
+        // Re-encryption leaves what it cannot open alone.
+        let report = wrong_key.reencrypt(|_| {}).await.unwrap();
+        assert_eq!((report.rewritten, report.unreadable), (0, 2));
+        let right = EncryptedAuthState::new(store, ring(1, 1));
+        assert_eq!(
+            right.get(a, "k0").await.unwrap().as_deref(),
+            Some(&b"v0"[..])
+        );
+    }
+
+    #[tokio::test]
+    async fn reencrypt_leaves_a_value_a_runner_changed_meanwhile() {
+        let store = crate::MemoryStore::new();
+        let (a, fence) = sealed_store(&ring(1, 1), &store, 1).await;
+        let rotated = EncryptedAuthState::new(store.clone(), ring(2, 2).with_old_key(1, [1; 32]));
+        let raw = store.get(a, "k0").await.unwrap().unwrap();
+        // A runner writes between the tool's read and its swap.
+        rotated.put(a, fence, "k0", b"runner's").await.unwrap();
+        let sealed = rotated.keyring().seal(a, "k0", b"v0").unwrap();
+        assert!(!store.replace(a, "k0", &raw, &sealed).await.unwrap());
+        assert_eq!(
+            rotated.get(a, "k0").await.unwrap().as_deref(),
+            Some(&b"runner's"[..])
+        );
+        // Through the wrapper, replace compares plaintexts.
+        assert!(!rotated.replace(a, "k0", b"v0", b"x").await.unwrap());
+        assert!(rotated.replace(a, "k0", b"runner's", b"x").await.unwrap());
+        assert_eq!(
+            rotated.get(a, "k0").await.unwrap().as_deref(),
+            Some(&b"x"[..])
+        );
+    }
+
+    #[test]
+    fn budget_keys_follow_the_current_key() {
+        let phone = wa_pairing_phone::parse("+6281234567890").unwrap();
+        let a = ring(1, 1).budget_keyer().key(&phone);
+        assert_eq!(
+            a,
+            ring(1, 1)
+                .with_old_key(3, [3; 32])
+                .budget_keyer()
+                .key(&phone)
+        );
+        assert_ne!(a, ring(1, 2).budget_keyer().key(&phone));
+        assert!(!format!("{a:?}").contains(a.as_str()));
     }
 
     #[test]

@@ -26,8 +26,15 @@ pub enum ErrorKind {
     Unavailable,
     /// The backend did not answer in time.
     Timeout,
-    /// Stored data could not be read back (tampered, wrong encryption key, unknown format).
+    /// Stored data could not be read back (damaged, unknown format).
     Corrupt,
+    /// Stored auth state is sealed with a key this process does not have (its key id is not
+    /// configured, or the key under that id is not the one it was sealed with). An
+    /// operator's configuration problem, never proof that the session is dead: the value is
+    /// intact and opens where the right key is configured.
+    Undecryptable,
+    /// A limit on what one owner may have was reached (devices per user).
+    QuotaExceeded,
     /// The credentials are wrong or lack a permission.
     PermissionDenied,
     /// The backend is misconfigured (missing table, wrong schema version...).
@@ -49,6 +56,8 @@ impl ErrorKind {
             Self::Unavailable => "unavailable",
             Self::Timeout => "timeout",
             Self::Corrupt => "corrupt",
+            Self::Undecryptable => "undecryptable",
+            Self::QuotaExceeded => "quota_exceeded",
             Self::PermissionDenied => "permission_denied",
             Self::Configuration => "configuration",
             Self::Backend => "backend",

@@ -4,10 +4,11 @@
 mod encrypted;
 mod error;
 mod memory;
+mod stores;
 mod traits;
 mod types;
 
-pub use encrypted::{AUTH_KEYS_ENV, EncryptedAuthState, Keyring};
+pub use encrypted::{AUTH_KEYS_ENV, EncryptedAuthState, KeyReport, Keyring};
 pub use error::{ErrorKind, StoreError, StoreResult};
 #[cfg(feature = "sql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sql")))]
@@ -16,14 +17,16 @@ pub mod sql;
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 
-pub use memory::{BudgetConfig, MAX_AUTH_KEY_BYTES, MemoryStore, check_key};
+pub use memory::{MAX_AUTH_KEY_BYTES, MemoryStore, check_key};
+pub use stores::{Capabilities, Stores, StoresBuilder};
 pub use traits::{
     AuthStateStore, ChangeStream, Clock, CodeCache, DeviceStore, Entry, ManualClock, PairingBudget,
     SystemClock,
 };
 pub use types::{
-    BudgetDecision, Change, ClaimedDevice, ConnectionMethod, Device, DeviceId, DeviceStatus,
-    DeviceUpdate, Fence, Field, Lease, NewDevice, PairingRequest, TransitionError, UserId,
+    BudgetConfig, BudgetDecision, BudgetKey, BudgetKeyer, Change, ClaimRequest, ClaimedDevice,
+    ConnectionMethod, DEFAULT_MAX_DEVICES_PER_USER, Device, DeviceId, DeviceStatus, DeviceUpdate,
+    Fence, Field, Lease, NewDevice, OwnerAction, PairingRequest, TransitionError, UserId,
     validate_device_name,
 };
 

@@ -9,15 +9,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::broadcast;
 use wa_pairing_code::IssuedCode;
-use wa_pairing_phone::PhoneNumber;
 
 use crate::error::{ErrorKind, StoreError, StoreResult};
 use crate::traits::{
     AuthStateStore, ChangeStream, Clock, CodeCache, DeviceStore, Entry, PairingBudget, SystemClock,
 };
 use crate::types::{
-    BudgetDecision, Change, ClaimedDevice, ConnectionMethod, Device, DeviceId, DeviceStatus,
-    DeviceUpdate, Fence, Lease, NewDevice, PairingRequest, UserId, validate_device_name,
+    BudgetConfig, BudgetDecision, BudgetKey, Change, ClaimRequest, ClaimedDevice, ConnectionMethod,
+    DEFAULT_MAX_DEVICES_PER_USER, Device, DeviceId, DeviceStatus, DeviceUpdate, Fence, Lease,
+    NewDevice, OwnerAction, PairingRequest, UserId, validate_device_name,
 };
 
 /// Every store in one process: devices, auth state, the code cache and a pairing budget.
@@ -27,7 +27,7 @@ use crate::types::{
 ///
 /// ```
 /// use std::time::Duration;
-/// use wa_pairing_store::{DeviceStore, MemoryStore, NewDevice, PairingRequest, UserId, DeviceStatus};
+/// use wa_pairing_store::{ClaimRequest, DeviceStore, MemoryStore, NewDevice, PairingRequest, UserId, DeviceStatus};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), wa_pairing_store::StoreError> {
@@ -36,7 +36,7 @@ use crate::types::{
 /// let phone = wa_pairing_phone::parse("0812 3456 7890").unwrap();
 /// store.start_pairing(device.id, PairingRequest::Code { phone }).await?;
 ///
-/// let claimed = store.claim("runner-1", 10, Duration::from_secs(30)).await?;
+/// let claimed = store.claim(&ClaimRequest::new("runner-1", 10, Duration::from_secs(30))).await?;
 /// assert_eq!(claimed.len(), 1);
 /// assert_eq!(claimed[0].device.status, DeviceStatus::Connecting);
 /// # Ok(())
@@ -53,51 +53,30 @@ struct Inner {
     changes: broadcast::Sender<DeviceId>,
 }
 
-#[derive(Default)]
 struct State {
     devices: HashMap<DeviceId, Device>,
     auth: HashMap<DeviceId, BTreeMap<String, Vec<u8>>>,
     codes: HashMap<DeviceId, IssuedCode>,
-    buckets: HashMap<String, Bucket>,
-    budget: BudgetConfig,
+    buckets: HashMap<BudgetKey, Bucket>,
+    max_devices_per_user: usize,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            devices: HashMap::new(),
+            auth: HashMap::new(),
+            codes: HashMap::new(),
+            buckets: HashMap::new(),
+            max_devices_per_user: DEFAULT_MAX_DEVICES_PER_USER,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
     at: DateTime<Utc>,
-}
-
-/// The token bucket of [`MemoryStore`]'s [`PairingBudget`].
-///
-/// # Default
-/// 3 requests per phone number, refilled at one per 200 s (3 per 10 minutes).
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[non_exhaustive]
-pub struct BudgetConfig {
-    /// Requests allowed in a burst.
-    pub capacity: u32,
-    /// Time to earn back one request.
-    pub refill_every: Duration,
-}
-
-impl BudgetConfig {
-    /// `capacity` requests in a burst, one more earned back every `refill_every`.
-    pub const fn new(capacity: u32, refill_every: Duration) -> Self {
-        Self {
-            capacity,
-            refill_every,
-        }
-    }
-}
-
-impl Default for BudgetConfig {
-    fn default() -> Self {
-        Self {
-            capacity: 3,
-            refill_every: Duration::from_secs(200),
-        }
-    }
 }
 
 impl Default for MemoryStore {
@@ -135,10 +114,23 @@ impl MemoryStore {
         }
     }
 
-    /// Sets the pairing budget (shared by every clone).
+    /// Every store of this backend as [`Stores`](crate::Stores): devices, auth state, code
+    /// cache, budget and clock, with a change feed and auth state that goes with its device.
+    pub fn stores(&self) -> crate::StoresBuilder {
+        crate::Stores::builder(self.clone(), self.clone())
+            .code_cache(self.clone())
+            .budget(self.clone())
+            .clock(self.inner.clock.clone())
+            .change_feed(true)
+            .auth_cascade(true)
+    }
+
+    /// At most `n` devices per user (default
+    /// [`DEFAULT_MAX_DEVICES_PER_USER`](crate::DEFAULT_MAX_DEVICES_PER_USER)); shared by every
+    /// clone.
     #[must_use]
-    pub fn with_budget(self, budget: BudgetConfig) -> Self {
-        self.lock().budget = budget;
+    pub fn with_max_devices_per_user(self, n: usize) -> Self {
+        self.lock().max_devices_per_user = n;
         self
     }
 
@@ -159,10 +151,13 @@ impl MemoryStore {
         let _ = self.inner.changes.send(id);
     }
 
+    /// Applies an owner action: checks it ([`OwnerAction::check`]), changes the record, and
+    /// revokes the lease (the holder's next write fails, a runner claims afresh).
     fn owner_action(
         &self,
         id: DeviceId,
-        f: impl FnOnce(&mut Device, DateTime<Utc>) -> StoreResult<()>,
+        action: OwnerAction,
+        f: impl FnOnce(&mut Device) -> StoreResult<()>,
     ) -> StoreResult<Device> {
         let now = self.now();
         let device = {
@@ -171,9 +166,9 @@ impl MemoryStore {
                 .devices
                 .get_mut(&id)
                 .ok_or_else(|| StoreError::not_found(format!("device {id}")))?;
+            action.check(device, now)?;
             let mut next = device.clone();
-            f(&mut next, now)?;
-            // Revoke the lease: the holder's next write fails, a runner claims afresh.
+            f(&mut next)?;
             next.lease_owner = None;
             next.lease_expires_at = None;
             next.lease_fence = Fence(next.lease_fence.0 + 1);
@@ -197,40 +192,23 @@ impl MemoryStore {
     }
 }
 
-fn begin_pairing(
-    device: &mut Device,
-    now: DateTime<Utc>,
-    method: ConnectionMethod,
-    phone: Option<String>,
-) -> StoreResult<()> {
-    if device.status == DeviceStatus::Connected {
-        return Err(device
-            .status
-            .check_transition(DeviceStatus::Connecting)
-            .unwrap_err()
-            .into());
-    }
-    if let Some(until) = device.retry_after.filter(|t| *t > now) {
-        let wait = (until - now).to_std().unwrap_or_default();
-        return Err(StoreError::throttled(
-            format!(
-                "WhatsApp is limiting pairing for this number: try again in {} minutes",
-                wait.as_secs().div_ceil(60)
-            ),
-            Some(wait),
-        ));
-    }
+fn begin_pairing(device: &mut Device, method: ConnectionMethod, phone: Option<String>) {
     device.status = DeviceStatus::Connecting;
     device.connection_method = method;
     if method == ConnectionMethod::Pairing || phone.is_some() {
         device.phone_for_pairing = phone;
     }
+    // A new link replaces the old one: the runner wipes the old state when it pairs.
+    device.phone_number = None;
+    clear_code(device);
+    device.error_message = None;
+    device.retry_after = None;
+}
+
+fn clear_code(device: &mut Device) {
     device.pairing_code = None;
     device.pairing_code_expires_at = None;
     device.qr_code = None;
-    device.error_message = None;
-    device.retry_after = None;
-    Ok(())
 }
 
 fn lease_duration(d: Duration) -> TimeDelta {
@@ -242,27 +220,26 @@ impl DeviceStore for MemoryStore {
     async fn create(&self, new: NewDevice) -> StoreResult<Device> {
         let name = validate_device_name(&new.device_name)?;
         let now = self.now();
-        let device = Device {
-            id: DeviceId::random(),
-            user_id: new.user_id,
-            device_name: name,
-            status: DeviceStatus::Disconnected,
-            connection_method: new.connection_method,
-            phone_for_pairing: None,
-            phone_number: None,
-            pairing_code: None,
-            pairing_code_expires_at: None,
-            qr_code: None,
-            error_message: None,
-            retry_after: None,
-            last_connected_at: None,
-            lease_owner: None,
-            lease_expires_at: None,
-            lease_fence: Fence(0),
-            created_at: now,
-            updated_at: now,
-        };
-        self.lock().devices.insert(device.id, device.clone());
+        let mut device = Device::new_unchecked(
+            DeviceId::random(),
+            new.user_id,
+            name,
+            DeviceStatus::Disconnected,
+            now,
+        );
+        device.connection_method = new.connection_method;
+        {
+            let mut st = self.lock();
+            let owned = st
+                .devices
+                .values()
+                .filter(|d| d.user_id == new.user_id)
+                .count();
+            if owned >= st.max_devices_per_user {
+                return Err(too_many_devices(st.max_devices_per_user));
+            }
+            st.devices.insert(device.id, device.clone());
+        }
         self.announce(device.id);
         Ok(device)
     }
@@ -294,11 +271,14 @@ impl DeviceStore for MemoryStore {
             }
             PairingRequest::Qr => (ConnectionMethod::Qr, None),
         };
-        self.owner_action(id, |d, now| begin_pairing(d, now, method, phone))
+        self.owner_action(id, OwnerAction::StartPairing, |d| {
+            begin_pairing(d, method, phone);
+            Ok(())
+        })
     }
 
     async fn refresh(&self, id: DeviceId) -> StoreResult<Device> {
-        self.owner_action(id, |d, now| {
+        self.owner_action(id, OwnerAction::Refresh, |d| {
             let method = d.connection_method;
             if method == ConnectionMethod::Pairing && d.phone_for_pairing.is_none() {
                 return Err(StoreError::new(
@@ -307,16 +287,33 @@ impl DeviceStore for MemoryStore {
                 ));
             }
             let phone = d.phone_for_pairing.clone();
-            begin_pairing(d, now, method, phone)
+            begin_pairing(d, method, phone);
+            Ok(())
         })
     }
 
-    async fn stop(&self, id: DeviceId) -> StoreResult<Device> {
-        self.owner_action(id, |d, _| {
+    async fn disconnect(&self, id: DeviceId) -> StoreResult<Device> {
+        self.owner_action(id, OwnerAction::Disconnect, |d| {
             d.status = DeviceStatus::Disconnected;
-            d.pairing_code = None;
-            d.pairing_code_expires_at = None;
-            d.qr_code = None;
+            clear_code(d);
+            Ok(())
+        })
+    }
+
+    async fn resume(&self, id: DeviceId) -> StoreResult<Device> {
+        self.owner_action(id, OwnerAction::Resume, |d| {
+            d.status = DeviceStatus::Connected;
+            clear_code(d);
+            d.error_message = None;
+            Ok(())
+        })
+    }
+
+    async fn unlink(&self, id: DeviceId) -> StoreResult<Device> {
+        self.owner_action(id, OwnerAction::Unlink, |d| {
+            d.status = DeviceStatus::Unlinking;
+            clear_code(d);
+            d.error_message = None;
             Ok(())
         })
     }
@@ -334,20 +331,18 @@ impl DeviceStore for MemoryStore {
         Ok(())
     }
 
-    async fn claim(
-        &self,
-        owner: &str,
-        limit: usize,
-        lease_for: Duration,
-    ) -> StoreResult<Vec<ClaimedDevice>> {
+    async fn claim(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedDevice>> {
+        let (owner, limit) = (request.owner.as_str(), request.limit);
         let now = self.now();
-        let expires_at = now + lease_duration(lease_for);
+        let expires_at = now + lease_duration(request.lease_for);
         let claimed = {
             let mut st = self.lock();
             let mut candidates: Vec<&mut Device> = st
                 .devices
                 .values_mut()
-                .filter(|d| d.status.needs_worker() && d.lease_is_free(now))
+                .filter(|d| {
+                    d.status.needs_worker() && d.lease_is_free(now) && !request.skip.contains(&d.id)
+                })
                 .collect();
             // Oldest change first, so no device starves.
             candidates.sort_by(|a, b| a.updated_at.cmp(&b.updated_at).then(a.id.cmp(&b.id)));
@@ -560,6 +555,47 @@ impl AuthStateStore for MemoryStore {
         st.auth.remove(&device);
         Ok(())
     }
+
+    async fn devices(&self, after: Option<DeviceId>, limit: usize) -> StoreResult<Vec<DeviceId>> {
+        let st = self.lock();
+        let mut ids: Vec<DeviceId> = st
+            .auth
+            .iter()
+            .filter(|(id, m)| !m.is_empty() && after.is_none_or(|a| **id > a))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids.truncate(limit);
+        Ok(ids)
+    }
+
+    async fn replace(
+        &self,
+        device: DeviceId,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+    ) -> StoreResult<bool> {
+        check_key(key)?;
+        let mut st = self.lock();
+        match st.auth.get_mut(&device).and_then(|m| m.get_mut(key)) {
+            Some(v) if v.as_slice() == expected => {
+                *v = value.to_vec();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// The refusal of a device over the per-user cap, the same words for every backend.
+fn too_many_devices(max: usize) -> StoreError {
+    StoreError::new(
+        ErrorKind::QuotaExceeded,
+        format!(
+            "this account already has {max} devices, the most allowed: delete one before adding another"
+        ),
+    )
 }
 
 /// Longest auth-state key accepted, in bytes (the same limit for every backend).
@@ -609,19 +645,19 @@ impl CodeCache for MemoryStore {
 
 #[async_trait]
 impl PairingBudget for MemoryStore {
-    async fn try_acquire(&self, phone: &PhoneNumber) -> StoreResult<BudgetDecision> {
+    async fn try_acquire(
+        &self,
+        key: &BudgetKey,
+        cfg: &BudgetConfig,
+    ) -> StoreResult<BudgetDecision> {
         let now = self.now();
         let mut st = self.lock();
-        let cfg = st.budget;
         let per_token = cfg.refill_every.as_secs_f64().max(f64::MIN_POSITIVE);
         let capacity = f64::from(cfg.capacity);
-        let bucket = st
-            .buckets
-            .entry(phone.digits().to_owned())
-            .or_insert(Bucket {
-                tokens: capacity,
-                at: now,
-            });
+        let bucket = st.buckets.entry(key.clone()).or_insert(Bucket {
+            tokens: capacity,
+            at: now,
+        });
         let elapsed = (now - bucket.at).to_std().unwrap_or_default().as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed / per_token).min(capacity);
         bucket.at = now;
@@ -642,46 +678,37 @@ mod tests {
     use super::*;
     use crate::ManualClock;
 
-    fn phone() -> PhoneNumber {
-        wa_pairing_phone::parse("081234567890").unwrap()
+    fn key() -> BudgetKey {
+        crate::BudgetKeyer::new(b"test").key(&wa_pairing_phone::parse("081234567890").unwrap())
     }
 
     #[tokio::test]
-    async fn budget_refills_and_refuses() {
+    async fn budget_refills_on_the_clock() {
         let clock = Arc::new(ManualClock::new(Utc::now()));
-        let store = MemoryStore::with_clock(clock.clone()).with_budget(BudgetConfig {
-            capacity: 2,
-            refill_every: Duration::from_secs(100),
-        });
+        let store = MemoryStore::with_clock(clock.clone());
+        let cfg = BudgetConfig::new(2, Duration::from_secs(100));
+        for _ in 0..2 {
+            assert_eq!(
+                store.try_acquire(&key(), &cfg).await.unwrap(),
+                BudgetDecision::Allowed
+            );
+        }
         assert_eq!(
-            store.try_acquire(&phone()).await.unwrap(),
-            BudgetDecision::Allowed
-        );
-        assert_eq!(
-            store.try_acquire(&phone()).await.unwrap(),
-            BudgetDecision::Allowed
-        );
-        assert_eq!(
-            store.try_acquire(&phone()).await.unwrap(),
+            store.try_acquire(&key(), &cfg).await.unwrap(),
             BudgetDecision::Denied {
                 retry_after: Duration::from_secs(100)
             }
         );
         clock.advance(Duration::from_secs(60));
         assert_eq!(
-            store.try_acquire(&phone()).await.unwrap(),
+            store.try_acquire(&key(), &cfg).await.unwrap(),
             BudgetDecision::Denied {
                 retry_after: Duration::from_secs(40)
             }
         );
         clock.advance(Duration::from_secs(40));
         assert_eq!(
-            store.try_acquire(&phone()).await.unwrap(),
-            BudgetDecision::Allowed
-        );
-        let other = wa_pairing_phone::parse("+447911123456").unwrap();
-        assert_eq!(
-            store.try_acquire(&other).await.unwrap(),
+            store.try_acquire(&key(), &cfg).await.unwrap(),
             BudgetDecision::Allowed
         );
     }
@@ -712,18 +739,13 @@ mod tests {
             .await
             .unwrap();
         store.start_pairing(d.id, PairingRequest::Qr).await.unwrap();
-        let first = store.claim("a", 1, Duration::from_secs(30)).await.unwrap();
+        let req = |owner: &str| ClaimRequest::new(owner, 1, Duration::from_secs(30));
+        let first = store.claim(&req("a")).await.unwrap();
         assert_eq!(first.len(), 1);
         clock.advance(Duration::from_secs(29));
-        assert!(
-            store
-                .claim("b", 1, Duration::from_secs(30))
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(store.claim(&req("b")).await.unwrap().is_empty());
         clock.advance(Duration::from_secs(2));
-        let second = store.claim("b", 1, Duration::from_secs(30)).await.unwrap();
+        let second = store.claim(&req("b")).await.unwrap();
         assert!(second[0].lease.fence > first[0].lease.fence);
     }
 

@@ -34,6 +34,7 @@ pub struct SqlFailure<'a> {
 /// | `WAN01` (ours) | `NotFound` | permanent |
 /// | `WAR01` (ours) | `Throttled` | throttled, the hint's seconds |
 /// | `WAI01` (ours), `22*` | `InvalidInput` | permanent |
+/// | `WAQ01` (ours) | `QuotaExceeded` | permanent |
 /// | `23505` | `Conflict` | permanent |
 /// | `08*`, `53*`, `57P01`-`57P03`, `40001`, `40P01` | `Unavailable` | retry |
 /// | `28*`, `42501` | `PermissionDenied` | permanent |
@@ -67,6 +68,7 @@ pub fn classify(f: &SqlFailure<'_>) -> StoreError {
                 .map(|s| Duration::from_secs_f64(s.max(0.0))),
         ),
         "WAI01" => StoreError::new(ErrorKind::InvalidInput, f.message),
+        "WAQ01" => StoreError::new(ErrorKind::QuotaExceeded, f.message),
         "23505" => StoreError::new(
             ErrorKind::Conflict,
             "the row already exists (unique constraint): use another id",

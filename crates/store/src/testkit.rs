@@ -1,8 +1,9 @@
 //! The conformance suite every backend passes (feature `testkit`).
 //!
 //! **Not a stable API**: it changes with the contract. One public async function per
-//! behaviour; [`conformance_tests!`](crate::conformance_tests) stamps one `#[tokio::test]` per
-//! function into a backend crate's tests:
+//! behaviour, in groups by capability; [`conformance_tests!`](crate::conformance_tests)
+//! stamps one `#[tokio::test]` per behaviour of the groups a backend lists, and nothing
+//! else, so every test that runs checks something:
 //!
 //! ```ignore
 //! // crates/<backend>/tests/conformance.rs
@@ -15,12 +16,26 @@
 //! #   todo!()
 //! }
 //!
-//! wa_pairing_store::conformance_tests!(backend);
+//! wa_pairing_store::conformance_tests!(backend; devices, auth_state, auth_cascade, budget, change_feed);
 //! ```
+//!
+//! | group | behaviours of | list it |
+//! |---|---|---|
+//! | `devices` | [`DeviceStore`] | when the backend stores devices |
+//! | `auth_state` | [`AuthStateStore`](crate::AuthStateStore) | when the backend stores auth state |
+//! | `auth_cascade` | auth state beside the devices: deleted with its device, fenced by the device row | when [`Capabilities::auth_cascade`](crate::Capabilities::auth_cascade) |
+//! | `code_cache` | [`CodeCache`] | when [`Capabilities::code_cache`](crate::Capabilities::code_cache) |
+//! | `budget` | [`PairingBudget`](crate::PairingBudget) | when [`Capabilities::budget`](crate::Capabilities::budget) |
+//! | `change_feed` | [`DeviceStore::subscribe`] | when [`Capabilities::change_feed`](crate::Capabilities::change_feed) |
+//!
+//! The macro also stamps `declared_capabilities`, which fails when the backend's
+//! [`Capabilities`](crate::Capabilities) and the listed groups disagree: a capability is never left untested, and
+//! no group runs against a backend without it.
 //!
 //! Every test runs in its own namespace (a fresh backend from the factory), so `claim` sees
 //! only that test's devices. A factory that cannot reach its server returns [`Skip`]: the
-//! test prints why and passes, unless `WA_PAIRING_TEST_STRICT=1`, where a skip fails.
+//! test writes why to the terminal (past the test harness's output capture) and passes,
+//! unless `WA_PAIRING_TEST_STRICT=1`, where a skip fails.
 
 // Every function here is a test: it reports failure by panicking.
 #![allow(clippy::missing_panics_doc)]
@@ -38,9 +53,10 @@ use wa_pairing_code::{IssuedCode, PairingCode};
 use wa_pairing_phone::PhoneNumber;
 
 use crate::{
-    AuthStateStore, Change, ClaimedDevice, CodeCache, ConnectionMethod, Device, DeviceStatus,
+    AuthStateStore, BudgetConfig, BudgetDecision, BudgetKeyer, Change, ClaimRequest, ClaimedDevice,
+    CodeCache, ConnectionMethod, DEFAULT_MAX_DEVICES_PER_USER, Device, DeviceId, DeviceStatus,
     DeviceStore, DeviceUpdate, ErrorKind, Fence, Lease, NewDevice, PairingRequest, StoreError,
-    UserId,
+    Stores, UserId,
 };
 
 #[doc(hidden)]
@@ -51,63 +67,34 @@ pub const STRICT_ENV: &str = "WA_PAIRING_TEST_STRICT";
 
 type Cleanup = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
-/// One isolated backend for one test.
+/// One isolated backend for one test: its [`Stores`] and how to clean up after.
 pub struct TestBackend {
+    /// The stores under test.
+    pub stores: Stores,
     /// The device store under test.
     pub devices: Arc<dyn DeviceStore>,
     /// The auth-state store under test (paired with `devices` for leases and fences).
     pub auth: Arc<dyn AuthStateStore>,
-    /// The code cache under test, if the backend has one.
-    pub cache: Option<Arc<dyn CodeCache>>,
-    /// Whether `devices.subscribe()` must return a change feed.
-    pub has_change_feed: bool,
-    /// Whether the auth state lives apart from the devices (Redis beside a SQL device store),
-    /// so deleting a device cannot cascade to it.
-    pub separate_auth: bool,
     cleanup: Option<Cleanup>,
 }
 
 impl fmt::Debug for TestBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TestBackend")
-            .field("cache", &self.cache.is_some())
-            .field("has_change_feed", &self.has_change_feed)
+            .field("capabilities", &self.stores.capabilities())
             .finish_non_exhaustive()
     }
 }
 
 impl TestBackend {
-    /// A backend made of these stores, with no code cache and no change feed expected.
-    pub fn new(devices: Arc<dyn DeviceStore>, auth: Arc<dyn AuthStateStore>) -> Self {
+    /// A backend made of these stores.
+    pub fn new(stores: Stores) -> Self {
         Self {
-            devices,
-            auth,
-            cache: None,
-            has_change_feed: false,
-            separate_auth: false,
+            devices: Arc::clone(stores.devices()),
+            auth: Arc::clone(stores.auth_state()),
+            stores,
             cleanup: None,
         }
-    }
-
-    /// Adds the code cache under test.
-    #[must_use]
-    pub fn with_cache(mut self, cache: Arc<dyn CodeCache>) -> Self {
-        self.cache = Some(cache);
-        self
-    }
-
-    /// Declares that the device store pushes changes.
-    #[must_use]
-    pub fn with_change_feed(mut self) -> Self {
-        self.has_change_feed = true;
-        self
-    }
-
-    /// Declares that the auth state is kept apart from the devices (no cascade on delete).
-    #[must_use]
-    pub fn with_separate_auth(mut self) -> Self {
-        self.separate_auth = true;
-        self
     }
 
     /// Runs `cleanup` after the test (drop a database, delete keys...).
@@ -126,6 +113,43 @@ impl TestBackend {
         if let Some(c) = self.cleanup.take() {
             c().await;
         }
+    }
+
+    fn cache(&self) -> &Arc<dyn CodeCache> {
+        self.stores
+            .code_cache()
+            .expect("the code_cache group runs only where a code cache is configured")
+    }
+
+    fn budget(&self) -> Arc<dyn crate::PairingBudget> {
+        self.stores
+            .budget()
+            .expect("the budget group runs only where a budget is configured")
+    }
+}
+
+/// Fails unless the backend's capabilities are exactly those of the `groups` the test crate
+/// stamped (see the module docs); stamped as `declared_capabilities`.
+#[doc(hidden)]
+pub fn check_capabilities(b: &TestBackend, groups: &[&str]) {
+    let caps = b.stores.capabilities();
+    for (group, has) in [
+        ("auth_cascade", caps.auth_cascade),
+        ("code_cache", caps.code_cache),
+        ("budget", caps.budget),
+        ("change_feed", caps.change_feed),
+    ] {
+        assert_eq!(
+            groups.contains(&group),
+            has,
+            "the backend {} the `{group}` capability but conformance_tests! {} its group",
+            if has { "declares" } else { "does not declare" },
+            if groups.contains(&group) {
+                "lists"
+            } else {
+                "does not list"
+            },
+        );
     }
 }
 
@@ -194,33 +218,67 @@ pub fn skip(test: &str, why: &Skip) {
 }
 
 fn skip_with(test: &str, needed: &str, Skip(reason): &Skip, strict: bool) {
+    use std::io::Write as _;
     assert!(
         !strict,
         "{test}: {needed} is required ({STRICT_ENV}=1) but: {reason}"
     );
-    eprintln!("skipped {test}: {reason}");
+    // Straight to the process's standard error, which the test harness does not capture
+    // (it captures `eprintln!`), so a person running the tests sees every skip and why.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {reason} (set {STRICT_ENV}=1 to make this a failure)"
+    );
 }
 
-/// Stamps one `#[tokio::test]` per conformance behaviour into the calling test crate.
+/// Stamps one `#[tokio::test]` per conformance behaviour of the listed groups into the
+/// calling test crate, plus `declared_capabilities` (see the [module docs](crate::testkit)).
 ///
 /// `$factory` is an async function `() -> Result<TestBackend, Skip>` that makes a fresh,
-/// isolated backend for each test.
+/// isolated backend for each test; the groups follow a semicolon. A backend that needs
+/// something CI cannot provide (a hosted project) adds `; ignore = "why"`: its tests are
+/// then reported as ignored, and run with `cargo test -- --ignored` where it is configured.
 #[macro_export]
 macro_rules! conformance_tests {
-    ($factory:path) => {
-        $crate::__conformance_list!($crate::__conformance_test, $factory);
+    ($factory:path; $($group:ident),+ $(,)?) => {
+        $crate::conformance_tests!(@stamp $factory; [$($group),+]; []);
+    };
+    ($factory:path; $($group:ident),+ ; ignore = $reason:literal) => {
+        $crate::conformance_tests!(@stamp $factory; [$($group),+]; [#[ignore = $reason]]);
+    };
+    (@stamp $factory:path; [$($group:ident),+]; $attrs:tt) => {
+        $( $crate::__conformance_group!($group, $factory, $attrs); )+
+        $crate::__conformance_capabilities!($factory, [$(stringify!($group)),+], $attrs);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_capabilities {
+    ($factory:path, [$($group:expr),+], [$($attr:tt)*]) => {
+        #[$crate::testkit::__tokio::test(crate = "wa_pairing_store::testkit::__tokio")]
+        $($attr)*
+        async fn declared_capabilities() {
+            if let Some(backend) =
+                $crate::testkit::setup("declared_capabilities", $factory().await)
+            {
+                $crate::testkit::check_capabilities(&backend, &[$($group),+]);
+                backend.teardown().await;
+            }
+        }
     };
 }
 
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_test {
-    ($factory:path, $name:ident) => {
+    ($factory:path, $name:ident, [$($attr:tt)*]) => {
         #[$crate::testkit::__tokio::test(
             flavor = "multi_thread",
             worker_threads = 4,
             crate = "wa_pairing_store::testkit::__tokio"
         )]
+        $($attr)*
         async fn $name() {
             if let Some(backend) = $crate::testkit::setup(stringify!($name), $factory().await) {
                 $crate::testkit::$name(&backend).await;
@@ -232,41 +290,62 @@ macro_rules! __conformance_test {
 
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __conformance_list {
-    ($m:path, $factory:path) => {
-        $m!($factory, create_and_get);
-        $m!($factory, create_validates_the_name);
-        $m!($factory, unicode_device_names);
-        $m!($factory, get_missing_is_not_found);
-        $m!($factory, list_only_my_devices);
-        $m!($factory, every_transition_allowed_and_refused);
-        $m!($factory, start_pairing_sets_connecting_and_clears);
-        $m!($factory, start_pairing_refused_when_connected);
-        $m!($factory, start_pairing_refused_while_throttled);
-        $m!($factory, owner_actions_revoke_the_lease);
-        $m!($factory, refresh_restarts_pairing);
-        $m!($factory, stop_disconnects_from_any_status);
-        $m!($factory, delete_removes_device_and_auth_state);
-        $m!($factory, claim_takes_only_devices_that_need_work);
-        $m!($factory, claim_honours_the_limit);
-        $m!($factory, concurrent_claimers_never_share);
-        $m!($factory, expired_lease_is_claimable_with_higher_fence);
-        $m!($factory, renew_keeps_and_release_frees);
-        $m!($factory, renew_skips_stale_leases);
-        $m!($factory, stale_fence_is_refused_on_update);
-        $m!($factory, stale_fence_is_refused_on_auth_writes);
-        $m!($factory, update_returns_the_stored_device);
-        $m!($factory, code_cache_put_get_delete);
-        $m!($factory, code_cache_ttl_expiry);
-        $m!($factory, auth_state_binary_round_trip);
-        $m!($factory, auth_state_special_keys);
-        $m!($factory, auth_state_prefix_scan_order);
-        $m!($factory, auth_state_delete_by_prefix);
-        $m!($factory, auth_state_clear);
-        $m!($factory, auth_state_large_values);
-        $m!($factory, auth_state_devices_are_isolated);
-        $m!($factory, concurrent_writes_to_different_devices);
-        $m!($factory, change_feed_announces_changes);
+macro_rules! __conformance_group {
+    (devices, $f:path, $a:tt) => {
+        $crate::__conformance_test!($f, create_and_get, $a);
+        $crate::__conformance_test!($f, create_validates_the_name, $a);
+        $crate::__conformance_test!($f, create_refuses_past_the_device_cap, $a);
+        $crate::__conformance_test!($f, unicode_device_names, $a);
+        $crate::__conformance_test!($f, get_missing_is_not_found, $a);
+        $crate::__conformance_test!($f, list_only_my_devices, $a);
+        $crate::__conformance_test!($f, every_transition_allowed_and_refused, $a);
+        $crate::__conformance_test!($f, start_pairing_sets_connecting_and_clears, $a);
+        $crate::__conformance_test!($f, start_pairing_refused_when_connected, $a);
+        $crate::__conformance_test!($f, start_pairing_refused_while_throttled, $a);
+        $crate::__conformance_test!($f, owner_actions_revoke_the_lease, $a);
+        $crate::__conformance_test!($f, refresh_restarts_pairing, $a);
+        $crate::__conformance_test!($f, disconnect_from_any_status, $a);
+        $crate::__conformance_test!($f, disconnect_keeps_the_link, $a);
+        $crate::__conformance_test!($f, resume_needs_a_linked_device, $a);
+        $crate::__conformance_test!($f, unlink_from_any_status, $a);
+        $crate::__conformance_test!($f, delete_removes_the_device, $a);
+        $crate::__conformance_test!($f, claim_takes_only_devices_that_need_work, $a);
+        $crate::__conformance_test!($f, claim_honours_the_limit, $a);
+        $crate::__conformance_test!($f, claim_skips_what_it_is_told_to, $a);
+        $crate::__conformance_test!($f, concurrent_claimers_never_share, $a);
+        $crate::__conformance_test!($f, expired_lease_is_claimable_with_higher_fence, $a);
+        $crate::__conformance_test!($f, renew_keeps_and_release_frees, $a);
+        $crate::__conformance_test!($f, renew_skips_stale_leases, $a);
+        $crate::__conformance_test!($f, stale_fence_is_refused_on_update, $a);
+        $crate::__conformance_test!($f, update_returns_the_stored_device, $a);
+    };
+    (auth_state, $f:path, $a:tt) => {
+        $crate::__conformance_test!($f, stale_fence_is_refused_on_auth_writes, $a);
+        $crate::__conformance_test!($f, auth_state_binary_round_trip, $a);
+        $crate::__conformance_test!($f, auth_state_special_keys, $a);
+        $crate::__conformance_test!($f, auth_state_prefix_scan_order, $a);
+        $crate::__conformance_test!($f, auth_state_delete_by_prefix, $a);
+        $crate::__conformance_test!($f, auth_state_clear, $a);
+        $crate::__conformance_test!($f, auth_state_large_values, $a);
+        $crate::__conformance_test!($f, auth_state_devices_are_isolated, $a);
+        $crate::__conformance_test!($f, auth_state_put_many_is_all_or_none, $a);
+        $crate::__conformance_test!($f, auth_state_devices_are_listed_in_pages, $a);
+        $crate::__conformance_test!($f, auth_state_replace_is_compare_and_swap, $a);
+        $crate::__conformance_test!($f, concurrent_writes_to_different_devices, $a);
+    };
+    (auth_cascade, $f:path, $a:tt) => {
+        $crate::__conformance_test!($f, delete_removes_the_auth_state, $a);
+        $crate::__conformance_test!($f, owner_actions_fence_off_auth_writes, $a);
+    };
+    (code_cache, $f:path, $a:tt) => {
+        $crate::__conformance_test!($f, code_cache_put_get_delete, $a);
+        $crate::__conformance_test!($f, code_cache_ttl_expiry, $a);
+    };
+    (budget, $f:path, $a:tt) => {
+        $crate::__conformance_test!($f, budget_limits_each_number, $a);
+    };
+    (change_feed, $f:path, $a:tt) => {
+        $crate::__conformance_test!($f, change_feed_announces_changes, $a);
     };
 }
 
@@ -299,16 +378,7 @@ async fn leased(b: &TestBackend, owner: &str) -> ClaimedDevice {
         .start_pairing(d.id, PairingRequest::Code { phone: phone() })
         .await
         .expect("start_pairing");
-    let claimed = b.devices.claim(owner, 100, LONG).await.expect("claim");
-    let mine = claimed
-        .into_iter()
-        .find(|c| c.device.id == d.id)
-        .expect("the new device is claimable");
-    b.auth
-        .adopt_fence(mine.device.id, mine.lease.fence)
-        .await
-        .expect("adopt_fence");
-    mine
+    claim_one(b, owner, d.id).await
 }
 
 /// Polls `check` every 20 ms until it returns `Some` or `within` passes.
@@ -332,12 +402,64 @@ where
 
 /// Brings a freshly leased `connecting` device to `status` with runner writes.
 async fn drive_to(b: &TestBackend, c: &ClaimedDevice, status: DeviceStatus) {
+    assert_ne!(
+        status,
+        DeviceStatus::Unlinking,
+        "only the owner unlinks: use leased_in"
+    );
     if status != DeviceStatus::Connecting {
         b.devices
             .update(&c.lease, DeviceUpdate::status(status))
             .await
             .unwrap_or_else(|e| panic!("connecting -> {status}: {e}"));
     }
+}
+
+/// A device leased by `owner` in `status` (`unlinking` by the owner's action, then claimed).
+async fn leased_in(b: &TestBackend, owner: &str, status: DeviceStatus) -> ClaimedDevice {
+    let c = leased(b, owner).await;
+    if status != DeviceStatus::Unlinking {
+        drive_to(b, &c, status).await;
+        return c;
+    }
+    b.devices.unlink(c.device.id).await.expect("unlink");
+    claim_one(b, owner, c.device.id).await
+}
+
+/// Claims `id` as `owner`, which must be claimable now.
+async fn claim_one(b: &TestBackend, owner: &str, id: DeviceId) -> ClaimedDevice {
+    let claimed = b
+        .devices
+        .claim(&ClaimRequest::new(owner, 100, LONG))
+        .await
+        .expect("claim");
+    let mine = claimed
+        .into_iter()
+        .find(|c| c.device.id == id)
+        .expect("the device is claimable");
+    b.auth
+        .adopt_fence(mine.device.id, mine.lease.fence)
+        .await
+        .expect("adopt_fence");
+    mine
+}
+
+/// A device linked to `6281234567890` (connected, with the number stored), then
+/// disconnected by its owner, with one auth-state value.
+async fn linked_then_disconnected(b: &TestBackend) -> Device {
+    let c = leased(b, "r").await;
+    b.devices
+        .update(
+            &c.lease,
+            DeviceUpdate::status(DeviceStatus::Connected).phone_number("6281234567890"),
+        )
+        .await
+        .unwrap();
+    b.auth
+        .put(c.device.id, c.lease.fence, "identity", b"keys")
+        .await
+        .unwrap();
+    b.devices.disconnect(c.device.id).await.unwrap()
 }
 
 // ----------------------------------------------------------------------------- devices
@@ -383,6 +505,34 @@ pub async fn create_validates_the_name(b: &TestBackend) {
     assert!(b.devices.list_for_user(user).await.unwrap().len() == 1);
 }
 
+/// A user may have at most [`DEFAULT_MAX_DEVICES_PER_USER`] devices; other users are not
+/// affected, and deleting one makes room again.
+pub async fn create_refuses_past_the_device_cap(b: &TestBackend) {
+    let user = UserId::random();
+    let mut made = Vec::new();
+    for i in 0..DEFAULT_MAX_DEVICES_PER_USER {
+        made.push(new_device(b, user, &format!("d{i}")).await);
+    }
+    let err = b
+        .devices
+        .create(NewDevice::new(user, "one too many"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::QuotaExceeded, "{err}");
+    assert!(
+        err.to_string()
+            .contains(&DEFAULT_MAX_DEVICES_PER_USER.to_string()),
+        "{err}"
+    );
+    assert_eq!(
+        b.devices.list_for_user(user).await.unwrap().len(),
+        DEFAULT_MAX_DEVICES_PER_USER
+    );
+    new_device(b, UserId::random(), "someone else's").await;
+    b.devices.delete(made[0].id).await.unwrap();
+    new_device(b, user, "room again").await;
+}
+
 /// Unicode names come back exactly.
 pub async fn unicode_device_names(b: &TestBackend) {
     let user = UserId::random();
@@ -401,7 +551,9 @@ pub async fn unicode_device_names(b: &TestBackend) {
 pub async fn get_missing_is_not_found(b: &TestBackend) {
     let id = crate::DeviceId::random();
     assert_eq!(kind(b.devices.get(id).await), ErrorKind::NotFound);
-    assert_eq!(kind(b.devices.stop(id).await), ErrorKind::NotFound);
+    assert_eq!(kind(b.devices.disconnect(id).await), ErrorKind::NotFound);
+    assert_eq!(kind(b.devices.resume(id).await), ErrorKind::NotFound);
+    assert_eq!(kind(b.devices.unlink(id).await), ErrorKind::NotFound);
     assert_eq!(kind(b.devices.refresh(id).await), ErrorKind::NotFound);
     assert_eq!(
         kind(b.devices.start_pairing(id, PairingRequest::Qr).await),
@@ -446,7 +598,7 @@ pub async fn list_only_my_devices(b: &TestBackend) {
 /// The allowed status changes, written out independently of
 /// [`DeviceStatus::check_transition`] so the suite checks the backend against the spec.
 pub const ALLOWED_TRANSITIONS: &[(DeviceStatus, DeviceStatus)] = {
-    use DeviceStatus::{Connected, Connecting, Disconnected, Failed, WaitingPairing};
+    use DeviceStatus::{Connected, Connecting, Disconnected, Failed, Unlinking, WaitingPairing};
     &[
         (Connecting, Connecting),
         (Connecting, WaitingPairing),
@@ -466,16 +618,17 @@ pub const ALLOWED_TRANSITIONS: &[(DeviceStatus, DeviceStatus)] = {
         (Failed, Failed),
         (Failed, Connecting),
         (Failed, Disconnected),
+        (Unlinking, Unlinking),
+        (Unlinking, Disconnected),
     ]
 };
 
-/// Every one of the 25 status changes is allowed or refused as the spec says, and a refused
-/// change leaves the device as it was.
+/// Every one of the 36 status changes a runner can ask for is allowed or refused as the spec
+/// says, and a refused change leaves the device as it was.
 pub async fn every_transition_allowed_and_refused(b: &TestBackend) {
     for from in DeviceStatus::ALL {
         for to in DeviceStatus::ALL {
-            let c = leased(b, "transitions").await;
-            drive_to(b, &c, from).await;
+            let c = leased_in(b, "transitions", from).await;
             let before = b.devices.get(c.device.id).await.unwrap();
             let result = b.devices.update(&c.lease, DeviceUpdate::status(to)).await;
             if ALLOWED_TRANSITIONS.contains(&(from, to)) {
@@ -530,6 +683,15 @@ pub async fn start_pairing_sets_connecting_and_clears(b: &TestBackend) {
     assert!(d.qr_code.is_none() && d.error_message.is_none() && d.retry_after.is_none());
     assert_eq!(b.devices.get(d.id).await.unwrap(), d);
 
+    // Linking again replaces the old link: the linked number is cleared.
+    let linked = linked_then_disconnected(b).await;
+    let relinked = b
+        .devices
+        .start_pairing(linked.id, PairingRequest::Qr)
+        .await
+        .unwrap();
+    assert_eq!(relinked.phone_number, None);
+
     let qr = b
         .devices
         .start_pairing(d.id, PairingRequest::Qr)
@@ -539,21 +701,28 @@ pub async fn start_pairing_sets_connecting_and_clears(b: &TestBackend) {
     assert_eq!(qr.status, DeviceStatus::Connecting);
 }
 
-/// A connected device cannot start pairing.
+/// A connected device, or one being unlinked, cannot start pairing; a refused action
+/// changes nothing.
 pub async fn start_pairing_refused_when_connected(b: &TestBackend) {
-    let c = leased(b, "r").await;
-    drive_to(b, &c, DeviceStatus::Connected).await;
-    let r = b
-        .devices
-        .start_pairing(c.device.id, PairingRequest::Code { phone: phone() })
-        .await;
-    assert_eq!(kind(r), ErrorKind::InvalidTransition);
-    let d = b.devices.get(c.device.id).await.unwrap();
-    assert_eq!(d.status, DeviceStatus::Connected);
-    assert_eq!(
-        d.lease_fence, c.lease.fence,
-        "a refused action must not revoke the lease"
-    );
+    for status in [DeviceStatus::Connected, DeviceStatus::Unlinking] {
+        let c = leased_in(b, "r", status).await;
+        let r = b
+            .devices
+            .start_pairing(c.device.id, PairingRequest::Code { phone: phone() })
+            .await;
+        assert_eq!(kind(r), ErrorKind::InvalidTransition, "{status}");
+        assert_eq!(
+            kind(b.devices.refresh(c.device.id).await),
+            ErrorKind::InvalidTransition,
+            "{status}"
+        );
+        let d = b.devices.get(c.device.id).await.unwrap();
+        assert_eq!(d.status, status);
+        assert_eq!(
+            d.lease_fence, c.lease.fence,
+            "a refused action must not revoke the lease"
+        );
+    }
 }
 
 /// While `retry_after` lies ahead, starting pairing is refused as throttled.
@@ -589,17 +758,17 @@ pub async fn start_pairing_refused_while_throttled(b: &TestBackend) {
 }
 
 /// Owner actions revoke the current lease: the holder's writes fail with `LeaseLost` and
-/// the device is claimable again with a higher fence.
+/// the device is claimable again (where it needs a worker) with a higher fence.
 pub async fn owner_actions_revoke_the_lease(b: &TestBackend) {
-    for action in ["start_pairing", "refresh", "stop"] {
-        let c = leased(b, "holder").await;
+    for action in ["start_pairing", "refresh", "disconnect", "resume", "unlink"] {
+        let c = if action == "resume" {
+            let d = linked_then_disconnected(b).await;
+            claim_failed(b, d.id).await
+        } else {
+            leased(b, "holder").await
+        };
         let id = c.device.id;
-        let d = match action {
-            "start_pairing" => b.devices.start_pairing(id, PairingRequest::Qr).await,
-            "refresh" => b.devices.refresh(id).await,
-            _ => b.devices.stop(id).await,
-        }
-        .unwrap();
+        let d = owner_act(b, action, id).await.unwrap();
         assert!(d.lease_owner.is_none(), "{action} kept the lease owner");
         assert!(
             d.lease_fence > c.lease.fence,
@@ -610,20 +779,61 @@ pub async fn owner_actions_revoke_the_lease(b: &TestBackend) {
             .update(&c.lease, DeviceUpdate::new().error("x"))
             .await;
         assert_eq!(kind(r), ErrorKind::LeaseLost, "{action}");
-        if !b.separate_auth {
-            // A store apart from the devices learns of the new fence only when the next
-            // holder adopts it (see `stale_fence_is_refused_on_auth_writes`).
-            let r = b.auth.put(id, c.lease.fence, "k", b"v").await;
-            assert_eq!(kind(r), ErrorKind::LeaseLost, "{action}");
-        }
-        if action != "stop" {
-            let again = b.devices.claim("next", 100, LONG).await.unwrap();
+        if action != "disconnect" {
+            let again = b
+                .devices
+                .claim(&ClaimRequest::new("next", 100, LONG))
+                .await
+                .unwrap();
             let mine = again
                 .iter()
                 .find(|x| x.device.id == id)
-                .expect("claimable again");
+                .unwrap_or_else(|| panic!("claimable again after {action}"));
             assert!(mine.lease.fence > d.lease_fence);
         }
+    }
+}
+
+async fn owner_act(b: &TestBackend, action: &str, id: DeviceId) -> Result<Device, StoreError> {
+    match action {
+        "start_pairing" => b.devices.start_pairing(id, PairingRequest::Qr).await,
+        "refresh" => b.devices.refresh(id).await,
+        "disconnect" => b.devices.disconnect(id).await,
+        "resume" => b.devices.resume(id).await,
+        "unlink" => b.devices.unlink(id).await,
+        other => unreachable!("unknown action {other}"),
+    }
+}
+
+/// Resumes a linked, disconnected device, claims it and fails it: a `failed`, linked device
+/// under a fresh lease (so that an owner action has a lease to revoke).
+async fn claim_failed(b: &TestBackend, id: DeviceId) -> ClaimedDevice {
+    b.devices.resume(id).await.unwrap();
+    let c = claim_one(b, "holder", id).await;
+    b.devices
+        .update(&c.lease, DeviceUpdate::status(DeviceStatus::Failed))
+        .await
+        .unwrap();
+    c
+}
+
+/// Where the auth state lives beside the devices, an owner action fences off the holder's
+/// auth-state writes at once.
+pub async fn owner_actions_fence_off_auth_writes(b: &TestBackend) {
+    for action in ["start_pairing", "refresh", "disconnect", "unlink"] {
+        let c = leased(b, "holder").await;
+        b.auth
+            .put(c.device.id, c.lease.fence, "k", b"before")
+            .await
+            .unwrap();
+        owner_act(b, action, c.device.id).await.unwrap();
+        let r = b.auth.put(c.device.id, c.lease.fence, "k", b"after").await;
+        assert_eq!(kind(r), ErrorKind::LeaseLost, "{action}");
+        assert_eq!(
+            b.auth.get(c.device.id, "k").await.unwrap().as_deref(),
+            Some(&b"before"[..]),
+            "{action}"
+        );
     }
 }
 
@@ -647,11 +857,10 @@ pub async fn refresh_restarts_pairing(b: &TestBackend) {
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
 
-/// `stop` works from every status and clears the code.
-pub async fn stop_disconnects_from_any_status(b: &TestBackend) {
+/// `disconnect` works from every status and clears the code.
+pub async fn disconnect_from_any_status(b: &TestBackend) {
     for status in DeviceStatus::ALL {
-        let c = leased(b, "r").await;
-        drive_to(b, &c, status).await;
+        let c = leased_in(b, "r", status).await;
         if status == DeviceStatus::WaitingPairing {
             let code = IssuedCode::new(
                 PairingCode::generate(),
@@ -663,44 +872,151 @@ pub async fn stop_disconnects_from_any_status(b: &TestBackend) {
                 .await
                 .unwrap();
         }
-        let d = b.devices.stop(c.device.id).await.unwrap();
+        let d = b.devices.disconnect(c.device.id).await.unwrap();
         assert_eq!(d.status, DeviceStatus::Disconnected, "from {status}");
         assert!(d.pairing_code.is_none() && d.pairing_code_expires_at.is_none());
-        let again = b.devices.stop(c.device.id).await.unwrap();
+        let again = b.devices.disconnect(c.device.id).await.unwrap();
         assert_eq!(again.status, DeviceStatus::Disconnected);
     }
     let never = new_device(b, UserId::random(), "n").await;
     assert_eq!(
-        b.devices.stop(never.id).await.unwrap().status,
+        b.devices.disconnect(never.id).await.unwrap().status,
         DeviceStatus::Disconnected
     );
 }
 
-/// Deleting a device removes it and its auth state.
-pub async fn delete_removes_device_and_auth_state(b: &TestBackend) {
+/// `disconnect` keeps the link: the linked number and the auth state stay, and `resume`
+/// brings the device back as `connected`, claimable, without pairing.
+pub async fn disconnect_keeps_the_link(b: &TestBackend) {
+    let d = linked_then_disconnected(b).await;
+    assert_eq!(d.status, DeviceStatus::Disconnected);
+    assert_eq!(d.phone_number.as_deref(), Some("6281234567890"));
+    assert_eq!(
+        b.auth.get(d.id, "identity").await.unwrap().as_deref(),
+        Some(&b"keys"[..])
+    );
+    let resumed = b.devices.resume(d.id).await.unwrap();
+    assert_eq!(resumed.status, DeviceStatus::Connected);
+    assert_eq!(resumed.phone_number.as_deref(), Some("6281234567890"));
+    let c = claim_one(b, "r", d.id).await;
+    assert_eq!(c.device.status, DeviceStatus::Connected);
+}
+
+/// `resume` needs a linked device that is not running: a device never linked, one being
+/// paired, one already connected and one being unlinked are refused with words to act on,
+/// and nothing changes.
+pub async fn resume_needs_a_linked_device(b: &TestBackend) {
+    let never = new_device(b, UserId::random(), "never linked").await;
+    let err = b.devices.resume(never.id).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidTransition, "{err}");
+    assert!(err.to_string().contains("start pairing"), "{err}");
+    for status in [
+        DeviceStatus::Connecting,
+        DeviceStatus::WaitingPairing,
+        DeviceStatus::Connected,
+        DeviceStatus::Unlinking,
+    ] {
+        let c = leased_in(b, "r", status).await;
+        let r = b.devices.resume(c.device.id).await;
+        assert_eq!(kind(r), ErrorKind::InvalidTransition, "{status}");
+        let after = b.devices.get(c.device.id).await.unwrap();
+        assert_eq!(after.status, status);
+        assert_eq!(after.lease_fence, c.lease.fence, "{status}");
+    }
+    // A failed device that was linked resumes.
+    let linked = linked_then_disconnected(b).await;
+    let c = claim_failed(b, linked.id).await;
+    assert_eq!(
+        b.devices.resume(c.device.id).await.unwrap().status,
+        DeviceStatus::Connected
+    );
+}
+
+/// `unlink` works from every status: the device becomes `unlinking` (claimable by a runner)
+/// with the code, QR and error cleared; the runner may then only finish it (`disconnected`).
+pub async fn unlink_from_any_status(b: &TestBackend) {
+    for status in DeviceStatus::ALL {
+        let c = leased_in(b, "r", status).await;
+        b.devices
+            .update(&c.lease, DeviceUpdate::new().error("old news"))
+            .await
+            .unwrap();
+        let d = b.devices.unlink(c.device.id).await.unwrap();
+        assert_eq!(d.status, DeviceStatus::Unlinking, "from {status}");
+        assert!(d.error_message.is_none() && d.pairing_code.is_none() && d.qr_code.is_none());
+        let worker = claim_one(b, "unlinker", d.id).await;
+        for refused in [DeviceStatus::Connected, DeviceStatus::Failed] {
+            let r = b
+                .devices
+                .update(&worker.lease, DeviceUpdate::status(refused))
+                .await;
+            assert_eq!(
+                kind(r),
+                ErrorKind::InvalidTransition,
+                "unlinking -> {refused}"
+            );
+        }
+        let done = b
+            .devices
+            .update(
+                &worker.lease,
+                DeviceUpdate::status(DeviceStatus::Disconnected),
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.status, DeviceStatus::Disconnected);
+    }
+}
+
+/// Deleting a device removes it; a second delete is `NotFound`.
+pub async fn delete_removes_the_device(b: &TestBackend) {
     let c = leased(b, "r").await;
+    let id = c.device.id;
+    b.devices.delete(id).await.unwrap();
+    assert_eq!(kind(b.devices.get(id).await), ErrorKind::NotFound);
+    assert_eq!(kind(b.devices.delete(id).await), ErrorKind::NotFound);
+    assert!(
+        b.devices
+            .claim(&ClaimRequest::new("r", 100, LONG))
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.device.id != id)
+    );
+}
+
+/// Where the auth state lives beside the devices, deleting a device removes its auth state.
+pub async fn delete_removes_the_auth_state(b: &TestBackend) {
+    let c = leased(b, "r").await;
+    let other = leased(b, "r").await;
     let id = c.device.id;
     b.auth
         .put(id, c.lease.fence, "identity", b"secret")
         .await
         .unwrap();
+    b.auth
+        .put(other.device.id, other.lease.fence, "identity", b"kept")
+        .await
+        .unwrap();
     b.devices.delete(id).await.unwrap();
-    assert_eq!(kind(b.devices.get(id).await), ErrorKind::NotFound);
-    if b.separate_auth {
-        // The runner wipes auth state itself (logout, fresh pairing); nothing cascades.
-        return;
-    }
     assert!(b.auth.scan_prefix(id, "").await.unwrap().is_empty());
     assert_eq!(b.auth.get(id, "identity").await.unwrap(), None);
+    assert_eq!(
+        b.auth
+            .get(other.device.id, "identity")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"kept"[..])
+    );
 }
 
-/// Only `connecting`, `waiting_pairing` and `connected` devices are claimed.
+/// Only `connecting`, `waiting_pairing`, `connected` and `unlinking` devices are claimed.
 pub async fn claim_takes_only_devices_that_need_work(b: &TestBackend) {
     let mut expected = HashSet::new();
     let mut held = Vec::new();
     for status in DeviceStatus::ALL {
-        let c = leased(b, "setup").await;
-        drive_to(b, &c, status).await;
+        let c = leased_in(b, "setup", status).await;
         if status.needs_worker() {
             expected.insert(c.device.id);
         }
@@ -712,14 +1028,47 @@ pub async fn claim_takes_only_devices_that_need_work(b: &TestBackend) {
     let _never_started = new_device(b, UserId::random(), "idle").await;
     let claimed: HashSet<_> = b
         .devices
-        .claim("worker", 100, LONG)
+        .claim(&ClaimRequest::new("worker", 100, LONG))
         .await
         .unwrap()
         .into_iter()
         .map(|c| c.device.id)
         .collect();
     assert_eq!(claimed, expected);
-    assert_eq!(expected.len(), 3);
+    assert_eq!(expected.len(), 4);
+}
+
+/// A claim never returns the devices it is told to skip; others still claim them.
+pub async fn claim_skips_what_it_is_told_to(b: &TestBackend) {
+    let user = UserId::random();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let d = new_device(b, user, &format!("d{i}")).await;
+        b.devices
+            .start_pairing(d.id, PairingRequest::Qr)
+            .await
+            .unwrap();
+        ids.push(d.id);
+    }
+    let skipped = [ids[0], ids[2]];
+    let got: HashSet<DeviceId> = b
+        .devices
+        .claim(&ClaimRequest::new("picky", 100, LONG).skip(skipped))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.device.id)
+        .collect();
+    assert_eq!(got, HashSet::from([ids[1], ids[3]]));
+    let rest: HashSet<DeviceId> = b
+        .devices
+        .claim(&ClaimRequest::new("other", 100, LONG))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.device.id)
+        .collect();
+    assert_eq!(rest, HashSet::from(skipped));
 }
 
 /// Never more than `limit` per call, and the next call takes the rest.
@@ -732,7 +1081,11 @@ pub async fn claim_honours_the_limit(b: &TestBackend) {
             .await
             .unwrap();
     }
-    let first = b.devices.claim("w", 3, LONG).await.unwrap();
+    let first = b
+        .devices
+        .claim(&ClaimRequest::new("w", 3, LONG))
+        .await
+        .unwrap();
     assert_eq!(first.len(), 3);
     for c in &first {
         assert_eq!(c.lease.owner, "w");
@@ -740,18 +1093,44 @@ pub async fn claim_honours_the_limit(b: &TestBackend) {
         assert_eq!(c.device.lease_fence, c.lease.fence);
         assert!(c.lease.expires_at > Utc::now() + TimeDelta::minutes(30));
     }
-    assert_eq!(b.devices.claim("w", 3, LONG).await.unwrap().len(), 3);
-    assert_eq!(b.devices.claim("w", 3, LONG).await.unwrap().len(), 1);
-    assert!(b.devices.claim("w", 3, LONG).await.unwrap().is_empty());
-    assert!(b.devices.claim("w", 0, LONG).await.unwrap().is_empty());
+    assert_eq!(
+        b.devices
+            .claim(&ClaimRequest::new("w", 3, LONG))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        b.devices
+            .claim(&ClaimRequest::new("w", 3, LONG))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        b.devices
+            .claim(&ClaimRequest::new("w", 3, LONG))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        b.devices
+            .claim(&ClaimRequest::new("w", 0, LONG))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Eight claimers racing over 40 devices never receive the same device, and together take
 /// them all.
 pub async fn concurrent_claimers_never_share(b: &TestBackend) {
-    let user = UserId::random();
     for i in 0..40 {
-        let d = new_device(b, user, &format!("d{i}")).await;
+        // Owners apart: one user may have only so many devices.
+        let d = new_device(b, UserId::random(), &format!("d{i}")).await;
         b.devices
             .start_pairing(d.id, PairingRequest::Qr)
             .await
@@ -763,7 +1142,10 @@ pub async fn concurrent_claimers_never_share(b: &TestBackend) {
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let got = devices.claim(&format!("w{w}"), 3, LONG).await.unwrap();
+                let got = devices
+                    .claim(&ClaimRequest::new(format!("w{w}"), 3, LONG))
+                    .await
+                    .unwrap();
                 if got.is_empty() {
                     return mine;
                 }
@@ -788,10 +1170,18 @@ pub async fn expired_lease_is_claimable_with_higher_fence(b: &TestBackend) {
         .start_pairing(d.id, PairingRequest::Qr)
         .await
         .unwrap();
-    let held = b.devices.claim("a", 10, LONG).await.unwrap();
+    let held = b
+        .devices
+        .claim(&ClaimRequest::new("a", 10, LONG))
+        .await
+        .unwrap();
     assert_eq!(held.len(), 1);
     assert!(
-        b.devices.claim("b", 10, LONG).await.unwrap().is_empty(),
+        b.devices
+            .claim(&ClaimRequest::new("b", 10, LONG))
+            .await
+            .unwrap()
+            .is_empty(),
         "a held lease was taken"
     );
 
@@ -800,10 +1190,18 @@ pub async fn expired_lease_is_claimable_with_higher_fence(b: &TestBackend) {
         .start_pairing(short.id, PairingRequest::Qr)
         .await
         .unwrap();
-    let first = b.devices.claim("a", 10, Duration::ZERO).await.unwrap();
+    let first = b
+        .devices
+        .claim(&ClaimRequest::new("a", 10, Duration::ZERO))
+        .await
+        .unwrap();
     assert_eq!(first.len(), 1);
     let second = eventually(Duration::from_secs(10), "the lapsed lease", || async {
-        let got = b.devices.claim("b", 10, LONG).await.unwrap();
+        let got = b
+            .devices
+            .claim(&ClaimRequest::new("b", 10, LONG))
+            .await
+            .unwrap();
         (!got.is_empty()).then_some(got)
     })
     .await;
@@ -827,7 +1225,7 @@ pub async fn renew_keeps_and_release_frees(b: &TestBackend) {
         .unwrap();
     let c = b
         .devices
-        .claim("a", 1, Duration::from_secs(60))
+        .claim(&ClaimRequest::new("a", 1, Duration::from_secs(60)))
         .await
         .unwrap()
         .remove(0);
@@ -843,13 +1241,23 @@ pub async fn renew_keeps_and_release_frees(b: &TestBackend) {
         b.devices.get(d.id).await.unwrap().lease_expires_at,
         Some(renewed[0].expires_at)
     );
-    assert!(b.devices.claim("b", 10, LONG).await.unwrap().is_empty());
+    assert!(
+        b.devices
+            .claim(&ClaimRequest::new("b", 10, LONG))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(b.devices.release(&renewed[0]).await.unwrap());
     assert!(
         !b.devices.release(&renewed[0]).await.unwrap(),
         "released twice"
     );
-    let again = b.devices.claim("b", 10, LONG).await.unwrap();
+    let again = b
+        .devices
+        .claim(&ClaimRequest::new("b", 10, LONG))
+        .await
+        .unwrap();
     assert_eq!(again.len(), 1);
     assert!(again[0].lease.fence > c.lease.fence);
     assert!(
@@ -865,7 +1273,7 @@ pub async fn renew_keeps_and_release_frees(b: &TestBackend) {
 pub async fn renew_skips_stale_leases(b: &TestBackend) {
     let kept = leased(b, "a").await;
     let lost = leased(b, "a").await;
-    b.devices.stop(lost.device.id).await.unwrap();
+    b.devices.disconnect(lost.device.id).await.unwrap();
     let renewed = b
         .devices
         .renew("a", &[kept.lease.clone(), lost.lease.clone()], LONG)
@@ -927,7 +1335,7 @@ pub async fn stale_fence_is_refused_on_auth_writes(b: &TestBackend) {
         .unwrap();
     let old = b
         .devices
-        .claim("a", 1, Duration::ZERO)
+        .claim(&ClaimRequest::new("a", 1, Duration::ZERO))
         .await
         .unwrap()
         .remove(0);
@@ -937,7 +1345,11 @@ pub async fn stale_fence_is_refused_on_auth_writes(b: &TestBackend) {
         .await
         .unwrap();
     let new = eventually(Duration::from_secs(10), "the lapsed lease", || async {
-        b.devices.claim("b", 1, LONG).await.unwrap().pop()
+        b.devices
+            .claim(&ClaimRequest::new("b", 1, LONG))
+            .await
+            .unwrap()
+            .pop()
     })
     .await;
     b.auth.adopt_fence(d.id, new.lease.fence).await.unwrap();
@@ -1037,10 +1449,7 @@ pub async fn update_returns_the_stored_device(b: &TestBackend) {
 
 /// Put, get, replace and delete a cached code.
 pub async fn code_cache_put_get_delete(b: &TestBackend) {
-    let Some(cache) = &b.cache else {
-        eprintln!("this backend has no code cache");
-        return;
-    };
+    let cache = b.cache();
     let id = crate::DeviceId::random();
     assert_eq!(cache.get(id).await.unwrap(), None);
     let first = IssuedCode::new(
@@ -1069,10 +1478,7 @@ pub async fn code_cache_put_get_delete(b: &TestBackend) {
 
 /// A cached code lives exactly its remaining validity; an expired code is never returned.
 pub async fn code_cache_ttl_expiry(b: &TestBackend) {
-    let Some(cache) = &b.cache else {
-        eprintln!("this backend has no code cache");
-        return;
-    };
+    let cache = b.cache();
     let id = crate::DeviceId::random();
     let expired = IssuedCode::new(
         PairingCode::generate(),
@@ -1313,10 +1719,18 @@ pub async fn auth_state_large_values(b: &TestBackend) {
     assert_eq!(scanned, batch);
 }
 
-/// Nothing of one device is visible from another.
+/// Nothing of one device is visible from another, and a fence of one device does not open
+/// another.
 pub async fn auth_state_devices_are_isolated(b: &TestBackend) {
     let one = leased(b, "a").await;
-    let two = leased(b, "a").await;
+    let mut two = leased(b, "a").await;
+    // Give the second device a higher fence than the first (a released lease claimed again),
+    // so that writing to it with the first's fence is a real test of isolation.
+    while two.lease.fence <= one.lease.fence {
+        assert!(b.devices.release(&two.lease).await.unwrap());
+        two = claim_one(b, "a", two.device.id).await;
+    }
+    assert_ne!(one.lease.fence, two.lease.fence);
     b.auth
         .put(one.device.id, one.lease.fence, "shared-name", b"one")
         .await
@@ -1340,6 +1754,10 @@ pub async fn auth_state_devices_are_isolated(b: &TestBackend) {
         b.auth.get(one.device.id, "shared-name").await.unwrap(),
         Some(b"one".to_vec())
     );
+    // A fence of one device does not open another.
+    let r = b.auth.put(two.device.id, one.lease.fence, "k", b"v").await;
+    assert_eq!(kind(r), ErrorKind::LeaseLost);
+    assert_eq!(b.auth.get(two.device.id, "k").await.unwrap(), None);
     assert_eq!(
         b.auth
             .delete_prefix(two.device.id, two.lease.fence, "")
@@ -1351,11 +1769,80 @@ pub async fn auth_state_devices_are_isolated(b: &TestBackend) {
         b.auth.get(one.device.id, "shared-name").await.unwrap(),
         Some(b"one".to_vec())
     );
-    // A fence of one device does not open another.
-    let r = b.auth.put(two.device.id, one.lease.fence, "k", b"v").await;
-    if one.lease.fence != two.lease.fence {
-        assert_eq!(kind(r), ErrorKind::LeaseLost);
+}
+
+/// `put_many` writes all of a batch or none of it: a batch whose last entry is refused (a
+/// key over 512 bytes) leaves every key as it was.
+pub async fn auth_state_put_many_is_all_or_none(b: &TestBackend) {
+    let c = leased(b, "a").await;
+    let (id, f) = (c.device.id, c.lease.fence);
+    b.auth.put(id, f, "batch/1", b"before").await.unwrap();
+    let batch = vec![
+        ("batch/1".to_owned(), b"after".to_vec()),
+        ("batch/2".to_owned(), b"new".to_vec()),
+        ("k".repeat(513), b"refused".to_vec()),
+    ];
+    let err = b.auth.put_many(id, f, &batch).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert_eq!(
+        b.auth.scan_prefix(id, "").await.unwrap(),
+        vec![("batch/1".to_owned(), b"before".to_vec())]
+    );
+}
+
+/// `devices` lists each device with auth state once, in id order, in pages.
+pub async fn auth_state_devices_are_listed_in_pages(b: &TestBackend) {
+    let mut with_state = Vec::new();
+    for _ in 0..5 {
+        let c = leased(b, "a").await;
+        b.auth
+            .put(c.device.id, c.lease.fence, "k1", b"v")
+            .await
+            .unwrap();
+        b.auth
+            .put(c.device.id, c.lease.fence, "k2", b"v")
+            .await
+            .unwrap();
+        with_state.push(c.device.id);
     }
+    let emptied = leased(b, "a").await;
+    b.auth
+        .put(emptied.device.id, emptied.lease.fence, "k", b"v")
+        .await
+        .unwrap();
+    b.auth
+        .clear(emptied.device.id, emptied.lease.fence)
+        .await
+        .unwrap();
+    let _never_written = leased(b, "a").await;
+    with_state.sort_unstable();
+    let mut listed = Vec::new();
+    let mut after = None;
+    loop {
+        let page = b.auth.devices(after, 2).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(*last);
+        listed.extend(page);
+    }
+    assert_eq!(listed, with_state);
+}
+
+/// `replace` swaps a value only while it is still the expected one.
+pub async fn auth_state_replace_is_compare_and_swap(b: &TestBackend) {
+    let c = leased(b, "a").await;
+    let (id, f) = (c.device.id, c.lease.fence);
+    b.auth.put(id, f, "k", b"one").await.unwrap();
+    assert!(b.auth.replace(id, "k", b"one", b"two").await.unwrap());
+    assert_eq!(b.auth.get(id, "k").await.unwrap(), Some(b"two".to_vec()));
+    assert!(!b.auth.replace(id, "k", b"one", b"three").await.unwrap());
+    assert_eq!(b.auth.get(id, "k").await.unwrap(), Some(b"two".to_vec()));
+    assert!(!b.auth.replace(id, "missing", b"", b"x").await.unwrap());
+    assert_eq!(b.auth.get(id, "missing").await.unwrap(), None);
+    // Works without a lease: after a release, the value is still replaced.
+    b.devices.release(&c.lease).await.unwrap();
+    assert!(b.auth.replace(id, "k", b"two", b"four").await.unwrap());
+    assert_eq!(b.auth.get(id, "k").await.unwrap(), Some(b"four".to_vec()));
 }
 
 /// Writers on different devices at the same time do not disturb each other.
@@ -1406,14 +1893,14 @@ async fn announced(feed: &mut crate::ChangeStream, id: crate::DeviceId) -> bool 
     .unwrap_or(false)
 }
 
-/// Where the backend pushes changes, owner actions and runner writes are announced.
+/// Owner actions and runner writes are announced.
 pub async fn change_feed_announces_changes(b: &TestBackend) {
-    let feed = b.devices.subscribe().await.unwrap();
-    let Some(mut feed) = feed else {
-        assert!(!b.has_change_feed, "the backend promised a change feed");
-        eprintln!("this backend has no change feed");
-        return;
-    };
+    let mut feed = b
+        .devices
+        .subscribe()
+        .await
+        .unwrap()
+        .expect("the backend declares a change feed but subscribe() gave none");
     let d = new_device(b, UserId::random(), "watched").await;
     assert!(announced(&mut feed, d.id).await, "create was not announced");
     b.devices
@@ -1424,14 +1911,56 @@ pub async fn change_feed_announces_changes(b: &TestBackend) {
         announced(&mut feed, d.id).await,
         "start_pairing was not announced"
     );
-    let c = b.devices.claim("a", 10, LONG).await.unwrap().remove(0);
+    let c = b
+        .devices
+        .claim(&ClaimRequest::new("a", 10, LONG))
+        .await
+        .unwrap()
+        .remove(0);
     b.devices
         .update(&c.lease, DeviceUpdate::status(DeviceStatus::WaitingPairing))
         .await
         .unwrap();
     assert!(announced(&mut feed, d.id).await, "update was not announced");
-    b.devices.stop(d.id).await.unwrap();
-    assert!(announced(&mut feed, d.id).await, "stop was not announced");
+    b.devices.disconnect(d.id).await.unwrap();
+    assert!(
+        announced(&mut feed, d.id).await,
+        "disconnect was not announced"
+    );
+    b.devices.unlink(d.id).await.unwrap();
+    assert!(announced(&mut feed, d.id).await, "unlink was not announced");
+}
+
+// ----------------------------------------------------------------------------- budget
+
+/// A budget lets `capacity` requests through per number, then denies with a wait no longer
+/// than one refill; other numbers are counted apart.
+pub async fn budget_limits_each_number(b: &TestBackend) {
+    let budget = b.budget();
+    let keyer = BudgetKeyer::random();
+    let config = BudgetConfig::new(3, Duration::from_secs(200));
+    let one = keyer.key(&phone());
+    let two = keyer.key(&wa_pairing_phone::parse("+447911123456").expect("valid"));
+    for i in 0..3 {
+        assert_eq!(
+            budget.try_acquire(&one, &config).await.unwrap(),
+            BudgetDecision::Allowed,
+            "request {i}"
+        );
+    }
+    match budget.try_acquire(&one, &config).await.unwrap() {
+        BudgetDecision::Denied { retry_after } => {
+            assert!(
+                retry_after > Duration::from_secs(150) && retry_after <= Duration::from_secs(200),
+                "{retry_after:?}"
+            );
+        }
+        other => panic!("the fourth request was {other:?}"),
+    }
+    assert_eq!(
+        budget.try_acquire(&two, &config).await.unwrap(),
+        BudgetDecision::Allowed
+    );
 }
 
 #[cfg(test)]

@@ -10,12 +10,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use wa_pairing_code::IssuedCode;
-use wa_pairing_phone::PhoneNumber;
 
 use crate::error::StoreResult;
 use crate::types::{
-    BudgetDecision, Change, ClaimedDevice, Device, DeviceId, DeviceUpdate, Fence, Lease, NewDevice,
-    PairingRequest, UserId,
+    BudgetConfig, BudgetDecision, BudgetKey, Change, ClaimRequest, ClaimedDevice, Device, DeviceId,
+    DeviceUpdate, Fence, Lease, NewDevice, PairingRequest, UserId,
 };
 
 /// A stream of device changes, from [`DeviceStore::subscribe`].
@@ -46,12 +45,14 @@ pub trait DeviceStore: Send + Sync + 'static {
     /// - Only that user's devices, never another's (test `list_only_my_devices`).
     async fn list_for_user(&self, user: UserId) -> StoreResult<Vec<Device>>;
 
-    /// The owner asks to link the device: sets `connecting`, the method and (for codes) the
-    /// number, and clears any old code, QR, error and retry-after.
+    /// The owner asks to link the device ([`OwnerAction::StartPairing`](crate::OwnerAction)):
+    /// sets `connecting`, the method and (for codes) the number, and clears any old code, QR,
+    /// error, retry-after and linked number.
     ///
     /// # Behavior
-    /// - Allowed from `disconnected`, `failed`, `connecting` and `waiting_pairing` (which
-    ///   restarts pairing); refused for a `connected` device with
+    /// - Allowed as [`OwnerAction::check`](crate::OwnerAction::check) says: from
+    ///   `disconnected`, `failed`, `connecting` and `waiting_pairing` (which restarts
+    ///   pairing); refused for a `connected` or `unlinking` device with
     ///   [`InvalidTransition`](crate::ErrorKind::InvalidTransition)
     ///   (test `start_pairing_sets_connecting_and_clears`), (test `start_pairing_refused_when_connected`).
     /// - Refused with [`Throttled`](crate::ErrorKind::Throttled) while the device's
@@ -69,40 +70,58 @@ pub trait DeviceStore: Send + Sync + 'static {
     ///   ever started (no method and number stored) (test `refresh_restarts_pairing`).
     async fn refresh(&self, id: DeviceId) -> StoreResult<Device>;
 
-    /// The owner stops the device: `disconnected`, code and QR cleared, lease revoked.
+    /// The owner disconnects the device: `disconnected`, code and QR cleared, lease revoked.
+    /// The link stays: [`resume`](Self::resume) brings it back without a code.
     ///
     /// # Behavior
-    /// - Allowed from every status; stopping a stopped device changes nothing else
-    ///   (test `stop_disconnects_from_any_status`).
+    /// - Allowed from every status; disconnecting a disconnected device changes nothing else
+    ///   (test `disconnect_from_any_status`).
+    /// - Keeps the auth state and the linked number (test `disconnect_keeps_the_link`).
     /// - Revokes the lease like [`start_pairing`](Self::start_pairing)
     ///   (test `owner_actions_revoke_the_lease`).
-    async fn stop(&self, id: DeviceId) -> StoreResult<Device>;
+    async fn disconnect(&self, id: DeviceId) -> StoreResult<Device>;
+
+    /// The owner brings a linked, disconnected device back online: `connected`, so that a
+    /// runner logs in again from the stored auth state, without a code.
+    ///
+    /// # Behavior
+    /// - Allowed from `disconnected` and `failed` when the device is linked (its
+    ///   `phone_number` is set); otherwise refused with
+    ///   [`InvalidTransition`](crate::ErrorKind::InvalidTransition) saying what to do
+    ///   (test `resume_needs_a_linked_device`).
+    /// - Clears the code, QR and error; revokes the lease (test `owner_actions_revoke_the_lease`).
+    async fn resume(&self, id: DeviceId) -> StoreResult<Device>;
+
+    /// The owner unlinks the device: `unlinking`, so that a runner removes the companion from
+    /// the WhatsApp account, wipes the auth state and leaves the device `disconnected`.
+    ///
+    /// # Behavior
+    /// - Allowed from every status (test `unlink_from_any_status`).
+    /// - Clears the code, QR and error; revokes the lease (test `owner_actions_revoke_the_lease`).
+    async fn unlink(&self, id: DeviceId) -> StoreResult<Device>;
 
     /// Deletes the device and its auth state.
     ///
     /// # Behavior
-    /// - Afterwards the device is not found and its auth state is gone
-    ///   (test `delete_removes_device_and_auth_state`).
+    /// - Afterwards the device is not found and, where the backend keeps the auth state beside
+    ///   the devices, its auth state is gone (test `delete_removes_device_and_auth_state`).
     /// - Deleting a missing device gives `NotFound`.
     async fn delete(&self, id: DeviceId) -> StoreResult<()>;
 
-    /// Claims up to `limit` devices that need a worker and whose lease is free or lapsed,
-    /// for runner instance `owner`, each for `lease_for`. One call for all work.
+    /// Claims up to `request.limit` devices that need a worker and whose lease is free or
+    /// lapsed, for runner instance `request.owner`, each for `request.lease_for`. One call for
+    /// all work.
     ///
     /// # Behavior
     /// - Only devices whose status [needs a worker](crate::DeviceStatus::needs_worker)
     ///   (test `claim_takes_only_devices_that_need_work`).
-    /// - Never more than `limit` (test `claim_honours_the_limit`).
+    /// - Never more than the limit (test `claim_honours_the_limit`).
+    /// - Never a device listed in `request.skip` (test `claim_skips_what_it_is_told_to`).
     /// - Concurrent claimers never receive the same device (test `concurrent_claimers_never_share`).
     /// - A held, unexpired lease is not claimable; a lapsed one is, with a strictly higher
     ///   fence (test `expired_lease_is_claimable_with_higher_fence`).
     /// - The returned record shows the new lease.
-    async fn claim(
-        &self,
-        owner: &str,
-        limit: usize,
-        lease_for: Duration,
-    ) -> StoreResult<Vec<ClaimedDevice>>;
+    async fn claim(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedDevice>>;
 
     /// Extends the given leases held by `owner` to `lease_for` from now; returns the devices
     /// whose lease is still held (the others are lost).
@@ -213,6 +232,9 @@ pub trait AuthStateStore: Send + Sync + 'static {
     -> StoreResult<()>;
 
     /// Writes many values at once (all or none).
+    ///
+    /// # Behavior
+    /// - A batch with one bad entry writes nothing (test `auth_state_put_many_is_all_or_none`).
     async fn put_many(&self, device: DeviceId, fence: Fence, entries: &[Entry]) -> StoreResult<()>;
 
     /// Deletes one key (missing keys are fine).
@@ -243,14 +265,51 @@ pub trait AuthStateStore: Send + Sync + 'static {
     /// # Behavior
     /// - Afterwards a scan finds nothing; other devices keep theirs (test `auth_state_clear`).
     async fn clear(&self, device: DeviceId, fence: Fence) -> StoreResult<()>;
+
+    /// The devices that have auth state, in id order, starting after `after`, at most
+    /// `limit`: for maintenance that visits every stored value (re-encryption, key checks).
+    ///
+    /// # Behavior
+    /// - Each device with at least one value once, in ascending id order; pages continue
+    ///   where the last one ended (test `auth_state_devices_are_listed_in_pages`).
+    async fn devices(&self, after: Option<DeviceId>, limit: usize) -> StoreResult<Vec<DeviceId>>;
+
+    /// Replaces the value of `key` with `value`, but only while it is still exactly
+    /// `expected`, in one atomic step; returns whether it was replaced.
+    ///
+    /// Carries no fence: it is for maintenance that rewrites a value without changing its
+    /// meaning (re-encryption under a new key) while runners keep writing. A value a runner
+    /// changed or deleted in the meantime is left alone.
+    ///
+    /// # Behavior
+    /// - Replaces only an unchanged value; a changed or missing one is left as it is and
+    ///   `false` is returned (test `auth_state_replace_is_compare_and_swap`).
+    async fn replace(
+        &self,
+        device: DeviceId,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+    ) -> StoreResult<bool>;
 }
 
 /// A per-phone-number budget for pairing-code requests, so one tenant cannot burn
 /// WhatsApp's per-number limit.
+///
+/// Numbers are counted under a [`BudgetKey`] (a keyed hash, never the number), and the
+/// caller gives the budget's shape, so that every backend applies the same policy.
 #[async_trait]
 pub trait PairingBudget: Send + Sync + 'static {
-    /// Spends one request for `phone` if the budget allows it.
-    async fn try_acquire(&self, phone: &PhoneNumber) -> StoreResult<BudgetDecision>;
+    /// Spends one request for `key` if a token bucket of shape `config` allows it.
+    ///
+    /// # Behavior
+    /// - `capacity` requests pass in a burst, the next is denied with the wait until a token
+    ///   is earned back; numbers are counted apart (test `budget_limits_each_number`).
+    async fn try_acquire(
+        &self,
+        key: &BudgetKey,
+        config: &BudgetConfig,
+    ) -> StoreResult<BudgetDecision>;
 }
 
 /// The time source of backends that keep time themselves (the SQL backends use the server's
@@ -317,8 +376,165 @@ impl Clock for ManualClock {
     }
 }
 
-impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
-    fn now(&self) -> DateTime<Utc> {
-        (**self).now()
-    }
+/// Implements the store traits for `Arc<T>` and `Box<T>` by forwarding, so a concrete store
+/// (`Arc<PostgresStore>`), a trait object (`Arc<dyn DeviceStore>`) or a boxed one can be
+/// passed wherever a store is expected, without hand-written wrappers.
+macro_rules! forward_store_traits {
+    ($($ptr:ident),+) => {$(
+        #[async_trait]
+        impl<T: DeviceStore + ?Sized> DeviceStore for $ptr<T> {
+            async fn create(&self, new: NewDevice) -> StoreResult<Device> {
+                (**self).create(new).await
+            }
+            async fn get(&self, id: DeviceId) -> StoreResult<Device> {
+                (**self).get(id).await
+            }
+            async fn list_for_user(&self, user: UserId) -> StoreResult<Vec<Device>> {
+                (**self).list_for_user(user).await
+            }
+            async fn start_pairing(
+                &self,
+                id: DeviceId,
+                request: PairingRequest,
+            ) -> StoreResult<Device> {
+                (**self).start_pairing(id, request).await
+            }
+            async fn refresh(&self, id: DeviceId) -> StoreResult<Device> {
+                (**self).refresh(id).await
+            }
+            async fn disconnect(&self, id: DeviceId) -> StoreResult<Device> {
+                (**self).disconnect(id).await
+            }
+            async fn resume(&self, id: DeviceId) -> StoreResult<Device> {
+                (**self).resume(id).await
+            }
+            async fn unlink(&self, id: DeviceId) -> StoreResult<Device> {
+                (**self).unlink(id).await
+            }
+            async fn delete(&self, id: DeviceId) -> StoreResult<()> {
+                (**self).delete(id).await
+            }
+            async fn claim(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedDevice>> {
+                (**self).claim(request).await
+            }
+            async fn renew(
+                &self,
+                owner: &str,
+                leases: &[Lease],
+                lease_for: Duration,
+            ) -> StoreResult<Vec<Lease>> {
+                (**self).renew(owner, leases, lease_for).await
+            }
+            async fn release(&self, lease: &Lease) -> StoreResult<bool> {
+                (**self).release(lease).await
+            }
+            async fn update(&self, lease: &Lease, update: DeviceUpdate) -> StoreResult<Device> {
+                (**self).update(lease, update).await
+            }
+            async fn subscribe(&self) -> StoreResult<Option<ChangeStream>> {
+                (**self).subscribe().await
+            }
+        }
+
+        #[async_trait]
+        impl<T: CodeCache + ?Sized> CodeCache for $ptr<T> {
+            async fn put(&self, device: DeviceId, code: &IssuedCode) -> StoreResult<()> {
+                (**self).put(device, code).await
+            }
+            async fn get(&self, device: DeviceId) -> StoreResult<Option<IssuedCode>> {
+                (**self).get(device).await
+            }
+            async fn delete(&self, device: DeviceId) -> StoreResult<()> {
+                (**self).delete(device).await
+            }
+        }
+
+        #[async_trait]
+        impl<T: AuthStateStore + ?Sized> AuthStateStore for $ptr<T> {
+            async fn adopt_fence(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
+                (**self).adopt_fence(device, fence).await
+            }
+            async fn get(&self, device: DeviceId, key: &str) -> StoreResult<Option<Vec<u8>>> {
+                (**self).get(device, key).await
+            }
+            async fn put(
+                &self,
+                device: DeviceId,
+                fence: Fence,
+                key: &str,
+                value: &[u8],
+            ) -> StoreResult<()> {
+                (**self).put(device, fence, key, value).await
+            }
+            async fn put_many(
+                &self,
+                device: DeviceId,
+                fence: Fence,
+                entries: &[Entry],
+            ) -> StoreResult<()> {
+                (**self).put_many(device, fence, entries).await
+            }
+            async fn delete(&self, device: DeviceId, fence: Fence, key: &str) -> StoreResult<()> {
+                (**self).delete(device, fence, key).await
+            }
+            async fn delete_many(
+                &self,
+                device: DeviceId,
+                fence: Fence,
+                keys: &[String],
+            ) -> StoreResult<()> {
+                (**self).delete_many(device, fence, keys).await
+            }
+            async fn scan_prefix(&self, device: DeviceId, prefix: &str) -> StoreResult<Vec<Entry>> {
+                (**self).scan_prefix(device, prefix).await
+            }
+            async fn delete_prefix(
+                &self,
+                device: DeviceId,
+                fence: Fence,
+                prefix: &str,
+            ) -> StoreResult<u64> {
+                (**self).delete_prefix(device, fence, prefix).await
+            }
+            async fn clear(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
+                (**self).clear(device, fence).await
+            }
+            async fn devices(
+                &self,
+                after: Option<DeviceId>,
+                limit: usize,
+            ) -> StoreResult<Vec<DeviceId>> {
+                (**self).devices(after, limit).await
+            }
+            async fn replace(
+                &self,
+                device: DeviceId,
+                key: &str,
+                expected: &[u8],
+                value: &[u8],
+            ) -> StoreResult<bool> {
+                (**self).replace(device, key, expected, value).await
+            }
+        }
+
+        #[async_trait]
+        impl<T: PairingBudget + ?Sized> PairingBudget for $ptr<T> {
+            async fn try_acquire(
+                &self,
+                key: &BudgetKey,
+                config: &BudgetConfig,
+            ) -> StoreResult<BudgetDecision> {
+                (**self).try_acquire(key, config).await
+            }
+        }
+
+        impl<C: Clock + ?Sized> Clock for $ptr<C> {
+            fn now(&self) -> DateTime<Utc> {
+                (**self).now()
+            }
+        }
+    )+};
 }
+
+use std::sync::Arc;
+forward_store_traits!(Arc, Box);

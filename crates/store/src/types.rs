@@ -80,9 +80,12 @@ id_type!(
 ///       ▲  │            │  │               │
 ///       │  └──► failed ◄┘  │               ├──► disconnected
 ///       └───────────┴──────┴─── (owner) ───┘
+///
+///   (owner: unlink, from any status) ──► unlinking ──► disconnected
 /// ```
 ///
-/// [`DeviceStatus::check_transition`] is the one place that says which moves are allowed.
+/// [`DeviceStatus::check_transition`] is the one place that says which moves a runner may
+/// make; [`OwnerAction::check`] says which actions the owner may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceStatus {
@@ -97,16 +100,20 @@ pub enum DeviceStatus {
     /// Something went wrong that needs the owner; `error_message` says what, `retry_after`
     /// says when trying again is worth it.
     Failed,
+    /// The owner asked to unlink: a runner removes the companion from the WhatsApp account
+    /// (when it can reach it), wipes the auth state, and the device becomes `disconnected`.
+    Unlinking,
 }
 
 impl DeviceStatus {
     /// Every status.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Connecting,
         Self::WaitingPairing,
         Self::Connected,
         Self::Disconnected,
         Self::Failed,
+        Self::Unlinking,
     ];
 
     /// The value stored in the `status` column.
@@ -117,16 +124,17 @@ impl DeviceStatus {
             Self::Connected => "connected",
             Self::Disconnected => "disconnected",
             Self::Failed => "failed",
+            Self::Unlinking => "unlinking",
         }
     }
 
     /// Whether a runner should hold a device in this status: `connecting` and
-    /// `waiting_pairing` (pairing to do or to re-issue after a restart) and `connected` (a
-    /// session to keep alive).
+    /// `waiting_pairing` (pairing to do or to re-issue after a restart), `connected` (a
+    /// session to keep alive) and `unlinking` (a companion to remove).
     pub const fn needs_worker(self) -> bool {
         matches!(
             self,
-            Self::Connecting | Self::WaitingPairing | Self::Connected
+            Self::Connecting | Self::WaitingPairing | Self::Connected | Self::Unlinking
         )
     }
 
@@ -143,6 +151,9 @@ impl DeviceStatus {
     /// | `connected` | `disconnected`, `failed` |
     /// | `disconnected` | `connecting` |
     /// | `failed` | `connecting`, `disconnected` |
+    /// | `unlinking` | `disconnected` |
+    ///
+    /// Nothing moves to `unlinking` but the owner ([`OwnerAction::Unlink`]).
     ///
     /// ```
     /// use wa_pairing_store::DeviceStatus::*;
@@ -152,14 +163,20 @@ impl DeviceStatus {
     /// assert!(err.to_string().contains("already linked"));
     /// ```
     pub fn check_transition(self, to: Self) -> Result<(), TransitionError> {
-        use DeviceStatus::{Connected, Connecting, Disconnected, Failed, WaitingPairing};
+        use DeviceStatus::{
+            Connected, Connecting, Disconnected, Failed, Unlinking, WaitingPairing,
+        };
         let reason = match (self, to) {
             (a, b) if a == b => return Ok(()),
             (Connecting, WaitingPairing | Connected | Disconnected | Failed)
             | (WaitingPairing, Connecting | Connected | Disconnected | Failed)
             | (Connected, Disconnected | Failed)
             | (Disconnected | Failed, Connecting)
-            | (Failed, Disconnected) => return Ok(()),
+            | (Failed | Unlinking, Disconnected) => return Ok(()),
+            (Unlinking, _) => {
+                "the owner asked to unlink this device; it can only become disconnected"
+            }
+            (_, Unlinking) => "only the owner can ask to unlink a device",
             (Connected, WaitingPairing | Connecting) => {
                 "the device is already linked; disconnect it before linking it again"
             }
@@ -196,7 +213,7 @@ impl FromStr for DeviceStatus {
             .ok_or_else(|| {
                 StoreError::new(
                     ErrorKind::Corrupt,
-                    "unknown device status in storage: expected connecting, waiting_pairing, connected, disconnected or failed",
+                    "unknown device status in storage: expected connecting, waiting_pairing, connected, disconnected, failed or unlinking",
                 )
             })
     }
@@ -212,6 +229,121 @@ pub struct TransitionError {
     pub to: DeviceStatus,
     /// Why, in words a person can act on.
     pub reason: &'static str,
+}
+
+/// What the owner of a device can ask for. [`OwnerAction::check`] is the one place that says
+/// when each is allowed; every backend (and the SQL migrations, for rows end users write
+/// directly) applies the same rules.
+///
+/// | action | allowed from | effect |
+/// |---|---|---|
+/// | `StartPairing` (and `Refresh`) | every status but `connected` and `unlinking`, and not while `retry_after` lies ahead | `connecting`; code, QR, error, retry-after and the linked number cleared |
+/// | `Disconnect` | every status | `disconnected`; code and QR cleared; the link (auth state) is kept |
+/// | `Resume` | `disconnected` or `failed`, when the device is linked (`phone_number` is set) | `connected`: a runner logs in again from the stored state, without a code |
+/// | `Unlink` | every status | `unlinking`: a runner removes the companion from the account and wipes the auth state |
+///
+/// Every action takes the device away from the runner holding it (lease cleared, fence
+/// bumped).
+///
+/// ```
+/// use chrono::Utc;
+/// use wa_pairing_store::{Device, DeviceId, DeviceStatus, OwnerAction, UserId};
+///
+/// let mut d = Device::new_unchecked(DeviceId::random(), UserId::random(), "Shop".into(), DeviceStatus::Disconnected, Utc::now());
+/// // Never linked: nothing to resume.
+/// assert!(OwnerAction::Resume.check(&d, Utc::now()).is_err());
+/// d.phone_number = Some("6281234567890".into());
+/// assert!(OwnerAction::Resume.check(&d, Utc::now()).is_ok());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OwnerAction {
+    /// Link with a code or a QR (a fresh link; any old one is replaced).
+    StartPairing,
+    /// Ask for a fresh code with the stored number and method.
+    Refresh,
+    /// Close the session and keep the link: [`Resume`](Self::Resume) brings it back without a
+    /// code.
+    Disconnect,
+    /// Bring a linked, disconnected device back online from its stored state.
+    Resume,
+    /// Remove the companion from the WhatsApp account and wipe its state.
+    Unlink,
+}
+
+impl OwnerAction {
+    /// The stable name (`start_pairing`, `refresh`, `disconnect`, `resume`, `unlink`), the
+    /// same the SQL functions use.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::StartPairing => "start_pairing",
+            Self::Refresh => "refresh",
+            Self::Disconnect => "disconnect",
+            Self::Resume => "resume",
+            Self::Unlink => "unlink",
+        }
+    }
+
+    /// Says whether the owner may take this action on `device` at `now`, and why not:
+    /// [`InvalidTransition`](ErrorKind::InvalidTransition) with words the owner can act on,
+    /// or [`Throttled`](ErrorKind::Throttled) while WhatsApp's `retry_after` lies ahead.
+    pub fn check(self, device: &Device, now: DateTime<Utc>) -> Result<(), StoreError> {
+        use DeviceStatus::{
+            Connected, Connecting, Disconnected, Failed, Unlinking, WaitingPairing,
+        };
+        let refuse = |to: DeviceStatus, reason: &'static str| -> Result<(), StoreError> {
+            Err(TransitionError {
+                from: device.status,
+                to,
+                reason,
+            }
+            .into())
+        };
+        match (self, device.status) {
+            (Self::StartPairing | Self::Refresh, Connected) => refuse(
+                Connecting,
+                "the device is already linked; disconnect it before linking it again",
+            ),
+            (Self::StartPairing | Self::Refresh, Unlinking) => refuse(
+                Connecting,
+                "the device is being unlinked; wait until it is disconnected, then link it again",
+            ),
+            (Self::StartPairing | Self::Refresh, _) => match device.retry_after {
+                Some(until) if until > now => {
+                    let wait = (until - now).to_std().unwrap_or_default();
+                    Err(StoreError::throttled(
+                        format!(
+                            "WhatsApp is limiting pairing for this number: try again in {} minutes",
+                            wait.as_secs().div_ceil(60)
+                        ),
+                        Some(wait),
+                    ))
+                }
+                _ => Ok(()),
+            },
+            (Self::Disconnect | Self::Unlink, _) => Ok(()),
+            (Self::Resume, Disconnected | Failed) if device.phone_number.is_some() => Ok(()),
+            (Self::Resume, Disconnected | Failed) => refuse(
+                Connected,
+                "the device is not linked: start pairing to link it (a new code)",
+            ),
+            (Self::Resume, Connected) => refuse(Connected, "the device is already connected"),
+            (Self::Resume, Connecting | WaitingPairing) => refuse(
+                Connected,
+                "a pairing is in progress; wait for it to finish or disconnect first",
+            ),
+            (Self::Resume, Unlinking) => refuse(
+                Connected,
+                "the device is being unlinked; link it again once it is disconnected",
+            ),
+        }
+    }
+}
+
+impl fmt::Display for OwnerAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// How the owner links the device.
@@ -413,6 +545,10 @@ pub struct ClaimedDevice {
     pub lease: Lease,
 }
 
+/// How many devices one user may have unless configured otherwise, in every backend (the
+/// SQL migrations read the same default from `wa_pairing_settings`).
+pub const DEFAULT_MAX_DEVICES_PER_USER: usize = 20;
+
 /// What [`DeviceStore::create`](crate::DeviceStore::create) needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -572,6 +708,13 @@ impl DeviceUpdate {
         self
     }
 
+    /// Forgets the linked number (the link is gone: logged out or unlinked).
+    #[must_use]
+    pub fn clear_phone_number(mut self) -> Self {
+        self.phone_number = Some(Field::Clear);
+        self
+    }
+
     /// Shows a pairing code with its expiry.
     #[must_use]
     pub fn pairing_code(mut self, code: IssuedCode) -> Self {
@@ -663,8 +806,163 @@ impl DeviceUpdate {
     }
 }
 
+/// What a runner asks of [`DeviceStore::claim`](crate::DeviceStore::claim).
+///
+/// ```
+/// use std::time::Duration;
+/// use wa_pairing_store::{ClaimRequest, DeviceId};
+///
+/// let unreadable = DeviceId::random();
+/// let request = ClaimRequest::new("runner-a", 25, Duration::from_secs(30)).skip([unreadable]);
+/// assert_eq!(request.skip, [unreadable]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClaimRequest {
+    /// The runner instance claiming (its name in leases).
+    pub owner: String,
+    /// At most this many devices.
+    pub limit: usize,
+    /// How long each lease lasts without renewal.
+    pub lease_for: Duration,
+    /// Devices this instance must not be given (it cannot work on them, for example because
+    /// their auth state was sealed with a key it does not have), so that another instance
+    /// can.
+    pub skip: Vec<DeviceId>,
+}
+
+impl ClaimRequest {
+    /// Up to `limit` devices for `owner`, each leased for `lease_for`.
+    pub fn new(owner: impl Into<String>, limit: usize, lease_for: Duration) -> Self {
+        Self {
+            owner: owner.into(),
+            limit,
+            lease_for,
+            skip: Vec::new(),
+        }
+    }
+
+    /// Never returns these devices.
+    #[must_use]
+    pub fn skip(mut self, ids: impl IntoIterator<Item = DeviceId>) -> Self {
+        self.skip.extend(ids);
+        self
+    }
+}
+
+/// The key a [`PairingBudget`](crate::PairingBudget) counts a phone number under: a keyed
+/// hash (HMAC-SHA256) of the number, so that no budget record reveals the number, and
+/// nobody without the secret can tell which number a record belongs to by hashing
+/// candidates. Made by a [`BudgetKeyer`].
+///
+/// `Debug` shows only the first characters.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct BudgetKey(String);
+
+impl BudgetKey {
+    /// The key as 32 lower-case hex characters.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for BudgetKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BudgetKey({}…)", &self.0[..6.min(self.0.len())])
+    }
+}
+
+/// Turns phone numbers into [`BudgetKey`]s with a secret.
+///
+/// Every instance that shares a budget must use the same secret: derive it from the
+/// auth-state keys with [`Keyring::budget_keyer`](crate::Keyring::budget_keyer), or give one
+/// with [`BudgetKeyer::new`]. `Debug` never shows the secret.
+///
+/// ```
+/// use wa_pairing_store::BudgetKeyer;
+///
+/// let keyer = BudgetKeyer::new(b"a secret shared by every instance");
+/// let phone = wa_pairing_phone::parse("+62 812 3456 7890").unwrap();
+/// let key = keyer.key(&phone);
+/// assert_eq!(key.as_str().len(), 32);
+/// assert!(!key.as_str().contains("6281234567890"));
+/// assert_eq!(key, BudgetKeyer::new(b"a secret shared by every instance").key(&phone));
+/// assert_ne!(key, BudgetKeyer::new(b"another secret").key(&phone));
+/// ```
+#[derive(Clone)]
+pub struct BudgetKeyer {
+    secret: std::sync::Arc<zeroize::Zeroizing<Vec<u8>>>,
+}
+
+impl BudgetKeyer {
+    /// A keyer with this secret.
+    pub fn new(secret: &[u8]) -> Self {
+        Self {
+            secret: std::sync::Arc::new(zeroize::Zeroizing::new(secret.to_vec())),
+        }
+    }
+
+    /// A keyer with a random secret: budgets are then private to this process (enough for
+    /// one instance, or for tests).
+    pub fn random() -> Self {
+        let secret: [u8; 32] = rand::random();
+        Self::new(&secret)
+    }
+
+    /// The budget key of `phone`.
+    pub fn key(&self, phone: &PhoneNumber) -> BudgetKey {
+        use hmac::{KeyInit as _, Mac as _};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.secret)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"wa-pairing budget v1\0");
+        mac.update(phone.digits().as_bytes());
+        let digest = mac.finalize().into_bytes();
+        BudgetKey(hex::encode(&digest[..16]))
+    }
+}
+
+impl fmt::Debug for BudgetKeyer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BudgetKeyer(<secret>)")
+    }
+}
+
+/// The shape of the per-number pairing budget: a token bucket.
+///
+/// # Default
+/// 3 requests per phone number in a burst, one more earned back every 200 s (3 per 10
+/// minutes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct BudgetConfig {
+    /// Requests allowed in a burst.
+    pub capacity: u32,
+    /// Time to earn back one request.
+    pub refill_every: Duration,
+}
+
+impl BudgetConfig {
+    /// `capacity` requests in a burst, one more earned back every `refill_every`.
+    pub const fn new(capacity: u32, refill_every: Duration) -> Self {
+        Self {
+            capacity,
+            refill_every,
+        }
+    }
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 3,
+            refill_every: Duration::from_secs(200),
+        }
+    }
+}
+
 /// What a pairing budget answers before a code request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BudgetDecision {
     /// Go ahead; one unit of budget was spent.
     Allowed,
@@ -673,6 +971,16 @@ pub enum BudgetDecision {
         /// How long until a request will be allowed.
         retry_after: Duration,
     },
+}
+
+impl BudgetDecision {
+    /// How long to wait when the request was denied; `None` when it was allowed.
+    pub const fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Allowed => None,
+            Self::Denied { retry_after } => Some(*retry_after),
+        }
+    }
 }
 
 /// A change to a device, from a store's change feed.

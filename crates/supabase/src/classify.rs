@@ -1,10 +1,10 @@
 //! PostgREST answers and transport failures as [`StoreError`]s.
 //!
-//! The `postgrest` crate returns every HTTP status as success, so each response goes through
-//! [`from_status`]. PostgREST's error body is `{"code", "message", "details", "hint"}`
-//! (PostgREST docs, "Errors"); `code` is either a PostgreSQL SQLSTATE (classified by
-//! [`wa_pairing_store::sql::classify`], the same table as the PostgreSQL backend) or one of
-//! PostgREST's own `PGRST...` codes.
+//! The `postgrest` crate returns every HTTP status as success, and the client follows no
+//! redirects, so each response, a 3xx included, goes through [`from_status`]. PostgREST's
+//! error body is `{"code", "message", "details", "hint"}` (PostgREST docs, "Errors");
+//! `code` is either a PostgreSQL SQLSTATE (classified by [`wa_pairing_store::sql::classify`],
+//! the same table as the PostgreSQL backend) or one of PostgREST's own `PGRST...` codes.
 
 use std::time::Duration;
 
@@ -20,6 +20,9 @@ struct Body {
     message: Option<String>,
     hint: Option<String>,
 }
+
+/// What a 3xx answer means for this client.
+const REDIRECTED: &str = "Supabase answered with a redirect to another location; check SUPABASE_URL (use the project URL https://<ref>.supabase.co)";
 
 fn is_sqlstate(code: &str) -> bool {
     code.len() == 5 && code.bytes().all(|b| b.is_ascii_alphanumeric())
@@ -38,6 +41,14 @@ pub(crate) fn from_status(status: u16, body: &str, retry_after: Option<&str>) ->
         }
     };
 
+    if (300..400).contains(&status) {
+        // Not followed (the client has no redirect policy), so the key went nowhere else;
+        // the `Location` is not echoed.
+        return StoreError::new(
+            ErrorKind::Configuration,
+            format!("{REDIRECTED} (HTTP {status}, not followed)"),
+        );
+    }
     if status == 401 || matches!(code, "PGRST300" | "PGRST301" | "PGRST302" | "PGRST303") {
         return StoreError::new(
             ErrorKind::PermissionDenied,
@@ -183,11 +194,29 @@ mod tests {
             (404, "", ErrorKind::Configuration, false),
             (400, "PGRST100", ErrorKind::Backend, false),
             (418, "", ErrorKind::Backend, false),
+            (307, "", ErrorKind::Configuration, false),
+            (301, "", ErrorKind::Configuration, false),
         ];
         for (status, code, kind, retry) in cases {
             let e = from_status(*status, &body(code, "msg"), None);
             assert_eq!(e.kind(), *kind, "{status} {code}");
             assert_eq!(e.verdict().is_retryable(), *retry, "{status} {code}");
+        }
+    }
+
+    #[test]
+    fn a_redirect_is_a_permanent_configuration_error() {
+        for status in [300, 301, 302, 303, 307, 308] {
+            let e = from_status(status, "", None);
+            assert_eq!(e.kind(), ErrorKind::Configuration, "{status}");
+            assert!(!e.verdict().is_retryable(), "{status}");
+            assert!(
+                e.message().starts_with(
+                    "Supabase answered with a redirect to another location; check SUPABASE_URL (use the project URL https://<ref>.supabase.co)"
+                ),
+                "{e}"
+            );
+            assert!(e.message().contains(&status.to_string()), "{e}");
         }
     }
 

@@ -71,9 +71,20 @@ impl SupabaseConfig {
     ///
     /// # Errors
     ///
-    /// `Configuration`, saying what to fix, when the URL is not an `http(s)` URL, or the key
-    /// is empty, cannot travel in a header, is a publishable key, or is a JWT for another
-    /// role than `service_role`.
+    /// `Configuration`, saying what to fix, when the URL is not an `https` URL (plain
+    /// `http` is accepted only for this machine: `localhost`, `127.0.0.0/8`, `::1`, as the
+    /// local Supabase CLI serves), or the key is empty, cannot travel in a header, is a
+    /// publishable key, or is a JWT for another role than `service_role`.
+    ///
+    /// ```
+    /// use wa_pairing_supabase::SupabaseConfig;
+    ///
+    /// // The local Supabase CLI: plain HTTP on this machine is fine.
+    /// assert!(SupabaseConfig::new("http://127.0.0.1:54321", "sb_secret_x").is_ok());
+    /// // Anywhere else the key would cross the network in clear text.
+    /// let refused = SupabaseConfig::new("http://abcd.supabase.co", "sb_secret_x").unwrap_err();
+    /// assert!(refused.message().contains("use https://"));
+    /// ```
     pub fn new(url: impl AsRef<str>, key: impl Into<String>) -> StoreResult<Self> {
         let rest_url = rest_url(url.as_ref())?;
         let key = key.into().trim().to_owned();
@@ -155,11 +166,32 @@ fn rest_url(raw: &str) -> StoreResult<String> {
             "SUPABASE_URL must be the bare project URL, without credentials or a query: https://<project-ref>.supabase.co",
         ));
     }
+    if url.scheme() == "http" && !is_loopback(&url) {
+        return Err(config_error(
+            "SUPABASE_URL uses plain http:// for a host that is not this machine, which would send the service key unencrypted: use https://<project-ref>.supabase.co (http:// is accepted only for 127.0.0.1, ::1 and localhost)",
+        ));
+    }
     let mut s = url.as_str().trim_end_matches('/').to_owned();
     if !s.ends_with("/rest/v1") {
         s.push_str("/rest/v1");
     }
     Ok(s)
+}
+
+/// Whether `url` names this machine: `localhost`, 127.0.0.0/8 or `::1`, where plain HTTP
+/// never crosses a network (the local Supabase CLI and tests).
+fn is_loopback(url: &reqwest::Url) -> bool {
+    // The parser has already normalised the host: names lowercased, IPv4 in dotted form,
+    // IPv6 in brackets.
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn key_kind(key: &str) -> StoreResult<KeyKind> {
@@ -206,6 +238,7 @@ fn key_kind(key: &str) -> StoreResult<KeyKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wa_pairing_retry::Classify as _;
 
     fn jwt(role: &str) -> String {
         let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
@@ -243,6 +276,46 @@ mod tests {
             let e = SupabaseConfig::new(bad, "sb_secret_x").unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Configuration, "{bad}");
             assert!(e.message().contains("SUPABASE_URL"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn plain_http_is_refused_except_on_this_machine() {
+        for local in [
+            "http://127.0.0.1:54321",
+            "http://127.8.9.10:8000/rest/v1",
+            "http://[::1]:54321",
+            "http://localhost:54321",
+            "http://LOCALHOST",
+            "https://abc.supabase.co",
+            "https://10.0.0.5:8443",
+        ] {
+            assert!(
+                SupabaseConfig::new(local, "sb_secret_x").is_ok(),
+                "{local} should be allowed"
+            );
+        }
+        for remote in [
+            "http://abc.supabase.co",
+            "http://abc.supabase.co:80/rest/v1",
+            "http://10.0.0.5:8000",
+            "http://192.168.1.2",
+            "http://[2001:db8::1]:8000",
+            "http://[::ffff:127.0.0.1]",
+            "http://localhost.example.com",
+            "http://kong:8000",
+            "http://0.0.0.0:54321",
+        ] {
+            let e = SupabaseConfig::new(remote, "sb_secret_TOPSECRET").unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Configuration, "{remote}");
+            assert!(!e.verdict().is_retryable(), "{remote}");
+            let m = e.message();
+            assert!(m.contains("SUPABASE_URL"), "{remote}: {e}");
+            assert!(
+                m.contains("https://<project-ref>.supabase.co"),
+                "{remote}: {e}"
+            );
+            assert!(!m.contains("TOPSECRET"), "{remote}: {e}");
         }
     }
 

@@ -10,9 +10,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use wa_pairing_store::sql::{DEVICE_COLUMNS, update_patch};
 use wa_pairing_store::{
-    AuthStateStore, ChangeStream, ClaimedDevice, Device, DeviceId, DeviceStore, DeviceUpdate,
-    Entry, ErrorKind, Fence, Lease, NewDevice, PairingRequest, StoreError, StoreResult, UserId,
-    check_key, validate_device_name,
+    AuthStateStore, BudgetConfig, BudgetDecision, BudgetKey, ChangeStream, ClaimRequest,
+    ClaimedDevice, Device, DeviceId, DeviceStore, DeviceUpdate, Entry, ErrorKind, Fence, Lease,
+    NewDevice, PairingBudget, PairingRequest, StoreError, StoreResult, Stores, StoresBuilder,
+    UserId, check_key, validate_device_name,
 };
 
 use crate::classify::{from_status, from_transport, unreadable};
@@ -24,6 +25,9 @@ use crate::config::{KeyKind, SupabaseConfig};
 ///
 /// There is no change feed (PostgREST cannot push), so the runner polls: leave its claim
 /// interval at a few seconds. Cheap to clone.
+///
+/// The key goes only to [`SupabaseConfig::rest_url`]: redirects are never followed, and a
+/// 3xx answer is a permanent `Configuration` error saying to check `SUPABASE_URL`.
 ///
 /// ```no_run
 /// use wa_pairing_supabase::{SupabaseConfig, SupabaseStore};
@@ -105,6 +109,16 @@ impl SupabaseStore {
     /// # Errors
     ///
     /// `Configuration` when the HTTP client cannot be built (no TLS roots).
+    /// Every store of this backend as [`Stores`]: devices, auth state (deleted with its
+    /// device) and the durable budget floor; no change feed (the runner polls). Add a code
+    /// cache and keys before [`build`](StoresBuilder::build).
+    pub fn stores(&self) -> StoresBuilder {
+        Stores::builder(self.clone(), self.clone())
+            .budget(self.clone())
+            .auth_cascade(true)
+    }
+
+    /// A store for `config`.
     pub fn new(config: SupabaseConfig) -> StoreResult<Self> {
         let mut headers = HeaderMap::new();
         let key = HeaderValue::from_str(config.key()).map_err(|_| {
@@ -127,7 +141,11 @@ impl SupabaseStore {
         for value in headers.values_mut() {
             value.set_sensitive(true);
         }
+        // Never follow a redirect: reqwest would resend `apikey` to wherever the `Location`
+        // points (it strips only `Authorization` and cookies, and only across hosts). A 3xx
+        // comes back as an answer, and `from_status` reports it as a configuration error.
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)
             .user_agent(concat!("wa-pairing-supabase/", env!("CARGO_PKG_VERSION")))
@@ -150,6 +168,9 @@ impl SupabaseStore {
         &self.config
     }
 
+    // Every request goes through `Builder::new` with `self.http`, the client that follows no
+    // redirects; `postgrest::Postgrest::new` would build its own client that does, so it is
+    // not used.
     fn table(&self, table: &str) -> Builder {
         Builder::new(
             format!("{}/{table}", self.config.rest_url()),
@@ -303,8 +324,18 @@ impl DeviceStore for SupabaseStore {
             .await
     }
 
-    async fn stop(&self, id: DeviceId) -> StoreResult<Device> {
-        self.device_rpc("stop", "wa_stop_device", &json!({"p_device_id": id}))
+    async fn disconnect(&self, id: DeviceId) -> StoreResult<Device> {
+        self.device_rpc("disconnect", "wa_stop_device", &json!({"p_device_id": id}))
+            .await
+    }
+
+    async fn resume(&self, id: DeviceId) -> StoreResult<Device> {
+        self.device_rpc("resume", "wa_resume_device", &json!({"p_device_id": id}))
+            .await
+    }
+
+    async fn unlink(&self, id: DeviceId) -> StoreResult<Device> {
+        self.device_rpc("unlink", "wa_unlink_device", &json!({"p_device_id": id}))
             .await
     }
 
@@ -324,19 +355,16 @@ impl DeviceStore for SupabaseStore {
         Ok(())
     }
 
-    async fn claim(
-        &self,
-        owner: &str,
-        limit: usize,
-        lease_for: Duration,
-    ) -> StoreResult<Vec<ClaimedDevice>> {
-        if limit == 0 {
+    async fn claim(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedDevice>> {
+        if request.limit == 0 {
             return Ok(Vec::new());
         }
+        let owner = request.owner.as_str();
         let params = json!({
             "p_owner": owner,
-            "p_limit": i32::try_from(limit).unwrap_or(i32::MAX),
-            "p_lease_seconds": lease_for.as_secs_f64(),
+            "p_limit": i32::try_from(request.limit).unwrap_or(i32::MAX),
+            "p_lease_seconds": request.lease_for.as_secs_f64(),
+            "p_skip": request.skip,
         });
         let rows: Vec<Value> = self
             .send_as(
@@ -511,6 +539,58 @@ impl AuthStateStore for SupabaseStore {
         self.send("auth clear", self.rpc("wa_auth_clear", &params))
             .await?;
         Ok(())
+    }
+
+    async fn devices(&self, after: Option<DeviceId>, limit: usize) -> StoreResult<Vec<DeviceId>> {
+        let params = json!({
+            "p_after": after,
+            "p_limit": i32::try_from(limit).unwrap_or(i32::MAX),
+        });
+        self.send_as("auth devices", self.rpc("wa_auth_devices", &params))
+            .await
+    }
+
+    async fn replace(
+        &self,
+        device: DeviceId,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+    ) -> StoreResult<bool> {
+        check_key(key)?;
+        let params = json!({
+            "p_device_id": device,
+            "p_key": key,
+            "p_expected": bytea(expected),
+            "p_value": bytea(value),
+        });
+        self.send_as("auth replace", self.rpc("wa_auth_replace", &params))
+            .await
+    }
+}
+
+/// The durable budget floor, through the same SQL function the PostgreSQL store calls.
+#[async_trait]
+impl PairingBudget for SupabaseStore {
+    async fn try_acquire(
+        &self,
+        key: &BudgetKey,
+        config: &BudgetConfig,
+    ) -> StoreResult<BudgetDecision> {
+        let params = json!({
+            "p_key": key.as_str(),
+            "p_capacity": i32::try_from(config.capacity).unwrap_or(i32::MAX),
+            "p_refill_seconds": config.refill_every.as_secs_f64(),
+        });
+        let wait: Option<f64> = self
+            .send_as("budget", self.rpc("wa_budget_acquire", &params))
+            .await?;
+        Ok(match wait {
+            None => BudgetDecision::Allowed,
+            Some(secs) => BudgetDecision::Denied {
+                retry_after: Duration::from_secs_f64(secs.max(0.0)),
+            },
+        })
     }
 }
 

@@ -11,8 +11,9 @@ use serde_json::{Value, json};
 use wa_pairing_store::retry::Classify as _;
 use wa_pairing_store::sql::DEVICE_COLUMNS;
 use wa_pairing_store::{
-    AuthStateStore, DeviceId, DeviceStatus, DeviceStore, DeviceUpdate, ErrorKind, Fence, Lease,
-    NewDevice, PairingRequest, UserId,
+    AuthStateStore, BudgetConfig, BudgetDecision, BudgetKeyer, ClaimRequest, DeviceId,
+    DeviceStatus, DeviceStore, DeviceUpdate, ErrorKind, Fence, Lease, NewDevice, PairingBudget,
+    PairingRequest, UserId,
 };
 use wa_pairing_supabase::{SupabaseConfig, SupabaseStore};
 use wiremock::matchers::{body_json, header, method, path, query_param};
@@ -20,6 +21,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const SECRET: &str = "sb_secret_contract_test_key";
 const DEVICE: &str = "6f1c1c3e-8f7a-4c55-9c1e-3b2f0a9d8e11";
+const SKIPPED: &str = "0b7d4f4e-2c1a-4c55-9c1e-3b2f0a9d8e12";
 const USER: &str = "0b9d6a0e-2a43-4c3e-9a57-5f1b2f0c7d22";
 
 fn store_for(server: &MockServer, key: &str) -> SupabaseStore {
@@ -198,6 +200,18 @@ async fn owner_actions_call_their_functions() {
         .expect(1)
         .mount(&server)
         .await;
+    rpc("wa_resume_device")
+        .and(body_json(json!({"p_device_id": DEVICE})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(row("connected")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    rpc("wa_unlink_device")
+        .and(body_json(json!({"p_device_id": DEVICE})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(row("unlinking")))
+        .expect(1)
+        .mount(&server)
+        .await;
     let s = store(&server);
     let phone = wa_pairing_phone::parse("0812-3456-7890").unwrap();
     let d = s
@@ -208,8 +222,16 @@ async fn owner_actions_call_their_functions() {
     s.start_pairing(id(), PairingRequest::Qr).await.unwrap();
     s.refresh(id()).await.unwrap();
     assert_eq!(
-        s.stop(id()).await.unwrap().status,
+        s.disconnect(id()).await.unwrap().status,
         DeviceStatus::Disconnected
+    );
+    assert_eq!(
+        s.resume(id()).await.unwrap().status,
+        DeviceStatus::Connected
+    );
+    assert_eq!(
+        s.unlink(id()).await.unwrap().status,
+        DeviceStatus::Unlinking
     );
 }
 
@@ -244,7 +266,7 @@ async fn claim_renew_and_release_go_through_the_lease_functions() {
     rpc("wa_claim_devices")
         .and(query_param("select", DEVICE_COLUMNS))
         .and(body_json(
-            json!({"p_owner": "runner-1", "p_limit": 25, "p_lease_seconds": 30.0}),
+            json!({"p_owner": "runner-1", "p_limit": 25, "p_lease_seconds": 30.0, "p_skip": [SKIPPED]}),
         ))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!([row("connecting")])))
         .expect(1)
@@ -270,7 +292,10 @@ async fn claim_renew_and_release_go_through_the_lease_functions() {
         .await;
     let s = store(&server);
     let claimed = s
-        .claim("runner-1", 25, Duration::from_secs(30))
+        .claim(
+            &ClaimRequest::new("runner-1", 25, Duration::from_secs(30))
+                .skip([SKIPPED.parse::<DeviceId>().unwrap()]),
+        )
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -291,7 +316,7 @@ async fn claim_renew_and_release_go_through_the_lease_functions() {
     assert!(s.release(&claimed[0].lease).await.unwrap());
     // Nothing to do means no request at all.
     assert!(
-        s.claim("runner-1", 0, Duration::from_secs(30))
+        s.claim(&ClaimRequest::new("runner-1", 0, Duration::from_secs(30)))
             .await
             .unwrap()
             .is_empty()
@@ -470,6 +495,85 @@ async fn a_secret_key_goes_in_apikey_alone_and_a_jwt_also_as_bearer() {
     );
 }
 
+// ------------------------------------------------------------------ redirects
+
+/// A JWT service key (sent as `apikey` and `Authorization: Bearer`), so both headers are
+/// checked.
+fn service_role_jwt() -> String {
+    use base64::Engine as _;
+    let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    format!(
+        "{}.{}.sig",
+        enc(r#"{"alg":"HS256"}"#),
+        enc(r#"{"role":"service_role","ref":"redirect-test"}"#)
+    )
+}
+
+#[tokio::test]
+async fn a_redirect_is_never_followed_and_the_key_never_reaches_its_target() {
+    // The target answers everything with success, so a client that follows the redirect
+    // succeeds and hands the target its key.
+    let target = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([row("connected")])))
+        .mount(&target)
+        .await;
+    let mut answers = Vec::new();
+    for key in [SECRET.to_owned(), service_role_jwt()] {
+        for status in [301, 302, 303, 307, 308] {
+            let origin = MockServer::start().await;
+            let to = target.uri();
+            Mock::given(wiremock::matchers::any())
+                .respond_with(move |req: &wiremock::Request| {
+                    ResponseTemplate::new(status)
+                        .insert_header("location", format!("{to}{}", req.url.path()))
+                })
+                .mount(&origin)
+                .await;
+            let s = store_for(&origin, &key);
+            // One call per request shape: GET, POST and DELETE on the table, POST to `rpc`.
+            let results = [
+                DeviceStore::get(&s, id()).await.map(drop),
+                s.create(NewDevice::new(UserId::random(), "x"))
+                    .await
+                    .map(drop),
+                DeviceStore::delete(&s, id()).await,
+                s.claim(&ClaimRequest::new("r", 1, Duration::from_secs(30)))
+                    .await
+                    .map(drop),
+                s.put(id(), Fence(7), "k", b"v").await,
+            ];
+            // Each call was one request to the origin: not retried.
+            assert_eq!(origin.received_requests().await.unwrap().len(), 5);
+            answers.extend(results.map(|r| (key.clone(), status, r)));
+        }
+    }
+
+    let reached = target.received_requests().await.unwrap();
+    let with_key = reached
+        .iter()
+        .filter(|r| r.headers.contains_key("apikey") || r.headers.contains_key("authorization"))
+        .count();
+    assert_eq!(
+        with_key, 0,
+        "the redirect's target received the key {with_key} times"
+    );
+    assert!(
+        reached.is_empty(),
+        "the redirect was followed {} times",
+        reached.len()
+    );
+    for (key, status, result) in answers {
+        let e = result.expect_err("a redirect is an error");
+        assert_eq!(e.kind(), ErrorKind::Configuration, "{status}: {e}");
+        assert!(!e.verdict().is_retryable(), "{status}: {e}");
+        assert!(e.message().contains("redirect"), "{e}");
+        assert!(e.message().contains("SUPABASE_URL"), "{e}");
+        assert!(e.message().contains("https://"), "{e}");
+        assert!(!format!("{e} {e:?}").contains(&key), "the key leaked: {e}");
+    }
+}
+
 // ------------------------------------------------------------------ errors
 
 #[tokio::test]
@@ -484,7 +588,7 @@ async fn pgrst116_is_not_found() {
         ))
         .mount(&server)
         .await;
-    let e = store(&server).stop(id()).await.unwrap_err();
+    let e = store(&server).disconnect(id()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
 }
 
@@ -565,7 +669,10 @@ async fn a_lost_database_connection_is_retryable() {
         .mount(&server)
         .await;
     let s = store(&server);
-    let e = s.claim("r", 1, Duration::from_secs(30)).await.unwrap_err();
+    let e = s
+        .claim(&ClaimRequest::new("r", 1, Duration::from_secs(30)))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unavailable);
     assert!(e.verdict().is_retryable());
     let e = s
@@ -599,7 +706,7 @@ async fn a_missing_function_says_to_apply_the_migrations() {
         .mount(&server)
         .await;
     let e = store(&server)
-        .claim("r", 1, Duration::from_secs(30))
+        .claim(&ClaimRequest::new("r", 1, Duration::from_secs(30)))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Configuration);
@@ -637,7 +744,10 @@ async fn malformed_json_is_a_clear_error_not_a_panic() {
     let e = DeviceStore::get(&s, id()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Backend);
     assert!(e.message().contains("cannot read"), "{e}");
-    let e = s.claim("r", 1, Duration::from_secs(30)).await.unwrap_err();
+    let e = s
+        .claim(&ClaimRequest::new("r", 1, Duration::from_secs(30)))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Corrupt);
 }
 
@@ -654,4 +764,43 @@ async fn nobody_listening_is_unavailable() {
     assert_eq!(e.kind(), ErrorKind::Unavailable);
     assert!(e.verdict().is_retryable());
     assert!(e.message().contains("SUPABASE_URL"), "{e}");
+}
+
+#[tokio::test]
+async fn maintenance_and_the_budget_go_through_their_functions() {
+    let server = MockServer::start().await;
+    rpc("wa_auth_devices")
+        .and(body_json(json!({"p_after": null, "p_limit": 100})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([DEVICE])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    // bytea travels as \x hex in both directions.
+    rpc("wa_auth_replace")
+        .and(body_json(json!({
+            "p_device_id": DEVICE, "p_key": "k", "p_expected": "\\x6f6c64", "p_value": "\\x6e6577"
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!(true)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let keyer = BudgetKeyer::new(b"secret");
+    let key = keyer.key(&wa_pairing_phone::parse("+6281234567890").unwrap());
+    rpc("wa_budget_acquire")
+        .and(body_json(json!({
+            "p_key": key.as_str(), "p_capacity": 3, "p_refill_seconds": 200.0
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!(150.5)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let s = store(&server);
+    assert_eq!(s.devices(None, 100).await.unwrap(), [id()]);
+    assert!(s.replace(id(), "k", b"old", b"new").await.unwrap());
+    assert_eq!(
+        s.try_acquire(&key, &BudgetConfig::default()).await.unwrap(),
+        BudgetDecision::Denied {
+            retry_after: Duration::from_secs_f64(150.5)
+        }
+    );
 }

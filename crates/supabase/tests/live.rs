@@ -1,43 +1,33 @@
-//! The whole conformance suite against a live Supabase project, when one is configured with
-//! `WA_PAIRING_TEST_SUPABASE_URL` and `WA_PAIRING_TEST_SUPABASE_KEY` (a project dedicated to
-//! tests, with the migrations applied: the suite claims whatever devices need work there).
+//! The whole conformance suite against a live Supabase project: a project dedicated to tests,
+//! with the migrations applied (the suite claims whatever devices need work there), given by
+//! `WA_PAIRING_TEST_SUPABASE_URL` and `WA_PAIRING_TEST_SUPABASE_KEY`.
 //!
-//! Without them every test here prints why it did nothing and passes, even under
-//! `WA_PAIRING_TEST_STRICT=1`: a Supabase project cannot be provisioned offline, and the
-//! same SQL functions are tested on the real PostgreSQL server by `wa-pairing-postgres`.
+//! A Supabase project cannot be provisioned offline, so these tests are ignored by default
+//! (and reported as such, never as passes); run them with
+//! `cargo test -p wa-pairing-supabase --test live -- --ignored` where a project is configured.
+//! The same SQL functions run on the real PostgreSQL server in `wa-pairing-postgres`'s suite,
+//! and `tests/contract.rs` checks every request this crate sends.
 #![allow(missing_docs)]
 
-use std::sync::Arc;
-
-use wa_pairing_store::testkit::TestBackend;
+use wa_pairing_store::testkit::{Skip, TestBackend};
 use wa_pairing_supabase::{SupabaseConfig, SupabaseStore};
 
 const URL_ENV: &str = "WA_PAIRING_TEST_SUPABASE_URL";
 const KEY_ENV: &str = "WA_PAIRING_TEST_SUPABASE_KEY";
 
-fn live_backend(test: &str) -> Option<TestBackend> {
+#[allow(clippy::unused_async)]
+async fn live_backend() -> Result<TestBackend, Skip> {
     let (Ok(url), Ok(key)) = (std::env::var(URL_ENV), std::env::var(KEY_ENV)) else {
-        eprintln!(
-            "skipped {test}: set {URL_ENV} and {KEY_ENV} to run it against a Supabase project (optional, also under strict mode)"
-        );
-        return None;
+        return Err(Skip::new(format!(
+            "set {URL_ENV} and {KEY_ENV} to a Supabase project with the migrations applied"
+        )));
     };
-    let store = SupabaseStore::new(SupabaseConfig::new(url, key).expect("the live settings"))
-        .expect("the live store");
-    let store = Arc::new(store);
-    Some(TestBackend::new(store.clone(), store))
+    let config = SupabaseConfig::new(url, key).map_err(|e| Skip::new(e.to_string()))?;
+    let store = SupabaseStore::new(config).map_err(|e| Skip::new(e.to_string()))?;
+    Ok(TestBackend::new(store.stores().build()))
 }
 
-macro_rules! live_test {
-    ($factory:path, $name:ident) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            if let Some(backend) = $factory(stringify!($name)) {
-                wa_pairing_store::testkit::$name(&backend).await;
-                backend.teardown().await;
-            }
-        }
-    };
-}
-
-wa_pairing_store::__conformance_list!(live_test, live_backend);
+wa_pairing_store::conformance_tests!(
+    live_backend; devices, auth_state, auth_cascade, budget;
+    ignore = "needs a live Supabase project: set WA_PAIRING_TEST_SUPABASE_URL and WA_PAIRING_TEST_SUPABASE_KEY, then run with --ignored"
+);

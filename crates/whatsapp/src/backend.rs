@@ -63,7 +63,11 @@ pub struct WaBackend {
     device: DeviceId,
     fence: Fence,
     lock: Arc<Mutex<()>>,
+    on_undecryptable: Option<Reporter>,
 }
+
+/// Told about every value the store's keys cannot open.
+type Reporter = Arc<dyn Fn(&StoreError) + Send + Sync>;
 
 impl fmt::Debug for WaBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -187,7 +191,27 @@ impl WaBackend {
             device,
             fence,
             lock: device_lock(device),
+            on_undecryptable: None,
         }
+    }
+
+    /// Calls `f` whenever a read finds a value the store's keys cannot open
+    /// ([`ErrorKind::Undecryptable`](wa_pairing_store::ErrorKind::Undecryptable)), so the
+    /// session can stop instead of going on with missing state.
+    #[must_use]
+    pub fn on_undecryptable(mut self, f: impl Fn(&StoreError) + Send + Sync + 'static) -> Self {
+        self.on_undecryptable = Some(Arc::new(f));
+        self
+    }
+
+    /// Maps a store failure for the client, reporting an undecryptable value first.
+    fn fail(&self, e: StoreError) -> WaStoreError {
+        if e.kind() == wa_pairing_store::ErrorKind::Undecryptable
+            && let Some(f) = &self.on_undecryptable
+        {
+            f(&e);
+        }
+        store_error(e)
     }
 
     /// The device this backend serves.
@@ -218,14 +242,17 @@ impl WaBackend {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.store.get(self.device, key).await.map_err(store_error)
+        self.store
+            .get(self.device, key)
+            .await
+            .map_err(|e| self.fail(e))
     }
 
     async fn put(&self, key: &str, value: &[u8]) -> Result<()> {
         self.store
             .put(self.device, self.fence, key, value)
             .await
-            .map_err(store_error)
+            .map_err(|e| self.fail(e))
     }
 
     async fn put_many(&self, entries: &[Entry]) -> Result<()> {
@@ -235,14 +262,14 @@ impl WaBackend {
         self.store
             .put_many(self.device, self.fence, entries)
             .await
-            .map_err(store_error)
+            .map_err(|e| self.fail(e))
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
         self.store
             .delete(self.device, self.fence, key)
             .await
-            .map_err(store_error)
+            .map_err(|e| self.fail(e))
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<()> {
@@ -252,14 +279,14 @@ impl WaBackend {
         self.store
             .delete_many(self.device, self.fence, keys)
             .await
-            .map_err(store_error)
+            .map_err(|e| self.fail(e))
     }
 
     async fn scan(&self, prefix: &str) -> Result<Vec<Entry>> {
         self.store
             .scan_prefix(self.device, prefix)
             .await
-            .map_err(store_error)
+            .map_err(|e| self.fail(e))
     }
 
     /// The stored values of `ids` in an id-keyed `family`. A few are read one by one; many
@@ -603,7 +630,7 @@ impl AppSyncStore for WaBackend {
             )
             .await
             .map(drop)
-            .map_err(store_error)
+            .map_err(|e| self.fail(e))
     }
 
     async fn get_latest_sync_key_id(&self) -> Result<Option<Vec<u8>>> {
@@ -650,7 +677,7 @@ impl ProtocolStore for WaBackend {
             )
             .await
             .map(drop)
-            .map_err(store_error)
+            .map_err(|e| self.fail(e))
     }
 
     async fn delete_sender_key_device_rows(&self, device_jids: &[&str]) -> Result<()> {
@@ -675,7 +702,7 @@ impl ProtocolStore for WaBackend {
             .delete_prefix(self.device, self.fence, keys::SENDER_KEY_DEVICE)
             .await
             .map(drop)
-            .map_err(store_error)
+            .map_err(|e| self.fail(e))
     }
 
     async fn get_lid_mapping(&self, lid: &str) -> Result<Option<LidPnMappingEntry>> {

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wa_pairing_store::{AUTH_KEYS_ENV, AuthStateStore, Keyring};
+use wa_pairing_store::{AuthStateStore, Stores};
 
 use crate::connector::WhatsAppConnector;
 use crate::error::Error;
@@ -251,7 +251,9 @@ impl FromStr for DeviceDisplay {
 /// - WhatsApp Web version: [`WebVersion::DEFAULT`], pinned (never fetched);
 /// - display: "Chrome (Linux)";
 /// - push name: none (the account's own);
-/// - encryption at rest: none until a [`Keyring`] is set (set one in production);
+/// - the client's state: the [`Stores`]' auth state, sealed when the stores were built with
+///   keys ([`StoresBuilder::encrypt`](wa_pairing_store::StoresBuilder::encrypt): do it in
+///   production);
 /// - history sync: skipped (a pairing gateway does not need the chat history);
 /// - push notification on the phone for a pairing code: on, as WhatsApp Web does;
 /// - reconnects: the client's own (Fibonacci backoff up to 15 minutes after unexpected
@@ -261,14 +263,13 @@ impl FromStr for DeviceDisplay {
 /// `Debug` never shows keys.
 ///
 /// ```
-/// use std::sync::Arc;
 /// use wa_pairing_store::{Keyring, MemoryStore};
 /// use wa_pairing_whatsapp::{DEFAULT_SERVER_URL, DeviceDisplay, ErrorKind, WhatsAppConfig};
 ///
 /// let (keyring, _base64) = Keyring::generate(1);
-/// let config = WhatsAppConfig::new(Arc::new(MemoryStore::new()))
-///     .display("Firefox (Windows)".parse::<DeviceDisplay>()?)
-///     .keyring(keyring);
+/// let stores = MemoryStore::new().stores().encrypt(keyring).build();
+/// let config = WhatsAppConfig::new(&stores)
+///     .display("Firefox (Windows)".parse::<DeviceDisplay>()?);
 /// match config.build() {
 ///     Ok(connector) => assert_eq!(connector.config().server(), DEFAULT_SERVER_URL),
 ///     // A build with `insecure-sim` may only reach servers on loopback.
@@ -280,7 +281,6 @@ impl FromStr for DeviceDisplay {
 #[non_exhaustive]
 pub struct WhatsAppConfig {
     pub(crate) store: Arc<dyn AuthStateStore>,
-    pub(crate) keyring: Option<Keyring>,
     pub(crate) server_url: String,
     pub(crate) web_version: WebVersion,
     pub(crate) display: DeviceDisplay,
@@ -293,7 +293,6 @@ pub struct WhatsAppConfig {
 impl fmt::Debug for WhatsAppConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WhatsAppConfig")
-            .field("keyring", &self.keyring)
             .field("server_url", &self.server_url)
             .field("web_version", &self.web_version)
             .field("display", &self.display)
@@ -306,11 +305,11 @@ impl fmt::Debug for WhatsAppConfig {
 }
 
 impl WhatsAppConfig {
-    /// The defaults, keeping the client's state in `store` (see `# Default`).
-    pub fn new(store: Arc<dyn AuthStateStore>) -> Self {
+    /// The defaults, keeping the client's state in the auth state of `stores` (the same
+    /// stores the runner gets, so both see one view of it; see `# Default`).
+    pub fn new(stores: &Stores) -> Self {
         Self {
-            store,
-            keyring: None,
+            store: Arc::clone(stores.auth_state()),
             server_url: DEFAULT_SERVER_URL.to_owned(),
             web_version: WebVersion::DEFAULT,
             display: DeviceDisplay::default(),
@@ -322,17 +321,17 @@ impl WhatsAppConfig {
     }
 
     /// The defaults, overridden by the environment: [`SERVER_URL_ENV`],
-    /// [`WEB_VERSION_ENV`], [`DISPLAY_ENV`], [`PUSH_NAME_ENV`], and the auth-state keys in
-    /// `WA_PAIRING_AUTH_KEYS` ([`Keyring::from_env`]; when set, the state is encrypted).
-    /// Unset or empty variables keep the default; a malformed one is an error.
-    pub fn from_env(store: Arc<dyn AuthStateStore>) -> Result<Self, Error> {
+    /// [`WEB_VERSION_ENV`], [`DISPLAY_ENV`], [`PUSH_NAME_ENV`]. Unset or empty variables
+    /// keep the default; a malformed one is an error. (The auth-state keys belong to the
+    /// [`Stores`].)
+    pub fn from_env(stores: &Stores) -> Result<Self, Error> {
         let var = |name: &str| {
             std::env::var(name)
                 .ok()
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let mut config = Self::new(store);
+        let mut config = Self::new(stores);
         if let Some(url) = var(SERVER_URL_ENV) {
             config = config.server_url(url);
         }
@@ -344,11 +343,6 @@ impl WhatsAppConfig {
         }
         if let Some(name) = var(PUSH_NAME_ENV) {
             config = config.push_name(name);
-        }
-        if var(AUTH_KEYS_ENV).is_some() {
-            let keyring = Keyring::from_env()
-                .map_err(|e| Error::configuration(format!("{AUTH_KEYS_ENV}: {}", e.message())))?;
-            config = config.keyring(keyring);
         }
         Ok(config)
     }
@@ -378,14 +372,6 @@ impl WhatsAppConfig {
     #[must_use]
     pub fn push_name(mut self, name: impl Into<String>) -> Self {
         self.push_name = Some(name.into());
-        self
-    }
-
-    /// Encrypts the client's state at rest with these keys
-    /// ([`EncryptedAuthState`](wa_pairing_store::EncryptedAuthState)).
-    #[must_use]
-    pub fn keyring(mut self, keyring: Keyring) -> Self {
-        self.keyring = Some(keyring);
         self
     }
 

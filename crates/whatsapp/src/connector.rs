@@ -17,7 +17,7 @@ use wa_pairing_runner::{
     Connector, ConnectorError, ConnectorErrorKind, OpenedSession, Session, SessionEvent,
     SessionMode, SessionSpec,
 };
-use wa_pairing_store::{AuthStateStore, DeviceId, EncryptedAuthState, Entry, Fence, StoreResult};
+use wa_pairing_store::{AuthStateStore, DeviceId, Fence};
 use wacore::store::DevicePropsOverride;
 use wacore::types::events::{ConnectFailureReason, Event, EventHandler, EventInterest, EventKind};
 use whatsapp_rust::bot::{Bot, BotHandle};
@@ -56,14 +56,13 @@ use crate::guard::check_server_url;
 /// ```no_run
 /// use std::sync::Arc;
 /// use wa_pairing_runner::{Runner, RunnerConfig};
-/// use wa_pairing_store::MemoryStore;
+/// use wa_pairing_store::{Keyring, MemoryStore};
 /// use wa_pairing_whatsapp::WhatsAppConfig;
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let store = Arc::new(MemoryStore::new());
-/// let connector = WhatsAppConfig::from_env(store.clone())?.build()?;
-/// let runner = Runner::new(store.clone(), Arc::new(connector), RunnerConfig::default())?
-///     .with_auth_state(store);
+/// let stores = MemoryStore::new().stores().encrypt(Keyring::from_env()?).build();
+/// let connector = WhatsAppConfig::from_env(&stores)?.build()?;
+/// let runner = Runner::new(stores, Arc::new(connector), RunnerConfig::default())?;
 /// # let _ = runner;
 /// # Ok(())
 /// # }
@@ -84,56 +83,6 @@ impl fmt::Debug for WhatsAppConnector {
         f.debug_struct("WhatsAppConnector")
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
-    }
-}
-
-/// Lets an `Arc<dyn AuthStateStore>` be wrapped by [`EncryptedAuthState`].
-struct Shared(Arc<dyn AuthStateStore>);
-
-#[async_trait]
-impl AuthStateStore for Shared {
-    async fn adopt_fence(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
-        self.0.adopt_fence(device, fence).await
-    }
-    async fn get(&self, device: DeviceId, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.0.get(device, key).await
-    }
-    async fn put(
-        &self,
-        device: DeviceId,
-        fence: Fence,
-        key: &str,
-        value: &[u8],
-    ) -> StoreResult<()> {
-        self.0.put(device, fence, key, value).await
-    }
-    async fn put_many(&self, device: DeviceId, fence: Fence, entries: &[Entry]) -> StoreResult<()> {
-        self.0.put_many(device, fence, entries).await
-    }
-    async fn delete(&self, device: DeviceId, fence: Fence, key: &str) -> StoreResult<()> {
-        self.0.delete(device, fence, key).await
-    }
-    async fn delete_many(
-        &self,
-        device: DeviceId,
-        fence: Fence,
-        keys: &[String],
-    ) -> StoreResult<()> {
-        self.0.delete_many(device, fence, keys).await
-    }
-    async fn scan_prefix(&self, device: DeviceId, prefix: &str) -> StoreResult<Vec<Entry>> {
-        self.0.scan_prefix(device, prefix).await
-    }
-    async fn delete_prefix(
-        &self,
-        device: DeviceId,
-        fence: Fence,
-        prefix: &str,
-    ) -> StoreResult<u64> {
-        self.0.delete_prefix(device, fence, prefix).await
-    }
-    async fn clear(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
-        self.0.clear(device, fence).await
     }
 }
 
@@ -164,13 +113,7 @@ impl WhatsAppConnector {
                 "the push name is empty: leave it unset or give a name",
             ));
         }
-        let state: Arc<dyn AuthStateStore> = match &config.keyring {
-            Some(keyring) => Arc::new(EncryptedAuthState::new(
-                Shared(config.store.clone()),
-                keyring.clone(),
-            )),
-            None => config.store.clone(),
-        };
+        let state = Arc::clone(&config.store);
         Ok(Self {
             inner: Arc::new(Inner { config, state }),
         })
@@ -181,8 +124,8 @@ impl WhatsAppConnector {
         &self.inner.config
     }
 
-    /// The auth-state store the client writes, as the connector sees it (encrypted when a
-    /// keyring is configured).
+    /// The auth-state store the client writes (the [`Stores`](wa_pairing_store::Stores)'
+    /// auth state, sealed when the stores were built with keys).
     pub fn auth_state(&self) -> Arc<dyn AuthStateStore> {
         self.inner.state.clone()
     }
@@ -216,11 +159,24 @@ impl WhatsAppConnector {
         }
     }
 
-    async fn prepare(&self, spec: &SessionSpec) -> Result<WaBackend, ConnectorError> {
+    async fn prepare(
+        &self,
+        spec: &SessionSpec,
+        shared: &Arc<SessionShared>,
+    ) -> Result<WaBackend, ConnectorError> {
         let state = &self.inner.state;
         let (device, fence) = (spec.device_id, spec.lease.fence);
         state.adopt_fence(device, fence).await?;
-        let backend = WaBackend::new(state.clone(), device, fence);
+        let reporter = Arc::clone(shared);
+        let backend = WaBackend::new(state.clone(), device, fence).on_undecryptable(move |e| {
+            // Once: the session cannot go on without the state it needed.
+            if !reporter.terminal.swap(true, Ordering::SeqCst) {
+                warn!(%device, error = %e, "the client needed auth state this process's keys cannot open");
+                reporter.send(SessionEvent::StateUnreadable {
+                    reason: e.to_string(),
+                });
+            }
+        });
         match spec.mode {
             SessionMode::PairWithCode | SessionMode::PairWithQr => {
                 state.clear(device, fence).await?;
@@ -228,7 +184,7 @@ impl WhatsAppConnector {
             SessionMode::Resume => {
                 if !backend.is_linked().await.map_err(ConnectorError::from)? {
                     return Err(ConnectorError::new(
-                        ConnectorErrorKind::Storage,
+                        ConnectorErrorKind::NotLinked,
                         "no linked WhatsApp session is stored for this device: link it again",
                         Verdict::Permanent,
                     ));
@@ -251,8 +207,6 @@ impl Connector for WhatsAppConnector {
     async fn open(&self, spec: SessionSpec) -> Result<OpenedSession, ConnectorError> {
         let config = &self.inner.config;
         check_server_url(&config.server_url)?;
-        let backend = self.prepare(&spec).await?;
-
         let (tx, rx) = mpsc::unbounded();
         let shared = Arc::new(SessionShared {
             tx: Mutex::new(Some(tx)),
@@ -260,6 +214,8 @@ impl Connector for WhatsAppConnector {
             terminal: AtomicBool::new(false),
             closing: AtomicBool::new(false),
         });
+        let backend = self.prepare(&spec, &shared).await?;
+
         let mut builder = Bot::builder()
             .with_backend(backend)
             .with_transport_factory(

@@ -21,6 +21,9 @@ pub enum ErrorKind {
     Storage,
     /// Stored client state could not be decoded.
     Corrupt,
+    /// Stored client state is sealed with a key this process does not have (an operator's
+    /// configuration problem; the state itself is intact).
+    Undecryptable,
     /// The WhatsApp client could not be built or started.
     Client,
 }
@@ -33,6 +36,7 @@ impl ErrorKind {
             Self::InsecureServer => "insecure_server",
             Self::Storage => "storage",
             Self::Corrupt => "corrupt",
+            Self::Undecryptable => "undecryptable",
             Self::Client => "client",
         }
     }
@@ -116,12 +120,14 @@ impl Classify for Error {
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         let verdict = e.verdict();
-        Self::new(
-            ErrorKind::Storage,
-            format!("the auth-state store failed: {e}"),
-        )
-        .with_verdict(verdict)
-        .with_source(e)
+        let kind = if e.kind() == wa_pairing_store::ErrorKind::Undecryptable {
+            ErrorKind::Undecryptable
+        } else {
+            ErrorKind::Storage
+        };
+        Self::new(kind, format!("the auth-state store failed: {e}"))
+            .with_verdict(verdict)
+            .with_source(e)
     }
 }
 
@@ -132,9 +138,11 @@ impl From<Error> for ConnectorError {
                 ConnectorErrorKind::Configuration
             }
             ErrorKind::Storage | ErrorKind::Corrupt => ConnectorErrorKind::Storage,
+            ErrorKind::Undecryptable => ConnectorErrorKind::Unreadable,
             ErrorKind::Client => ConnectorErrorKind::Other,
         };
-        Self::new(kind, e.message, e.verdict)
+        let (message, verdict) = (e.message.clone(), e.verdict);
+        Self::new(kind, message, verdict).with_source(e)
     }
 }
 

@@ -244,7 +244,7 @@ async fn a_lost_lease_cannot_write() {
     let (store, lease, b) = setup().await;
     b.put_session("a@s.whatsapp.net", b"mine").await.unwrap();
     // Another runner takes the device over: the owner restarts pairing and it is claimed again.
-    store.stop(lease.device_id).await.unwrap();
+    store.disconnect(lease.device_id).await.unwrap();
     let err = b
         .put_session("a@s.whatsapp.net", b"late")
         .await

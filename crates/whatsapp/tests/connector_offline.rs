@@ -3,13 +3,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
 use wa_pairing_retry::{Classify, Verdict};
 use wa_pairing_runner::{Connector, ConnectorErrorKind, SessionMode, SessionSpec};
-use wa_pairing_store::{AuthStateStore, Fence, Lease};
+use wa_pairing_store::{AuthStateStore, Fence, Keyring, Lease, MemoryStore, Stores};
 use wa_pairing_whatsapp::{
     ErrorKind, WhatsAppConfig, WhatsAppConnector, server_certificates_verified,
 };
@@ -18,8 +17,13 @@ use wacore::store::traits::DeviceStore as _;
 /// Nothing listens on port 1 of loopback: connecting fails at once.
 const DEAD_LOCAL_SERVER: &str = "ws://127.0.0.1:1/ws/chat";
 
-fn connector(store: Arc<dyn AuthStateStore>) -> WhatsAppConnector {
-    WhatsAppConfig::new(store)
+/// Stores around `memory`, unencrypted.
+fn plain(memory: &MemoryStore) -> Stores {
+    memory.stores().build()
+}
+
+fn connector(stores: &Stores) -> WhatsAppConnector {
+    WhatsAppConfig::new(stores)
         .server_url(DEAD_LOCAL_SERVER)
         .build()
         .expect("a loopback server is accepted in every build")
@@ -27,8 +31,7 @@ fn connector(store: Arc<dyn AuthStateStore>) -> WhatsAppConnector {
 
 #[test]
 fn whatsapp_itself_is_refused_exactly_when_certificates_are_not_verified() {
-    let store = Arc::new(wa_pairing_store::MemoryStore::new());
-    let result = WhatsAppConfig::new(store).build();
+    let result = WhatsAppConfig::new(&plain(&MemoryStore::new())).build();
     if server_certificates_verified() {
         assert!(result.is_ok(), "a product build connects to WhatsApp");
     } else {
@@ -44,14 +47,14 @@ fn whatsapp_itself_is_refused_exactly_when_certificates_are_not_verified() {
 #[cfg(feature = "insecure-sim")]
 #[test]
 fn insecure_sim_refuses_whatsapp_and_accepts_loopback() {
-    let store: Arc<dyn AuthStateStore> = Arc::new(wa_pairing_store::MemoryStore::new());
+    let store = plain(&MemoryStore::new());
     assert!(!server_certificates_verified());
     for url in [
         "wss://web.whatsapp.com/ws/chat",
         "ws://192.168.1.10/ws/chat",
         "ws://127.0.0.1@web.whatsapp.com/ws/chat",
     ] {
-        let err = WhatsAppConfig::new(store.clone())
+        let err = WhatsAppConfig::new(&store)
             .server_url(url)
             .build()
             .expect_err(url);
@@ -63,10 +66,7 @@ fn insecure_sim_refuses_whatsapp_and_accepts_loopback() {
         "ws://[::1]:9/ws/chat",
     ] {
         assert!(
-            WhatsAppConfig::new(store.clone())
-                .server_url(url)
-                .build()
-                .is_ok(),
+            WhatsAppConfig::new(&store).server_url(url).build().is_ok(),
             "{url}"
         );
     }
@@ -74,15 +74,15 @@ fn insecure_sim_refuses_whatsapp_and_accepts_loopback() {
 
 #[test]
 fn malformed_configuration_is_refused_with_a_reason() {
-    let store: Arc<dyn AuthStateStore> = Arc::new(wa_pairing_store::MemoryStore::new());
+    let store = plain(&MemoryStore::new());
     for url in ["web.whatsapp.com", "https://web.whatsapp.com/ws/chat", ""] {
-        let err = WhatsAppConfig::new(store.clone())
+        let err = WhatsAppConfig::new(&store)
             .server_url(url)
             .build()
             .expect_err(url);
         assert_eq!(err.kind(), ErrorKind::Configuration, "{url}");
     }
-    let err = WhatsAppConfig::new(store)
+    let err = WhatsAppConfig::new(&store)
         .server_url(DEAD_LOCAL_SERVER)
         .push_name("  ")
         .build()
@@ -92,10 +92,9 @@ fn malformed_configuration_is_refused_with_a_reason() {
 
 #[test]
 fn debug_never_shows_keys() {
-    let (keyring, encoded) = wa_pairing_store::Keyring::generate(1);
-    let config = WhatsAppConfig::new(Arc::new(wa_pairing_store::MemoryStore::new()))
-        .keyring(keyring)
-        .server_url(DEAD_LOCAL_SERVER);
+    let (keyring, encoded) = Keyring::generate(1);
+    let stores = MemoryStore::new().stores().encrypt(keyring).build();
+    let config = WhatsAppConfig::new(&stores).server_url(DEAD_LOCAL_SERVER);
     let shown = format!("{config:?} {:?}", config.clone().build().unwrap());
     assert!(!shown.contains(&encoded), "{shown}");
     assert!(shown.contains(DEAD_LOCAL_SERVER));
@@ -104,13 +103,47 @@ fn debug_never_shows_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_without_stored_state_is_refused_for_good() {
     let (store, lease) = common::memory_device().await;
-    let c = connector(store);
+    let c = connector(&plain(&store));
     let err = c
         .open(SessionSpec::new(lease, SessionMode::Resume))
         .await
         .expect_err("nothing to resume");
-    assert_eq!(err.kind(), ConnectorErrorKind::Storage);
+    assert_eq!(err.kind(), ConnectorErrorKind::NotLinked);
     assert_eq!(err.verdict(), Verdict::Permanent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_sealed_with_a_key_this_process_lacks_is_unreadable_and_left_alone() {
+    let (store, lease) = common::memory_device().await;
+    let sealed_with = store.stores().encrypt(Keyring::new(1, [1; 32])).build();
+    // A linked device's state, written with key 1.
+    let backend = connector(&sealed_with).backend(lease.device_id, lease.fence);
+    let mut device = wacore::store::Device::new();
+    device.pn = Some("6281234567890@s.whatsapp.net".parse().unwrap());
+    backend.save(&device).await.unwrap();
+    let before = AuthStateStore::scan_prefix(&*store, lease.device_id, "")
+        .await
+        .unwrap();
+    for keys in [Keyring::new(2, [2; 32]), Keyring::new(1, [9; 32])] {
+        let wrong = store.stores().encrypt(keys).build();
+        let err = connector(&wrong)
+            .open(SessionSpec::new(lease.clone(), SessionMode::Resume))
+            .await
+            .expect_err("the state cannot be opened");
+        assert_eq!(err.kind(), ConnectorErrorKind::Unreadable, "{err}");
+        assert!(err.to_string().contains("key id"), "{err}");
+        assert!(
+            std::error::Error::source(&err).is_some(),
+            "the store error is kept"
+        );
+    }
+    assert_eq!(
+        AuthStateStore::scan_prefix(&*store, lease.device_id, "")
+            .await
+            .unwrap(),
+        before,
+        "nothing was written"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,7 +157,7 @@ async fn a_stale_lease_writes_nothing() {
         .put(lease.device_id, lease.fence, "session/keep", b"theirs")
         .await
         .unwrap();
-    let err = connector(store.clone())
+    let err = connector(&plain(&store))
         .open(SessionSpec::new(stale, SessionMode::PairWithCode))
         .await
         .expect_err("a lost lease cannot open a pairing session");
@@ -150,7 +183,7 @@ async fn pairing_starts_from_empty_state_and_a_dead_server_is_never_ready() {
         )
         .await
         .unwrap();
-    let c = connector(store.clone());
+    let c = connector(&plain(&store));
     let opened = c
         .open(SessionSpec::new(lease.clone(), SessionMode::PairWithCode))
         .await
@@ -177,14 +210,10 @@ async fn pairing_starts_from_empty_state_and_a_dead_server_is_never_ready() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn state_is_encrypted_at_rest_when_a_keyring_is_set() {
+async fn state_is_encrypted_at_rest_when_the_stores_have_keys() {
     let (store, lease) = common::memory_device().await;
-    let (keyring, _) = wa_pairing_store::Keyring::generate(1);
-    let c = WhatsAppConfig::new(store.clone())
-        .server_url(DEAD_LOCAL_SERVER)
-        .keyring(keyring)
-        .build()
-        .unwrap();
+    let (keyring, _) = Keyring::generate(1);
+    let c = connector(&store.stores().encrypt(keyring).build());
     let opened = c
         .open(SessionSpec::new(lease.clone(), SessionMode::PairWithCode))
         .await

@@ -14,23 +14,30 @@ use tokio_postgres::NoTls;
 use wa_pairing_postgres::{PostgresConfig, PostgresStore};
 use wa_pairing_store::testkit::{Skip, skip};
 
-/// A fresh database with the migrations applied (and the admin URL to drop it), or why not.
-async fn database() -> Result<(String, String, String), String> {
+/// A fresh database with the migrations applied (and the admin URL to drop it). Only a missing
+/// or unreachable server is a reason to skip; a database that cannot be created or a
+/// migration that fails is a failure.
+async fn database() -> Result<(String, String, String), Skip> {
     let admin = std::env::var("WA_PAIRING_TEST_POSTGRES_URL")
-        .map_err(|_| "WA_PAIRING_TEST_POSTGRES_URL is not set".to_owned())?;
-    let (client, conn) = tokio_postgres::connect(&admin, NoTls)
-        .await
-        .map_err(|e| format!("no PostgreSQL at WA_PAIRING_TEST_POSTGRES_URL: {e}"))?;
+        .map_err(|_| Skip::new("WA_PAIRING_TEST_POSTGRES_URL is not set"))?;
+    let (client, conn) = tokio_postgres::connect(&admin, NoTls).await.map_err(|e| {
+        Skip::new(format!(
+            "no PostgreSQL at WA_PAIRING_TEST_POSTGRES_URL: {e}"
+        ))
+    })?;
     tokio::spawn(conn);
     let name = format!("wa_oracle_{}", uuid::Uuid::new_v4().simple());
     client
         .batch_execute(&format!("create database {name}"))
         .await
-        .map_err(|e| format!("cannot create a test database: {e}"))?;
+        .unwrap_or_else(|e| panic!("cannot create a test database: {e}"));
     let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
     let url = format!("{base}/{name}");
-    let store = PostgresStore::connect(&PostgresConfig::new(&url)).map_err(|e| e.to_string())?;
-    store.migrate().await.map_err(|e| e.to_string())?;
+    let store = PostgresStore::connect(&PostgresConfig::new(&url)).expect("the pool");
+    store
+        .migrate()
+        .await
+        .unwrap_or_else(|e| panic!("the migrations failed: {e}"));
     Ok((url, admin, name))
 }
 
@@ -52,7 +59,7 @@ fn same_answers_as_the_in_memory_backend_over_postgres() {
         .unwrap();
     let (url, admin, name) = match rt.block_on(database()) {
         Ok(db) => db,
-        Err(reason) => return skip("the PostgreSQL oracle test", &Skip::new(reason)),
+        Err(why) => return skip("the PostgreSQL oracle test", &why),
     };
     let store = Arc::new(PostgresStore::connect(&PostgresConfig::new(&url)).unwrap());
     // Every call is a round trip: fewer cases than over memory, each on a fresh device.

@@ -334,9 +334,9 @@ pub(crate) fn start_runner(
     String,
 > {
     let (keyring, _) = Keyring::generate(1);
-    let connector = WhatsAppConfig::new(Arc::new(store.clone()))
+    let stores = store.stores().encrypt(keyring).build();
+    let connector = WhatsAppConfig::new(&stores)
         .server_url(sim.url())
-        .keyring(keyring)
         .push_name("wa-pairing demo")
         .build()
         .map_err(|e| e.to_string())?;
@@ -345,11 +345,7 @@ pub(crate) fn start_runner(
         .claim_interval(Duration::from_secs(1))
         .lease_for(Duration::from_secs(20))
         .heartbeat(Duration::from_secs(5));
-    let runner = Runner::new(Arc::new(store.clone()), Arc::new(connector), config)
-        .map_err(|e| e.to_string())?
-        .with_code_cache(Arc::new(store.clone()))
-        .with_budget(Arc::new(store.clone()))
-        .with_auth_state(Arc::new(store.clone()));
+    let runner = Runner::new(stores, Arc::new(connector), config).map_err(|e| e.to_string())?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let runner = tokio::spawn(runner.run(async {
         let _ = stopped.await;

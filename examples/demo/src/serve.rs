@@ -15,6 +15,8 @@ use crate::display::Display;
 /// How long the simulated phone waits before typing a code shown on the page.
 const TYPING_DELAY: Duration = Duration::from_secs(5);
 
+/// The issuer of the demo's own tokens (a Supabase project's is `<url>/auth/v1`).
+const ISSUER: &str = "http://localhost/wa-pairing-demo/auth/v1";
 pub(crate) async fn serve(ui: &Display, addr: SocketAddr) -> Result<(), String> {
     let sim = Sim::start(SimConfig::default())
         .await
@@ -31,6 +33,7 @@ pub(crate) async fn serve(ui: &Display, addr: SocketAddr) -> Result<(), String> 
     let claims = serde_json::json!({
         "sub": UserId::random().to_string(),
         "aud": "authenticated",
+        "iss": ISSUER,
         "exp": chrono::Utc::now().timestamp() + 24 * 3600,
     });
     let token = jsonwebtoken::encode(
@@ -41,7 +44,7 @@ pub(crate) async fn serve(ui: &Display, addr: SocketAddr) -> Result<(), String> 
     .map_err(|e| e.to_string())?;
     let app = router(
         Arc::new(store.clone()),
-        HttpConfig::new(AuthConfig::hs256(&secret)),
+        HttpConfig::new(AuthConfig::new(ISSUER).hs256(&secret)),
     );
     let listener = tokio::net::TcpListener::bind(addr)
         .await

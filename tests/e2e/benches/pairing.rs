@@ -28,12 +28,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::sync::Mutex;
-use wa_pairing_e2e::Stores;
 use wa_pairing_runner::{Runner, RunnerConfig};
 use wa_pairing_sim::{Sim, SimConfig};
 use wa_pairing_store::{
-    AuthStateStore, DeviceId, DeviceStatus, DeviceStore, Entry, Fence, Keyring, NewDevice,
-    PairingRequest, StoreResult, UserId,
+    AuthStateStore, DeviceId, DeviceStatus, DeviceStore, Entry, Fence, Keyring, MemoryStore,
+    NewDevice, PairingRequest, StoreResult, Stores, UserId,
 };
 use wa_pairing_whatsapp::WhatsAppConfig;
 
@@ -237,6 +236,19 @@ impl AuthStateStore for Counting<Arc<dyn AuthStateStore>> {
         self.write();
         self.inner.clear(device, fence).await
     }
+    async fn devices(&self, after: Option<DeviceId>, limit: usize) -> StoreResult<Vec<DeviceId>> {
+        self.inner.devices(after, limit).await
+    }
+    async fn replace(
+        &self,
+        device: DeviceId,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+    ) -> StoreResult<bool> {
+        self.write();
+        self.inner.replace(device, key, expected, value).await
+    }
 }
 
 fn rss_mib() -> f64 {
@@ -383,10 +395,30 @@ async fn runner_process(store: &str) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000)
         .max(BURST);
-    let (stores, pg) = match store {
-        "memory" => (Stores::memory(), None),
-        "postgres" => match Stores::postgres().await {
-            Ok((s, db)) => (s, Some(db)),
+    // The auth state is counted where it reaches the store, under the encryption.
+    let (stores, auth, pg) = match store {
+        "memory" => {
+            let m = MemoryStore::new();
+            let auth = Arc::new(Counting::new(Arc::new(m.clone()) as Arc<dyn AuthStateStore>));
+            let stores = Stores::builder(m.clone(), auth.clone())
+                .code_cache(m.clone())
+                .budget(m)
+                .encrypt(Keyring::generate(1).0)
+                .build();
+            (stores, auth, None)
+        }
+        "postgres" => match wa_pairing_e2e::postgres_store().await {
+            Ok((pg, db)) => {
+                let auth = Arc::new(Counting::new(
+                    Arc::new(pg.clone()) as Arc<dyn AuthStateStore>
+                ));
+                let stores = Stores::builder(pg.clone(), auth.clone())
+                    .budget(pg)
+                    .change_feed(true)
+                    .encrypt(Keyring::generate(1).0)
+                    .build();
+                (stores, auth, Some(db))
+            }
             Err(skip) => {
                 println!("postgres: skipped ({})", skip.0);
                 return;
@@ -395,10 +427,8 @@ async fn runner_process(store: &str) {
         other => panic!("unknown store {other:?}: memory or postgres"),
     };
     let (phones, url) = Phones::start().await;
-    let auth = Arc::new(Counting::new(stores.auth.clone()));
-    let connector = WhatsAppConfig::new(auth.clone())
+    let connector = WhatsAppConfig::new(&stores)
         .server_url(url)
-        .keyring(Keyring::generate(1).0)
         .push_name("wa-pairing bench")
         .build()
         .expect("connector");
@@ -406,12 +436,7 @@ async fn runner_process(store: &str) {
         .instance_id("bench")
         .claim_interval(Duration::from_millis(500))
         .max_sessions(total + SEQUENTIAL + 10);
-    let mut runner = Runner::new(stores.devices.clone(), Arc::new(connector), config)
-        .expect("runner")
-        .with_auth_state(stores.auth.clone());
-    if let Some(c) = &stores.cache {
-        runner = runner.with_code_cache(c.clone());
-    }
+    let runner = Runner::new(stores.clone(), Arc::new(connector), config).expect("runner");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(runner.run(async {
         let _ = stopped.await;
@@ -420,7 +445,7 @@ async fn runner_process(store: &str) {
     let rss0 = rss_mib();
 
     let mut bench = Bench {
-        devices: stores.devices.clone(),
+        devices: Arc::clone(stores.devices()),
         user: UserId::random(),
         phones,
         next: 0,

@@ -15,16 +15,19 @@ use wa_pairing_runner::{RunSummary, Runner, RunnerConfig};
 use wa_pairing_sim::{Sim, SimConfig};
 use wa_pairing_store::testkit::Skip;
 use wa_pairing_store::{
-    AuthStateStore, CodeCache, Device, DeviceId, DeviceStatus, DeviceStore, Keyring, MemoryStore,
-    NewDevice, PairingBudget, PairingRequest, UserId,
+    Device, DeviceId, DeviceStatus, Keyring, MemoryStore, NewDevice, PairingRequest, Stores, UserId,
 };
 use wa_pairing_whatsapp::WhatsAppConfig;
 
-/// A Supabase-style access token for `user`, signed with the HS256 `secret`, valid for ten
-/// minutes.
+/// The issuer the end-to-end tests' tokens name (a Supabase project's is
+/// `https://<ref>.supabase.co/auth/v1`).
+pub const ISSUER: &str = "http://127.0.0.1/wa-pairing-e2e/auth/v1";
+
+/// A Supabase-style access token for `user` from [`ISSUER`], signed with the HS256 `secret`,
+/// valid for ten minutes.
 pub fn access_token(secret: &str, user: UserId) -> String {
     let claims = serde_json::json!({
-        "sub": user.to_string(), "aud": "authenticated",
+        "sub": user.to_string(), "aud": "authenticated", "iss": ISSUER,
         "exp": chrono::Utc::now().timestamp() + 600,
     });
     jsonwebtoken::encode(
@@ -38,48 +41,41 @@ pub fn access_token(secret: &str, user: UserId) -> String {
 /// Generous deadline for anything a test waits on.
 pub const DEADLINE: Duration = Duration::from_secs(90);
 
-/// The stores a stack runs on.
-#[derive(Clone)]
-pub struct Stores {
-    /// Devices.
-    pub devices: Arc<dyn DeviceStore>,
-    /// Auth state (wrapped in encryption by the connector).
-    pub auth: Arc<dyn AuthStateStore>,
-    /// Code cache, if any.
-    pub cache: Option<Arc<dyn CodeCache>>,
-    /// Budget, if any.
-    pub budget: Option<Arc<dyn PairingBudget>>,
+/// The key every stack seals its auth state with, unless a test builds its own stores.
+pub fn test_keyring() -> Keyring {
+    Keyring::new(1, TEST_KEY)
 }
 
-impl Stores {
-    /// Everything in memory.
-    pub fn memory() -> Self {
-        let m = Arc::new(MemoryStore::new());
-        Self {
-            devices: m.clone(),
-            auth: m.clone(),
-            cache: Some(m.clone()),
-            budget: Some(m),
-        }
-    }
+const TEST_KEY: [u8; 32] = [0x5a; 32];
 
-    /// Devices and auth state in a fresh PostgreSQL database (dropped by [`PgDb::drop`]).
-    pub async fn postgres() -> Result<(Self, PgDb), Skip> {
-        let db = PgDb::create().await?;
-        let store = Arc::new(
-            PostgresStore::connect(&PostgresConfig::new(&db.url).pool_size(8)).expect("pool"),
-        );
-        store.migrate().await.expect("migrations");
-        Ok((
-            Self {
-                devices: store.clone(),
-                auth: store,
-                cache: None,
-                budget: None,
-            },
-            db,
-        ))
-    }
+/// [`test_keyring`] as `WA_PAIRING_AUTH_KEYS` writes it (`1:<base64>`).
+pub fn test_keys_setting() -> String {
+    use base64::Engine as _;
+    format!(
+        "1:{}",
+        base64::engine::general_purpose::STANDARD.encode(TEST_KEY)
+    )
+}
+
+/// Everything in memory, the auth state sealed with [`test_keyring`].
+pub fn memory() -> Stores {
+    MemoryStore::new().stores().encrypt(test_keyring()).build()
+}
+
+/// A fresh PostgreSQL database with the migrations applied, and its store (for tests that
+/// build their own [`Stores`] around it).
+pub async fn postgres_store() -> Result<(PostgresStore, PgDb), Skip> {
+    let db = PgDb::create().await?;
+    let store = PostgresStore::connect(&PostgresConfig::new(&db.url).pool_size(8)).expect("pool");
+    store.migrate().await.expect("migrations");
+    Ok((store, db))
+}
+
+/// Devices and auth state in a fresh PostgreSQL database (dropped by [`PgDb::drop`]), the
+/// auth state sealed with [`test_keyring`].
+pub async fn postgres() -> Result<(Stores, PgDb), Skip> {
+    let (store, db) = postgres_store().await?;
+    Ok((store.stores().encrypt(test_keyring()).build(), db))
 }
 
 /// A throwaway PostgreSQL database.
@@ -150,13 +146,12 @@ impl PgDb {
     }
 }
 
-/// The simulator, the stores, and the key the auth state is sealed with.
+/// The simulator and the stores.
 pub struct Stack {
     /// The simulator.
     pub sim: Sim,
     /// The stores.
     pub stores: Stores,
-    keyring: Keyring,
     /// The devices the simulated person looks at.
     watched: Arc<std::sync::Mutex<Vec<DeviceId>>>,
 }
@@ -195,7 +190,6 @@ impl Stack {
         Self {
             sim: Sim::start(SimConfig::default()).await.expect("sim"),
             stores,
-            keyring: Keyring::generate(1).0,
             watched: Arc::default(),
         }
     }
@@ -211,22 +205,13 @@ impl Stack {
 
     /// Starts a runner instance with the real connector pointed at the simulator.
     pub fn runner(&self, config: RunnerConfig) -> RunningRunner {
-        let connector = WhatsAppConfig::new(self.stores.auth.clone())
+        let connector = WhatsAppConfig::new(&self.stores)
             .server_url(self.sim.url())
-            .keyring(self.keyring.clone())
             .push_name("wa-pairing e2e")
             .close_timeout(Duration::from_secs(5))
             .build()
             .expect("connector");
-        let mut runner = Runner::new(self.stores.devices.clone(), Arc::new(connector), config)
-            .expect("runner")
-            .with_auth_state(self.stores.auth.clone());
-        if let Some(c) = &self.stores.cache {
-            runner = runner.with_code_cache(c.clone());
-        }
-        if let Some(b) = &self.stores.budget {
-            runner = runner.with_budget(b.clone());
-        }
+        let runner = Runner::new(self.stores.clone(), Arc::new(connector), config).expect("runner");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(runner.run(async {
             let _ = stopped.await;
@@ -241,14 +226,14 @@ impl Stack {
     pub async fn device(&self, phone: &str) -> Device {
         let d = self
             .stores
-            .devices
+            .devices()
             .create(NewDevice::new(UserId::random(), "e2e"))
             .await
             .expect("create");
         let phone = wa_pairing_phone::parse(phone).expect("valid phone");
         let d = self
             .stores
-            .devices
+            .devices()
             .start_pairing(d.id, PairingRequest::Code { phone })
             .await
             .expect("start pairing");
@@ -258,7 +243,7 @@ impl Stack {
 
     /// A person who types every code shown for a device on its simulated phone.
     pub fn person(&self) -> JoinHandle<()> {
-        let devices = self.stores.devices.clone();
+        let devices = Arc::clone(self.stores.devices());
         let sim = self.sim.clone();
         let watched = self.watched.clone();
         tokio::spawn(async move {
@@ -304,7 +289,7 @@ impl Stack {
     pub async fn until(&self, id: DeviceId, what: &str, pred: impl Fn(&Device) -> bool) -> Device {
         let end = tokio::time::Instant::now() + DEADLINE;
         loop {
-            let d = self.stores.devices.get(id).await.expect("get");
+            let d = self.stores.devices().get(id).await.expect("get");
             if pred(&d) {
                 return d;
             }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
-use wa_pairing_e2e::{DEADLINE, Stack, Stores, access_token};
+use wa_pairing_e2e::{DEADLINE, Stack, access_token};
 use wa_pairing_http::{AuthConfig, HttpConfig, router};
 use wa_pairing_store::testkit::{Skip, skip};
 use wa_pairing_store::{DeviceStatus, UserId};
@@ -150,11 +150,11 @@ async fn a_person_links_a_phone_from_the_device_page_in_chromium() {
     };
 
     // The demo stack, with the page served on loopback.
-    let stack = Stack::start(Stores::memory()).await;
+    let stack = Stack::start(wa_pairing_e2e::memory()).await;
     let runner = stack.runner(Stack::config("browser-e2e"));
     let app = router(
-        stack.stores.devices.clone(),
-        HttpConfig::new(AuthConfig::hs256(SECRET)),
+        std::sync::Arc::clone(stack.stores.devices()),
+        HttpConfig::new(AuthConfig::new(wa_pairing_e2e::ISSUER).hs256(SECRET)),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -216,7 +216,7 @@ async fn a_person_links_a_phone_from_the_device_page_in_chromium() {
     );
     let devices = stack
         .stores
-        .devices
+        .devices()
         .list_for_user(owner)
         .await
         .expect("list");

@@ -10,7 +10,7 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
-use wa_pairing_e2e::{Stack, Stores, access_token};
+use wa_pairing_e2e::{Stack, access_token};
 use wa_pairing_http::{AuthConfig, HttpConfig, router};
 use wa_pairing_store::UserId;
 
@@ -77,11 +77,11 @@ async fn until_event(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_owner_links_a_phone_through_the_api_and_its_event_stream() {
-    let stack = Stack::start(Stores::memory()).await;
+    let stack = Stack::start(wa_pairing_e2e::memory()).await;
     let runner = stack.runner(Stack::config("http-e2e"));
     let app = router(
-        stack.stores.devices.clone(),
-        HttpConfig::new(AuthConfig::hs256(SECRET)),
+        std::sync::Arc::clone(stack.stores.devices()),
+        HttpConfig::new(AuthConfig::new(wa_pairing_e2e::ISSUER).hs256(SECRET)),
     );
     let owner = token(UserId::random());
 

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use wa_pairing_e2e::{Stack, Stores};
+use wa_pairing_e2e::Stack;
 use wa_pairing_sim::Refusal;
 use wa_pairing_store::DeviceStatus;
+use wa_pairing_store::Stores;
 use wa_pairing_store::testkit::skip;
 
 async fn pairs_then_resumes_after_a_restart(stores: Stores) {
@@ -18,11 +19,16 @@ async fn pairs_then_resumes_after_a_restart(stores: Stores) {
     let linked = stack.connected(d.id).await;
     assert_eq!(linked.phone_number.as_deref(), Some(phone));
     assert!(linked.pairing_code.is_none());
-    let stored = stack.stores.auth.scan_prefix(d.id, "").await.unwrap();
+    let stored = stack
+        .stores
+        .auth_state()
+        .scan_prefix(d.id, "")
+        .await
+        .unwrap();
     assert!(!stored.is_empty(), "the client's state is stored");
     let summary = first.shutdown().await;
     assert!(summary.released >= 1);
-    let released = stack.stores.devices.get(d.id).await.unwrap();
+    let released = stack.stores.devices().get(d.id).await.unwrap();
     assert!(released.lease_owner.is_none());
     assert_eq!(released.status, DeviceStatus::Connected);
 
@@ -49,12 +55,12 @@ async fn pairs_then_resumes_after_a_restart(stores: Stores) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_pairs_then_resumes_after_a_restart() {
-    pairs_then_resumes_after_a_restart(Stores::memory()).await;
+    pairs_then_resumes_after_a_restart(wa_pairing_e2e::memory()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_pairs_then_resumes_after_a_restart() {
-    let (stores, db) = match Stores::postgres().await {
+    let (stores, db) = match wa_pairing_e2e::postgres().await {
         Ok(x) => x,
         Err(why) => return skip("postgres e2e", &why),
     };
@@ -64,7 +70,7 @@ async fn postgres_pairs_then_resumes_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn refusals_end_in_the_right_status_without_a_request_storm() {
-    let stack = Stack::start(Stores::memory()).await;
+    let stack = Stack::start(wa_pairing_e2e::memory()).await;
     let cases = [
         (
             "6281234500010",
@@ -124,7 +130,7 @@ async fn refusals_end_in_the_right_status_without_a_request_storm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_runner_is_taken_over_and_the_session_resumes_without_pairing() {
-    let stack = Stack::start(Stores::memory()).await;
+    let stack = Stack::start(wa_pairing_e2e::memory()).await;
     let person = stack.person();
     let phone = "6281234500020";
     let d = stack.device(phone).await;
@@ -155,7 +161,7 @@ async fn a_killed_runner_is_taken_over_and_the_session_resumes_without_pairing()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_runner_killed_mid_pairing_is_reissued_by_another() {
-    let stack = Stack::start(Stores::memory()).await;
+    let stack = Stack::start(wa_pairing_e2e::memory()).await;
     let phone = "6281234500030";
     let d = stack.device(phone).await;
     let a = stack.runner(Stack::config("runner-a"));
@@ -183,7 +189,7 @@ async fn a_runner_killed_mid_pairing_is_reissued_by_another() {
 /// without pairing; in the end the rest stop too and every lease is released.
 async fn instances_share_devices(names: &[&str], prefix: &str) {
     const DEVICES: usize = 100;
-    let stack = Stack::start(Stores::memory()).await;
+    let stack = Stack::start(wa_pairing_e2e::memory()).await;
     let person = stack.person();
     // A hundred pairings at once saturate a small machine for seconds (every client makes
     // and stores 812 pre-keys): leases long enough to outlast that, as production's 30 s do.
@@ -225,7 +231,7 @@ async fn instances_share_devices(names: &[&str], prefix: &str) {
     // The busiest instance stops; the others take its devices over and resume them.
     let mut share = std::collections::HashMap::<String, Vec<usize>>::new();
     for (i, id) in ids.iter().enumerate() {
-        let d = stack.stores.devices.get(*id).await.unwrap();
+        let d = stack.stores.devices().get(*id).await.unwrap();
         let owner = d.lease_owner.expect("every connected device is held");
         share.entry(owner).or_default().push(i);
     }
@@ -276,7 +282,7 @@ async fn instances_share_devices(names: &[&str], prefix: &str) {
     }
     assert!(stack.sim.counters().max_sessions_any() <= 1);
     for id in &ids {
-        let d = stack.stores.devices.get(*id).await.unwrap();
+        let d = stack.stores.devices().get(*id).await.unwrap();
         assert!(d.lease_owner.is_none(), "a lease was left behind: {d:?}");
         assert_eq!(d.status, DeviceStatus::Connected);
     }
@@ -295,7 +301,7 @@ async fn three_instances_share_100_devices_each_paired_once_never_two_sockets() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_mistyped_code_is_refused_and_the_right_one_still_links() {
-    let stack = Stack::start(Stores::memory()).await;
+    let stack = Stack::start(wa_pairing_e2e::memory()).await;
     let runner = stack.runner(Stack::config("runner-typo"));
     let d = stack.device("6281234500030").await;
     let shown = stack
@@ -318,7 +324,7 @@ async fn a_mistyped_code_is_refused_and_the_right_one_still_links() {
         matches!(refused, Err(wa_pairing_sim::SimError::WrongCode)),
         "{refused:?}"
     );
-    let still = stack.stores.devices.get(d.id).await.expect("get");
+    let still = stack.stores.devices().get(d.id).await.expect("get");
     assert_eq!(still.status, DeviceStatus::WaitingPairing);
     assert_eq!(
         still.pairing_code.map(|c| c.to_string()).as_deref(),
@@ -345,9 +351,13 @@ async fn redis_down_for_the_whole_run_does_not_stop_pairing() {
     )))
     .expect("a lazy client");
     let cache = std::sync::Arc::new(redis.resilient_cache());
-    let mut stores = Stores::memory();
-    stores.cache = Some(cache.clone());
-    stores.budget = Some(std::sync::Arc::new(redis));
+    let memory = wa_pairing_store::MemoryStore::new();
+    let stores = wa_pairing_store::Stores::builder(memory.clone(), memory.clone())
+        .code_cache(cache.clone())
+        .budget(redis)
+        .budget(memory)
+        .encrypt(wa_pairing_e2e::test_keyring())
+        .build();
     let stack = Stack::start(stores).await;
     let person = stack.person();
     let runner = stack.runner(Stack::config("runner-no-redis"));
@@ -365,7 +375,7 @@ async fn redis_down_for_the_whole_run_does_not_stop_pairing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_untyped_code_is_replaced_then_the_device_fails_and_asks_for_a_refresh() {
-    let stack = Stack::start(Stores::memory()).await;
+    let stack = Stack::start(wa_pairing_e2e::memory()).await;
     let phone = "6281234500050";
     let d = stack.device(phone).await;
     // Nobody types: each code lapses after its (shortened) lifetime and is replaced once.
@@ -404,7 +414,7 @@ async fn an_untyped_code_is_replaced_then_the_device_fails_and_asks_for_a_refres
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_postgres_connection_cut_mid_run_loses_nothing() {
-    let (stores, db) = match Stores::postgres().await {
+    let (stores, db) = match wa_pairing_e2e::postgres().await {
         Ok(x) => x,
         Err(why) => return skip("postgres e2e", &why),
     };
@@ -414,14 +424,19 @@ async fn a_postgres_connection_cut_mid_run_loses_nothing() {
     let before = stack.device(before_phone).await;
     let runner = stack.runner(Stack::config("runner-cut"));
     let linked = stack.connected(before.id).await;
-    let state = stack.stores.auth.scan_prefix(before.id, "").await.unwrap();
+    let state = stack
+        .stores
+        .auth_state()
+        .scan_prefix(before.id, "")
+        .await
+        .unwrap();
 
     // Every connection to the database goes: the pool's, and the change feed's.
     assert!(db.cut_connections().await > 0, "the runner was connected");
     // The pool replaces dead connections as it hands them out; a query caught in the cut
     // itself may fail, as it would for any client.
     let end = tokio::time::Instant::now() + Duration::from_secs(30);
-    while stack.stores.devices.get(before.id).await.is_err() {
+    while stack.stores.devices().get(before.id).await.is_err() {
         assert!(
             tokio::time::Instant::now() < end,
             "the store never recovered"
@@ -432,11 +447,16 @@ async fn a_postgres_connection_cut_mid_run_loses_nothing() {
     // Work still flows: a device added after the cut pairs, the linked one stays linked.
     let after = stack.device(after_phone).await;
     stack.connected(after.id).await;
-    let kept = stack.stores.devices.get(before.id).await.unwrap();
+    let kept = stack.stores.devices().get(before.id).await.unwrap();
     assert_eq!(kept.status, DeviceStatus::Connected);
     assert_eq!(kept.lease_owner.as_deref(), Some("runner-cut"));
     assert_eq!(kept.phone_number, linked.phone_number);
-    let state_after = stack.stores.auth.scan_prefix(before.id, "").await.unwrap();
+    let state_after = stack
+        .stores
+        .auth_state()
+        .scan_prefix(before.id, "")
+        .await
+        .unwrap();
     for (key, _) in &state {
         assert!(
             state_after.iter().any(|(k, _)| k == key),

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use wa_pairing_e2e::{Stack, Stores};
+use wa_pairing_e2e::Stack;
 use wa_pairing_service::{Service, Settings};
+use wa_pairing_store::DeviceStatus;
 use wa_pairing_store::testkit::{Skip, skip};
-use wa_pairing_store::{DeviceStatus, Keyring};
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -31,7 +31,7 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_service_pairs_a_device_on_postgres_and_redis_then_stops_cleanly() {
-    let (stores, db) = match Stores::postgres().await {
+    let (stores, db) = match wa_pairing_e2e::postgres().await {
         Ok(x) => x,
         Err(why) => return skip("service e2e", &why),
     };
@@ -44,12 +44,11 @@ async fn the_service_pairs_a_device_on_postgres_and_redis_then_stops_cleanly() {
     };
     let stack = Stack::start(stores).await;
     let person = stack.person();
-    let (_, key) = Keyring::generate(1);
 
     let vars: HashMap<&str, String> = HashMap::from([
         ("DATABASE_URL", db.url.clone()),
         ("REDIS_URL", redis_url),
-        ("WA_PAIRING_AUTH_KEYS", format!("1:{key}")),
+        ("WA_PAIRING_AUTH_KEYS", wa_pairing_e2e::test_keys_setting()),
         ("WA_PAIRING_INSTANCE_ID", "service-e2e".to_owned()),
         ("WA_PAIRING_HEALTH_ADDR", "127.0.0.1:0".to_owned()),
         ("WA_PAIRING_MIGRATE", "true".to_owned()),
@@ -86,7 +85,7 @@ async fn the_service_pairs_a_device_on_postgres_and_redis_then_stops_cleanly() {
     assert_eq!(linked.phone_number.as_deref(), Some("6281255501234"));
     let stored = stack
         .stores
-        .auth
+        .auth_state()
         .scan_prefix(device.id, "")
         .await
         .expect("auth state");
@@ -100,7 +99,7 @@ async fn the_service_pairs_a_device_on_postgres_and_redis_then_stops_cleanly() {
         .expect("stops in time")
         .expect("the service task");
     assert!(summary.released >= 1, "{summary:?}");
-    let after = stack.stores.devices.get(device.id).await.expect("get");
+    let after = stack.stores.devices().get(device.id).await.expect("get");
     assert!(after.lease_owner.is_none(), "the lease is released");
     assert_eq!(after.status, DeviceStatus::Connected);
     assert!(

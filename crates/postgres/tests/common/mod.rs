@@ -1,8 +1,6 @@
 //! A fresh PostgreSQL database per test, with Supabase's roles and the migrations applied.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
-use std::sync::Arc;
-
 use tokio_postgres::NoTls;
 use wa_pairing_postgres::{PostgresConfig, PostgresStore};
 use wa_pairing_store::testkit::{Skip, TestBackend};
@@ -87,9 +85,7 @@ impl TestDb {
 
 pub async fn backend() -> Result<TestBackend, Skip> {
     let db = TestDb::create().await?;
-    let store = Arc::new(db.store().await);
+    let store = db.store().await;
     let cleanup = db.cleanup();
-    Ok(TestBackend::new(store.clone(), store)
-        .with_change_feed()
-        .with_cleanup(cleanup))
+    Ok(TestBackend::new(store.stores().build()).with_cleanup(cleanup))
 }

@@ -19,7 +19,11 @@ pub async fn claimed_device(store: &dyn DeviceStore) -> Lease {
         .await
         .expect("start pairing");
     let claimed = store
-        .claim("test-runner", 1000, Duration::from_secs(3600))
+        .claim(&wa_pairing_store::ClaimRequest::new(
+            "test-runner",
+            1000,
+            Duration::from_secs(3600),
+        ))
         .await
         .expect("claim");
     claimed

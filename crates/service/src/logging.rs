@@ -1,0 +1,191 @@
+//! Logs that keep the service's promise: no pairing code and no full phone number in any line
+//! the process writes, dependencies included.
+//!
+//! Two layers: a default filter that keeps dependencies (the WhatsApp client among them) at
+//! `warn`, and a writer that redacts every line on its way out, whatever wrote it and at
+//! whatever level `RUST_LOG` lets through.
+
+use std::io::{self, Write};
+use std::sync::LazyLock;
+
+use regex::{Captures, Regex};
+use tracing_subscriber::fmt::MakeWriter;
+use wa_pairing_phone::RedactedPhone;
+
+/// The filter used when `RUST_LOG` is not set: our own crates at `info`, everything else
+/// (the WhatsApp client logs numbers and codes at `info`) at `warn`.
+pub const DEFAULT_FILTER: &str = "warn,wa_pairing=info";
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (the default, for log collectors).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// What [`redact`] looks for: a UUID (kept: device ids are not secret), a run of eight or more
+/// digits (a phone number or a LID), or something shaped like a pairing code (eight
+/// characters of WhatsApp's code alphabet, with or without the dash).
+static SECRETS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?P<uuid>\b[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\b)",
+        r"|(?P<digits>[0-9]{8,})",
+        r"|(?P<code>\b[1-9A-HJ-NP-TV-Z]{4}-?[1-9A-HJ-NP-TV-Z]{4}\b)",
+    ))
+    .unwrap_or_else(|e| unreachable!("a fixed pattern compiles: {e}"))
+});
+
+/// Redacts one piece of log output: runs of eight or more digits become a redacted phone
+/// number (`62812****7890`), code-shaped words become `****-****`; UUIDs stay.
+///
+/// ```
+/// use wa_pairing_service::logging::redact;
+///
+/// let line = r#"Pair code generated: ABCD1234 for 6281234567890@s.whatsapp.net, device 3f1c0b9e-8f7a-4c55-9c1e-3b2f0a9d8e11"#;
+/// let safe = redact(line);
+/// assert!(!safe.contains("ABCD1234") && !safe.contains("6281234567890"));
+/// assert!(safe.contains("3f1c0b9e-8f7a-4c55-9c1e-3b2f0a9d8e11"));
+/// ```
+pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    SECRETS.replace_all(text, |c: &Captures<'_>| {
+        if let Some(u) = c.name("uuid") {
+            u.as_str().to_owned()
+        } else if let Some(d) = c.name("digits") {
+            RedactedPhone::of_digits(d.as_str()).to_string()
+        } else {
+            "****-****".to_owned()
+        }
+    })
+}
+
+/// A [`MakeWriter`] whose writers pass everything through [`redact`].
+#[derive(Debug, Clone)]
+pub struct Redacting<M>(pub M);
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Redacting<M> {
+    type Writer = RedactingWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingWriter {
+            inner: self.0.make_writer(),
+            pending: Vec::new(),
+        }
+    }
+}
+
+/// Buffers what it is given, redacts it line by line, and writes it on; what is left of a
+/// line is written when the writer is flushed or dropped (the log layer writes whole events
+/// through one writer, then drops it).
+#[derive(Debug)]
+pub struct RedactingWriter<W: Write> {
+    inner: W,
+    pending: Vec<u8>,
+}
+
+impl<W: Write> RedactingWriter<W> {
+    fn emit(&mut self, upto: usize) -> io::Result<()> {
+        let chunk: Vec<u8> = self.pending.drain(..upto).collect();
+        let text = String::from_utf8_lossy(&chunk);
+        self.inner.write_all(redact(&text).as_bytes())
+    }
+}
+
+impl<W: Write> Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        if let Some(last) = self.pending.iter().rposition(|b| *b == b'\n') {
+            self.emit(last + 1)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let n = self.pending.len();
+        self.emit(n)?;
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Drop for RedactingWriter<W> {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+/// Installs the global log subscriber writing redacted lines to standard error: `RUST_LOG`
+/// filters (default [`DEFAULT_FILTER`]), `format` shapes.
+pub fn init_logging(format: LogFormat) {
+    init_logging_to(format, io::stderr);
+}
+
+/// [`init_logging`] with another destination (tests capture the output this way).
+pub fn init_logging_to<M>(format: LogFormat, writer: M)
+where
+    M: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_FILTER));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(Redacting(writer));
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_codes_go_ids_and_ordinary_words_stay() {
+        for (line, gone) in [
+            (
+                "Starting pair code authentication for phone: 6281234567890",
+                "6281234567890",
+            ),
+            ("jid 6281234567890:12@s.whatsapp.net", "6281234567890"),
+            ("lid 123456789012345@lid", "123456789012345"),
+            ("Stage 1 complete. Code: ZX9K7PQ2", "ZX9K7PQ2"),
+            ("code ABCD-EFGH shown", "ABCD-EFGH"),
+            (r#"{"phone":"+6281234567890"}"#, "6281234567890"),
+        ] {
+            let out = redact(line);
+            assert!(!out.contains(gone), "{line} -> {out}");
+        }
+        for kept in [
+            "device 3f1c0b9e-8f7a-4c55-9c1e-3b2f0a9d8e11 fence 12 claimed 25 devices in 3 ms",
+            "2026-12-01T16:56:56.123456Z INFO runner started change_feed=true",
+            "valid_s=180 attempt=3",
+        ] {
+            assert_eq!(redact(kept), kept);
+        }
+        // A UUID whose groups are all digits is still a UUID.
+        let id = "12345678-1234-1234-1234-123456789012";
+        assert_eq!(redact(id), id);
+    }
+
+    #[test]
+    fn the_writer_redacts_what_passes_through_it() {
+        let mut out = Vec::new();
+        {
+            let mut w = RedactingWriter {
+                inner: &mut out,
+                pending: Vec::new(),
+            };
+            w.write_all(b"first 62812345").unwrap();
+            w.write_all(b"67890 line\nsecond ABCD1234").unwrap();
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("6281234567890"), "{text}");
+        assert!(!text.contains("ABCD1234"), "{text}");
+        assert!(
+            text.starts_with("first 62812****7890 line\nsecond "),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,416 @@
+//! The wired service: stores, keys checked, connector, runner, health endpoint.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde_json::json;
+use tracing::{error, info, warn};
+use wa_pairing_postgres::PostgresStore;
+use wa_pairing_redis::RedisStore;
+use wa_pairing_runner::{RunSummary, Runner, RunnerConfig, RunnerStatus};
+use wa_pairing_store::{DeviceId, DeviceStore, ErrorKind, KeyReport, Stores};
+use wa_pairing_supabase::SupabaseStore;
+use wa_pairing_whatsapp::WhatsAppConfig;
+
+use crate::settings::env::AUTH_KEYS;
+use crate::settings::{Settings, StoreSettings};
+
+/// How many devices the start-up key check opens every value of.
+const KEY_CHECK_DEVICES: usize = 25;
+
+/// How long `/readyz` reuses its last look at the store.
+const READY_CACHE: Duration = Duration::from_secs(5);
+
+/// Why the service (or one of its commands) could not do its work.
+#[derive(Debug)]
+pub struct BuildError {
+    message: String,
+    exit_code: u8,
+}
+
+impl BuildError {
+    fn new(what: &str, e: impl fmt::Display) -> Self {
+        Self {
+            message: format!("{what}: {e}"),
+            exit_code: 1,
+        }
+    }
+
+    /// An operator's mistake the service refuses to start with (exit status 2, like a bad
+    /// setting): nothing was changed.
+    fn refused(message: String) -> Self {
+        Self {
+            message,
+            exit_code: 2,
+        }
+    }
+
+    /// The process exit status this error calls for: 2 for a configuration the service
+    /// refuses (fix the settings), 1 for everything else.
+    pub const fn exit_code(&self) -> u8 {
+        self.exit_code
+    }
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Connects the stores of `settings` (applying the migrations when asked) with the
+/// auth-state keys, the Redis code cache and budget when configured.
+///
+/// # Errors
+///
+/// A store that cannot be set up, or migrations that fail.
+pub async fn connect_stores(settings: &Settings) -> Result<Stores, BuildError> {
+    let builder = match &settings.store {
+        StoreSettings::Postgres(config) => {
+            let store =
+                PostgresStore::connect(config).map_err(|e| BuildError::new("PostgreSQL", e))?;
+            if settings.migrate {
+                let applied = store
+                    .migrate()
+                    .await
+                    .map_err(|e| BuildError::new("applying the migrations", e))?;
+                info!(applied, "migrations applied");
+            }
+            store.stores()
+        }
+        StoreSettings::Supabase(config) => SupabaseStore::new(config.clone())
+            .map_err(|e| BuildError::new("Supabase", e))?
+            .stores(),
+    };
+    let mut builder = builder.encrypt(settings.keyring.clone());
+    if let Some(redis) = &settings.redis {
+        let redis = RedisStore::new(redis.clone()).map_err(|e| BuildError::new("Redis", e))?;
+        // Redis is the fast budget; the primary store's budget stays the durable floor.
+        builder = builder.code_cache(redis.resilient_cache()).budget(redis);
+    }
+    Ok(builder.build())
+}
+
+/// Opens every stored value of up to `devices` devices with the configured keys, writing
+/// nothing, and says what it found.
+///
+/// # Errors
+///
+/// The store could not be read.
+pub async fn check_keys(stores: &Stores, devices: usize) -> Result<KeyReport, BuildError> {
+    let sealed = stores
+        .encrypted_auth_state()
+        .ok_or_else(|| BuildError::refused(format!("{AUTH_KEYS} is not configured")))?;
+    sealed
+        .check_keys(devices)
+        .await
+        .map_err(|e| BuildError::new("reading the stored sessions to check the keys", e))
+}
+
+/// Words for an operator about a key check that found values the keys cannot open.
+pub fn describe_unreadable(report: &KeyReport, configured: &[u8]) -> String {
+    let used: Vec<String> = report
+        .values_by_key_id
+        .keys()
+        .map(ToString::to_string)
+        .collect();
+    let configured: Vec<String> = configured.iter().map(ToString::to_string).collect();
+    let missing: Vec<String> = report
+        .missing_key_ids
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let cause = if missing.is_empty() {
+        format!(
+            "the key configured under id {} is not the one they were sealed with",
+            used.join(", ")
+        )
+    } else {
+        format!("key id {} is not configured", missing.join(", "))
+    };
+    format!(
+        "{} of {} stored values ({} devices) cannot be opened with {AUTH_KEYS} (key ids {}): {cause}. Stored sessions use key ids {}; during a rotation keep the old key after the new one, and run `wa-pairing-service reencrypt` before removing it",
+        report.unreadable,
+        report.values,
+        report.unreadable_devices.len(),
+        configured.join(", "),
+        used.join(", "),
+    )
+}
+
+/// What the health endpoint reports.
+struct Health {
+    store: Arc<dyn DeviceStore>,
+    status: RunnerStatus,
+    instance_id: String,
+    /// The last look at the store, so a probe every second costs one query every few seconds.
+    last_probe: Mutex<Option<(Instant, bool)>>,
+}
+
+/// The wired service, ready to run.
+pub struct Service {
+    runner: Runner,
+    health: Arc<Health>,
+    listener: tokio::net::TcpListener,
+}
+
+impl fmt::Debug for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Service")
+            .field("instance_id", &self.health.instance_id)
+            .field("health_addr", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// Connects the stores (applying the migrations when asked), checks the auth-state keys
+    /// against what is stored, builds the WhatsApp connector and the runner, and binds the
+    /// health endpoint.
+    ///
+    /// # Behavior
+    /// - Keys that open none of the stored sessions are refused ([`BuildError::exit_code`]
+    ///   2): nothing is changed, and the message says which key ids are stored and which are
+    ///   configured. Keys that open some but not all are logged as a warning; the runner then
+    ///   leaves the devices it cannot open to an instance that can.
+    ///
+    /// # Errors
+    ///
+    /// A store that cannot be set up, migrations that fail, keys that open nothing, a
+    /// connector setting WhatsApp's client refuses, or a health address that cannot be bound.
+    pub async fn build(settings: Settings) -> Result<Self, BuildError> {
+        let stores = connect_stores(&settings).await?;
+        match check_keys(&stores, KEY_CHECK_DEVICES).await {
+            Ok(report) if report.opens_none() => {
+                return Err(BuildError::refused(format!(
+                    "the service will not start: {}. Nothing was changed",
+                    describe_unreadable(&report, &settings.keyring.key_ids())
+                )));
+            }
+            Ok(report) if report.unreadable > 0 => {
+                warn!(
+                    "{}; those devices are left to an instance with the right keys",
+                    describe_unreadable(&report, &settings.keyring.key_ids())
+                );
+            }
+            Ok(report) => {
+                info!(
+                    devices = report.devices,
+                    values = report.values,
+                    "the auth-state keys open the stored sessions"
+                );
+            }
+            // The store may be down at start: the runner retries and reports it in /readyz.
+            Err(e) => warn!(error = %e, "could not check the auth-state keys at start"),
+        }
+
+        let mut whatsapp = WhatsAppConfig::new(&stores);
+        if let Some(url) = &settings.whatsapp_server {
+            whatsapp = whatsapp.server_url(url.clone());
+        }
+        if let Some(v) = settings.whatsapp_version {
+            whatsapp = whatsapp.web_version(v);
+        }
+        if let Some(d) = settings.whatsapp_display {
+            whatsapp = whatsapp.display(d);
+        }
+        if let Some(n) = &settings.whatsapp_push_name {
+            whatsapp = whatsapp.push_name(n.clone());
+        }
+        let connector = whatsapp
+            .build()
+            .map_err(|e| BuildError::new("the WhatsApp connector", e))?;
+
+        let mut config = RunnerConfig::default().instance_id(settings.instance_id.clone());
+        if let Some(n) = settings.max_sessions {
+            config = config.max_sessions(n);
+        }
+        if !stores.capabilities().change_feed {
+            // No change feed (Supabase's REST API): claim a little more often.
+            config = config.claim_interval(Duration::from_secs(2));
+        }
+        let devices = Arc::clone(stores.devices());
+        let runner = Runner::new(stores, Arc::new(connector), config)
+            .map_err(|e| BuildError::new("the runner", e))?;
+
+        let listener = tokio::net::TcpListener::bind(settings.health_addr)
+            .await
+            .map_err(|e| {
+                BuildError::new(
+                    &format!(
+                        "the health endpoint cannot listen on {}",
+                        settings.health_addr
+                    ),
+                    e,
+                )
+            })?;
+        Ok(Self {
+            health: Arc::new(Health {
+                store: devices,
+                status: runner.status(),
+                instance_id: settings.instance_id,
+                last_probe: Mutex::new(None),
+            }),
+            runner,
+            listener,
+        })
+    }
+
+    /// Where the health endpoint listens (useful with port 0).
+    ///
+    /// # Panics
+    ///
+    /// Never in practice: the listener is bound.
+    pub fn health_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener")
+    }
+
+    /// The runner's live status (sessions held, devices whose keys are missing here).
+    pub fn status(&self) -> RunnerStatus {
+        self.runner.status()
+    }
+
+    /// Serves `GET /livez` (the process runs) and `GET /readyz` (the runner runs and the
+    /// store answers), and runs the runner until `shutdown` completes; then every session
+    /// closes and every lease is released.
+    pub async fn run<S>(self, shutdown: S) -> RunSummary
+    where
+        S: Future<Output = ()> + Send + 'static,
+    {
+        let app = axum::Router::new()
+            .route("/livez", get(|| async { "ok" }))
+            .route("/readyz", get(ready))
+            .with_state(self.health.clone());
+        let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let served = axum::serve(self.listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = http_stopped.await;
+                })
+                .await;
+            if let Err(e) = served {
+                warn!(error = %e, "the health endpoint stopped");
+            }
+        });
+        info!(instance = %self.health.instance_id, "service started");
+        let summary = self.runner.run(shutdown).await;
+        let _ = stop_http.send(());
+        let _ = server.await;
+        info!(
+            claimed = summary.claimed,
+            released = summary.released,
+            "service stopped"
+        );
+        summary
+    }
+}
+
+impl Health {
+    /// Whether the store answers, looking at most once every [`READY_CACHE`].
+    async fn store_ok(&self) -> bool {
+        let cached = *self
+            .last_probe
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, ok)) = cached
+            && at.elapsed() < READY_CACHE
+        {
+            return ok;
+        }
+        // A lookup of a device that cannot exist: "not found" proves the store answers.
+        let probe = tokio::time::timeout(
+            Duration::from_secs(3),
+            self.store.get(DeviceId(uuid::Uuid::nil())),
+        )
+        .await;
+        let ok = matches!(&probe, Ok(Ok(_)))
+            || matches!(&probe, Ok(Err(e)) if e.kind() == ErrorKind::NotFound);
+        *self
+            .last_probe
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((Instant::now(), ok));
+        ok
+    }
+}
+
+async fn ready(State(health): State<Arc<Health>>) -> (StatusCode, Json<serde_json::Value>) {
+    let running = health.status.is_running();
+    let store_ok = health.store_ok().await;
+    let status = if running && store_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let unreadable = health.status.unreadable_devices();
+    (
+        status,
+        Json(json!({
+            "instance": health.instance_id,
+            "runner": if running { "running" } else { "stopped" },
+            "store": if store_ok { "ok" } else { "unavailable" },
+            "sessions": health.status.held(),
+            "unreadable_devices": unreadable,
+            "unreadable_reasons": health.status.unreadable_reasons(),
+        })),
+    )
+}
+
+/// Re-encrypts every stored value with the current key (`wa-pairing-service reencrypt`):
+/// safe while runners write, idempotent and resumable; progress is logged. Returns what it
+/// did; the old key may be removed once the report shows nothing left on it and nothing
+/// unreadable.
+///
+/// # Errors
+///
+/// The stores could not be reached or read.
+pub async fn reencrypt(settings: &Settings) -> Result<KeyReport, BuildError> {
+    let stores = connect_stores(settings).await?;
+    let sealed = stores
+        .encrypted_auth_state()
+        .ok_or_else(|| BuildError::refused(format!("{AUTH_KEYS} is not configured")))?;
+    info!(
+        current_key_id = settings.keyring.current_id(),
+        "re-encrypting every stored value with the current key"
+    );
+    let mut last = Instant::now();
+    let report = sealed
+        .reencrypt(|r| {
+            if last.elapsed() >= Duration::from_secs(2) {
+                last = Instant::now();
+                info!(
+                    devices = r.devices,
+                    values = r.values,
+                    rewritten = r.rewritten,
+                    unreadable = r.unreadable,
+                    "re-encrypting"
+                );
+            }
+        })
+        .await
+        .map_err(|e| BuildError::new("re-encrypting", e))?;
+    if report.unreadable > 0 {
+        error!(
+            "{}",
+            describe_unreadable(&report, &settings.keyring.key_ids())
+        );
+    }
+    info!(
+        devices = report.devices,
+        values = report.values,
+        rewritten = report.rewritten,
+        already_current = report.on_current_key,
+        changed_meanwhile = report.changed,
+        unreadable = report.unreadable,
+        "re-encryption finished"
+    );
+    Ok(report)
+}

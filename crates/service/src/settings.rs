@@ -1,0 +1,378 @@
+//! The service's settings, read from the environment and checked at once.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use wa_pairing_postgres::PostgresConfig;
+use wa_pairing_redis::RedisConfig;
+use wa_pairing_store::Keyring;
+use wa_pairing_supabase::SupabaseConfig;
+
+use crate::logging::LogFormat;
+
+/// Where devices and auth state are kept.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StoreSettings {
+    /// A direct PostgreSQL connection (`DATABASE_URL`), with the change feed.
+    Postgres(PostgresConfig),
+    /// Supabase's REST API (`SUPABASE_URL`, `SUPABASE_SERVICE_ROLE_KEY`), polled.
+    Supabase(SupabaseConfig),
+}
+
+/// Everything the service needs, read and checked at once.
+///
+/// `Debug` shows no secret: URLs are redacted by their own types and the keyring shows only
+/// key ids.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Settings {
+    /// The durable store.
+    pub store: StoreSettings,
+    /// Redis for the code cache and the pairing budget, if configured.
+    pub redis: Option<RedisConfig>,
+    /// The auth-state encryption keys.
+    pub keyring: Keyring,
+    /// This instance's name in leases.
+    pub instance_id: String,
+    /// Where the health endpoint listens.
+    pub health_addr: SocketAddr,
+    /// Whether to apply the migrations at start (direct PostgreSQL only).
+    pub migrate: bool,
+    /// At most this many devices held at once.
+    pub max_sessions: Option<usize>,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// WhatsApp connection overrides: server URL, web version, device display, push name.
+    pub whatsapp_server: Option<String>,
+    /// `WA_PAIRING_WA_VERSION`.
+    pub whatsapp_version: Option<wa_pairing_whatsapp::WebVersion>,
+    /// `WA_PAIRING_WA_DISPLAY`.
+    pub whatsapp_display: Option<wa_pairing_whatsapp::DeviceDisplay>,
+    /// `WA_PAIRING_WA_PUSH_NAME`.
+    pub whatsapp_push_name: Option<String>,
+}
+
+/// Every setting that is missing or malformed, each with what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsError {
+    /// One line per problem.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "the service cannot start; fix these settings:")?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+/// The environment variables [`Settings`] reads.
+pub mod env {
+    /// A direct PostgreSQL URL (preferred store).
+    pub const DATABASE_URL: &str = "DATABASE_URL";
+    /// The Supabase project URL (store over REST when `DATABASE_URL` is not set).
+    pub const SUPABASE_URL: &str = wa_pairing_supabase::SUPABASE_URL_ENV;
+    /// The Supabase service key.
+    pub const SUPABASE_SERVICE_ROLE_KEY: &str = wa_pairing_supabase::SUPABASE_SERVICE_ROLE_KEY_ENV;
+    /// Redis (optional): code cache and pairing budget.
+    pub const REDIS_URL: &str = wa_pairing_redis::REDIS_URL_ENV;
+    /// The auth-state keys, `id:base64key[,id:base64key...]`, the first one current.
+    pub const AUTH_KEYS: &str = wa_pairing_store::AUTH_KEYS_ENV;
+    /// This instance's name in leases (default: `HOSTNAME`, else random).
+    pub const INSTANCE_ID: &str = "WA_PAIRING_INSTANCE_ID";
+    /// Health endpoint address (default `0.0.0.0:8080`: it answers liveness and readiness
+    /// only, without authentication and without secrets, and must be reachable by the
+    /// orchestrator's probes).
+    pub const HEALTH_ADDR: &str = "WA_PAIRING_HEALTH_ADDR";
+    /// `true` to apply the migrations at start (direct PostgreSQL only).
+    pub const MIGRATE: &str = "WA_PAIRING_MIGRATE";
+    /// At most this many devices per instance.
+    pub const MAX_SESSIONS: &str = "WA_PAIRING_MAX_SESSIONS";
+    /// `json` (default) or `text`.
+    pub const LOG_FORMAT: &str = "WA_PAIRING_LOG_FORMAT";
+}
+
+impl Settings {
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    ///
+    /// Every missing or malformed setting, at once.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (a name to its value); empty values count as unset.
+    ///
+    /// ```
+    /// use wa_pairing_service::Settings;
+    ///
+    /// let err = Settings::from_lookup(|_| None).unwrap_err();
+    /// assert!(err.to_string().contains("DATABASE_URL"));
+    /// assert!(err.to_string().contains("WA_PAIRING_AUTH_KEYS"));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Every missing or malformed setting, at once.
+    #[allow(clippy::too_many_lines)]
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let var = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let mut problems = Vec::new();
+
+        let store = match (
+            var(env::DATABASE_URL),
+            var(env::SUPABASE_URL),
+            var(env::SUPABASE_SERVICE_ROLE_KEY),
+        ) {
+            (Some(url), _, _) => {
+                if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                    Some(StoreSettings::Postgres(PostgresConfig::new(url)))
+                } else {
+                    problems.push(format!(
+                        "{} must be a postgres:// URL (postgres://user:password@host:5432/database)",
+                        env::DATABASE_URL
+                    ));
+                    None
+                }
+            }
+            (None, Some(url), Some(key)) => match SupabaseConfig::new(url, key) {
+                Ok(c) => Some(StoreSettings::Supabase(c)),
+                Err(e) => {
+                    problems.push(e.message().to_owned());
+                    None
+                }
+            },
+            (None, Some(_), None) => {
+                problems.push(format!(
+                    "{} is set but {} is not: set the project's secret key too (or set {} for a direct connection)",
+                    env::SUPABASE_URL,
+                    env::SUPABASE_SERVICE_ROLE_KEY,
+                    env::DATABASE_URL
+                ));
+                None
+            }
+            (None, None, _) => {
+                problems.push(format!(
+                    "no store: set {} (a direct PostgreSQL connection, preferred) or {} and {}",
+                    env::DATABASE_URL,
+                    env::SUPABASE_URL,
+                    env::SUPABASE_SERVICE_ROLE_KEY
+                ));
+                None
+            }
+        };
+
+        let redis = var(env::REDIS_URL).map(RedisConfig::new);
+
+        let keyring = match var(env::AUTH_KEYS) {
+            Some(spec) => match Keyring::parse(&spec) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    problems.push(format!("{}: {}", env::AUTH_KEYS, e.message()));
+                    None
+                }
+            },
+            None => {
+                problems.push(format!(
+                    "{} is not set: set it to 1:<base64 of 32 random bytes> (`openssl rand -base64 32`); it encrypts every session's keys",
+                    env::AUTH_KEYS
+                ));
+                None
+            }
+        };
+
+        let instance_id = var(env::INSTANCE_ID)
+            .or_else(|| var("HOSTNAME"))
+            .unwrap_or_else(|| {
+                format!("runner-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+            });
+
+        let health_addr = match var(env::HEALTH_ADDR) {
+            None => SocketAddr::from(([0, 0, 0, 0], 8080)),
+            Some(a) => a.parse().unwrap_or_else(|_| {
+                problems.push(format!(
+                    "{} must be host:port, for example 0.0.0.0:8080",
+                    env::HEALTH_ADDR
+                ));
+                SocketAddr::from(([0, 0, 0, 0], 8080))
+            }),
+        };
+
+        let migrate = match var(env::MIGRATE).as_deref().map(str::to_ascii_lowercase) {
+            None => false,
+            Some(v) if matches!(v.as_str(), "1" | "true" | "yes") => true,
+            Some(v) if matches!(v.as_str(), "0" | "false" | "no") => false,
+            Some(_) => {
+                problems.push(format!("{} must be true or false", env::MIGRATE));
+                false
+            }
+        };
+        if migrate && matches!(store, Some(StoreSettings::Supabase(_))) {
+            problems.push(format!(
+                "{} needs {}: apply the migrations to a Supabase project with `supabase db push`",
+                env::MIGRATE,
+                env::DATABASE_URL
+            ));
+        }
+
+        let max_sessions = match var(env::MAX_SESSIONS) {
+            None => None,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    problems.push(format!(
+                        "{} must be a positive whole number",
+                        env::MAX_SESSIONS
+                    ));
+                    None
+                }
+            },
+        };
+
+        let log_format = match var(env::LOG_FORMAT).as_deref() {
+            None | Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            Some(_) => {
+                problems.push(format!("{} must be json or text", env::LOG_FORMAT));
+                LogFormat::Json
+            }
+        };
+
+        let whatsapp_version = var(wa_pairing_whatsapp::WEB_VERSION_ENV).and_then(|v| {
+            v.parse()
+                .map_err(|e| {
+                    problems.push(format!("{}: {e}", wa_pairing_whatsapp::WEB_VERSION_ENV));
+                })
+                .ok()
+        });
+        let whatsapp_display = var(wa_pairing_whatsapp::DISPLAY_ENV).and_then(|v| {
+            v.parse()
+                .map_err(|e| problems.push(format!("{}: {e}", wa_pairing_whatsapp::DISPLAY_ENV)))
+                .ok()
+        });
+
+        match (store, keyring) {
+            (Some(store), Some(keyring)) if problems.is_empty() => Ok(Self {
+                store,
+                redis,
+                keyring,
+                instance_id,
+                health_addr,
+                migrate,
+                max_sessions,
+                log_format,
+                whatsapp_server: var(wa_pairing_whatsapp::SERVER_URL_ENV),
+                whatsapp_version,
+                whatsapp_display,
+                whatsapp_push_name: var(wa_pairing_whatsapp::PUSH_NAME_ENV),
+            }),
+            _ => Err(SettingsError { problems }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const KEYS: &str = "1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_lookup(|n| map.get(n).cloned())
+    }
+
+    #[test]
+    fn a_direct_connection_with_keys_is_enough() {
+        let s = settings(&[
+            ("DATABASE_URL", "postgres://svc:pw@db:5432/app"),
+            ("WA_PAIRING_AUTH_KEYS", KEYS),
+            ("WA_PAIRING_INSTANCE_ID", "runner-7"),
+        ])
+        .unwrap();
+        assert!(matches!(s.store, StoreSettings::Postgres(_)));
+        assert!(s.redis.is_none());
+        assert_eq!(s.instance_id, "runner-7");
+        assert_eq!(s.health_addr.port(), 8080);
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert!(!s.migrate);
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("pw@"), "{shown}");
+        assert!(!shown.contains("AAECAwQF"), "{shown}");
+    }
+
+    #[test]
+    fn supabase_is_used_without_a_database_url() {
+        let s = settings(&[
+            ("SUPABASE_URL", "https://abc.supabase.co"),
+            ("SUPABASE_SERVICE_ROLE_KEY", "sb_secret_abc"),
+            ("WA_PAIRING_AUTH_KEYS", KEYS),
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ])
+        .unwrap();
+        assert!(matches!(s.store, StoreSettings::Supabase(_)));
+        assert!(s.redis.is_some());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_what_to_do() {
+        let e = settings(&[
+            ("SUPABASE_URL", "https://abc.supabase.co"),
+            ("WA_PAIRING_HEALTH_ADDR", "everywhere"),
+            ("WA_PAIRING_MIGRATE", "perhaps"),
+            ("WA_PAIRING_MAX_SESSIONS", "0"),
+            ("WA_PAIRING_LOG_FORMAT", "xml"),
+        ])
+        .unwrap_err();
+        let text = e.to_string();
+        for needle in [
+            "SUPABASE_SERVICE_ROLE_KEY",
+            "WA_PAIRING_AUTH_KEYS",
+            "WA_PAIRING_HEALTH_ADDR",
+            "WA_PAIRING_MIGRATE",
+            "WA_PAIRING_MAX_SESSIONS",
+            "WA_PAIRING_LOG_FORMAT",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+        assert_eq!(e.problems.len(), 6, "{text}");
+    }
+
+    #[test]
+    fn malformed_values_are_refused_without_echoing_secrets() {
+        let e = settings(&[
+            ("DATABASE_URL", "mysql://root:hunter2@db/app"),
+            ("WA_PAIRING_AUTH_KEYS", "1:hunter2"),
+        ])
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("postgres://"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        let e = settings(&[
+            ("DATABASE_URL", "postgres://db/app"),
+            ("SUPABASE_URL", "https://abc.supabase.co"),
+            ("SUPABASE_SERVICE_ROLE_KEY", "sb_secret_abc"),
+            ("WA_PAIRING_AUTH_KEYS", KEYS),
+            ("WA_PAIRING_MIGRATE", "true"),
+        ]);
+        assert!(
+            e.is_ok(),
+            "DATABASE_URL wins over Supabase, so migrating is possible"
+        );
+    }
+}

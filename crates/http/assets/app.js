@@ -36,12 +36,26 @@ function fmtLeft(ms) {
   return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
 }
 
+// Each status in plain words, in Indonesian and English.
+const STATUS = {
+  connecting: "Menghubungkan… · Connecting…",
+  waiting_pairing: "Menunggu kode dimasukkan · Waiting for the code",
+  connected: "Terhubung · Connected",
+  disconnected: "Terputus · Disconnected",
+  failed: "Gagal · Failed",
+  unlinking: "Melepas tautan… · Unlinking…",
+};
+const words = (status) => STATUS[status] || status;
+
 function show(d) {
   current = d;
   $("device").hidden = false;
   $("device-name").textContent = d.device_name;
-  $("status").textContent = d.status;
+  $("status").textContent = words(d.status);
   $("status").dataset.status = d.status;
+  $("resume").hidden = !(d.linked && (d.status === "disconnected" || d.status === "failed"));
+  $("disconnect").hidden = d.status === "disconnected";
+  $("unlink").hidden = d.status === "unlinking" || (d.status === "disconnected" && !d.linked);
   $("code-box").hidden = !d.pairing_code;
   $("code").textContent = d.pairing_code || "";
   $("qr-box").hidden = !(d.connection_method === "qr" && d.qr_code);
@@ -88,7 +102,7 @@ async function refreshList() {
       const li = document.createElement("li");
       const a = document.createElement("a");
       a.href = "#";
-      a.textContent = d.device_name + " — " + d.status;
+      a.textContent = d.device_name + " — " + words(d.status);
       a.onclick = (ev) => { ev.preventDefault(); show(d); follow(d.id); };
       li.append(a);
       return li;
@@ -125,6 +139,15 @@ $("refresh").onclick = async () => {
 };
 $("disconnect").onclick = async () => {
   try { show(await api("POST", "/devices/" + current.id + "/disconnect")); }
+  catch (e) { $("device-error").textContent = e.message; }
+};
+$("resume").onclick = async () => {
+  try { show(await api("POST", "/devices/" + current.id + "/resume")); }
+  catch (e) { $("device-error").textContent = e.message; }
+};
+$("unlink").onclick = async () => {
+  if (!confirm("Lepas tautan perangkat ini dari WhatsApp? · Unlink this device from WhatsApp?")) return;
+  try { show(await api("POST", "/devices/" + current.id + "/unlink")); }
   catch (e) { $("device-error").textContent = e.message; }
 };
 

@@ -74,6 +74,11 @@ impl From<StoreError> for ApiError {
             ErrorKind::InvalidTransition | ErrorKind::Conflict | ErrorKind::LeaseLost => {
                 (StatusCode::CONFLICT, "conflict", e.message().to_owned())
             }
+            ErrorKind::QuotaExceeded => (
+                StatusCode::FORBIDDEN,
+                "quota_exceeded",
+                e.message().to_owned(),
+            ),
             ErrorKind::Throttled => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "throttled",

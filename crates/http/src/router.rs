@@ -116,6 +116,7 @@ impl std::fmt::Debug for ApiState {
 /// - `retry_after` is shown only while it lies ahead; the linked number only while
 ///   connected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct DeviceView {
     /// Device id.
     pub id: DeviceId,
@@ -141,6 +142,8 @@ pub struct DeviceView {
     pub phone_number: Option<String>,
     /// When a session last connected.
     pub last_connected_at: Option<DateTime<Utc>>,
+    /// Whether the device holds a link (it can be resumed without a new code).
+    pub linked: bool,
 }
 
 impl DeviceView {
@@ -170,6 +173,7 @@ impl DeviceView {
                 .clone()
                 .filter(|_| d.status == DeviceStatus::Connected),
             last_connected_at: d.last_connected_at,
+            linked: d.phone_number.is_some(),
         }
     }
 }
@@ -224,7 +228,9 @@ struct PairBody {
 /// | `GET /api/devices/{id}` | one device ([`DeviceView`]) |
 /// | `POST /api/devices/{id}/pairing` | start pairing `{phone_number}` (or `{connection_method: "qr"}`) |
 /// | `POST /api/devices/{id}/refresh` | ask for a fresh code |
-/// | `POST /api/devices/{id}/disconnect` | stop and unlink |
+/// | `POST /api/devices/{id}/disconnect` | close the session, keep the link |
+/// | `POST /api/devices/{id}/resume` | bring a linked, disconnected device back (no code) |
+/// | `POST /api/devices/{id}/unlink` | remove the companion from the account and wipe its keys |
 /// | `GET /api/devices/{id}/events` | server-sent `device` events as it changes, `expired` last when the token expires |
 /// | `GET /api/devices/{id}/qr.svg` | the live QR drawn as SVG (QR method) |
 ///
@@ -262,6 +268,8 @@ pub fn router(store: Arc<dyn DeviceStore>, config: HttpConfig) -> axum::Router {
         .route("/api/devices/{id}/pairing", post(start_pairing))
         .route("/api/devices/{id}/refresh", post(refresh))
         .route("/api/devices/{id}/disconnect", post(disconnect))
+        .route("/api/devices/{id}/resume", post(resume))
+        .route("/api/devices/{id}/unlink", post(unlink))
         .route("/api/devices/{id}/events", get(events))
         .route("/api/devices/{id}/qr.svg", get(qr_svg))
         .with_state(state)
@@ -411,6 +419,24 @@ async fn disconnect(
 ) -> Result<Json<DeviceView>, ApiError> {
     let d = owned(&state, owner, &id).await?;
     Ok(view(&state.store.disconnect(d.id).await?))
+}
+
+async fn resume(
+    State(state): State<ApiState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<DeviceView>), ApiError> {
+    let d = owned(&state, owner, &id).await?;
+    Ok((StatusCode::ACCEPTED, view(&state.store.resume(d.id).await?)))
+}
+
+async fn unlink(
+    State(state): State<ApiState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<DeviceView>), ApiError> {
+    let d = owned(&state, owner, &id).await?;
+    Ok((StatusCode::ACCEPTED, view(&state.store.unlink(d.id).await?)))
 }
 
 async fn qr_svg(

@@ -231,6 +231,8 @@ async fn another_users_device_is_404_exactly_like_a_missing_one() {
         ),
         ("POST", "/refresh", None),
         ("POST", "/disconnect", None),
+        ("POST", "/resume", None),
+        ("POST", "/unlink", None),
         ("GET", "/events", None),
         ("GET", "/qr.svg", None),
     ] {
@@ -354,6 +356,35 @@ async fn create_list_get_pair_refresh_disconnect() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(stopped["status"], "disconnected");
+    assert_eq!(stopped["linked"], false);
+
+    // Never linked: nothing to resume, and the answer says what to do.
+    let (status, refused, _) = a
+        .call(
+            "POST",
+            &format!("/api/devices/{id}/resume"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("start pairing"),
+        "{refused}"
+    );
+    let (status, unlinking, _) = a
+        .call(
+            "POST",
+            &format!("/api/devices/{id}/unlink"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(unlinking["status"], "unlinking");
 }
 
 #[tokio::test]
@@ -719,6 +750,8 @@ async fn query_tokens_are_accepted_only_by_the_event_stream_and_the_qr_image() {
         ),
         ("POST", format!("/api/devices/{id}/refresh"), None),
         ("POST", format!("/api/devices/{id}/disconnect"), None),
+        ("POST", format!("/api/devices/{id}/resume"), None),
+        ("POST", format!("/api/devices/{id}/unlink"), None),
     ] {
         let (status, err, _) = a
             .call(method, &format!("{uri}?access_token={token}"), None, body)

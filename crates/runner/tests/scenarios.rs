@@ -47,6 +47,7 @@ struct Script {
     requests: AtomicUsize,
     cancels: AtomicUsize,
     disconnects: AtomicUsize,
+    logouts: AtomicUsize,
     opens: AtomicUsize,
     modes: Mutex<Vec<SessionMode>>,
     opened: tokio::sync::Notify,
@@ -109,7 +110,11 @@ fn connector(script: &Arc<Script>, rx: mpsc::UnboundedReceiver<SessionEvent>) ->
         session.expect_disconnect().returning(move || {
             s.disconnects.fetch_add(1, Ordering::SeqCst);
         });
-        session.expect_logout().returning(|| Ok(()));
+        let s = Arc::clone(&script);
+        session.expect_logout().returning(move || {
+            s.logouts.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        });
         // Each session gets the one event channel (tests open one session at a time).
         let events = match rx.lock().unwrap().take() {
             Some(rx) => {
@@ -1083,4 +1088,233 @@ async fn a_shorter_code_lifetime_replaces_codes_sooner_than_whatsapp_would() {
         "two 60 s codes, not 180 s ones: {took:?}"
     );
     stop(task, s).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_actor_ends_its_device_and_its_lease_is_never_renewed() {
+    let mut connector = MockConnector::new();
+    connector.expect_open().returning(|_| {
+        let mut session = MockSession::new();
+        session
+            .expect_wait_ready()
+            .returning(|_| panic!("a bug inside one device's session"));
+        session.expect_disconnect().returning(|| ());
+        Ok(OpenedSession {
+            session: Box::new(session),
+            events: futures::stream::pending().boxed(),
+        })
+    });
+    let Clocked {
+        store,
+        clock,
+        id,
+        task,
+        stop_tx,
+    } = Clocked::start(connector, config()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while DeviceStore::get(&store, id)
+        .await
+        .unwrap()
+        .lease_owner
+        .is_none()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never claimed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A heartbeat comes and goes 25 s into the lease: a held lease would be pushed to 55 s.
+    clock.advance(Duration::from_secs(25));
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    clock.advance(Duration::from_secs(10));
+    // 35 s after the claim: the lease was left to lapse, so another instance takes over.
+    let taken = store
+        .claim(&ClaimRequest::new(
+            "other-instance",
+            10,
+            Duration::from_secs(30),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        taken.iter().map(|c| c.device.id).collect::<Vec<_>>(),
+        [id],
+        "the panicked actor's lease was still renewed"
+    );
+    let _ = stop_tx.send(());
+    let summary = task.await.unwrap();
+    assert_eq!(summary.panicked, 1);
+    assert_eq!(
+        summary.released, 0,
+        "a panicked actor's lease is never released"
+    );
+}
+
+fn unreadable_error() -> ConnectorError {
+    ConnectorError::new(
+        ConnectorErrorKind::Unreadable,
+        "a stored auth-state value was sealed with key id 1, which is not configured: add that key to WA_PAIRING_AUTH_KEYS",
+        Verdict::Permanent,
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_sealed_with_a_missing_key_is_left_untouched_for_another_instance() {
+    let opens = Arc::new(AtomicUsize::new(0));
+    let mut connector = MockConnector::new();
+    let o = Arc::clone(&opens);
+    connector.expect_open().returning(move |_| {
+        o.fetch_add(1, Ordering::SeqCst);
+        Err(unreadable_error())
+    });
+    let h = Harness::new(Script::default());
+    let d = h.connected_device().await;
+    let before = h.store.scan_prefix(d.id, "").await.unwrap();
+    let runner = Runner::new(h.store.stores().build(), Arc::new(connector), config()).unwrap();
+    let status = runner.status();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = rx.await;
+    }));
+    let released = h
+        .until(d.id, "the lease released", |x| {
+            x.lease_owner.is_none() && opens.load(Ordering::SeqCst) == 1
+        })
+        .await;
+    assert_eq!(released.status, DeviceStatus::Connected, "status untouched");
+    assert_eq!(released.error_message, None, "no message for the owner");
+    assert_eq!(released.phone_number.as_deref(), Some(PHONE));
+    assert_eq!(h.store.scan_prefix(d.id, "").await.unwrap(), before);
+    assert_eq!(status.unreadable_devices(), 1);
+    assert!(
+        status.unreadable_reasons()[0].contains("key id 1"),
+        "{:?}",
+        status.unreadable_reasons()
+    );
+    // This instance does not take it again for a while: another instance (with the key) can.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(opens.load(Ordering::SeqCst), 1, "claimed again at once");
+    let other = h
+        .store
+        .claim(&ClaimRequest::new(
+            "keyed-instance",
+            10,
+            Duration::from_secs(30),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(other.len(), 1);
+    let _ = tx.send(());
+    task.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn state_found_unreadable_mid_session_stops_it_without_touching_the_device() {
+    let mut h = Harness::new(Script::default());
+    let d = h.connected_device().await;
+    let status = h.runner.as_ref().unwrap().status();
+    let (task, s) = h.start();
+    h.opened(1).await;
+    h.send(SessionEvent::Connected);
+    h.until(d.id, "reconnected", |x| {
+        x.last_connected_at > d.last_connected_at
+    })
+    .await;
+    h.send(SessionEvent::StateUnreadable {
+        reason: "a stored auth-state value failed authentication with key id 2".into(),
+    });
+    let after = h.until(d.id, "released", |x| x.lease_owner.is_none()).await;
+    assert_eq!(after.status, DeviceStatus::Connected);
+    assert_eq!(h.store.scan_prefix(d.id, "").await.unwrap().len(), 1);
+    assert!(h.count(|s| &s.disconnects) >= 1, "the socket was closed");
+    assert_eq!(status.unreadable_devices(), 1);
+    stop(task, s).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn unlink_logs_in_removes_the_companion_and_wipes_the_state() {
+    let mut h = Harness::new(Script::default());
+    let d = h.connected_device().await;
+    h.store.unlink(d.id).await.unwrap();
+    let (task, s) = h.start();
+    h.opened(1).await;
+    assert_eq!(*h.script.modes.lock().unwrap(), [SessionMode::Resume]);
+    h.send(SessionEvent::Connected);
+    let done = h
+        .until(d.id, "disconnected", |x| {
+            x.status == DeviceStatus::Disconnected
+        })
+        .await;
+    assert_eq!(h.count(|s| &s.logouts), 1, "the companion was removed");
+    assert_eq!(done.phone_number, None, "no longer linked");
+    assert_eq!(done.error_message, None);
+    assert!(h.store.scan_prefix(d.id, "").await.unwrap().is_empty());
+    let err = h.store.resume(d.id).await.unwrap_err();
+    assert!(err.to_string().contains("start pairing"), "{err}");
+    stop(task, s).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn unlink_without_whatsapp_wipes_and_says_to_remove_the_device_on_the_phone() {
+    // The socket never gets ready, and then a session that never logs in.
+    for script in [
+        Script::default().ready([false, false, false]),
+        Script::default(),
+    ] {
+        let mut h = Harness::with_config(
+            script,
+            config()
+                .connect_attempts(3)
+                .unlink_timeout(Duration::from_secs(20)),
+        );
+        let d = h.connected_device().await;
+        h.store.unlink(d.id).await.unwrap();
+        let (task, s) = h.start();
+        let done = h
+            .until(d.id, "disconnected", |x| {
+                x.status == DeviceStatus::Disconnected
+            })
+            .await;
+        assert_eq!(h.count(|s| &s.logouts), 0);
+        assert!(
+            done.error_message
+                .as_deref()
+                .is_some_and(|m| m.contains("remove it on the phone")),
+            "{:?}",
+            done.error_message
+        );
+        assert_eq!(done.phone_number, None);
+        assert!(h.store.scan_prefix(d.id, "").await.unwrap().is_empty());
+        stop(task, s).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_owners_words_never_carry_internal_errors() {
+    let mut connector = MockConnector::new();
+    connector.expect_open().returning(|_| {
+        Err(ConnectorError::new(
+            ConnectorErrorKind::Storage,
+            "the auth-state store failed: relation device_auth_state does not exist (42P01)",
+            Verdict::Permanent,
+        ))
+    });
+    let h = Harness::new(Script::default());
+    let d = h.connected_device().await;
+    let runner = Runner::new(h.store.stores().build(), Arc::new(connector), config()).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(runner.run(async {
+        let _ = rx.await;
+    }));
+    let out = h
+        .until(d.id, "disconnected", |x| {
+            x.status == DeviceStatus::Disconnected
+        })
+        .await;
+    let words = out.error_message.unwrap();
+    assert!(
+        !words.contains("42P01") && !words.contains("relation"),
+        "{words}"
+    );
+    assert!(words.contains("could not be loaded"), "{words}");
+    let _ = tx.send(());
+    task.await.unwrap();
 }

@@ -125,7 +125,20 @@ pub fn init_logging_to<M>(format: LogFormat, writer: M)
 where
     M: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|f| !f.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_FILTER.to_owned());
+    init_logging_with(format, &filter, writer);
+}
+
+/// Installs the global log subscriber with this filter (`RUST_LOG` syntax) and destination;
+/// every line is redacted. A filter that does not parse falls back to [`DEFAULT_FILTER`].
+pub fn init_logging_with<M>(format: LogFormat, filter: &str, writer: M)
+where
+    M: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

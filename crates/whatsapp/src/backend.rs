@@ -64,6 +64,8 @@ pub struct WaBackend {
     fence: Fence,
     lock: Arc<Mutex<()>>,
     on_undecryptable: Option<Reporter>,
+    /// Set once the companion is logged out: nothing more is written for it.
+    logged_out: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Told about every value the store's keys cannot open.
@@ -192,6 +194,28 @@ impl WaBackend {
             fence,
             lock: device_lock(device),
             on_undecryptable: None,
+            logged_out: None,
+        }
+    }
+
+    /// Stops writing once `flag` is set: after a logout the companion's state is dead, and a
+    /// last flush from the client (its saver writes the device on shutdown) must not bring
+    /// back what the runner wiped.
+    #[must_use]
+    pub fn stop_writing_when(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.logged_out = Some(flag);
+        self
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        match &self.logged_out {
+            Some(f) if f.load(std::sync::atomic::Ordering::SeqCst) => {
+                Err(WaStoreError::Database(Box::new(Error::new(
+                    crate::error::ErrorKind::Storage,
+                    "the companion was logged out: its state is no longer kept",
+                ))))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -249,6 +273,7 @@ impl WaBackend {
     }
 
     async fn put(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.check_writable()?;
         self.store
             .put(self.device, self.fence, key, value)
             .await
@@ -259,6 +284,7 @@ impl WaBackend {
         if entries.is_empty() {
             return Ok(());
         }
+        self.check_writable()?;
         self.store
             .put_many(self.device, self.fence, entries)
             .await
@@ -266,6 +292,7 @@ impl WaBackend {
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
+        self.check_writable()?;
         self.store
             .delete(self.device, self.fence, key)
             .await
@@ -276,6 +303,7 @@ impl WaBackend {
         if keys.is_empty() {
             return Ok(());
         }
+        self.check_writable()?;
         self.store
             .delete_many(self.device, self.fence, keys)
             .await
@@ -622,6 +650,7 @@ impl AppSyncStore for WaBackend {
     }
 
     async fn clear_mutation_macs(&self, name: &str) -> Result<()> {
+        self.check_writable()?;
         self.store
             .delete_prefix(
                 self.device,
@@ -669,6 +698,7 @@ impl ProtocolStore for WaBackend {
     }
 
     async fn clear_sender_key_devices(&self, group_jid: &str) -> Result<()> {
+        self.check_writable()?;
         self.store
             .delete_prefix(
                 self.device,
@@ -698,6 +728,7 @@ impl ProtocolStore for WaBackend {
     }
 
     async fn clear_all_sender_key_devices(&self) -> Result<()> {
+        self.check_writable()?;
         self.store
             .delete_prefix(self.device, self.fence, keys::SENDER_KEY_DEVICE)
             .await

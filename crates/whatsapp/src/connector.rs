@@ -168,7 +168,9 @@ impl WhatsAppConnector {
         let (device, fence) = (spec.device_id, spec.lease.fence);
         state.adopt_fence(device, fence).await?;
         let reporter = Arc::clone(shared);
-        let backend = WaBackend::new(state.clone(), device, fence).on_undecryptable(move |e| {
+        let backend = WaBackend::new(state.clone(), device, fence)
+            .stop_writing_when(Arc::clone(&shared.logged_out))
+            .on_undecryptable(move |e| {
             // Once: the session cannot go on without the state it needed.
             if !reporter.terminal.swap(true, Ordering::SeqCst) {
                 warn!(%device, error = %e, "the client needed auth state this process's keys cannot open");
@@ -213,6 +215,7 @@ impl Connector for WhatsAppConnector {
             last_code: Mutex::new(None),
             terminal: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+            logged_out: Arc::new(AtomicBool::new(false)),
         });
         let backend = self.prepare(&spec, &shared).await?;
 
@@ -271,6 +274,9 @@ struct SessionShared {
     terminal: AtomicBool,
     /// The session was asked to close.
     closing: AtomicBool,
+    /// The companion was logged out (by us or from the phone): its state is dead, and the
+    /// backend writes nothing more.
+    logged_out: Arc<AtomicBool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -365,9 +371,12 @@ impl EventHandler for Forwarder {
             Event::Disconnected(d) => s.send(SessionEvent::Disconnected {
                 reason: d.reason.to_string(),
             }),
-            Event::LoggedOut(l) => s.send_terminal(SessionEvent::LoggedOut {
-                reason: logged_out_reason(l.reason, l.on_connect),
-            }),
+            Event::LoggedOut(l) => {
+                s.logged_out.store(true, Ordering::SeqCst);
+                s.send_terminal(SessionEvent::LoggedOut {
+                    reason: logged_out_reason(l.reason, l.on_connect),
+                });
+            }
             Event::StreamReplaced(_) => s.send_terminal(SessionEvent::Replaced),
             Event::TemporaryBan(b) => s.send_terminal(SessionEvent::TemporarilyBanned {
                 until: Some(Utc::now() + b.expire),
@@ -503,6 +512,8 @@ impl Session for WaSession {
 
     async fn logout(&self) -> Result<(), ConnectorError> {
         let connected = self.client.is_connected();
+        // From here on the companion's state is dead: nothing more is written for it.
+        self.shared.logged_out.store(true, Ordering::SeqCst);
         // Sends the removal when connected, then closes; the client reports LoggedOut.
         self.client.logout().await;
         self.close().await;

@@ -11,7 +11,7 @@ use futures::StreamExt as _;
 use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 use wa_pairing_postgres::{PostgresConfig, PostgresStore};
-use wa_pairing_runner::{RunSummary, Runner, RunnerConfig};
+use wa_pairing_runner::{RunSummary, Runner, RunnerConfig, RunnerStatus};
 use wa_pairing_sim::{Sim, SimConfig};
 use wa_pairing_store::testkit::Skip;
 use wa_pairing_store::{
@@ -154,12 +154,16 @@ pub struct Stack {
     pub stores: Stores,
     /// The devices the simulated person looks at.
     watched: Arc<std::sync::Mutex<Vec<DeviceId>>>,
+    /// Every code the simulated person typed.
+    typed: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// A running runner instance.
 pub struct RunningRunner {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: JoinHandle<RunSummary>,
+    /// Its live status.
+    pub status: RunnerStatus,
 }
 
 impl RunningRunner {
@@ -191,6 +195,7 @@ impl Stack {
             sim: Sim::start(SimConfig::default()).await.expect("sim"),
             stores,
             watched: Arc::default(),
+            typed: Arc::default(),
         }
     }
 
@@ -205,13 +210,20 @@ impl Stack {
 
     /// Starts a runner instance with the real connector pointed at the simulator.
     pub fn runner(&self, config: RunnerConfig) -> RunningRunner {
-        let connector = WhatsAppConfig::new(&self.stores)
+        self.runner_over(&self.stores, config)
+    }
+
+    /// Starts a runner instance over other stores (other keys, say) with the real connector
+    /// pointed at the simulator.
+    pub fn runner_over(&self, stores: &Stores, config: RunnerConfig) -> RunningRunner {
+        let connector = WhatsAppConfig::new(stores)
             .server_url(self.sim.url())
             .push_name("wa-pairing e2e")
             .close_timeout(Duration::from_secs(5))
             .build()
             .expect("connector");
-        let runner = Runner::new(self.stores.clone(), Arc::new(connector), config).expect("runner");
+        let runner = Runner::new(stores.clone(), Arc::new(connector), config).expect("runner");
+        let status = runner.status();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(runner.run(async {
             let _ = stopped.await;
@@ -219,6 +231,7 @@ impl Stack {
         RunningRunner {
             stop: Some(stop),
             task,
+            status,
         }
     }
 
@@ -246,6 +259,7 @@ impl Stack {
         let devices = Arc::clone(self.stores.devices());
         let sim = self.sim.clone();
         let watched = self.watched.clone();
+        let typed_codes = self.typed.clone();
         tokio::spawn(async move {
             let mut feed = devices.subscribe().await.ok().flatten();
             let mut typed = std::collections::HashSet::new();
@@ -275,6 +289,9 @@ impl Stack {
                         continue;
                     };
                     if typed.insert((id, code.to_string())) {
+                        if let Ok(mut t) = typed_codes.lock() {
+                            t.push(code.to_string());
+                        }
                         let phone = sim.phone(&phone);
                         tokio::spawn(async move {
                             let _ = phone.enter_code(&code.to_string()).await;
@@ -283,6 +300,11 @@ impl Stack {
                 }
             }
         })
+    }
+
+    /// Every code the simulated person typed so far (`XXXX-XXXX`).
+    pub fn typed_codes(&self) -> Vec<String> {
+        self.typed.lock().map(|t| t.clone()).unwrap_or_default()
     }
 
     /// Waits until `id` satisfies `pred`.

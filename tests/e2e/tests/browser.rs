@@ -252,8 +252,11 @@ async fn a_person_links_a_phone_from_the_device_page_in_chromium() {
     })
     .await;
     assert!(connected.contains("+6281255550101"), "{connected}");
-    let status = until_text(&browser, "status", "the status", |t| t == "connected").await;
-    assert_eq!(status, "connected");
+    let status = until_text(&browser, "status", "the status", |t| {
+        t.contains("Connected")
+    })
+    .await;
+    assert_eq!(status, "Terhubung · Connected", "the status in plain words");
     let code_box = browser
         .find(Locator::Id("code-box"))
         .await
@@ -264,8 +267,76 @@ async fn a_person_links_a_phone_from_the_device_page_in_chromium() {
     );
     screenshot(&browser, "device-page-connected.png").await;
 
+    // Disconnect keeps the link; reconnecting needs no new code.
+    click(&browser, "disconnect").await;
+    until_text(&browser, "status", "disconnected", |t| {
+        t.contains("Disconnected")
+    })
+    .await;
+    until_shown(&browser, "resume").await;
+    click(&browser, "resume").await;
+    until_text(&browser, "connected", "connected again", |t| {
+        t.contains("Connected")
+    })
+    .await;
+    until_text(&browser, "status", "connected again", |t| {
+        t.contains("Connected")
+    })
+    .await;
+    assert_eq!(
+        stack.sim.counters().code_requests_for("6281255550101"),
+        1,
+        "reconnecting asked for no new code"
+    );
+
+    // Unlink, after the page asks to be sure: the phone no longer lists the companion.
+    click(&browser, "unlink").await;
+    browser.accept_alert().await.expect("the confirmation");
+    until_text(&browser, "status", "unlinked", |t| {
+        t.contains("Disconnected")
+    })
+    .await;
+    let end = tokio::time::Instant::now() + DEADLINE;
+    while stack.sim.phone("6281255550101").is_linked() {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the companion was not removed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    screenshot(&browser, "device-page-unlinked.png").await;
+
     browser.close().await.expect("the browser closes");
     let _ = driver_process.kill().await;
     server.abort();
     runner.shutdown().await;
+}
+
+async fn click(browser: &fantoccini::Client, id: &str) {
+    browser
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("#{id}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking #{id}: {e}"));
+}
+
+/// Waits until the element `id` is displayed.
+async fn until_shown(browser: &fantoccini::Client, id: &str) {
+    let end = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let shown = browser
+            .find(Locator::Id(id))
+            .await
+            .unwrap_or_else(|e| panic!("#{id}: {e}"))
+            .is_displayed()
+            .await
+            .unwrap_or(false);
+        if shown {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < end, "#{id} never shown");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -1,0 +1,101 @@
+//! Shared by the log tests: each is its own test binary, because the log subscriber is
+//! process-wide.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use wa_pairing_e2e::Stack;
+use wa_pairing_service::logging::{LogFormat, init_logging_with};
+use wa_pairing_service::{Service, Settings};
+use wa_pairing_store::testkit::{Skip, skip};
+
+const PHONE: &str = "6281255509876";
+
+/// Everything the process logs, kept in memory.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Installs the service's logging with `filter` into a buffer, pairs one device through the
+/// service (PostgreSQL, Redis, the simulator), and checks every line written.
+pub async fn pair_and_check(filter: &str, dependencies_at_info: bool) {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    init_logging_with(LogFormat::Json, filter, move || sink.clone());
+    let (stores, db) = match wa_pairing_e2e::postgres().await {
+        Ok(x) => x,
+        Err(why) => return skip("logs e2e", &why),
+    };
+    let Ok(redis_url) = std::env::var("WA_PAIRING_TEST_REDIS_URL") else {
+        db.drop().await;
+        return skip(
+            "logs e2e",
+            &Skip::new("WA_PAIRING_TEST_REDIS_URL is not set"),
+        );
+    };
+    let stack = Stack::start(stores).await;
+    let person = stack.person();
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("DATABASE_URL", db.url.clone()),
+        ("REDIS_URL", redis_url),
+        ("WA_PAIRING_AUTH_KEYS", wa_pairing_e2e::test_keys_setting()),
+        ("WA_PAIRING_INSTANCE_ID", "logs-e2e".to_owned()),
+        ("WA_PAIRING_HEALTH_ADDR", "127.0.0.1:0".to_owned()),
+        ("WA_PAIRING_WA_SERVER_URL", stack.sim.url()),
+    ]);
+    let settings = Settings::from_lookup(|n| vars.get(n).cloned()).expect("settings");
+    let service = Service::build(settings).await.expect("the service builds");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(service.run(async {
+        let _ = stopped.await;
+    }));
+    let device = stack.device(PHONE).await;
+    stack.connected(device.id).await;
+    let _ = stop.send(());
+    running.await.expect("the service task");
+    person.abort();
+    db.drop().await;
+
+    let text = captured.text();
+    assert!(
+        text.contains("service started"),
+        "nothing was captured:\n{text}"
+    );
+    if dependencies_at_info {
+        assert!(
+            text.contains("pair code authentication"),
+            "the client's own lines about the number were not logged, so nothing was tested:\n{text}"
+        );
+    }
+    let codes = stack.typed_codes();
+    assert!(!codes.is_empty(), "a code was shown and typed");
+    for code in &codes {
+        let bare = code.replace('-', "");
+        assert!(
+            !text.contains(code.as_str()) && !text.contains(&bare),
+            "the code {code} was logged:\n{text}"
+        );
+    }
+    assert!(!text.contains(PHONE), "the full number was logged:\n{text}");
+    assert!(
+        !text.contains(&PHONE[2..]),
+        "the national number was logged:\n{text}"
+    );
+}

@@ -1,0 +1,84 @@
+//! The owner's disconnect, resume and unlink, end to end with the real client, the runner,
+//! PostgreSQL and the simulator: a disconnect keeps the link (resuming needs no new code), an
+//! unlink removes the companion from the account and wipes its keys.
+#![allow(missing_docs)]
+
+use wa_pairing_e2e::Stack;
+use wa_pairing_store::testkit::skip;
+use wa_pairing_store::{DeviceStatus, ErrorKind};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn disconnect_keeps_the_link_resume_needs_no_code_and_unlink_removes_the_companion() {
+    let (stores, db) = match wa_pairing_e2e::postgres().await {
+        Ok(x) => x,
+        Err(why) => return skip("owner actions e2e", &why),
+    };
+    let stack = Stack::start(stores).await;
+    let person = stack.person();
+    let runner = stack.runner(Stack::config("owner-actions"));
+    let phone = "6281234500051";
+    let d = stack.device(phone).await;
+    let linked = stack.connected(d.id).await;
+    let devices = stack.stores.devices();
+    let auth = stack.stores.auth_state();
+    let keys = auth.scan_prefix(d.id, "").await.unwrap().len();
+    assert!(keys > 0, "the session's keys are stored");
+
+    // Disconnect: the socket closes, the link stays.
+    devices.disconnect(d.id).await.unwrap();
+    let off = stack
+        .until(d.id, "disconnected and released", |x| {
+            x.status == DeviceStatus::Disconnected && x.lease_owner.is_none()
+        })
+        .await;
+    assert_eq!(off.phone_number.as_deref(), Some(phone), "still linked");
+    assert!(stack.sim.phone(phone).is_linked());
+    assert!(auth.scan_prefix(d.id, "").await.unwrap().len() >= keys);
+
+    // Resume: logs in again from the stored keys, no code, no new pairing.
+    let logins = stack.sim.counters().logins;
+    devices.resume(d.id).await.unwrap();
+    let back = stack
+        .until(d.id, "resumed", |x| {
+            x.status == DeviceStatus::Connected
+                && x.lease_owner.is_some()
+                && x.last_connected_at > linked.last_connected_at
+        })
+        .await;
+    assert_eq!(back.phone_number.as_deref(), Some(phone));
+    let counters = stack.sim.counters();
+    assert!(counters.logins > logins, "logged in again");
+    assert_eq!(counters.code_requests_for(phone), 1, "no new code");
+    assert_eq!(counters.pairings, 1, "no new pairing");
+
+    // Unlink: the companion is removed from the account and its keys are wiped.
+    devices.unlink(d.id).await.unwrap();
+    let gone = stack
+        .until(d.id, "unlinked", |x| {
+            x.status == DeviceStatus::Disconnected && x.phone_number.is_none()
+        })
+        .await;
+    assert_eq!(
+        gone.error_message, None,
+        "WhatsApp was told: nothing to do on the phone"
+    );
+    let left: Vec<String> = auth
+        .scan_prefix(d.id, "")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert!(left.is_empty(), "keys wiped: {left:?}");
+    assert!(
+        !stack.sim.phone(phone).is_linked(),
+        "the simulator no longer knows the companion"
+    );
+    let err = devices.resume(d.id).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidTransition);
+    assert!(err.to_string().contains("start pairing"), "{err}");
+
+    runner.shutdown().await;
+    person.abort();
+    db.drop().await;
+}

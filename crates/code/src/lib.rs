@@ -38,8 +38,9 @@ pub enum CodeErrorKind {
 }
 
 impl CodeErrorKind {
-    /// A stable machine-readable code, such as `"too_short"`.
-    pub const fn code(self) -> &'static str {
+    /// The stable lower-case name, such as `"too_short"` (the name used in logs, metrics and
+    /// API error codes, like every `as_str` in the workspace).
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Empty => "empty",
             Self::TooShort => "too_short",
@@ -65,6 +66,7 @@ impl CodeErrorKind {
 /// assert!(err.to_string().contains("position 8"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CodeError {
     /// See [`CodeErrorKind::Empty`].
     #[error("no pairing code was given: type the 8 characters WhatsApp shows, like ABCD-EFGH")]

@@ -89,7 +89,7 @@ fn refusals_say_what_is_wrong() {
     }
     let err = PairingCode::parse("ABCD-EFG0").unwrap_err();
     assert!(err.to_string().contains("position 8"), "{err}");
-    assert_eq!(CodeErrorKind::TooShort.code(), "too_short");
+    assert_eq!(CodeErrorKind::TooShort.as_str(), "too_short");
 }
 
 #[test]

@@ -2,7 +2,7 @@ use std::fmt;
 
 /// What is wrong with a phone number a person typed.
 ///
-/// Each kind has a stable, machine-readable [`code`](PhoneErrorKind::code) that an API can
+/// Each kind has a stable, machine-readable [`name`](PhoneErrorKind::as_str) that an API can
 /// return and a front end can translate; the [`Display`](fmt::Display) text of [`PhoneError`]
 /// is a message a person can act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,10 +33,10 @@ impl PhoneErrorKind {
     /// ```
     /// use wa_pairing_phone::{parse, PhoneErrorKind};
     ///
-    /// assert_eq!(parse("0812").unwrap_err().kind().code(), "too_short");
-    /// assert_eq!(PhoneErrorKind::Letters.code(), "letters");
+    /// assert_eq!(parse("0812").unwrap_err().kind().as_str(), "too_short");
+    /// assert_eq!(PhoneErrorKind::Letters.as_str(), "letters");
     /// ```
-    pub const fn code(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Empty => "empty",
             Self::Letters => "letters",
@@ -93,7 +93,7 @@ impl PhoneErrorKind {
 
 impl fmt::Display for PhoneErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
+        f.write_str(self.as_str())
     }
 }
 
@@ -125,9 +125,9 @@ impl PhoneError {
         self.kind
     }
 
-    /// Shorthand for `self.kind().code()`.
-    pub const fn code(&self) -> &'static str {
-        self.kind.code()
+    /// Shorthand for `self.kind().as_str()`.
+    pub const fn as_str(&self) -> &'static str {
+        self.kind.as_str()
     }
 }
 
@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn codes_are_unique_and_snake_case() {
-        let codes: HashSet<_> = PhoneErrorKind::ALL.iter().map(|k| k.code()).collect();
+        let codes: HashSet<_> = PhoneErrorKind::ALL.iter().map(|k| k.as_str()).collect();
         assert_eq!(codes.len(), PhoneErrorKind::ALL.len());
         for code in codes {
             assert!(

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use wa_pairing_store::{ErrorKind, StoreError};
+use wa_pairing_store::{ErrorKind, StoreError, StoreResult};
 
 /// The environment variable [`PostgresConfig::from_env`] reads.
 pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
@@ -14,7 +14,8 @@ pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
 /// A pool of 16 connections, a 5 s timeout on every operation (waiting for a pooled
 /// connection included), a 5 s connect timeout.
 ///
-/// `Debug` never shows the password.
+/// `Debug` never shows the password. Plain data: it deserialises from a configuration file
+/// (only `url` is required; durations as `"5s"`, `"500ms"`).
 ///
 /// ```
 /// use std::time::Duration;
@@ -24,14 +25,35 @@ pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
 ///     .pool_size(32)
 ///     .operation_timeout(Duration::from_secs(3));
 /// assert!(!format!("{config:?}").contains("s3cret"));
+///
+/// let from_file: PostgresConfig =
+///     serde_json::from_str(r#"{"url": "postgres://app@db/postgres", "operation_timeout": "3s"}"#)?;
+/// # let _ = from_file;
+/// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Clone)]
+#[derive(Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct PostgresConfig {
     pub(crate) url: String,
+    #[serde(default = "defaults::pool_size")]
     pub(crate) pool_size: usize,
+    #[serde(default = "defaults::timeout", with = "humantime_serde")]
     pub(crate) operation_timeout: Duration,
+    #[serde(default = "defaults::timeout", with = "humantime_serde")]
     pub(crate) connect_timeout: Duration,
+}
+
+mod defaults {
+    use std::time::Duration;
+
+    pub(super) const fn pool_size() -> usize {
+        16
+    }
+
+    pub(super) const fn timeout() -> Duration {
+        Duration::from_secs(5)
+    }
 }
 
 impl fmt::Debug for PostgresConfig {
@@ -67,10 +89,16 @@ impl PostgresConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            pool_size: 16,
-            operation_timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(5),
+            pool_size: defaults::pool_size(),
+            operation_timeout: defaults::timeout(),
+            connect_timeout: defaults::timeout(),
         }
+    }
+
+    /// The store for this configuration (connections open lazily, on first use); the same
+    /// as [`PostgresStore::connect`](crate::PostgresStore::connect).
+    pub fn build(&self) -> StoreResult<crate::PostgresStore> {
+        crate::PostgresStore::connect(self)
     }
 
     /// Reads [`DATABASE_URL_ENV`] (`DATABASE_URL`).

@@ -237,7 +237,7 @@ async fn listen(
     tx: broadcast::Sender<Change>,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = FIRST_BACKOFF;
     loop {
         let attempt = async {
             let (client, mut connection) = pg.connect(NoTls).await?;
@@ -265,18 +265,40 @@ async fn listen(
             drop(client);
             Ok::<(), tokio_postgres::Error>(())
         };
-        tokio::select! {
+        // Ok: the feed was listening and its connection ended (a restart, a cut); Err: it
+        // could not connect or LISTEN.
+        let listened = tokio::select! {
             () = stop.cancelled() => return,
             r = attempt => match r {
-                Ok(()) => debug!("change feed connection closed; reconnecting"),
-                Err(e) => warn!(error = %from_pg(&e), "change feed connection failed; reconnecting"),
+                Ok(()) => {
+                    debug!("change feed connection closed; reconnecting");
+                    true
+                }
+                Err(e) => {
+                    warn!(error = %from_pg(&e), "change feed connection failed; reconnecting");
+                    false
+                }
             },
-        }
+        };
+        backoff = next_backoff(backoff, listened);
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(backoff) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The wait before the next reconnection: back to the first step after a connection that
+/// worked (so a drop after hours of listening is retried at once, not after 30 s), doubling
+/// up to 30 s while connecting keeps failing.
+fn next_backoff(previous: Duration, listened: bool) -> Duration {
+    if listened {
+        FIRST_BACKOFF
+    } else {
+        (previous * 2).min(MAX_BACKOFF)
     }
 }
 
@@ -631,5 +653,21 @@ impl PairingBudget for PostgresStore {
                 retry_after: Duration::from_secs_f64(secs.max(0.0)),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_grows_while_failing_and_resets_after_a_good_connection() {
+        let mut b = FIRST_BACKOFF;
+        for _ in 0..10 {
+            b = next_backoff(b, false);
+        }
+        assert_eq!(b, MAX_BACKOFF);
+        assert_eq!(next_backoff(b, true), FIRST_BACKOFF);
+        assert_eq!(next_backoff(FIRST_BACKOFF, false), FIRST_BACKOFF * 2);
     }
 }

@@ -21,6 +21,8 @@ use wa_pairing_store::{
 struct Proxy {
     port: u16,
     stalled: Arc<AtomicBool>,
+    /// Told when bytes arrive while stalled: a request is then in flight and held here.
+    held: Arc<tokio::sync::Notify>,
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
@@ -29,12 +31,14 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let stalled = Arc::new(AtomicBool::new(false));
+        let held = Arc::new(tokio::sync::Notify::new());
         let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (s, c) = (stalled.clone(), conns.clone());
+        let (s, c, h) = (stalled.clone(), conns.clone(), held.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let target = target.clone();
                 let stalled = s.clone();
+                let held = h.clone();
                 c.lock().await.push(tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(&target).await else {
                         return;
@@ -43,7 +47,8 @@ impl Proxy {
                     let (sr, sw) = server.into_split();
                     let pipe = |mut r: tokio::net::tcp::OwnedReadHalf,
                                 mut w: tokio::net::tcp::OwnedWriteHalf,
-                                stalled: Arc<AtomicBool>| async move {
+                                stalled: Arc<AtomicBool>,
+                                held: Arc<tokio::sync::Notify>| async move {
                         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
                         let mut buf = vec![0u8; 16 * 1024];
                         loop {
@@ -51,6 +56,9 @@ impl Proxy {
                                 Ok(0) | Err(_) => return,
                                 Ok(n) => n,
                             };
+                            if stalled.load(Ordering::SeqCst) {
+                                held.notify_one();
+                            }
                             while stalled.load(Ordering::SeqCst) {
                                 tokio::task::yield_now().await;
                                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -61,8 +69,8 @@ impl Proxy {
                         }
                     };
                     tokio::select! {
-                        () = pipe(cr, sw, stalled.clone()) => {}
-                        () = pipe(sr, cw, stalled) => {}
+                        () = pipe(cr, sw, stalled.clone(), held.clone()) => {}
+                        () = pipe(sr, cw, stalled, held) => {}
                     }
                 }));
             }
@@ -70,6 +78,7 @@ impl Proxy {
         Self {
             port,
             stalled,
+            held,
             conns,
         }
     }
@@ -149,7 +158,10 @@ async fn a_cut_connection_is_retryable_and_loses_nothing() {
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Cut once the proxy holds the update's bytes, not after a guess of how long that takes.
+    tokio::time::timeout(Duration::from_secs(10), proxy.held.notified())
+        .await
+        .expect("the update reached the proxy while it was stalled");
     proxy.cut().await;
     proxy.stalled.store(false, Ordering::SeqCst);
     let err = update

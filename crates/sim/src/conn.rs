@@ -9,9 +9,9 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_websockets::{Message, ServerBuilder};
 use tracing::{debug, warn};
+use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
 use wacore_binary::consts::{NOISE_PATTERN_XX, WA_CONN_HEADER};
-use wacore_binary::{Node, NodeContent};
 use wacore_libsignal::protocol::KeyPair;
 use wacore_noise::framing::{FrameDecoder, encode_frame};
 use wacore_noise::{NoiseCipher, NoiseHandshake};
@@ -19,10 +19,9 @@ use waproto::buffa::Message as _;
 use waproto::whatsapp as wa;
 
 use crate::keyshare::{self, UploadedKeys};
-use crate::model::{SimEvent, Stage, StreamError, redact};
+use crate::model::{SimEvent, Stage, redact};
+use crate::node::{SERVER, attr, child_bytes, error, result};
 use crate::state::{ConnHandle, Finish, LinkedDevice, Out, PendingCode, Shared, State};
-
-pub(crate) const SERVER: &str = "s.whatsapp.net";
 
 type Ws = tokio_websockets::WebSocketStream<TcpStream>;
 
@@ -390,58 +389,6 @@ fn login(shared: &Arc<Shared>, id: u64, payload: &wa::ClientPayload, client_stat
         drop(st);
         shared.emit(SimEvent::LoggedIn { phone, device });
     });
-}
-
-pub(crate) fn attr(node: &Node, key: &str) -> Option<String> {
-    node.attrs.get(key).map(|v| v.as_str().into_owned())
-}
-
-pub(crate) fn bytes_of(node: &Node) -> Option<&[u8]> {
-    match &node.content {
-        Some(NodeContent::Bytes(b)) => Some(b),
-        Some(NodeContent::String(s)) => Some(s.as_bytes()),
-        _ => None,
-    }
-}
-
-fn child_bytes(node: &Node, tag: &str) -> Option<Vec<u8>> {
-    node.get_optional_child(tag)
-        .and_then(bytes_of)
-        .map(<[u8]>::to_vec)
-}
-
-pub(crate) fn result(id: &str) -> NodeBuilder {
-    NodeBuilder::new("iq")
-        .attr("type", "result")
-        .attr("id", id.to_owned())
-        .attr("from", SERVER)
-}
-
-fn error(id: &str, code: u16, text: &str, backoff: Option<Duration>) -> Node {
-    let mut err = NodeBuilder::new("error")
-        .attr("code", code.to_string())
-        .attr("text", text.to_owned());
-    if let Some(b) = backoff {
-        err = err.attr("backoff", b.as_secs().to_string());
-    }
-    NodeBuilder::new("iq")
-        .attr("type", "error")
-        .attr("id", id.to_owned())
-        .attr("from", SERVER)
-        .children([err.build()])
-        .build()
-}
-
-pub(crate) fn stream_error(e: StreamError) -> Node {
-    let mut node = NodeBuilder::new("stream:error");
-    if e == StreamError::Replaced {
-        node = node.children([NodeBuilder::new("conflict")
-            .attr("type", "replaced")
-            .build()]);
-    } else {
-        node = node.attr("code", e.code().to_string());
-    }
-    node.build()
 }
 
 /// Dispatches one stanza from a client.

@@ -19,9 +19,8 @@ use wacore_libsignal::protocol::{
 use waproto::buffa::{Message as _, MessageField};
 use waproto::whatsapp as wa;
 
-use crate::conn::bytes_of;
 use crate::model::SimError;
-use crate::phone::protocol;
+use crate::node::{bytes_of, protocol};
 
 /// The public half of the keys a companion uploaded (`<iq xmlns="encrypt" type="set">`): what
 /// the server hands out as the companion's pre-key bundle.

@@ -5,6 +5,7 @@ mod conn;
 mod identity;
 mod keyshare;
 mod model;
+mod node;
 mod phone;
 mod state;
 

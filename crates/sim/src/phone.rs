@@ -12,8 +12,8 @@ use wacore_libsignal::protocol::{KeyPair, PublicKey};
 use waproto::buffa::Message as _;
 use waproto::whatsapp as wa;
 
-use crate::conn::{SERVER, attr, stream_error};
 use crate::model::{LoginFailure, Refusal, SimError, SimEvent, Stage, StreamError, redact};
+use crate::node::{SERVER, attr, protocol, stream_error};
 use crate::state::{Finish, LinkedDevice, Out, Shared};
 
 const ADV_ACCOUNT_SIGNATURE_PREFIX: &[u8] = &[6, 0];
@@ -40,10 +40,6 @@ fn hkdf(ikm: &[u8], salt: Option<&[u8]>, info: &[u8]) -> Result<[u8; 32], SimErr
     wacore::crypto::hkdf_sha256_into(ikm, salt, info, &mut out)
         .map_err(|e| SimError::Protocol(format!("hkdf: {e}")))?;
     Ok(out)
-}
-
-pub(crate) fn protocol(e: impl std::fmt::Display) -> SimError {
-    SimError::Protocol(e.to_string())
 }
 
 impl SimPhone {

@@ -22,7 +22,7 @@
 //! | group | behaviours of | list it |
 //! |---|---|---|
 //! | `devices` | [`DeviceStore`] | when the backend stores devices |
-//! | `auth_state` | [`AuthStateStore`](crate::AuthStateStore) | when the backend stores auth state |
+//! | `auth_state` | [`AuthStateStore`] | when the backend stores auth state |
 //! | `auth_cascade` | auth state beside the devices: deleted with its device, fenced by the device row | when [`Capabilities::auth_cascade`](crate::Capabilities::auth_cascade) |
 //! | `code_cache` | [`CodeCache`] | when [`Capabilities::code_cache`](crate::Capabilities::code_cache) |
 //! | `budget` | [`PairingBudget`](crate::PairingBudget) | when [`Capabilities::budget`](crate::Capabilities::budget) |

@@ -38,7 +38,11 @@ pub enum KeyKind {
 /// assert!(!format!("{config:?}").contains("0123456789"));
 /// # Ok::<(), wa_pairing_store::StoreError>(())
 /// ```
-#[derive(Clone)]
+///
+/// Plain data: it deserialises from a configuration file (`url` and `key` required; durations
+/// as `"10s"`), checked as [`SupabaseConfig::new`] checks them.
+#[derive(Clone, serde::Deserialize)]
+#[serde(try_from = "SupabaseConfigData")]
 pub struct SupabaseConfig {
     rest_url: String,
     key: String,
@@ -63,6 +67,38 @@ impl fmt::Debug for SupabaseConfig {
 
 fn config_error(message: impl Into<String>) -> StoreError {
     StoreError::new(ErrorKind::Configuration, message)
+}
+
+/// What a configuration file holds, before it is checked.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SupabaseConfigData {
+    url: String,
+    key: String,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    connect_timeout: Option<Duration>,
+    #[serde(default)]
+    schema: Option<String>,
+}
+
+impl TryFrom<SupabaseConfigData> for SupabaseConfig {
+    type Error = StoreError;
+
+    fn try_from(data: SupabaseConfigData) -> Result<Self, StoreError> {
+        let mut config = Self::new(data.url, data.key)?;
+        if let Some(t) = data.timeout {
+            config = config.timeout(t);
+        }
+        if let Some(t) = data.connect_timeout {
+            config = config.connect_timeout(t);
+        }
+        if let Some(schema) = data.schema {
+            config = config.schema(schema);
+        }
+        Ok(config)
+    }
 }
 
 impl SupabaseConfig {
@@ -112,6 +148,12 @@ impl SupabaseConfig {
             config_error("SUPABASE_SERVICE_ROLE_KEY is not set: set it to the project's secret key (sb_secret_...) or legacy service_role key, from Project Settings > API Keys")
         })?;
         Self::new(url, key)
+    }
+
+    /// The store for this configuration; the same as
+    /// [`SupabaseStore::new`](crate::SupabaseStore::new).
+    pub fn build(self) -> StoreResult<crate::SupabaseStore> {
+        crate::SupabaseStore::new(self)
     }
 
     /// The limit on every request, connecting included (default 10 s).

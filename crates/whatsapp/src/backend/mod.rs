@@ -1,0 +1,302 @@
+//! `whatsapp-rust`'s storage [`Backend`] for one device, on any [`AuthStateStore`]: the
+//! backend itself here, the value framing in `encoding`, the process-wide lock table in
+//! `lock`, and one file per storage trait of the client.
+
+mod app_sync;
+mod device;
+mod encoding;
+mod lock;
+mod msg_secret;
+mod prelude;
+mod protocol;
+mod signal;
+
+use std::fmt;
+
+use tokio::sync::{Mutex, MutexGuard};
+use wa_pairing_store::{AuthStateStore, StoreError};
+
+#[cfg(doc)]
+use wacore::store::traits::Backend;
+
+use self::lock::device_lock;
+use self::prelude::*;
+use crate::error::Error;
+
+/// `whatsapp-rust`'s storage [`Backend`] for one device, on top of any [`AuthStateStore`].
+///
+/// Every entry of the client's state is its own key in the device's auth-state namespace
+/// (the layout is documented in the crate docs, "Key layout"); nothing is kept in one blob.
+/// Every write carries the lease's [`Fence`], so a runner that lost the device can never
+/// overwrite the state of the one that took over: its writes fail with `LeaseLost`, which
+/// the client sees as a database error.
+///
+/// # Behavior
+/// - Gives the same answers as `wacore::store::InMemoryBackend` for the same calls (tested
+///   with random call sequences, over the in-memory and the PostgreSQL store), and keeps
+///   them across a restart: a new instance over the same store sees everything.
+/// - The read-modify-write methods (`take_sent_message`, `mark_prekeys_uploaded`,
+///   `put_msg_secrets`, the tc-token updates, LID mappings with their phone index,
+///   `create`, and the writes they race with) run under one in-process lock per device,
+///   shared by every instance for that device in the process.
+/// - Batch methods write through one `put_many` (all or none).
+/// - `load` restores the client's default device props (they are not serialised); the
+///   client applies its own overrides afterwards.
+/// - Values are stored as the client gives them (Signal records are already serialised),
+///   with a few bytes of framing where the trait keeps a flag or a timestamp; the client's
+///   serde-only types are JSON. Wrap the store in
+///   [`EncryptedAuthState`](wa_pairing_store::EncryptedAuthState) to encrypt them at rest.
+///
+/// ```
+/// use std::sync::Arc;
+/// use wa_pairing_store::{DeviceId, Fence, MemoryStore};
+/// use wa_pairing_whatsapp::WaBackend;
+///
+/// let store = Arc::new(MemoryStore::new());
+/// let backend = WaBackend::new(store, DeviceId::random(), Fence(1));
+/// # let _: &dyn wacore::store::traits::Backend = &backend;
+/// ```
+pub struct WaBackend {
+    store: Arc<dyn AuthStateStore>,
+    device: DeviceId,
+    fence: Fence,
+    lock: Arc<Mutex<()>>,
+    on_undecryptable: Option<Reporter>,
+    /// Set once the companion is logged out: nothing more is written for it.
+    logged_out: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// Told about every value the store's keys cannot open.
+type Reporter = Arc<dyn Fn(&StoreError) + Send + Sync>;
+
+impl fmt::Debug for WaBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaBackend")
+            .field("device", &self.device)
+            .field("fence", &self.fence)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WaBackend {
+    /// The backend of `device` over `store`, writing with `fence` (the lease's).
+    pub fn new(store: Arc<dyn AuthStateStore>, device: DeviceId, fence: Fence) -> Self {
+        Self {
+            store,
+            device,
+            fence,
+            lock: device_lock(device),
+            on_undecryptable: None,
+            logged_out: None,
+        }
+    }
+
+    /// Stops writing once `flag` is set: after a logout the companion's state is dead, and a
+    /// last flush from the client (its saver writes the device on shutdown) must not bring
+    /// back what the runner wiped.
+    #[must_use]
+    pub fn stop_writing_when(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.logged_out = Some(flag);
+        self
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        match &self.logged_out {
+            Some(f) if f.load(std::sync::atomic::Ordering::SeqCst) => {
+                Err(WaStoreError::Database(Box::new(Error::new(
+                    crate::error::ErrorKind::Storage,
+                    "the companion was logged out: its state is no longer kept",
+                ))))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Calls `f` whenever a read finds a value the store's keys cannot open
+    /// ([`ErrorKind::Undecryptable`](wa_pairing_store::ErrorKind::Undecryptable)), so the
+    /// session can stop instead of going on with missing state.
+    #[must_use]
+    pub fn on_undecryptable(mut self, f: impl Fn(&StoreError) + Send + Sync + 'static) -> Self {
+        self.on_undecryptable = Some(Arc::new(f));
+        self
+    }
+
+    /// Maps a store failure for the client, reporting an undecryptable value first.
+    fn fail(&self, e: StoreError) -> WaStoreError {
+        if e.kind() == wa_pairing_store::ErrorKind::Undecryptable
+            && let Some(f) = &self.on_undecryptable
+        {
+            f(&e);
+        }
+        store_error(e)
+    }
+
+    /// The device this backend serves.
+    pub const fn device(&self) -> DeviceId {
+        self.device
+    }
+
+    /// The fence every write carries.
+    pub const fn fence(&self) -> Fence {
+        self.fence
+    }
+
+    /// Whether the store holds a linked device (a saved client state with an account number):
+    /// the condition for resuming a session without pairing.
+    pub async fn is_linked(&self) -> std::result::Result<bool, Error> {
+        match self.store.get(self.device, keys::DEVICE).await? {
+            None => Ok(false),
+            Some(bytes) => {
+                let device: Device =
+                    serde_json::from_slice(&bytes).map_err(|_| Error::corrupt("device"))?;
+                Ok(device.pn.is_some())
+            }
+        }
+    }
+
+    async fn locked(&self) -> MutexGuard<'_, ()> {
+        self.lock.lock().await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.store
+            .get(self.device, key)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    async fn put(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.check_writable()?;
+        self.store
+            .put(self.device, self.fence, key, value)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    async fn put_many(&self, entries: &[Entry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.check_writable()?;
+        self.store
+            .put_many(self.device, self.fence, entries)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.check_writable()?;
+        self.store
+            .delete(self.device, self.fence, key)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.check_writable()?;
+        self.store
+            .delete_many(self.device, self.fence, keys)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    async fn scan(&self, prefix: &str) -> Result<Vec<Entry>> {
+        self.store
+            .scan_prefix(self.device, prefix)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    /// The stored values of `ids` in an id-keyed `family`. A few are read one by one; many
+    /// (a pairing generates and uploads hundreds of pre-keys at once) with one prefix scan,
+    /// one round trip instead of hundreds.
+    async fn get_ids(&self, family: &str, ids: &[u32]) -> Result<HashMap<u32, Vec<u8>>> {
+        if ids.len() <= FEW_IDS {
+            let mut out = HashMap::with_capacity(ids.len());
+            for &id in ids {
+                if let Some(v) = self.get(&keys::id_key(family, id)).await? {
+                    out.insert(id, v);
+                }
+            }
+            return Ok(out);
+        }
+        let wanted: HashSet<u32> = ids.iter().copied().collect();
+        Ok(self
+            .scan(family)
+            .await?
+            .into_iter()
+            .filter_map(|(k, v)| {
+                keys::parse_id(family, &k)
+                    .filter(|id| wanted.contains(id))
+                    .map(|id| (id, v))
+            })
+            .collect())
+    }
+
+    /// Whether any key of `family` is `user` followed by `@` or `:`.
+    async fn has_user_key(&self, family: &str, user: &str) -> Result<bool> {
+        let scan_prefix = key(family, &[user]);
+        let entries = self.scan(&scan_prefix).await?;
+        Ok(entries.iter().any(|(k, _)| {
+            keys::components(family, k)
+                .and_then(|c| c.into_iter().next())
+                .and_then(|addr| {
+                    addr.strip_prefix(user)
+                        .map(|rest| rest.starts_with('@') || rest.starts_with(':'))
+                })
+                .unwrap_or(false)
+        }))
+    }
+
+    async fn read_tc(&self, jid: &str) -> Result<Option<TcTokenEntry>> {
+        self.get(&key(keys::TC_TOKEN, &[jid]))
+            .await?
+            .map(|v| from_json(&v, "trusted-contact token"))
+            .transpose()
+    }
+
+    async fn read_lid(&self, lid: &str) -> Result<Option<LidPnMappingEntry>> {
+        self.get(&key(keys::LID, &[lid]))
+            .await?
+            .map(|v| from_json(&v, "LID mapping"))
+            .transpose()
+    }
+
+    /// Applies LID mappings in order, keeping the phone index in step; one write at the end.
+    async fn put_lid_mappings_locked(&self, entries: &[LidPnMappingEntry]) -> Result<()> {
+        // The final state of every touched key: Some(value) to write, None to delete.
+        let mut overlay: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+        let mut known: HashMap<String, Option<LidPnMappingEntry>> = HashMap::new();
+        for entry in entries {
+            let lid_key = key(keys::LID, &[&entry.lid]);
+            let previous = match known.get(&entry.lid) {
+                Some(p) => p.clone(),
+                None => self.read_lid(&entry.lid).await?,
+            };
+            if let Some(old) = previous.filter(|old| old.phone_number != entry.phone_number) {
+                overlay.insert(key(keys::PN, &[&old.phone_number]), None);
+            }
+            overlay.insert(
+                key(keys::PN, &[&entry.phone_number]),
+                Some(entry.lid.as_bytes().to_vec()),
+            );
+            overlay.insert(lid_key, Some(to_json(entry)?));
+            known.insert(entry.lid.clone(), Some(entry.clone()));
+        }
+        let mut puts = Vec::new();
+        let mut deletes = Vec::new();
+        for (k, v) in overlay {
+            match v {
+                Some(v) => puts.push((k, v)),
+                None => deletes.push(k),
+            }
+        }
+        // Stale phone indexes go first: a failure in between leaves no index pointing at a
+        // mapping that no longer carries that number.
+        self.delete_many(&deletes).await?;
+        self.put_many(&puts).await
+    }
+}

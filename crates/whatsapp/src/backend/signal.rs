@@ -1,0 +1,173 @@
+//! Signal sessions, identities, pre-keys and sender keys.
+
+use super::prelude::*;
+
+#[async_trait::async_trait]
+impl SignalStore for WaBackend {
+    async fn put_identity(&self, address: &str, key_bytes: [u8; 32]) -> Result<()> {
+        self.put(&key(keys::IDENTITY, &[address]), &key_bytes).await
+    }
+
+    async fn put_identities_batch(&self, identities: &[(Arc<str>, [u8; 32])]) -> Result<()> {
+        let entries: Vec<Entry> = identities
+            .iter()
+            .map(|(a, k)| (key(keys::IDENTITY, &[a]), k.to_vec()))
+            .collect();
+        self.put_many(&entries).await
+    }
+
+    async fn load_identity(&self, address: &str) -> Result<Option<[u8; 32]>> {
+        self.get(&key(keys::IDENTITY, &[address]))
+            .await?
+            .map(|v| <[u8; 32]>::try_from(v.as_slice()).map_err(|_| corrupt("identity key")))
+            .transpose()
+    }
+
+    async fn delete_identity(&self, address: &str) -> Result<()> {
+        self.delete(&key(keys::IDENTITY, &[address])).await
+    }
+
+    async fn get_session(&self, address: &str) -> Result<Option<Bytes>> {
+        Ok(self
+            .get(&key(keys::SESSION, &[address]))
+            .await?
+            .map(Bytes::from))
+    }
+
+    async fn put_session(&self, address: &str, session: &[u8]) -> Result<()> {
+        self.put(&key(keys::SESSION, &[address]), session).await
+    }
+
+    async fn put_sessions_batch(&self, sessions: &[(Arc<str>, Bytes)]) -> Result<()> {
+        let entries: Vec<Entry> = sessions
+            .iter()
+            .map(|(a, s)| (key(keys::SESSION, &[a]), s.to_vec()))
+            .collect();
+        self.put_many(&entries).await
+    }
+
+    async fn delete_session(&self, address: &str) -> Result<()> {
+        self.delete(&key(keys::SESSION, &[address])).await
+    }
+
+    async fn has_session(&self, address: &str) -> Result<bool> {
+        Ok(self.get(&key(keys::SESSION, &[address])).await?.is_some())
+    }
+
+    async fn has_signal_state_for_user(&self, user: &str) -> Result<bool> {
+        Ok(self.has_user_key(keys::SESSION, user).await?
+            || self.has_user_key(keys::IDENTITY, user).await?)
+    }
+
+    async fn store_prekey(&self, id: u32, record: &[u8], uploaded: bool) -> Result<()> {
+        let _guard = self.locked().await;
+        self.put(
+            &keys::id_key(keys::PREKEY, id),
+            &prekey_value(record, uploaded),
+        )
+        .await
+    }
+
+    async fn store_prekeys_batch(&self, pre_keys: &[(u32, Bytes)], uploaded: bool) -> Result<()> {
+        let entries: Vec<Entry> = pre_keys
+            .iter()
+            .map(|(id, r)| (keys::id_key(keys::PREKEY, *id), prekey_value(r, uploaded)))
+            .collect();
+        let _guard = self.locked().await;
+        self.put_many(&entries).await
+    }
+
+    async fn load_prekey(&self, id: u32) -> Result<Option<Bytes>> {
+        self.get(&keys::id_key(keys::PREKEY, id))
+            .await?
+            .map(|v| prekey_record(&v).map(Bytes::copy_from_slice))
+            .transpose()
+    }
+
+    async fn load_prekeys_batch(&self, ids: &[u32]) -> Result<Vec<(u32, Bytes)>> {
+        let found = self.get_ids(keys::PREKEY, ids).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            if let Some(v) = found.get(&id) {
+                out.push((id, Bytes::copy_from_slice(prekey_record(v)?)));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn mark_prekeys_uploaded(&self, ids: &[u32]) -> Result<()> {
+        // Update only: a key consumed in the meantime stays deleted.
+        let _guard = self.locked().await;
+        let mut found = self.get_ids(keys::PREKEY, ids).await?;
+        let mut entries = Vec::new();
+        for &id in ids {
+            if let Some(v) = found.remove(&id) {
+                let record = prekey_record(&v)?;
+                if v[0] == 0 {
+                    entries.push((keys::id_key(keys::PREKEY, id), prekey_value(record, true)));
+                }
+            }
+        }
+        self.put_many(&entries).await
+    }
+
+    async fn remove_prekey(&self, id: u32) -> Result<()> {
+        let _guard = self.locked().await;
+        self.delete(&keys::id_key(keys::PREKEY, id)).await
+    }
+
+    async fn get_max_prekey_id(&self) -> Result<u32> {
+        // Zero-padded ids: the last key in byte order is the largest id.
+        let entries = self.scan(keys::PREKEY).await?;
+        Ok(entries
+            .iter()
+            .filter_map(|(k, _)| keys::parse_id(keys::PREKEY, k))
+            .max()
+            .unwrap_or(0))
+    }
+
+    async fn store_signed_prekey(&self, id: u32, record: &[u8]) -> Result<()> {
+        self.put(&keys::id_key(keys::SIGNED_PREKEY, id), record)
+            .await
+    }
+
+    async fn load_signed_prekey(&self, id: u32) -> Result<Option<Vec<u8>>> {
+        self.get(&keys::id_key(keys::SIGNED_PREKEY, id)).await
+    }
+
+    async fn load_all_signed_prekeys(&self) -> Result<Vec<(u32, Vec<u8>)>> {
+        let entries = self.scan(keys::SIGNED_PREKEY).await?;
+        entries
+            .into_iter()
+            .map(|(k, v)| {
+                keys::parse_id(keys::SIGNED_PREKEY, &k)
+                    .map(|id| (id, v))
+                    .ok_or_else(|| corrupt("signed pre-key id"))
+            })
+            .collect()
+    }
+
+    async fn remove_signed_prekey(&self, id: u32) -> Result<()> {
+        self.delete(&keys::id_key(keys::SIGNED_PREKEY, id)).await
+    }
+
+    async fn put_sender_key(&self, address: &str, record: &[u8]) -> Result<()> {
+        self.put(&key(keys::SENDER_KEY, &[address]), record).await
+    }
+
+    async fn put_sender_keys_batch(&self, sender_keys: &[(Arc<str>, Bytes)]) -> Result<()> {
+        let entries: Vec<Entry> = sender_keys
+            .iter()
+            .map(|(a, r)| (key(keys::SENDER_KEY, &[a]), r.to_vec()))
+            .collect();
+        self.put_many(&entries).await
+    }
+
+    async fn get_sender_key(&self, address: &str) -> Result<Option<Vec<u8>>> {
+        self.get(&key(keys::SENDER_KEY, &[address])).await
+    }
+
+    async fn delete_sender_key(&self, address: &str) -> Result<()> {
+        self.delete(&key(keys::SENDER_KEY, &[address])).await
+    }
+}

@@ -546,7 +546,7 @@ fn no_token() -> ApiError {
 /// let app: axum::Router = axum::Router::new()
 ///     .route("/hello", get(hello))
 ///     .with_state(AppState { auth: auth.clone(), greeting: "Halo" })
-///     .merge(wa_pairing_http::router(Arc::new(MemoryStore::new()), HttpConfig::new(auth)));
+///     .merge(wa_pairing_http::router(&MemoryStore::new().stores().build(), HttpConfig::new(auth)));
 /// # let _ = app;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use futures::{Stream, StreamExt as _};
 use serde::{Deserialize, Serialize};
 use wa_pairing_store::{
     Change, ChangeStream, ConnectionMethod, Device, DeviceId, DeviceStatus, DeviceStore, NewDevice,
-    PairingRequest,
+    PairingRequest, Stores,
 };
 
 use crate::auth::{AuthConfig, Owner, OwnerFromHeaderOrQuery};
@@ -241,19 +241,21 @@ struct PairBody {
 /// Built inside a Tokio runtime, it starts fetching the [JWKS](AuthConfig::jwks_url) in
 /// the background.
 ///
+/// The router takes the same [`Stores`] as the runner and the connector (it uses the devices).
+///
 /// ```
-/// use std::sync::Arc;
 /// use wa_pairing_http::{AuthConfig, HttpConfig, router};
 /// use wa_pairing_store::MemoryStore;
 ///
+/// let stores = MemoryStore::new().stores().build();
 /// let auth = AuthConfig::new("https://abcd.supabase.co/auth/v1").hs256("the project's JWT secret");
-/// let app: axum::Router = router(Arc::new(MemoryStore::new()), HttpConfig::new(auth));
+/// let app: axum::Router = router(&stores, HttpConfig::new(auth));
 /// # let _ = app;
 /// ```
-pub fn router(store: Arc<dyn DeviceStore>, config: HttpConfig) -> axum::Router {
+pub fn router(stores: &Stores, config: HttpConfig) -> axum::Router {
     config.auth.prefetch();
     let state = ApiState {
-        store,
+        store: Arc::clone(stores.devices()),
         auth: config.auth,
         limiter: Arc::new(UserLimiter::per_minute(config.per_minute)),
         keep_alive: config.keep_alive,

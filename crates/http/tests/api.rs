@@ -68,7 +68,7 @@ fn app_with(config: HttpConfig) -> App {
 fn app_on(store: MemoryStore, config: HttpConfig) -> App {
     let store = Arc::new(store);
     App {
-        app: router(store.clone(), config),
+        app: router(&store.stores().build(), config),
         store,
     }
 }
@@ -905,7 +905,7 @@ async fn owner_works_in_an_applications_own_router_and_state() {
             auth: auth(),
             greeting: "halo",
         })
-        .merge(router(store, HttpConfig::new(auth())));
+        .merge(router(&store.stores().build(), HttpConfig::new(auth())));
     let a = App {
         app,
         store: Arc::new(MemoryStore::new()),

@@ -73,10 +73,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             stores: stores.clone(),
             auth: auth.clone(),
         })
-        .nest(
-            "/whatsapp",
-            router(Arc::clone(stores.devices()), HttpConfig::new(auth)),
-        );
+        .nest("/whatsapp", router(&stores, HttpConfig::new(auth)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("device page on http://127.0.0.1:3000/whatsapp/");
     axum::serve(listener, app)

@@ -2,7 +2,6 @@
 //! link a (simulated) phone from a browser.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -43,7 +42,7 @@ pub(crate) async fn serve(ui: &Display, addr: SocketAddr) -> Result<(), String> 
     )
     .map_err(|e| e.to_string())?;
     let app = router(
-        Arc::new(store.clone()),
+        &store.stores().build(),
         HttpConfig::new(AuthConfig::new(ISSUER).hs256(&secret)),
     );
     let listener = tokio::net::TcpListener::bind(addr)

@@ -153,7 +153,7 @@ async fn a_person_links_a_phone_from_the_device_page_in_chromium() {
     let stack = Stack::start(wa_pairing_e2e::memory()).await;
     let runner = stack.runner(Stack::config("browser-e2e"));
     let app = router(
-        std::sync::Arc::clone(stack.stores.devices()),
+        &stack.stores,
         HttpConfig::new(AuthConfig::new(wa_pairing_e2e::ISSUER).hs256(SECRET)),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -80,7 +80,7 @@ async fn an_owner_links_a_phone_through_the_api_and_its_event_stream() {
     let stack = Stack::start(wa_pairing_e2e::memory()).await;
     let runner = stack.runner(Stack::config("http-e2e"));
     let app = router(
-        std::sync::Arc::clone(stack.stores.devices()),
+        &stack.stores,
         HttpConfig::new(AuthConfig::new(wa_pairing_e2e::ISSUER).hs256(SECRET)),
     );
     let owner = token(UserId::random());

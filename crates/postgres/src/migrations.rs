@@ -1,5 +1,6 @@
-//! The SQL migrations, embedded from the crate's `migrations/` folder (the repository keeps
-//! identical copies in `supabase/migrations/` for the Supabase CLI; a test checks they match).
+//! The SQL migrations, embedded from the crate's `migrations/` folder, the one source of the
+//! SQL (the repository's `supabase/migrations/` links to these files for the Supabase CLI; a
+//! test checks the two folders list the same migrations).
 
 use wa_pairing_store::{StoreError, StoreResult};
 

@@ -1,6 +1,6 @@
 //! The migrations this crate embeds (its own `migrations/` folder, so the published crate
-//! carries them) are byte for byte the ones in the repository's `supabase/migrations/`, which
-//! the Supabase CLI applies.
+//! carries them) are the ones the Supabase CLI applies from the repository's
+//! `supabase/migrations/` (links to the crate's files), byte for byte and in the same order.
 
 use std::path::Path;
 
@@ -24,7 +24,7 @@ fn the_crate_and_the_supabase_folder_hold_the_same_migrations() {
         let copy = std::fs::read_to_string(supabase.join(format!("{version}.sql"))).unwrap();
         assert_eq!(
             *sql, copy,
-            "{version}: crates/postgres/migrations and supabase/migrations differ; copy one over the other"
+            "{version}: supabase/migrations must link to crates/postgres/migrations/{version}.sql"
         );
     }
 }

@@ -42,6 +42,81 @@ pub struct PostgresConfig {
     pub(crate) operation_timeout: Duration,
     #[serde(default = "defaults::timeout", with = "humantime_serde")]
     pub(crate) connect_timeout: Duration,
+    #[serde(default)]
+    pub(crate) pool_mode: Option<PoolMode>,
+}
+
+/// How connections reach PostgreSQL: straight to the server or through a connection pooler
+/// (Supabase's Supavisor, PgBouncer).
+///
+/// | mode | Supabase's connection string | what the store does |
+/// |---|---|---|
+/// | [`Direct`](PoolMode::Direct) | "Direct connection", `db.<ref>.supabase.co:5432` | everything, with the change feed (LISTEN/NOTIFY) |
+/// | [`Session`](PoolMode::Session) | "Session pooler", `<region>.pooler.supabase.com:5432` | the same as direct: each connection keeps its server connection |
+/// | [`Transaction`](PoolMode::Transaction) | "Transaction pooler", port `6543` | no change feed (LISTEN needs a session): runners find work by polling claims |
+///
+/// Every statement runs unnamed in one round trip, so no mode depends on server-side
+/// prepared statements (which a transaction pooler cannot keep).
+///
+/// When not set, the mode is read from the URL: `pool_mode=direct|session|transaction` or
+/// `pgbouncer=true` (transaction) in its query, else port 6543 means transaction (Supabase's
+/// transaction pooler), else direct.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PoolMode {
+    /// Straight to the PostgreSQL server.
+    Direct,
+    /// Through a pooler in session mode.
+    Session,
+    /// Through a pooler in transaction mode: no LISTEN/NOTIFY, no session state.
+    Transaction,
+}
+
+impl PoolMode {
+    /// The mode's name as written in a URL or a configuration file.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Session => "session",
+            Self::Transaction => "transaction",
+        }
+    }
+
+    /// Whether LISTEN/NOTIFY works, and so the store's change feed.
+    #[must_use]
+    pub const fn has_change_feed(self) -> bool {
+        !matches!(self, Self::Transaction)
+    }
+}
+
+/// The URL query parameters the store reads itself (PostgreSQL's own parser refuses them).
+const OWN_PARAMS: &[&str] = &["pool_mode", "pgbouncer"];
+
+/// Supabase's transaction pooler port.
+const TRANSACTION_POOLER_PORT: u16 = 6543;
+
+/// `url` without the parameters in `own`, and the removed `(key, value)` pairs.
+pub(crate) fn split_own_params(url: &str, own: &[&str]) -> (String, Vec<(String, String)>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), Vec::new());
+    };
+    let mut kept = Vec::new();
+    let mut taken = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if own.contains(&key) {
+            taken.push((key.to_owned(), value.to_owned()));
+        } else {
+            kept.push(pair);
+        }
+    }
+    if kept.is_empty() {
+        (base.to_owned(), taken)
+    } else {
+        (format!("{base}?{}", kept.join("&")), taken)
+    }
 }
 
 mod defaults {
@@ -63,6 +138,7 @@ impl fmt::Debug for PostgresConfig {
             .field("pool_size", &self.pool_size)
             .field("operation_timeout", &self.operation_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("pool_mode", &self.pool_mode)
             .finish()
     }
 }
@@ -92,6 +168,7 @@ impl PostgresConfig {
             pool_size: defaults::pool_size(),
             operation_timeout: defaults::timeout(),
             connect_timeout: defaults::timeout(),
+            pool_mode: None,
         }
     }
 
@@ -132,22 +209,111 @@ impl PostgresConfig {
         self
     }
 
+    /// Connections go through a pooler in this mode (or straight to the server); see
+    /// [`PoolMode`] for what is read from the URL when this is not called.
+    #[must_use]
+    pub fn pool_mode(mut self, mode: PoolMode) -> Self {
+        self.pool_mode = Some(mode);
+        self
+    }
+
+    /// The mode in force: the one set, else the one the URL says.
+    pub fn effective_pool_mode(&self) -> Result<PoolMode, StoreError> {
+        if let Some(mode) = self.pool_mode {
+            return Ok(mode);
+        }
+        let (rest, own) = split_own_params(&self.url, OWN_PARAMS);
+        if let Some((key, value)) = own.first() {
+            return match (key.as_str(), value.as_str()) {
+                ("pool_mode", "direct") | ("pgbouncer", "false") => Ok(PoolMode::Direct),
+                ("pool_mode", "session") => Ok(PoolMode::Session),
+                ("pool_mode", "transaction") | ("pgbouncer", "true") => Ok(PoolMode::Transaction),
+                _ => Err(StoreError::new(
+                    ErrorKind::Configuration,
+                    format!(
+                        "the database URL says {key}={value}: write pool_mode=direct, \
+                         pool_mode=session or pool_mode=transaction (or pgbouncer=true)"
+                    ),
+                )),
+            };
+        }
+        let pg: tokio_postgres::Config = rest.parse().map_err(|_| invalid_url())?;
+        Ok(if pg.get_ports().contains(&TRANSACTION_POOLER_PORT) {
+            PoolMode::Transaction
+        } else {
+            PoolMode::Direct
+        })
+    }
+
     pub(crate) fn pg(&self) -> Result<tokio_postgres::Config, StoreError> {
-        let mut config: tokio_postgres::Config = self.url.parse().map_err(|_| {
-            StoreError::new(
-                ErrorKind::Configuration,
-                "DATABASE_URL is not a valid PostgreSQL URL: write postgres://user:password@host:5432/database",
-            )
-        })?;
+        let (url, _) = split_own_params(&self.url, OWN_PARAMS);
+        let mut config: tokio_postgres::Config = url.parse().map_err(|_| invalid_url())?;
         config.connect_timeout(self.connect_timeout);
         config.application_name("wa-pairing");
         Ok(config)
     }
 }
 
+fn invalid_url() -> StoreError {
+    StoreError::new(
+        ErrorKind::Configuration,
+        "DATABASE_URL is not a valid PostgreSQL URL: write postgres://user:password@host:5432/database",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pool_mode_is_read_from_the_url_unless_set() {
+        let mode = |url: &str| PostgresConfig::new(url).effective_pool_mode().unwrap();
+        assert_eq!(mode("postgres://u@h/db"), PoolMode::Direct);
+        assert_eq!(mode("postgres://u@h:5432/db"), PoolMode::Direct);
+        assert_eq!(
+            mode("postgres://u:p@h:6543/postgres"),
+            PoolMode::Transaction
+        );
+        assert_eq!(
+            mode("postgres://u@h/db?pgbouncer=true"),
+            PoolMode::Transaction
+        );
+        assert_eq!(
+            mode("postgres://u@h:6543/db?sslmode=require&pool_mode=session"),
+            PoolMode::Session
+        );
+        assert_eq!(
+            PostgresConfig::new("postgres://u@h:6543/db")
+                .pool_mode(PoolMode::Direct)
+                .effective_pool_mode()
+                .unwrap(),
+            PoolMode::Direct
+        );
+        let err = PostgresConfig::new("postgres://u:secret@h/db?pool_mode=statement")
+            .effective_pool_mode()
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Configuration);
+        assert!(err.to_string().contains("pool_mode=transaction"), "{err}");
+        assert!(!err.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn our_own_parameters_never_reach_the_postgres_parser() {
+        let config =
+            PostgresConfig::new("postgres://u@h:6543/db?pool_mode=transaction&sslmode=disable");
+        assert!(config.pg().is_ok());
+        assert_eq!(
+            split_own_params("postgres://u@h/db?pgbouncer=true", OWN_PARAMS).0,
+            "postgres://u@h/db"
+        );
+        assert_eq!(
+            split_own_params("postgres://u@h/db?a=1&pool_mode=session&b=2", OWN_PARAMS),
+            (
+                "postgres://u@h/db?a=1&b=2".to_owned(),
+                vec![("pool_mode".to_owned(), "session".to_owned())]
+            )
+        );
+    }
 
     #[test]
     fn urls_are_redacted() {

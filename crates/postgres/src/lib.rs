@@ -4,8 +4,12 @@
 mod classify;
 mod config;
 mod migrations;
+mod params;
 mod store;
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+pub mod testkit;
 
-pub use config::{DATABASE_URL_ENV, PostgresConfig};
+pub use config::{DATABASE_URL_ENV, PoolMode, PostgresConfig};
 pub use migrations::MIGRATIONS;
 pub use store::{CHANNEL, PostgresStore};

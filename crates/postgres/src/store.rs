@@ -7,9 +7,8 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::StreamExt as _;
 use tokio::sync::{OnceCell, broadcast};
-use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 use wa_pairing_code::PairingCode;
 use wa_pairing_store::sql::{DEVICE_COLUMNS, update_patch};
 use wa_pairing_store::{
@@ -20,8 +19,9 @@ use wa_pairing_store::{
 };
 
 use crate::classify::{from_pg, from_pool, timed_out};
-use crate::config::PostgresConfig;
+use crate::config::{PoolMode, PostgresConfig};
 use crate::migrations;
+use crate::params::{Typed, p};
 
 /// The change-feed channel the migrations' trigger notifies.
 pub const CHANNEL: &str = "wa_device_changes";
@@ -51,6 +51,7 @@ pub struct PostgresStore {
 struct Inner {
     pool: Pool,
     pg: tokio_postgres::Config,
+    mode: PoolMode,
     timeout: Duration,
     feed: OnceCell<broadcast::Sender<Change>>,
     stop: tokio_util::sync::CancellationToken,
@@ -139,6 +140,13 @@ impl PostgresStore {
     /// Creates the pool (connections open lazily, on first use).
     pub fn connect(config: &PostgresConfig) -> StoreResult<Self> {
         let pg = config.pg()?;
+        let mode = config.effective_pool_mode()?;
+        if !mode.has_change_feed() {
+            info!(
+                pool_mode = mode.as_str(),
+                "PostgreSQL through a transaction pooler: no change feed, runners poll for work"
+            );
+        }
         let manager = Manager::from_config(
             pg.clone(),
             NoTls,
@@ -162,6 +170,7 @@ impl PostgresStore {
             inner: Arc::new(Inner {
                 pool,
                 pg,
+                mode,
                 timeout: config.operation_timeout,
                 feed: OnceCell::new(),
                 stop: tokio_util::sync::CancellationToken::new(),
@@ -170,12 +179,13 @@ impl PostgresStore {
     }
 
     /// Every store of this backend as [`Stores`]: devices, auth state (deleted with its
-    /// device) and the durable budget floor, with the change feed. Add a code cache (Redis)
+    /// device) and the durable budget floor, with the change feed unless connections go
+    /// through a transaction pooler ([`PoolMode`]). Add a code cache (Redis)
     /// and keys ([`StoresBuilder::encrypt`]) before [`build`](StoresBuilder::build).
     pub fn stores(&self) -> StoresBuilder {
         Stores::builder(self.clone(), self.clone())
             .budget(self.clone())
-            .change_feed(true)
+            .change_feed(self.inner.mode.has_change_feed())
             .auth_cascade(true)
     }
 
@@ -191,11 +201,14 @@ impl PostgresStore {
         &self,
         op: &'static str,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[Typed<'_>],
     ) -> StoreResult<Vec<Row>> {
         let work = async {
             let client = self.inner.pool.get().await.map_err(|e| from_pool(&e))?;
-            client.query(sql, params).await.map_err(|e| from_pg(&e))
+            client
+                .query_typed(sql, params)
+                .await
+                .map_err(|e| from_pg(&e))
         };
         tokio::time::timeout(self.inner.timeout, work)
             .await
@@ -206,7 +219,7 @@ impl PostgresStore {
         &self,
         op: &'static str,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[Typed<'_>],
     ) -> StoreResult<Device> {
         let rows = self.rows(op, sql, params).await?;
         rows.first()
@@ -311,26 +324,28 @@ impl DeviceStore for PostgresStore {
             "insert into public.devices (user_id, device_name, status, connection_method) \
              values ($1, $2, 'disconnected', $3) returning {DEVICE_COLUMNS}"
         );
-        self.one_device("create", &sql, &[&new.user_id.0, &name, &method])
+        self.one_device("create", &sql, &[p(&new.user_id.0), p(&name), p(&method)])
             .await
     }
 
     async fn get(&self, id: DeviceId) -> StoreResult<Device> {
         let sql = format!("select {DEVICE_COLUMNS} from public.devices where id = $1");
-        self.one_device("get", &sql, &[&id.0]).await.map_err(|e| {
-            if e.is_not_found() {
-                StoreError::not_found(format!("device {id}"))
-            } else {
-                e
-            }
-        })
+        self.one_device("get", &sql, &[p(&id.0)])
+            .await
+            .map_err(|e| {
+                if e.is_not_found() {
+                    StoreError::not_found(format!("device {id}"))
+                } else {
+                    e
+                }
+            })
     }
 
     async fn list_for_user(&self, user: UserId) -> StoreResult<Vec<Device>> {
         let sql = format!(
             "select {DEVICE_COLUMNS} from public.devices where user_id = $1 order by created_at, id"
         );
-        self.rows("list", &sql, &[&user.0])
+        self.rows("list", &sql, &[p(&user.0)])
             .await?
             .iter()
             .map(device)
@@ -349,28 +364,28 @@ impl DeviceStore for PostgresStore {
             }
         };
         let sql = format!("select {DEVICE_COLUMNS} from public.wa_start_pairing($1, $2, $3)");
-        self.one_device("start_pairing", &sql, &[&id.0, &method, &phone])
+        self.one_device("start_pairing", &sql, &[p(&id.0), p(&method), p(&phone)])
             .await
     }
 
     async fn refresh(&self, id: DeviceId) -> StoreResult<Device> {
         let sql = format!("select {DEVICE_COLUMNS} from public.wa_refresh_pairing($1)");
-        self.one_device("refresh", &sql, &[&id.0]).await
+        self.one_device("refresh", &sql, &[p(&id.0)]).await
     }
 
     async fn disconnect(&self, id: DeviceId) -> StoreResult<Device> {
         let sql = format!("select {DEVICE_COLUMNS} from public.wa_stop_device($1)");
-        self.one_device("disconnect", &sql, &[&id.0]).await
+        self.one_device("disconnect", &sql, &[p(&id.0)]).await
     }
 
     async fn resume(&self, id: DeviceId) -> StoreResult<Device> {
         let sql = format!("select {DEVICE_COLUMNS} from public.wa_resume_device($1)");
-        self.one_device("resume", &sql, &[&id.0]).await
+        self.one_device("resume", &sql, &[p(&id.0)]).await
     }
 
     async fn unlink(&self, id: DeviceId) -> StoreResult<Device> {
         let sql = format!("select {DEVICE_COLUMNS} from public.wa_unlink_device($1)");
-        self.one_device("unlink", &sql, &[&id.0]).await
+        self.one_device("unlink", &sql, &[p(&id.0)]).await
     }
 
     async fn delete(&self, id: DeviceId) -> StoreResult<()> {
@@ -378,7 +393,7 @@ impl DeviceStore for PostgresStore {
             .rows(
                 "delete",
                 "delete from public.devices where id = $1 returning id",
-                &[&id.0],
+                &[p(&id.0)],
             )
             .await?;
         if rows.is_empty() {
@@ -397,7 +412,7 @@ impl DeviceStore for PostgresStore {
         let skip: Vec<uuid::Uuid> = request.skip.iter().map(|d| d.0).collect();
         let sql = format!("select {DEVICE_COLUMNS} from public.wa_claim_devices($1, $2, $3, $4)");
         let rows = self
-            .rows("claim", &sql, &[&owner, &limit, &secs, &skip])
+            .rows("claim", &sql, &[p(&owner), p(&limit), p(&secs), p(&skip)])
             .await?;
         rows.iter()
             .map(|r| {
@@ -429,7 +444,7 @@ impl DeviceStore for PostgresStore {
             .rows(
                 "renew",
                 "select device_id, lease_fence, lease_expires_at from public.wa_renew_leases($1, $2, $3, $4)",
-                &[&owner, &ids, &fences, &secs],
+                &[p(&owner), p(&ids), p(&fences), p(&secs)],
             )
             .await?;
         rows.iter()
@@ -449,7 +464,7 @@ impl DeviceStore for PostgresStore {
             .rows(
                 "release",
                 "select public.wa_release_lease($1, $2)",
-                &[&lease.device_id.0, &lease.fence.0],
+                &[p(&lease.device_id.0), p(&lease.fence.0)],
             )
             .await?;
         Ok(rows
@@ -464,12 +479,16 @@ impl DeviceStore for PostgresStore {
         self.one_device(
             "update",
             &sql,
-            &[&lease.device_id.0, &lease.fence.0, &patch],
+            &[p(&lease.device_id.0), p(&lease.fence.0), p(&patch)],
         )
         .await
     }
 
     async fn subscribe(&self) -> StoreResult<Option<ChangeStream>> {
+        if !self.inner.mode.has_change_feed() {
+            // LISTEN needs a session of its own: a transaction pooler cannot give one.
+            return Ok(None);
+        }
         let rx = self.listener().await.subscribe();
         let stream = futures::stream::unfold(rx, |mut rx| async move {
             match rx.recv().await {
@@ -489,7 +508,7 @@ impl AuthStateStore for PostgresStore {
             .rows(
                 "auth get",
                 "select public.wa_auth_get($1, $2)",
-                &[&device.0, &key],
+                &[p(&device.0), p(&key)],
             )
             .await?;
         Ok(rows
@@ -521,7 +540,7 @@ impl AuthStateStore for PostgresStore {
         self.rows(
             "auth put",
             "select public.wa_auth_put($1, $2, $3, $4)",
-            &[&device.0, &fence.0, &keys, &values],
+            &[p(&device.0), p(&fence.0), p(&keys), p(&values)],
         )
         .await?;
         Ok(())
@@ -540,7 +559,7 @@ impl AuthStateStore for PostgresStore {
         self.rows(
             "auth delete",
             "select public.wa_auth_delete($1, $2, $3)",
-            &[&device.0, &fence.0, &keys],
+            &[p(&device.0), p(&fence.0), p(&keys)],
         )
         .await?;
         Ok(())
@@ -551,7 +570,7 @@ impl AuthStateStore for PostgresStore {
             .rows(
                 "auth scan",
                 "select key, value from public.wa_auth_scan($1, $2)",
-                &[&device.0, &prefix],
+                &[p(&device.0), p(&prefix)],
             )
             .await?;
         rows.iter()
@@ -574,7 +593,7 @@ impl AuthStateStore for PostgresStore {
             .rows(
                 "auth delete prefix",
                 "select public.wa_auth_delete_prefix($1, $2, $3)",
-                &[&device.0, &fence.0, &prefix],
+                &[p(&device.0), p(&fence.0), p(&prefix)],
             )
             .await?;
         let n: i64 = rows.first().and_then(|r| r.try_get(0).ok()).unwrap_or(0);
@@ -585,7 +604,7 @@ impl AuthStateStore for PostgresStore {
         self.rows(
             "auth clear",
             "select public.wa_auth_clear($1, $2)",
-            &[&device.0, &fence.0],
+            &[p(&device.0), p(&fence.0)],
         )
         .await?;
         Ok(())
@@ -598,7 +617,7 @@ impl AuthStateStore for PostgresStore {
             .rows(
                 "auth devices",
                 "select public.wa_auth_devices($1, $2)",
-                &[&after, &limit],
+                &[p(&after), p(&limit)],
             )
             .await?;
         rows.iter()
@@ -618,7 +637,7 @@ impl AuthStateStore for PostgresStore {
             .rows(
                 "auth replace",
                 "select public.wa_auth_replace($1, $2, $3, $4)",
-                &[&device.0, &key, &expected, &value],
+                &[p(&device.0), p(&key), p(&expected), p(&value)],
             )
             .await?;
         Ok(rows
@@ -643,7 +662,7 @@ impl PairingBudget for PostgresStore {
             .rows(
                 "budget",
                 "select public.wa_budget_acquire($1, $2, $3)",
-                &[&key.as_str(), &capacity, &refill],
+                &[p(&key.as_str()), p(&capacity), p(&refill)],
             )
             .await?;
         let wait: Option<f64> = rows.first().and_then(|r| r.try_get(0).ok()).flatten();

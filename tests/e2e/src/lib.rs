@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
+use wa_pairing_postgres::testkit::PgBouncer;
 use wa_pairing_postgres::{PostgresConfig, PostgresStore};
 use wa_pairing_runner::{RunSummary, Runner, RunnerConfig, RunnerStatus};
 use wa_pairing_sim::{Sim, SimConfig};
@@ -76,6 +77,27 @@ pub async fn postgres_store() -> Result<(PostgresStore, PgDb), Skip> {
 pub async fn postgres() -> Result<(Stores, PgDb), Skip> {
     let (store, db) = postgres_store().await?;
     Ok((store.stores().encrypt(test_keyring()).build(), db))
+}
+
+/// Like [`postgres`], but every connection goes through a PgBouncer in transaction mode (as
+/// behind Supabase's transaction pooler): no change feed, so runners poll for work. The
+/// migrations are applied through the pooler too. Keep the [`PgBouncer`] alive for the test.
+pub async fn postgres_through_pooler() -> Result<(Stores, PgDb, PgBouncer), Skip> {
+    let db = PgDb::create().await?;
+    let bouncer = match PgBouncer::start(&db.admin) {
+        Ok(b) => b,
+        Err(why) => {
+            db.drop().await;
+            return Err(why);
+        }
+    };
+    let config = PostgresConfig::new(bouncer.url(&db.name)).pool_size(8);
+    let store = PostgresStore::connect(&config).expect("pool");
+    store
+        .migrate()
+        .await
+        .expect("migrations through the pooler");
+    Ok((store.stores().encrypt(test_keyring()).build(), db, bouncer))
 }
 
 /// A throwaway PostgreSQL database.

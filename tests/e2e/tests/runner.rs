@@ -69,6 +69,21 @@ async fn postgres_pairs_then_resumes_after_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transaction_pooler_pairs_then_resumes_after_a_restart() {
+    let (stores, db, bouncer) = match wa_pairing_e2e::postgres_through_pooler().await {
+        Ok(x) => x,
+        Err(why) => return skip("postgres through pgbouncer e2e", &why),
+    };
+    assert!(
+        !stores.capabilities().change_feed,
+        "no change feed through a transaction pooler"
+    );
+    pairs_then_resumes_after_a_restart(stores).await;
+    drop(bouncer);
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn refusals_end_in_the_right_status_without_a_request_storm() {
     let stack = Stack::start(wa_pairing_e2e::memory()).await;
     let cases = [

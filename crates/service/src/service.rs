@@ -427,8 +427,9 @@ async fn bind_api(http: &HttpSettings, stores: &Stores) -> Result<Api, BuildErro
 /// Serves the API until `stop` turns true, then gives requests in flight [`API_DRAIN`] and
 /// closes what is left.
 async fn serve_api(api: Api, stop: tokio::sync::watch::Receiver<bool>) {
-    let addr = api.listener.local_addr().ok();
-    info!(http = ?addr, "HTTP API listening");
+    if let Ok(addr) = api.listener.local_addr() {
+        info!(http = %addr, "HTTP API listening");
+    }
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };

@@ -5,7 +5,7 @@ mod actor;
 mod config;
 pub mod connector;
 mod messages;
-mod metrics;
+pub mod metrics;
 mod runner;
 
 pub use config::{ConfigError, RunnerConfig};

@@ -1,23 +1,28 @@
 //! The production runner service, as a library so that its own code is what the end-to-end
 //! tests run: [`Settings`] from the environment, [`Service::build`] wires the stores (with the
 //! auth-state keys checked against what is stored), the WhatsApp connector and the runner,
-//! [`Service::run`] serves the health endpoint and runs until shutdown; [`reencrypt`] and
-//! [`check_keys`] are the key-rotation commands.
+//! [`Service::run`] serves the health endpoint (and `/metrics` with
+//! [`Service::with_metrics`]), the HTTP API when configured, and runs until shutdown;
+//! [`reencrypt`] and [`check_keys`] are the key-rotation commands; [`probe`] is the
+//! container health check.
 //!
 //! The binary (`src/main.rs`) adds logging (redacted: see [`logging`]), the signals and the
 //! commands. See `README.md` for every setting.
 
 pub mod logging;
+pub mod probe;
+pub mod prometheus;
 mod service;
 mod settings;
 
 use tracing::info;
 
 pub use logging::{LogFormat, init_logging};
+pub use prometheus::{MetricsError, install_metrics, prometheus_builder};
 pub use service::{
     BuildError, Service, check_keys, connect_stores, describe_unreadable, reencrypt,
 };
-pub use settings::{Settings, SettingsError, StoreSettings, env};
+pub use settings::{HttpSettings, Settings, SettingsError, StoreSettings, env};
 
 /// Completes on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {

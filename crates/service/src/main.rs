@@ -1,29 +1,38 @@
-//! `wa-pairing-service`: the runner as a long-running service. Every setting comes from the
-//! environment (see the README); logs go to stderr as redacted JSON lines; `GET /livez` and
-//! `GET /readyz` answer on `WA_PAIRING_HEALTH_ADDR`; SIGTERM or Ctrl-C stops it gracefully
-//! (sessions closed, leases released, so another instance takes over at once).
+//! `wa-pairing-service`: the runner as a long-running service, and the HTTP API when
+//! `WA_PAIRING_HTTP_ADDR` is set. Every setting comes from the environment (see the
+//! README); logs go to stderr as redacted JSON lines; `GET /livez`, `GET /readyz` and
+//! `GET /metrics` (Prometheus) answer on `WA_PAIRING_HEALTH_ADDR`; SIGTERM or Ctrl-C stops it
+//! gracefully (sessions closed, leases released, so another instance takes over at once).
 //!
 //! Commands: none (run the service), `check-keys` (open every stored value with the
 //! configured keys and report, writing nothing), `reencrypt` (rewrite every value with the
-//! current key, safe while the service runs).
+//! current key, safe while the service runs), `healthcheck` (ask a running service's
+//! `/livez`, for container health checks).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use wa_pairing_service::{
-    Service, Settings, check_keys, describe_unreadable, init_logging, reencrypt, shutdown_signal,
+    Service, Settings, check_keys, describe_unreadable, init_logging, install_metrics, probe,
+    reencrypt, shutdown_signal,
 };
 
-const USAGE: &str = "usage: wa-pairing-service [check-keys | reencrypt]
+const USAGE: &str = "usage: wa-pairing-service [check-keys | reencrypt | healthcheck [ready]]
   (no command)  run the service
   check-keys    open every stored auth-state value with WA_PAIRING_AUTH_KEYS and report
                 which key ids hold them; changes nothing (exit 1 when any value is on an
                 older key or cannot be opened)
   reencrypt     rewrite every value not on the current key with it; safe while the service
-                runs, idempotent, resumable (exit 1 when values cannot be opened)";
+                runs, idempotent, resumable (exit 1 when values cannot be opened)
+  healthcheck   ask the service running on WA_PAIRING_HEALTH_ADDR for /livez (with `ready`:
+                /readyz); exit 0 when it answers 200, else 1";
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let command = std::env::args().nth(1);
+    if command.as_deref() == Some("healthcheck") {
+        return healthcheck(std::env::args().nth(2).as_deref()).await;
+    }
     if !matches!(command.as_deref(), None | Some("check-keys" | "reencrypt")) {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
@@ -50,6 +59,37 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Exit 0 when the local service answers 200 on `/livez` (`/readyz` with `ready`), for
+/// container health checks: the image has no HTTP client.
+async fn healthcheck(what: Option<&str>) -> ExitCode {
+    let path = match what {
+        None | Some("live") => "/livez",
+        Some("ready") => "/readyz",
+        Some(_) => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let addr = match probe::local_health_addr(|n| std::env::var(n).ok()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match probe::probe(addr, path, Duration::from_secs(3)).await {
+        Ok(200) => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("{path} on {addr} answered {status}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn serve(settings: Settings) -> ExitCode {
     let service = match Service::build(settings).await {
         Ok(s) => s,
@@ -57,6 +97,13 @@ async fn serve(settings: Settings) -> ExitCode {
             tracing::error!(error = %e, "the service cannot start");
             eprintln!("{e}");
             return ExitCode::from(e.exit_code());
+        }
+    };
+    let service = match install_metrics() {
+        Ok(handle) => service.with_metrics(handle),
+        Err(e) => {
+            tracing::warn!(error = %e, "serving no /metrics");
+            service
         }
     };
     tracing::info!(health = %service.health_addr(), "health endpoint listening");

@@ -1,17 +1,21 @@
 //! The wired service: stores, keys checked, connector, runner, health endpoint.
 
 use std::fmt;
-use std::future::Future;
+use std::future::{Future, IntoFuture as _};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::IntoResponse;
 use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::{error, info, warn};
+use wa_pairing_http::HttpConfig;
 use wa_pairing_postgres::PostgresStore;
 use wa_pairing_redis::RedisStore;
 use wa_pairing_runner::{RunSummary, Runner, RunnerConfig, RunnerStatus};
@@ -20,13 +24,20 @@ use wa_pairing_supabase::SupabaseStore;
 use wa_pairing_whatsapp::WhatsAppConfig;
 
 use crate::settings::env::AUTH_KEYS;
-use crate::settings::{Settings, StoreSettings};
+use crate::settings::{HttpSettings, Settings, StoreSettings};
 
 /// How many devices the start-up key check opens every value of.
 const KEY_CHECK_DEVICES: usize = 25;
 
 /// How long `/readyz` reuses its last look at the store.
 const READY_CACHE: Duration = Duration::from_secs(5);
+
+/// How long the HTTP API waits at shutdown for its requests to finish before it closes the
+/// rest (event streams never finish: browsers reconnect to another instance).
+const API_DRAIN: Duration = Duration::from_secs(5);
+
+/// How often the Prometheus recorder's histograms are drained between scrapes.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 /// Why the service (or one of its commands) could not do its work.
 #[derive(Debug)]
@@ -156,11 +167,19 @@ struct Health {
     last_probe: Mutex<Option<(Instant, bool)>>,
 }
 
+/// The HTTP API, bound and ready to serve.
+struct Api {
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+}
+
 /// The wired service, ready to run.
 pub struct Service {
     runner: Runner,
     health: Arc<Health>,
     listener: tokio::net::TcpListener,
+    metrics: Option<PrometheusHandle>,
+    api: Option<Api>,
 }
 
 impl fmt::Debug for Service {
@@ -168,6 +187,8 @@ impl fmt::Debug for Service {
         f.debug_struct("Service")
             .field("instance_id", &self.health.instance_id)
             .field("health_addr", &self.listener.local_addr().ok())
+            .field("http_addr", &self.http_addr())
+            .field("metrics", &self.metrics.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -239,6 +260,10 @@ impl Service {
             config = config.claim_interval(Duration::from_secs(2));
         }
         let devices = Arc::clone(stores.devices());
+        let api = match &settings.http {
+            Some(http) => Some(bind_api(http, &stores).await?),
+            None => None,
+        };
         let runner = Runner::new(stores, Arc::new(connector), config)
             .map_err(|e| BuildError::new("the runner", e))?;
 
@@ -262,7 +287,24 @@ impl Service {
             }),
             runner,
             listener,
+            metrics: None,
+            api,
         })
+    }
+
+    /// Serves these metrics at `GET /metrics` on the health listener, in Prometheus' text
+    /// format (see [`install_metrics`](crate::install_metrics)), and drains the recorder's
+    /// histograms while the service runs. Without it the service serves no `/metrics` and
+    /// leaves whatever recorder the program installed alone.
+    #[must_use]
+    pub fn with_metrics(mut self, handle: PrometheusHandle) -> Self {
+        self.metrics = Some(handle);
+        self
+    }
+
+    /// Where the HTTP API and the device page listen, when configured (useful with port 0).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().and_then(|a| a.listener.local_addr().ok())
     }
 
     /// Where the health endpoint listens (useful with port 0).
@@ -279,17 +321,45 @@ impl Service {
         self.runner.status()
     }
 
-    /// Serves `GET /livez` (the process runs) and `GET /readyz` (the runner runs and the
-    /// store answers), and runs the runner until `shutdown` completes; then every session
-    /// closes and every lease is released.
+    /// Serves `GET /livez` (the process runs), `GET /readyz` (the runner runs and the
+    /// store answers) and, [when given](Self::with_metrics), `GET /metrics` on the health
+    /// listener; serves the HTTP API and the device page when configured; and runs the
+    /// runner until `shutdown` completes. Then the API stops taking requests (those in
+    /// flight get a few seconds; open event streams are closed, and browsers reconnect to
+    /// another instance), every session closes and every lease is released.
     pub async fn run<S>(self, shutdown: S) -> RunSummary
     where
         S: Future<Output = ()> + Send + 'static,
     {
-        let app = axum::Router::new()
+        let mut app = axum::Router::new()
             .route("/livez", get(|| async { "ok" }))
             .route("/readyz", get(ready))
             .with_state(self.health.clone());
+        let upkeep = self.metrics.clone().map(|handle| {
+            app = app.clone().route(
+                "/metrics",
+                get({
+                    let handle = handle.clone();
+                    move || async move { render_metrics(&handle) }
+                }),
+            );
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(METRICS_UPKEEP);
+                loop {
+                    tick.tick().await;
+                    handle.run_upkeep();
+                }
+            })
+        });
+
+        // One shutdown for the runner and the API.
+        let (stopping, stop_seen) = tokio::sync::watch::channel(false);
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stopping.send(true);
+        };
+        let api = self.api.map(|api| tokio::spawn(serve_api(api, stop_seen)));
+
         let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let served = axum::serve(self.listener, app)
@@ -303,8 +373,14 @@ impl Service {
         });
         info!(instance = %self.health.instance_id, "service started");
         let summary = self.runner.run(shutdown).await;
+        if let Some(api) = api {
+            let _ = api.await;
+        }
         let _ = stop_http.send(());
         let _ = server.await;
+        if let Some(upkeep) = upkeep {
+            upkeep.abort();
+        }
         info!(
             claimed = summary.claimed,
             released = summary.released,
@@ -312,6 +388,78 @@ impl Service {
         );
         summary
     }
+}
+
+/// Binds the HTTP API's address and builds its router over `stores`, with CORS for the
+/// allowed origins.
+async fn bind_api(http: &HttpSettings, stores: &Stores) -> Result<Api, BuildError> {
+    let mut config = HttpConfig::new(http.auth.clone());
+    if let Some(n) = http.pairing_actions_per_minute {
+        config = config.pairing_actions_per_minute(n);
+    }
+    let mut app = wa_pairing_http::router(stores, config);
+    if !http.allowed_origins.is_empty() {
+        let origins = if http.allowed_origins.iter().any(|o| o == "*") {
+            AllowOrigin::any()
+        } else {
+            AllowOrigin::list(
+                http.allowed_origins
+                    .iter()
+                    .filter_map(|o| HeaderValue::from_str(o).ok()),
+            )
+        };
+        // Tokens travel in the Authorization header (never cookies), so no credentials.
+        app = app.layer(
+            CorsLayer::new()
+                .allow_origin(origins)
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+                .expose_headers([header::RETRY_AFTER])
+                .max_age(Duration::from_secs(600)),
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(http.addr)
+        .await
+        .map_err(|e| BuildError::new(&format!("the HTTP API cannot listen on {}", http.addr), e))?;
+    Ok(Api { listener, app })
+}
+
+/// Serves the API until `stop` turns true, then gives requests in flight [`API_DRAIN`] and
+/// closes what is left.
+async fn serve_api(api: Api, stop: tokio::sync::watch::Receiver<bool>) {
+    if let Ok(addr) = api.listener.local_addr() {
+        info!(http = %addr, "HTTP API listening");
+    }
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let served = axum::serve(api.listener, api.app)
+        .with_graceful_shutdown(stopped(stop.clone()))
+        .into_future();
+    tokio::select! {
+        r = served => {
+            if let Err(e) = r {
+                warn!(error = %e, "the HTTP API stopped");
+            }
+        }
+        () = async {
+            stopped(stop).await;
+            tokio::time::sleep(API_DRAIN).await;
+        } => {
+            info!("closing the HTTP API's open event streams");
+        }
+    }
+}
+
+/// `GET /metrics`: Prometheus' text format.
+fn render_metrics(handle: &PrometheusHandle) -> impl IntoResponse + use<> {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
 }
 
 impl Health {

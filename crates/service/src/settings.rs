@@ -3,6 +3,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
+use wa_pairing_http::AuthConfig;
 use wa_pairing_postgres::PostgresConfig;
 use wa_pairing_redis::RedisConfig;
 use wa_pairing_store::Keyring;
@@ -18,6 +19,23 @@ pub enum StoreSettings {
     Postgres(PostgresConfig),
     /// Supabase's REST API (`SUPABASE_URL`, `SUPABASE_SERVICE_ROLE_KEY`), polled.
     Supabase(SupabaseConfig),
+}
+
+/// The HTTP API and device page, served when `WA_PAIRING_HTTP_ADDR` is set.
+///
+/// `Debug` shows no secret: [`AuthConfig`] shows no key material.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HttpSettings {
+    /// Where the API and the page listen.
+    pub addr: SocketAddr,
+    /// How owners' access tokens are checked.
+    pub auth: AuthConfig,
+    /// Origins other than the service's own whose pages may call the API (CORS); empty:
+    /// none (the device page the service serves needs none). `*` allows any origin.
+    pub allowed_origins: Vec<String>,
+    /// Pairing actions (start, refresh) one owner may take per minute.
+    pub pairing_actions_per_minute: Option<u32>,
 }
 
 /// Everything the service needs, read and checked at once.
@@ -51,6 +69,8 @@ pub struct Settings {
     pub whatsapp_display: Option<wa_pairing_whatsapp::DeviceDisplay>,
     /// `WA_PAIRING_WA_PUSH_NAME`.
     pub whatsapp_push_name: Option<String>,
+    /// The HTTP API and device page, when configured.
+    pub http: Option<HttpSettings>,
 }
 
 /// Every setting that is missing or malformed, each with what to do.
@@ -96,6 +116,22 @@ pub mod env {
     pub const MAX_SESSIONS: &str = "WA_PAIRING_MAX_SESSIONS";
     /// `json` (default) or `text`.
     pub const LOG_FORMAT: &str = "WA_PAIRING_LOG_FORMAT";
+    /// Where the HTTP API and the device page listen (unset: not served), for example
+    /// `0.0.0.0:3000`.
+    pub const HTTP_ADDR: &str = "WA_PAIRING_HTTP_ADDR";
+    /// The Supabase project's legacy JWT secret (HS256 access tokens).
+    pub const SUPABASE_JWT_SECRET: &str = "SUPABASE_JWT_SECRET";
+    /// A JWKS URL for asymmetric access tokens (default with `SUPABASE_URL`: the project's
+    /// `/auth/v1/.well-known/jwks.json`).
+    pub const JWKS_URL: &str = "WA_PAIRING_JWKS_URL";
+    /// The issuer access tokens must name (default with `SUPABASE_URL`:
+    /// `<SUPABASE_URL>/auth/v1`).
+    pub const JWT_ISSUER: &str = "WA_PAIRING_JWT_ISSUER";
+    /// Comma-separated origins (`https://app.example.com`) whose pages may call the API, or
+    /// `*`.
+    pub const ALLOWED_ORIGINS: &str = "WA_PAIRING_ALLOWED_ORIGINS";
+    /// Pairing actions (start, refresh) one owner may take per minute (default 6).
+    pub const PAIRING_ACTIONS_PER_MINUTE: &str = "WA_PAIRING_PAIRING_ACTIONS_PER_MINUTE";
 }
 
 impl Settings {
@@ -262,6 +298,8 @@ impl Settings {
                 .ok()
         });
 
+        let http = http_settings(&var, health_addr, &mut problems);
+
         match (store, keyring) {
             (Some(store), Some(keyring)) if problems.is_empty() => Ok(Self {
                 store,
@@ -276,10 +314,157 @@ impl Settings {
                 whatsapp_version,
                 whatsapp_display,
                 whatsapp_push_name: var(wa_pairing_whatsapp::PUSH_NAME_ENV),
+                http,
             }),
             _ => Err(SettingsError { problems }),
         }
     }
+}
+
+/// The HTTP settings, when `WA_PAIRING_HTTP_ADDR` is set; each problem goes to `problems`.
+fn http_settings(
+    var: &impl Fn(&str) -> Option<String>,
+    health_addr: SocketAddr,
+    problems: &mut Vec<String>,
+) -> Option<HttpSettings> {
+    let Some(addr) = var(env::HTTP_ADDR) else {
+        // Settings that only the API reads, without the API: a forgotten address.
+        for name in [
+            env::SUPABASE_JWT_SECRET,
+            env::JWKS_URL,
+            env::JWT_ISSUER,
+            env::ALLOWED_ORIGINS,
+            env::PAIRING_ACTIONS_PER_MINUTE,
+        ] {
+            if var(name).is_some() {
+                problems.push(format!(
+                    "{name} is set but {} is not: set it (for example 0.0.0.0:3000) to serve the HTTP API, or unset {name}",
+                    env::HTTP_ADDR
+                ));
+            }
+        }
+        return None;
+    };
+    let before = problems.len();
+    let addr = addr.parse::<SocketAddr>().ok().or_else(|| {
+        problems.push(format!(
+            "{} must be host:port, for example 0.0.0.0:3000",
+            env::HTTP_ADDR
+        ));
+        None
+    });
+    if let Some(a) = addr
+        && a.port() != 0
+        && a.port() == health_addr.port()
+        && (a.ip() == health_addr.ip()
+            || a.ip().is_unspecified()
+            || health_addr.ip().is_unspecified())
+    {
+        problems.push(format!(
+            "{} and {} use the same port {}: give the API its own port (the health port stays off the internet)",
+            env::HTTP_ADDR,
+            env::HEALTH_ADDR,
+            a.port()
+        ));
+    }
+
+    let secret = var(env::SUPABASE_JWT_SECRET);
+    let jwks_url = var(env::JWKS_URL);
+    let auth = match (var(env::JWT_ISSUER), var(env::SUPABASE_URL)) {
+        (Some(issuer), _) => Some(AuthConfig::new(issuer)),
+        (None, Some(project)) => AuthConfig::supabase(&project)
+            .map_err(|e| problems.push(format!("{}: {e}", env::SUPABASE_URL)))
+            .ok(),
+        (None, None) => {
+            problems.push(format!(
+                "the HTTP API needs the tokens' issuer: set {} (your project's URL, https://<project-ref>.supabase.co) or {}",
+                env::SUPABASE_URL,
+                env::JWT_ISSUER
+            ));
+            None
+        }
+    };
+    let from_supabase = var(env::JWT_ISSUER).is_none() && var(env::SUPABASE_URL).is_some();
+    if secret.is_none() && jwks_url.is_none() && !from_supabase {
+        problems.push(format!(
+            "the HTTP API has no key to check tokens with: set {} (the project's JWT secret) or {}",
+            env::SUPABASE_JWT_SECRET,
+            env::JWKS_URL
+        ));
+    }
+    let auth = auth.and_then(|auth| {
+        let auth = match &jwks_url {
+            Some(url) => auth
+                .jwks_url(url)
+                .map_err(|e| problems.push(format!("{}: {e}", env::JWKS_URL)))
+                .ok()?,
+            None => auth,
+        };
+        Some(match &secret {
+            Some(s) => auth.hs256(s),
+            None => auth,
+        })
+    });
+
+    let listed: Vec<String> = var(env::ALLOWED_ORIGINS)
+        .map(|list| {
+            list.split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_owned())
+                .filter(|o| !o.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if listed.len() > 1 && listed.iter().any(|o| o == "*") {
+        problems.push(format!(
+            "{}: `*` allows every origin; give it alone or list the origins",
+            env::ALLOWED_ORIGINS
+        ));
+    }
+    let allowed_origins: Vec<String> = listed
+        .into_iter()
+        .filter(|o| {
+            let ok = o == "*" || is_origin(o);
+            if !ok {
+                problems.push(format!(
+                    "{}: `{o}` is not an origin: give scheme://host[:port] with no path, like https://app.example.com, or *",
+                    env::ALLOWED_ORIGINS
+                ));
+            }
+            ok
+        })
+        .collect();
+
+    let pairing_actions_per_minute =
+        var(env::PAIRING_ACTIONS_PER_MINUTE).and_then(|v| match v.parse::<u32>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                problems.push(format!(
+                    "{} must be a positive whole number",
+                    env::PAIRING_ACTIONS_PER_MINUTE
+                ));
+                None
+            }
+        });
+
+    match (addr, auth) {
+        (Some(addr), Some(auth)) if problems.len() == before => Some(HttpSettings {
+            addr,
+            auth,
+            allowed_origins,
+            pairing_actions_per_minute,
+        }),
+        _ => None,
+    }
+}
+
+/// `scheme://host[:port]` with an `http` or `https` scheme and nothing after.
+fn is_origin(o: &str) -> bool {
+    let Some((scheme, rest)) = o.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', '@', ' '])
 }
 
 #[cfg(test)]
@@ -374,5 +559,108 @@ mod tests {
             e.is_ok(),
             "DATABASE_URL wins over Supabase, so migrating is possible"
         );
+    }
+
+    #[test]
+    fn the_http_api_is_served_when_its_address_is_set() {
+        let base = [
+            ("DATABASE_URL", "postgres://svc:pw@db:5432/app"),
+            ("WA_PAIRING_AUTH_KEYS", KEYS),
+        ];
+        assert!(settings(&base).unwrap().http.is_none());
+
+        let mut vars = base.to_vec();
+        vars.extend([
+            ("WA_PAIRING_HTTP_ADDR", "0.0.0.0:3000"),
+            ("SUPABASE_URL", "https://abcd.supabase.co"),
+            ("SUPABASE_JWT_SECRET", "super-secret-jwt-value"),
+            (
+                "WA_PAIRING_ALLOWED_ORIGINS",
+                "https://app.example.com/, http://localhost:5173",
+            ),
+            ("WA_PAIRING_PAIRING_ACTIONS_PER_MINUTE", "10"),
+        ]);
+        let s = settings(&vars).unwrap();
+        assert!(
+            matches!(s.store, StoreSettings::Postgres(_)),
+            "DATABASE_URL stays the store"
+        );
+        let http = s.http.as_ref().unwrap();
+        assert_eq!(http.addr.port(), 3000);
+        assert_eq!(
+            http.allowed_origins,
+            ["https://app.example.com", "http://localhost:5173"]
+        );
+        assert_eq!(http.pairing_actions_per_minute, Some(10));
+        let shown = format!("{s:?}");
+        assert!(
+            shown.contains("https://abcd.supabase.co/auth/v1"),
+            "the issuer comes from the project: {shown}"
+        );
+        assert!(!shown.contains("super-secret-jwt-value"), "{shown}");
+    }
+
+    #[test]
+    fn http_problems_are_reported_with_the_others() {
+        let e = settings(&[
+            ("WA_PAIRING_HTTP_ADDR", "0.0.0.0:8080"),
+            (
+                "WA_PAIRING_ALLOWED_ORIGINS",
+                "https://app.example.com/login,*",
+            ),
+            ("WA_PAIRING_PAIRING_ACTIONS_PER_MINUTE", "lots"),
+        ])
+        .unwrap_err();
+        let text = e.to_string();
+        for needle in [
+            "same port 8080",
+            "the tokens' issuer",
+            "no key to check tokens",
+            "`https://app.example.com/login` is not an origin",
+            "`*` allows every origin",
+            "WA_PAIRING_PAIRING_ACTIONS_PER_MINUTE must be",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+
+        let e = settings(&[
+            ("DATABASE_URL", "postgres://db/app"),
+            ("WA_PAIRING_AUTH_KEYS", KEYS),
+            ("SUPABASE_JWT_SECRET", "super-secret-jwt-value"),
+        ])
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("SUPABASE_JWT_SECRET is set but WA_PAIRING_HTTP_ADDR is not"),
+            "{text}"
+        );
+        assert!(!text.contains("super-secret-jwt-value"), "{text}");
+    }
+
+    #[test]
+    fn any_issuer_with_a_secret_or_a_jwks_url() {
+        let s = settings(&[
+            ("DATABASE_URL", "postgres://db/app"),
+            ("WA_PAIRING_AUTH_KEYS", KEYS),
+            ("WA_PAIRING_HTTP_ADDR", "127.0.0.1:0"),
+            ("WA_PAIRING_JWT_ISSUER", "https://auth.example.com"),
+            ("WA_PAIRING_JWKS_URL", "https://auth.example.com/jwks.json"),
+        ])
+        .unwrap();
+        let shown = format!("{:?}", s.http.unwrap());
+        assert!(
+            shown.contains("https://auth.example.com/jwks.json"),
+            "{shown}"
+        );
+
+        let e = settings(&[
+            ("DATABASE_URL", "postgres://db/app"),
+            ("WA_PAIRING_AUTH_KEYS", KEYS),
+            ("WA_PAIRING_HTTP_ADDR", "127.0.0.1:0"),
+            ("WA_PAIRING_JWT_ISSUER", "https://auth.example.com"),
+            ("WA_PAIRING_JWKS_URL", "http://auth.example.com/jwks.json"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("WA_PAIRING_JWKS_URL"), "{e}");
     }
 }

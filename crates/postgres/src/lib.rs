@@ -5,7 +5,9 @@ mod classify;
 mod config;
 mod migrations;
 mod store;
+mod tls;
 
 pub use config::{DATABASE_URL_ENV, PostgresConfig};
 pub use migrations::MIGRATIONS;
 pub use store::{CHANNEL, PostgresStore};
+pub use tls::{SSLMODE_ENV, SSLROOTCERT_ENV, SslMode};

@@ -8,7 +8,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::StreamExt as _;
 use tokio::sync::{OnceCell, broadcast};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{AsyncMessage, NoTls, Row};
+use tokio_postgres::{AsyncMessage, Row};
 use tracing::{debug, warn};
 use wa_pairing_code::PairingCode;
 use wa_pairing_store::sql::{DEVICE_COLUMNS, update_patch};
@@ -22,6 +22,7 @@ use wa_pairing_store::{
 use crate::classify::{from_pg, from_pool, timed_out};
 use crate::config::PostgresConfig;
 use crate::migrations;
+use crate::tls::{PgTls, PoolConnect};
 
 /// The change-feed channel the migrations' trigger notifies.
 pub const CHANNEL: &str = "wa_device_changes";
@@ -51,6 +52,7 @@ pub struct PostgresStore {
 struct Inner {
     pool: Pool,
     pg: tokio_postgres::Config,
+    tls: PgTls,
     timeout: Duration,
     feed: OnceCell<broadcast::Sender<Change>>,
     stop: tokio_util::sync::CancellationToken,
@@ -68,6 +70,7 @@ impl std::fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("pool_size", &status.max_size)
             .field("connections", &status.size)
+            .field("sslmode", &self.inner.tls.mode())
             .finish_non_exhaustive()
     }
 }
@@ -138,10 +141,10 @@ fn device(row: &Row) -> StoreResult<Device> {
 impl PostgresStore {
     /// Creates the pool (connections open lazily, on first use).
     pub fn connect(config: &PostgresConfig) -> StoreResult<Self> {
-        let pg = config.pg()?;
-        let manager = Manager::from_config(
+        let (pg, tls) = config.pg()?;
+        let manager = Manager::from_connect(
             pg.clone(),
-            NoTls,
+            PoolConnect(tls.clone()),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -162,6 +165,7 @@ impl PostgresStore {
             inner: Arc::new(Inner {
                 pool,
                 pg,
+                tls,
                 timeout: config.operation_timeout,
                 feed: OnceCell::new(),
                 stop: tokio_util::sync::CancellationToken::new(),
@@ -220,6 +224,7 @@ impl PostgresStore {
                 let (tx, _) = broadcast::channel(4096);
                 tokio::spawn(listen(
                     self.inner.pg.clone(),
+                    self.inner.tls.clone(),
                     tx.clone(),
                     self.inner.stop.clone(),
                 ));
@@ -234,13 +239,14 @@ impl PostgresStore {
 /// (re)connection so subscribers sweep for what they missed.
 async fn listen(
     pg: tokio_postgres::Config,
+    tls: PgTls,
     tx: broadcast::Sender<Change>,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let mut backoff = FIRST_BACKOFF;
     loop {
         let attempt = async {
-            let (client, mut connection) = pg.connect(NoTls).await?;
+            let (client, mut connection) = tls.connect(&pg).await?;
             let (msgs_tx, mut msgs) = tokio::sync::mpsc::unbounded_channel();
             let driver = tokio::spawn(async move {
                 let mut stream = futures::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -615,31 +615,46 @@ impl PgTls {
 
     fn note(&self, encrypted: bool) {
         let s = &self.shared;
-        if s.local {
-            return;
-        }
-        if !encrypted {
-            if !s.warned_plaintext.swap(true, Ordering::SeqCst) {
-                let why = if s.mode == SslMode::Disable {
-                    "sslmode=disable"
-                } else {
-                    "the server does not offer TLS and sslmode=prefer falls back to plaintext"
-                };
+        match notice(s.local, s.mode, encrypted) {
+            Some(Notice::Plaintext(why)) if !s.warned_plaintext.swap(true, Ordering::SeqCst) => {
                 warn!(
                     host = %s.hosts,
                     sslmode = %s.mode,
                     "the PostgreSQL connection is NOT encrypted ({why}): the password and every stored value cross the network in plaintext; set sslmode=verify-full (with sslrootcert) or at least sslmode=require in DATABASE_URL"
                 );
             }
-        } else if matches!(s.mode, SslMode::Prefer | SslMode::Require)
-            && !s.noted_unverified.swap(true, Ordering::SeqCst)
-        {
-            info!(
-                host = %s.hosts,
-                sslmode = %s.mode,
-                "connected to PostgreSQL over TLS without verifying the server's certificate; set sslmode=verify-full (with sslrootcert) to authenticate the server"
-            );
+            Some(Notice::Unverified) if !s.noted_unverified.swap(true, Ordering::SeqCst) => {
+                info!(
+                    host = %s.hosts,
+                    sslmode = %s.mode,
+                    "connected to PostgreSQL over TLS without verifying the server's certificate; set sslmode=verify-full (with sslrootcert) to authenticate the server"
+                );
+            }
+            _ => {}
         }
+    }
+}
+
+/// What a connection to another machine is worth saying once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Notice {
+    /// Not encrypted, and why (a warning).
+    Plaintext(&'static str),
+    /// Encrypted, the server not authenticated (an info line).
+    Unverified,
+}
+
+fn notice(local: bool, mode: SslMode, encrypted: bool) -> Option<Notice> {
+    if local {
+        return None;
+    }
+    match (encrypted, mode) {
+        (false, SslMode::Disable) => Some(Notice::Plaintext("sslmode=disable")),
+        (false, _) => Some(Notice::Plaintext(
+            "the server does not offer TLS and sslmode=prefer falls back to plaintext",
+        )),
+        (true, SslMode::Prefer | SslMode::Require) => Some(Notice::Unverified),
+        (true, _) => None,
     }
 }
 
@@ -1007,6 +1022,30 @@ mod tests {
         let (hosts, local) = describe_hosts(&pg("postgres://db.example.com/db"));
         assert!(!local);
         assert_eq!(hosts, "db.example.com");
+    }
+
+    #[test]
+    fn plaintext_to_another_machine_is_worth_a_warning_and_loopback_nothing() {
+        assert_eq!(notice(true, SslMode::Disable, false), None);
+        assert_eq!(notice(true, SslMode::Prefer, false), None);
+        assert!(matches!(
+            notice(false, SslMode::Prefer, false),
+            Some(Notice::Plaintext(why)) if why.contains("prefer")
+        ));
+        assert!(matches!(
+            notice(false, SslMode::Disable, false),
+            Some(Notice::Plaintext(why)) if why.contains("disable")
+        ));
+        assert_eq!(
+            notice(false, SslMode::Prefer, true),
+            Some(Notice::Unverified)
+        );
+        assert_eq!(
+            notice(false, SslMode::Require, true),
+            Some(Notice::Unverified)
+        );
+        assert_eq!(notice(false, SslMode::VerifyCa, true), None);
+        assert_eq!(notice(false, SslMode::VerifyFull, true), None);
     }
 
     #[test]

@@ -5,8 +5,12 @@ use wa_pairing_retry::Verdict;
 use wa_pairing_store::sql::{SqlFailure, classify};
 use wa_pairing_store::{ErrorKind, StoreError};
 
-/// Classifies a tokio-postgres error.
+/// Classifies a tokio-postgres error; TLS failures (an untrusted certificate, a server that
+/// requires or refuses TLS) are `Configuration` errors that say what to change.
 pub(crate) fn from_pg(e: &tokio_postgres::Error) -> StoreError {
+    if let Some(tls) = crate::tls::explain(e) {
+        return tls;
+    }
     match e.as_db_error() {
         Some(db) => classify(&SqlFailure {
             code: Some(db.code().code()),

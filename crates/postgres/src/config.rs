@@ -1,9 +1,12 @@
 //! Configuration of the PostgreSQL store.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use wa_pairing_store::{ErrorKind, StoreError, StoreResult};
+
+use crate::tls::{PgTls, SSLMODE_ENV, SSLROOTCERT_ENV, SslMode};
 
 /// The environment variable [`PostgresConfig::from_env`] reads.
 pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
@@ -12,7 +15,12 @@ pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
 ///
 /// # Default
 /// A pool of 16 connections, a 5 s timeout on every operation (waiting for a pooled
-/// connection included), a 5 s connect timeout.
+/// connection included), a 5 s connect timeout, `sslmode=prefer` (see [`SslMode`]).
+///
+/// # TLS
+/// `sslmode` and `sslrootcert` in the URL (`?sslmode=verify-full&sslrootcert=/etc/ca.crt`)
+/// win over [`ssl_mode`](Self::ssl_mode) and [`ssl_root_cert`](Self::ssl_root_cert) (and so
+/// over `PGSSLMODE` and `PGSSLROOTCERT`), as the connection string wins in libpq.
 ///
 /// `Debug` never shows the password. Plain data: it deserialises from a configuration file
 /// (only `url` is required; durations as `"5s"`, `"500ms"`).
@@ -44,6 +52,10 @@ pub struct PostgresConfig {
     pub(crate) connect_timeout: Duration,
     #[serde(default)]
     pub(crate) pool_mode: Option<PoolMode>,
+    #[serde(default)]
+    pub(crate) ssl_mode: Option<SslMode>,
+    #[serde(default)]
+    pub(crate) ssl_root_cert: Option<PathBuf>,
 }
 
 /// How connections reach PostgreSQL: straight to the server or through a connection pooler
@@ -139,6 +151,8 @@ impl fmt::Debug for PostgresConfig {
             .field("operation_timeout", &self.operation_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("pool_mode", &self.pool_mode)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_root_cert", &self.ssl_root_cert)
             .finish()
     }
 }
@@ -169,6 +183,8 @@ impl PostgresConfig {
             operation_timeout: defaults::timeout(),
             connect_timeout: defaults::timeout(),
             pool_mode: None,
+            ssl_mode: None,
+            ssl_root_cert: None,
         }
     }
 
@@ -178,14 +194,47 @@ impl PostgresConfig {
         crate::PostgresStore::connect(self)
     }
 
-    /// Reads [`DATABASE_URL_ENV`] (`DATABASE_URL`).
+    /// Reads [`DATABASE_URL_ENV`] (`DATABASE_URL`), and libpq's `PGSSLMODE` and
+    /// `PGSSLROOTCERT` for what the URL does not say.
     pub fn from_env() -> Result<Self, StoreError> {
-        std::env::var(DATABASE_URL_ENV).map(Self::new).map_err(|_| {
+        let config = std::env::var(DATABASE_URL_ENV).map(Self::new).map_err(|_| {
             StoreError::new(
                 ErrorKind::Configuration,
                 "DATABASE_URL is not set: set it to postgres://user:password@host:5432/database",
             )
-        })
+        })?;
+        config.with_libpq_env(|name| std::env::var(name).ok())
+    }
+
+    /// Applies libpq's `PGSSLMODE` and `PGSSLROOTCERT`, read through `lookup` (empty values
+    /// count as unset); the URL's own `sslmode` and `sslrootcert` still win.
+    ///
+    /// ```
+    /// use wa_pairing_postgres::PostgresConfig;
+    ///
+    /// let config = PostgresConfig::new("postgres://app@db.example.com/app")
+    ///     .with_libpq_env(|name| (name == "PGSSLMODE").then(|| "verify-full".to_owned()))?;
+    /// assert!(format!("{config:?}").contains("VerifyFull"));
+    /// # Ok::<(), wa_pairing_store::StoreError>(())
+    /// ```
+    pub fn with_libpq_env(
+        mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, StoreError> {
+        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        if let Some(mode) = var(SSLMODE_ENV) {
+            let mode = mode.parse::<SslMode>().map_err(|e| {
+                StoreError::new(
+                    ErrorKind::Configuration,
+                    format!("{SSLMODE_ENV}: {}", e.message()),
+                )
+            })?;
+            self.ssl_mode = Some(mode);
+        }
+        if let Some(path) = var(SSLROOTCERT_ENV) {
+            self.ssl_root_cert = Some(PathBuf::from(path));
+        }
+        Ok(self)
     }
 
     /// At most this many connections.
@@ -237,6 +286,7 @@ impl PostgresConfig {
                 )),
             };
         }
+        let (rest, _) = crate::tls::take_params(&rest)?;
         let pg: tokio_postgres::Config = rest.parse().map_err(|_| invalid_url())?;
         Ok(if pg.get_ports().contains(&TRANSACTION_POOLER_PORT) {
             PoolMode::Transaction
@@ -245,12 +295,39 @@ impl PostgresConfig {
         })
     }
 
-    pub(crate) fn pg(&self) -> Result<tokio_postgres::Config, StoreError> {
+    /// How to use TLS when the URL has no `sslmode`: [`SslMode::Prefer`] unless set.
+    /// `verify-full` is the safe choice across any network.
+    #[must_use]
+    pub fn ssl_mode(mut self, mode: SslMode) -> Self {
+        self.ssl_mode = Some(mode);
+        self
+    }
+
+    /// The file of the certificate authorities (PEM) that `verify-ca` and `verify-full`
+    /// trust, when the URL has no `sslrootcert`; `"system"` for the platform's store. Without
+    /// it, Mozilla's roots (compiled in). Read when the store is built: restart to pick up a
+    /// new file. Given with `sslmode=require`, the chain is checked (`verify-ca`), as in
+    /// libpq.
+    #[must_use]
+    pub fn ssl_root_cert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ssl_root_cert = Some(path.into());
+        self
+    }
+
+    /// The tokio-postgres configuration, and the TLS every connection uses.
+    pub(crate) fn pg(&self) -> Result<(tokio_postgres::Config, PgTls), StoreError> {
         let (url, _) = split_own_params(&self.url, OWN_PARAMS);
+        let (url, tls) = crate::tls::take_params(&url)?;
         let mut config: tokio_postgres::Config = url.parse().map_err(|_| invalid_url())?;
         config.connect_timeout(self.connect_timeout);
         config.application_name("wa-pairing");
-        Ok(config)
+        let tls = PgTls::new(
+            &mut config,
+            &tls,
+            self.ssl_mode,
+            self.ssl_root_cert.as_deref(),
+        )?;
+        Ok((config, tls))
     }
 }
 

@@ -9,7 +9,9 @@ mod store;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
+mod tls;
 
 pub use config::{DATABASE_URL_ENV, PoolMode, PostgresConfig};
 pub use migrations::MIGRATIONS;
 pub use store::{CHANNEL, PostgresStore};
+pub use tls::{SSLMODE_ENV, SSLROOTCERT_ENV, SslMode};

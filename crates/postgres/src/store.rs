@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures::StreamExt as _;
 use tokio::sync::{OnceCell, broadcast};
-use tokio_postgres::{AsyncMessage, NoTls, Row};
+use tokio_postgres::{AsyncMessage, Row};
 use tracing::{debug, info, warn};
 use wa_pairing_code::PairingCode;
 use wa_pairing_store::sql::{DEVICE_COLUMNS, update_patch};
@@ -22,6 +22,7 @@ use crate::classify::{from_pg, from_pool, timed_out};
 use crate::config::{PoolMode, PostgresConfig};
 use crate::migrations;
 use crate::params::{Typed, p};
+use crate::tls::{PgTls, PoolConnect};
 
 /// The change-feed channel the migrations' trigger notifies.
 pub const CHANNEL: &str = "wa_device_changes";
@@ -52,6 +53,7 @@ struct Inner {
     pool: Pool,
     pg: tokio_postgres::Config,
     mode: PoolMode,
+    tls: PgTls,
     timeout: Duration,
     feed: OnceCell<broadcast::Sender<Change>>,
     stop: tokio_util::sync::CancellationToken,
@@ -69,6 +71,7 @@ impl std::fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("pool_size", &status.max_size)
             .field("connections", &status.size)
+            .field("sslmode", &self.inner.tls.mode())
             .finish_non_exhaustive()
     }
 }
@@ -139,7 +142,7 @@ fn device(row: &Row) -> StoreResult<Device> {
 impl PostgresStore {
     /// Creates the pool (connections open lazily, on first use).
     pub fn connect(config: &PostgresConfig) -> StoreResult<Self> {
-        let pg = config.pg()?;
+        let (pg, tls) = config.pg()?;
         let mode = config.effective_pool_mode()?;
         if !mode.has_change_feed() {
             info!(
@@ -147,9 +150,9 @@ impl PostgresStore {
                 "PostgreSQL through a transaction pooler: no change feed, runners poll for work"
             );
         }
-        let manager = Manager::from_config(
+        let manager = Manager::from_connect(
             pg.clone(),
-            NoTls,
+            PoolConnect(tls.clone()),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -171,6 +174,7 @@ impl PostgresStore {
                 pool,
                 pg,
                 mode,
+                tls,
                 timeout: config.operation_timeout,
                 feed: OnceCell::new(),
                 stop: tokio_util::sync::CancellationToken::new(),
@@ -233,6 +237,7 @@ impl PostgresStore {
                 let (tx, _) = broadcast::channel(4096);
                 tokio::spawn(listen(
                     self.inner.pg.clone(),
+                    self.inner.tls.clone(),
                     tx.clone(),
                     self.inner.stop.clone(),
                 ));
@@ -247,13 +252,14 @@ impl PostgresStore {
 /// (re)connection so subscribers sweep for what they missed.
 async fn listen(
     pg: tokio_postgres::Config,
+    tls: PgTls,
     tx: broadcast::Sender<Change>,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let mut backoff = FIRST_BACKOFF;
     loop {
         let attempt = async {
-            let (client, mut connection) = pg.connect(NoTls).await?;
+            let (client, mut connection) = tls.connect(&pg).await?;
             let (msgs_tx, mut msgs) = tokio::sync::mpsc::unbounded_channel();
             let driver = tokio::spawn(async move {
                 let mut stream = futures::stream::poll_fn(move |cx| connection.poll_message(cx));

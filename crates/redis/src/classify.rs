@@ -49,11 +49,90 @@ pub(crate) fn classify_failure(f: Failure<'_>) -> StoreError {
 }
 
 pub(crate) fn classify(e: &redis::RedisError) -> StoreError {
+    if let Some(tls) = rustls_error(e) {
+        return tls_failure(tls);
+    }
     classify_failure(Failure {
         code: e.code(),
         io: e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped(),
         timeout: e.is_timeout(),
     })
+}
+
+/// The rustls error in the chain: the handshake's `io::Error` holds it, and the Redis error
+/// holds that `io::Error` in an `Arc` (whose `source` skips it).
+fn rustls_error(e: &redis::RedisError) -> Option<&rustls::Error> {
+    fn within<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return io.get_ref().and_then(|inner| within(inner));
+        }
+        if let Some(shared) =
+            err.downcast_ref::<std::sync::Arc<dyn std::error::Error + Send + Sync>>()
+        {
+            return within(shared.as_ref());
+        }
+        None
+    }
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        if let Some(tls) = within(err) {
+            return Some(tls);
+        }
+        current = err.source();
+    }
+    None
+}
+
+/// A TLS failure, in words that say what to change: permanent (`Configuration`), since
+/// retrying does not help.
+fn tls_failure(e: &rustls::Error) -> StoreError {
+    use rustls::CertificateError as C;
+    let message = match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
+            "Redis's TLS certificate is not signed by a trusted certificate authority: set the Redis root certificate (REDIS_ROOT_CERT, or RedisConfig::root_cert) to the file of the CA that signed it".to_owned()
+        }
+        rustls::Error::InvalidCertificate(C::NotValidForNameContext {
+            expected,
+            presented,
+        }) => {
+            let names: Vec<&str> = presented
+                .iter()
+                .filter_map(|n| {
+                    n.strip_prefix("DnsName(\"")
+                        .and_then(|r| r.strip_suffix("\")"))
+                        .or_else(|| n.strip_prefix("IpAddress(").and_then(|r| r.strip_suffix(')')))
+                })
+                .collect();
+            let names = if names.is_empty() {
+                "other names".to_owned()
+            } else {
+                names.join(", ")
+            };
+            format!(
+                "Redis's TLS certificate is for {names}, not for {}: connect to a name the certificate is for (the host in REDIS_URL)",
+                expected.to_str()
+            )
+        }
+        rustls::Error::InvalidCertificate(C::NotValidForName) => {
+            "Redis's TLS certificate is not for the host in REDIS_URL: connect to a name the certificate is for".to_owned()
+        }
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            "Redis's TLS certificate has expired: renew it on the server".to_owned()
+        }
+        rustls::Error::InvalidCertificate(other) => format!(
+            "Redis's TLS certificate was refused ({other:?}): check the server's certificate and the Redis root certificate"
+        ),
+        rustls::Error::InvalidMessage(_) => {
+            "the TLS handshake with Redis failed: the server on that port does not speak TLS (use redis:// for a plaintext port, or the server's TLS port)".to_owned()
+        }
+        other => format!(
+            "the TLS handshake with Redis failed ({other}): check REDIS_URL's port and the server's TLS settings"
+        ),
+    };
+    StoreError::new(ErrorKind::Configuration, message)
 }
 
 pub(crate) fn timed_out(op: &str) -> StoreError {

@@ -1,6 +1,7 @@
 //! How to reach Redis.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use wa_pairing_store::{ErrorKind, StoreError, StoreResult};
@@ -8,10 +9,21 @@ use wa_pairing_store::{ErrorKind, StoreError, StoreResult};
 /// The environment variable [`RedisConfig::from_env`] reads.
 pub const REDIS_URL_ENV: &str = "REDIS_URL";
 
+/// The environment variable [`RedisConfig::from_env`] reads for
+/// [`root_cert`](RedisConfig::root_cert) (optional).
+pub const REDIS_ROOT_CERT_ENV: &str = "REDIS_ROOT_CERT";
+
 /// How to reach Redis.
 ///
 /// # Default
 /// A 250 ms limit on every operation (connecting included), and no key prefix.
+///
+/// # TLS
+/// `rediss://` connects over TLS (rustls) and checks the server's certificate and host name
+/// against Mozilla's roots (compiled in), or only against the CA certificates of
+/// [`root_cert`](Self::root_cert) when given (a private CA, a self-hosted Redis). The
+/// `#insecure` URL fragment (no certificate check at all) is refused: give the server's CA
+/// instead.
 ///
 /// `Debug` never shows the password.
 ///
@@ -36,6 +48,8 @@ pub struct RedisConfig {
     pub(crate) timeout: Duration,
     #[serde(default)]
     pub(crate) prefix: String,
+    #[serde(default)]
+    pub(crate) root_cert: Option<PathBuf>,
 }
 
 const fn default_timeout() -> Duration {
@@ -48,6 +62,7 @@ impl fmt::Debug for RedisConfig {
             .field("url", &redact(&self.url))
             .field("timeout", &self.timeout)
             .field("prefix", &self.prefix)
+            .field("root_cert", &self.root_cert)
             .finish()
     }
 }
@@ -67,6 +82,7 @@ impl RedisConfig {
             url: url.into(),
             timeout: default_timeout(),
             prefix: String::new(),
+            root_cert: None,
         }
     }
 
@@ -76,13 +92,18 @@ impl RedisConfig {
         crate::RedisStore::new(self)
     }
 
-    /// Reads [`REDIS_URL_ENV`] (`REDIS_URL`).
+    /// Reads [`REDIS_URL_ENV`] (`REDIS_URL`), and [`REDIS_ROOT_CERT_ENV`]
+    /// (`REDIS_ROOT_CERT`) when set.
     pub fn from_env() -> StoreResult<Self> {
-        std::env::var(REDIS_URL_ENV).map(Self::new).map_err(|_| {
+        let config = std::env::var(REDIS_URL_ENV).map(Self::new).map_err(|_| {
             StoreError::new(
                 ErrorKind::Configuration,
                 "REDIS_URL is not set: set it to redis://host:6379 (or rediss:// for TLS)",
             )
+        })?;
+        Ok(match std::env::var(REDIS_ROOT_CERT_ENV) {
+            Ok(path) if !path.trim().is_empty() => config.root_cert(path.trim()),
+            _ => config,
         })
     }
 
@@ -90,6 +111,15 @@ impl RedisConfig {
     #[must_use]
     pub fn timeout(mut self, d: Duration) -> Self {
         self.timeout = d;
+        self
+    }
+
+    /// The file of the CA certificates (PEM) a `rediss://` server's certificate must chain
+    /// to, instead of Mozilla's roots: for a Redis whose certificate a private CA signed. The
+    /// host name is still checked. Read when the store is built.
+    #[must_use]
+    pub fn root_cert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.root_cert = Some(path.into());
         self
     }
 

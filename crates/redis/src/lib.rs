@@ -7,6 +7,6 @@ mod resilient;
 mod scripts;
 mod store;
 
-pub use config::{REDIS_URL_ENV, RedisConfig};
+pub use config::{REDIS_ROOT_CERT_ENV, REDIS_URL_ENV, RedisConfig};
 pub use resilient::ResilientCodeCache;
 pub use store::RedisStore;

@@ -30,6 +30,66 @@ fn install_crypto_provider() {
     });
 }
 
+/// The client for `config`: its URL, with the CA certificates of `root_cert` when given;
+/// `#insecure` (no certificate check) refused.
+fn client(config: &RedisConfig) -> StoreResult<redis::Client> {
+    let invalid = || {
+        StoreError::new(
+            ErrorKind::Configuration,
+            "REDIS_URL is not a valid Redis URL: write redis://[:password@]host:6379[/db] or rediss:// for TLS",
+        )
+    };
+    let client = match &config.root_cert {
+        None => redis::Client::open(config.url.as_str()).map_err(|_| invalid())?,
+        Some(path) => {
+            if !config.url.trim_start().starts_with("rediss://") {
+                return Err(StoreError::new(
+                    ErrorKind::Configuration,
+                    "a Redis root certificate is set but REDIS_URL is not a rediss:// (TLS) URL: use rediss://, or remove the root certificate",
+                ));
+            }
+            let shown = path.display();
+            let pem = std::fs::read(path).map_err(|e| {
+                StoreError::new(
+                    ErrorKind::Configuration,
+                    format!("the Redis root certificate {shown} cannot be read: {e}"),
+                )
+            })?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                return Err(StoreError::new(
+                    ErrorKind::Configuration,
+                    format!(
+                        "the Redis root certificate {shown} holds no certificate (-----BEGIN CERTIFICATE-----)"
+                    ),
+                ));
+            }
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            redis::Client::build_with_tls(config.url.as_str(), certificates).map_err(|e| {
+                if e.kind() == redis::ErrorKind::InvalidClientConfig {
+                    invalid()
+                } else {
+                    StoreError::new(
+                        ErrorKind::Configuration,
+                        format!("the Redis root certificate {shown} is not usable: {e}"),
+                    )
+                }
+            })?
+        }
+    };
+    if let redis::ConnectionAddr::TcpTls { insecure: true, .. } =
+        client.get_connection_info().addr()
+    {
+        return Err(StoreError::new(
+            ErrorKind::Configuration,
+            "REDIS_URL ends in #insecure (TLS without checking the server's certificate), which wa-pairing refuses: remove it, and set the Redis root certificate (REDIS_ROOT_CERT) to the CA that signed the server's certificate",
+        ));
+    }
+    Ok(client)
+}
+
 /// The code cache, the auth state and the pairing budget on Redis.
 ///
 /// Connects lazily (nothing happens until the first call), bounds every call by the
@@ -76,12 +136,7 @@ impl RedisStore {
             ));
         }
         install_crypto_provider();
-        let client = redis::Client::open(config.url.as_str()).map_err(|_| {
-            StoreError::new(
-                ErrorKind::Configuration,
-                "REDIS_URL is not a valid Redis URL: write redis://[:password@]host:6379[/db] or rediss:// for TLS",
-            )
-        })?;
+        let client = client(&config)?;
         let manager_config = ConnectionManagerConfig::new()
             .set_number_of_retries(0)
             .set_connection_timeout(Some(config.timeout))
@@ -89,6 +144,16 @@ impl RedisStore {
         let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
             .map_err(|e| classify(&e))?;
         Ok(Self { conn, config })
+    }
+
+    /// One `PING`, within the timeout: `Ok` when Redis answers. A TLS or credentials problem
+    /// is a permanent error (`Configuration`, `PermissionDenied`) that says what to change;
+    /// an outage is a retryable one.
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.run("ping", async move |c| {
+            redis::cmd("PING").query_async::<()>(c).await
+        })
+        .await
     }
 
     /// The configuration.

@@ -19,7 +19,7 @@ use wa_pairing_http::HttpConfig;
 use wa_pairing_postgres::PostgresStore;
 use wa_pairing_redis::RedisStore;
 use wa_pairing_runner::{RunSummary, Runner, RunnerConfig, RunnerStatus};
-use wa_pairing_store::{DeviceId, DeviceStore, ErrorKind, KeyReport, Stores};
+use wa_pairing_store::{DeviceId, DeviceStore, ErrorKind, KeyReport, StoreError, Stores};
 use wa_pairing_supabase::SupabaseStore;
 use wa_pairing_whatsapp::WhatsAppConfig;
 
@@ -52,6 +52,16 @@ impl BuildError {
             message: format!("{what}: {e}"),
             exit_code: 1,
         }
+    }
+
+    /// A store's error: a `Configuration` one (TLS refused, a root certificate that cannot
+    /// be read, the schema missing) is a refusal (exit status 2), anything else exit 1.
+    fn store(what: &str, e: &StoreError) -> Self {
+        let mut error = Self::new(what, e);
+        if e.kind() == ErrorKind::Configuration {
+            error.exit_code = 2;
+        }
+        error
     }
 
     /// An operator's mistake the service refuses to start with (exit status 2, like a bad
@@ -88,23 +98,35 @@ pub async fn connect_stores(settings: &Settings) -> Result<Stores, BuildError> {
     let builder = match &settings.store {
         StoreSettings::Postgres(config) => {
             let store =
-                PostgresStore::connect(config).map_err(|e| BuildError::new("PostgreSQL", e))?;
+                PostgresStore::connect(config).map_err(|e| BuildError::store("PostgreSQL", &e))?;
             if settings.migrate {
                 let applied = store
                     .migrate()
                     .await
-                    .map_err(|e| BuildError::new("applying the migrations", e))?;
+                    .map_err(|e| BuildError::store("applying the migrations", &e))?;
                 info!(applied, "migrations applied");
             }
             store.stores()
         }
         StoreSettings::Supabase(config) => SupabaseStore::new(config.clone())
-            .map_err(|e| BuildError::new("Supabase", e))?
+            .map_err(|e| BuildError::store("Supabase", &e))?
             .stores(),
     };
     let mut builder = builder.encrypt(settings.keyring.clone());
     if let Some(redis) = &settings.redis {
-        let redis = RedisStore::new(redis.clone()).map_err(|e| BuildError::new("Redis", e))?;
+        let redis = RedisStore::new(redis.clone()).map_err(|e| BuildError::store("Redis", &e))?;
+        // A TLS or credentials mistake is refused now; an outage is survived (the cache is
+        // a hint, and the runner carries on without it).
+        match redis.ping().await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Configuration => {
+                return Err(BuildError::store("Redis", &e));
+            }
+            Err(e) => warn!(
+                error = %e,
+                "Redis does not answer at start; carrying on without the cache until it does"
+            ),
+        }
         // Redis is the fast budget; the primary store's budget stays the durable floor.
         builder = builder.code_cache(redis.resilient_cache()).budget(redis);
     }
@@ -124,7 +146,7 @@ pub async fn check_keys(stores: &Stores, devices: usize) -> Result<KeyReport, Bu
     sealed
         .check_keys(devices)
         .await
-        .map_err(|e| BuildError::new("reading the stored sessions to check the keys", e))
+        .map_err(|e| BuildError::store("reading the stored sessions to check the keys", &e))
 }
 
 /// Words for an operator about a key check that found values the keys cannot open.
@@ -229,6 +251,13 @@ impl Service {
                     values = report.values,
                     "the auth-state keys open the stored sessions"
                 );
+            }
+            // A store that refuses this configuration (TLS, schema) will not start working by
+            // itself: refuse to start, with what to change.
+            Err(e) if e.exit_code() == 2 => {
+                return Err(BuildError::refused(format!(
+                    "the service will not start: {e}"
+                )));
             }
             // The store may be down at start: the runner retries and reports it in /readyz.
             Err(e) => warn!(error = %e, "could not check the auth-state keys at start"),
@@ -544,7 +573,7 @@ pub async fn reencrypt(settings: &Settings) -> Result<KeyReport, BuildError> {
             }
         })
         .await
-        .map_err(|e| BuildError::new("re-encrypting", e))?;
+        .map_err(|e| BuildError::store("re-encrypting", &e))?;
     if report.unreadable > 0 {
         error!(
             "{}",

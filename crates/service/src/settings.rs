@@ -94,14 +94,20 @@ impl std::error::Error for SettingsError {}
 
 /// The environment variables [`Settings`] reads.
 pub mod env {
-    /// A direct PostgreSQL URL (preferred store).
+    /// A direct PostgreSQL URL (preferred store); TLS with `?sslmode=verify-full&sslrootcert=...`.
     pub const DATABASE_URL: &str = "DATABASE_URL";
+    /// libpq's TLS mode, for a `DATABASE_URL` without `sslmode`.
+    pub const PGSSLMODE: &str = wa_pairing_postgres::SSLMODE_ENV;
+    /// libpq's root certificate file, for a `DATABASE_URL` without `sslrootcert`.
+    pub const PGSSLROOTCERT: &str = wa_pairing_postgres::SSLROOTCERT_ENV;
     /// The Supabase project URL (store over REST when `DATABASE_URL` is not set).
     pub const SUPABASE_URL: &str = wa_pairing_supabase::SUPABASE_URL_ENV;
     /// The Supabase service key.
     pub const SUPABASE_SERVICE_ROLE_KEY: &str = wa_pairing_supabase::SUPABASE_SERVICE_ROLE_KEY_ENV;
     /// Redis (optional): code cache and pairing budget.
     pub const REDIS_URL: &str = wa_pairing_redis::REDIS_URL_ENV;
+    /// The CA certificate file a `rediss://` server's certificate must chain to (optional).
+    pub const REDIS_ROOT_CERT: &str = wa_pairing_redis::REDIS_ROOT_CERT_ENV;
     /// The auth-state keys, `id:base64key[,id:base64key...]`, the first one current.
     pub const AUTH_KEYS: &str = wa_pairing_store::AUTH_KEYS_ENV;
     /// This instance's name in leases (default: `HOSTNAME`, else random).
@@ -173,7 +179,13 @@ impl Settings {
         ) {
             (Some(url), _, _) => {
                 if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                    Some(StoreSettings::Postgres(PostgresConfig::new(url)))
+                    match PostgresConfig::new(url).with_libpq_env(|name: &str| var(name)) {
+                        Ok(config) => Some(StoreSettings::Postgres(config)),
+                        Err(e) => {
+                            problems.push(e.message().to_owned());
+                            None
+                        }
+                    }
                 } else {
                     problems.push(format!(
                         "{} must be a postgres:// URL (postgres://user:password@host:5432/database)",
@@ -209,7 +221,19 @@ impl Settings {
             }
         };
 
-        let redis = var(env::REDIS_URL).map(RedisConfig::new);
+        let redis = match (var(env::REDIS_URL), var(env::REDIS_ROOT_CERT)) {
+            (Some(url), Some(ca)) => Some(RedisConfig::new(url).root_cert(ca)),
+            (Some(url), None) => Some(RedisConfig::new(url)),
+            (None, Some(_)) => {
+                problems.push(format!(
+                    "{} is set but {} is not: set the rediss:// URL too, or remove the root certificate",
+                    env::REDIS_ROOT_CERT,
+                    env::REDIS_URL
+                ));
+                None
+            }
+            (None, None) => None,
+        };
 
         let keyring = match var(env::AUTH_KEYS) {
             Some(spec) => match Keyring::parse(&spec) {
@@ -536,6 +560,37 @@ mod tests {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }
         assert_eq!(e.problems.len(), 6, "{text}");
+    }
+
+    #[test]
+    fn tls_settings_are_read_and_checked() {
+        let s = settings(&[
+            ("DATABASE_URL", "postgres://svc:pw@db.example.com:5432/app"),
+            ("PGSSLMODE", "verify-full"),
+            ("PGSSLROOTCERT", "/etc/ssl/supabase-ca.crt"),
+            ("REDIS_URL", "rediss://default:pw@cache.example.com:6380"),
+            ("REDIS_ROOT_CERT", "/etc/ssl/redis-ca.crt"),
+            ("WA_PAIRING_AUTH_KEYS", KEYS),
+        ])
+        .unwrap();
+        let shown = format!("{s:?}");
+        assert!(shown.contains("VerifyFull"), "{shown}");
+        assert!(shown.contains("supabase-ca.crt"), "{shown}");
+        assert!(shown.contains("redis-ca.crt"), "{shown}");
+
+        let e = settings(&[
+            ("DATABASE_URL", "postgres://svc:pw@db.example.com:5432/app"),
+            ("PGSSLMODE", "sometimes"),
+            ("REDIS_ROOT_CERT", "/etc/ssl/redis-ca.crt"),
+            ("WA_PAIRING_AUTH_KEYS", KEYS),
+        ])
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("PGSSLMODE: sslmode must be"), "{text}");
+        assert!(
+            text.contains("REDIS_ROOT_CERT is set but REDIS_URL"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::BytesMut;
 use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
 use tokio::net::TcpStream;
@@ -11,15 +12,17 @@ use tokio_websockets::{Message, ServerBuilder};
 use tracing::{debug, warn};
 use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
-use wacore_binary::consts::{NOISE_PATTERN_XX, WA_CONN_HEADER};
+use wacore_binary::consts::{NOISE_PATTERN_XX, WA_MAGIC_VALUE};
 use wacore_libsignal::protocol::KeyPair;
 use wacore_noise::framing::{FrameDecoder, encode_frame};
 use wacore_noise::{NoiseCipher, NoiseHandshake};
 use waproto::buffa::Message as _;
 use waproto::whatsapp as wa;
 
+use crate::dict::{self, Dictionary};
 use crate::keyshare::{self, UploadedKeys};
 use crate::model::{SimEvent, Stage, redact};
+use crate::node::B64;
 use crate::node::{SERVER, attr, child_bytes, error, result};
 use crate::state::{ConnHandle, Finish, LinkedDevice, Out, PendingCode, Shared, State};
 
@@ -38,7 +41,8 @@ impl<E: std::fmt::Display> From<E> for Closed {
 struct Transport {
     ws: Ws,
     decoder: FrameDecoder,
-    header_seen: bool,
+    /// The connection header the client sent (`WA 6 <dictionary version>`), once seen.
+    header: Option<[u8; 4]>,
 }
 
 impl Transport {
@@ -60,9 +64,10 @@ impl Transport {
             }
             let payload = msg.into_payload();
             let mut data: &[u8] = &payload;
-            if !self.header_seen {
-                data = strip_header(data)?;
-                self.header_seen = true;
+            if self.header.is_none() {
+                let (header, rest) = strip_header(data)?;
+                self.header = Some(header);
+                data = rest;
             }
             self.decoder.feed(data);
         }
@@ -75,8 +80,9 @@ impl Transport {
     }
 }
 
-/// Strips the optional edge-routing preamble and the `WA 6 <dict>` connection header.
-fn strip_header(data: &[u8]) -> Result<&[u8], Closed> {
+/// Splits the optional edge-routing preamble and the `WA 6 <dict>` connection header off the
+/// first message; returns the header and what follows it.
+fn strip_header(data: &[u8]) -> Result<([u8; 4], &[u8]), Closed> {
     let mut rest = data;
     if rest.starts_with(b"ED\x00\x01") && rest.len() >= 7 {
         let len = (usize::from(rest[4]) << 16) | (usize::from(rest[5]) << 8) | usize::from(rest[6]);
@@ -84,10 +90,22 @@ fn strip_header(data: &[u8]) -> Result<&[u8], Closed> {
             .get(7 + len..)
             .ok_or_else(|| Closed("short edge-routing preamble".into()))?;
     }
-    if rest.len() < 4 || rest[..2] != WA_CONN_HEADER[..2] {
+    let Some((&header, rest)) = rest.split_first_chunk::<4>() else {
+        return Err(Closed("missing the WA connection header".into()));
+    };
+    if header[..3] != [b'W', b'A', WA_MAGIC_VALUE] {
+        warn!("a client sent no WA 6 connection header; closing");
         return Err(Closed("missing the WA connection header".into()));
     }
-    Ok(&rest[4..])
+    if dict::dictionary(header[3]).is_none() {
+        warn!(
+            version = header[3],
+            spoken = ?dict::VERSIONS,
+            "a client asked for a binary token dictionary version the simulator does not speak; closing"
+        );
+        return Err(Closed(format!("unknown dictionary version {}", header[3])));
+    }
+    Ok((header, rest))
 }
 
 struct Ciphers {
@@ -95,6 +113,8 @@ struct Ciphers {
     write: NoiseCipher,
     read_counter: u32,
     write_counter: u32,
+    /// The token dictionary the connection header chose, for this socket both ways.
+    dict: &'static Dictionary,
 }
 
 /// The XX handshake as the responder. Returns the ciphers and the client's static key and
@@ -120,7 +140,11 @@ async fn handshake(
         .ephemeral
         .ok_or_else(|| Closed("no client ephemeral".into()))?;
 
-    let mut noise = NoiseHandshake::new(NOISE_PATTERN_XX, &WA_CONN_HEADER)?;
+    // The prologue is the header this client sent, as on WhatsApp's server.
+    let header = t
+        .header
+        .ok_or_else(|| Closed("no connection header".into()))?;
+    let mut noise = NoiseHandshake::new(NOISE_PATTERN_XX, &header)?;
     noise.authenticate(&client_eph);
     let eph = KeyPair::generate(&mut rand::make_rng::<rand::rngs::StdRng>());
     noise.authenticate(eph.public_key.public_key_bytes());
@@ -170,12 +194,15 @@ async fn handshake(
     let payload = wa::ClientPayload::decode_from_slice(&payload)?;
     // The initiator writes with the first key and reads with the second.
     let (client_write, client_read) = noise.finish()?;
+    let dict = dict::dictionary(header[3])
+        .ok_or_else(|| Closed(format!("unknown dictionary version {}", header[3])))?;
     Ok((
         Ciphers {
             read: client_write,
             write: client_read,
             read_counter: 0,
             write_counter: 0,
+            dict,
         },
         client_static,
         payload,
@@ -197,6 +224,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream) {
                 tx,
                 phone: None,
                 device: None,
+                qr_refs: Vec::new(),
             },
         );
         id
@@ -228,13 +256,19 @@ async fn run(
     let mut t = Transport {
         ws,
         decoder: FrameDecoder::new(),
-        header_seen: false,
+        header: None,
     };
     let (mut ciphers, client_static, payload) = handshake(shared, &mut t).await?;
+    debug!(
+        conn = id,
+        dictionary = ciphers.dict.version(),
+        "handshake done"
+    );
     shared.emit(SimEvent::Connected { conn: id });
 
     if payload.device_pairing_data.is_set() || payload.username.is_none() {
         debug!(conn = id, "registration connection");
+        pair_device(shared, id);
     } else {
         login(shared, id, &payload, client_static);
     }
@@ -245,7 +279,7 @@ async fn run(
             _ = shutdown.changed() => return Ok(()),
             out = rx.recv() => match out {
                 Some(Out::Node(node)) => {
-                    let plain = wacore_binary::marshal(&node)?;
+                    let plain = ciphers.dict.encode(&node)?;
                     let ct = ciphers.write.encrypt_with_counter(ciphers.write_counter, &plain)?;
                     ciphers.write_counter += 1;
                     t.send_frame(&ct).await?;
@@ -288,8 +322,7 @@ fn received(
         .read
         .decrypt_in_place_with_counter(ciphers.read_counter, &mut frame)?;
     ciphers.read_counter += 1;
-    let data = wacore_binary::util::unpack(&frame)?;
-    let node = wacore_binary::marshal::unmarshal_ref(&data)?.to_owned();
+    let node = ciphers.dict.decode(&frame)?;
     if shared.config.record_stanzas {
         shared.lock().stanzas.push(format!("{id} <- {node:?}"));
     }
@@ -391,6 +424,61 @@ fn login(shared: &Arc<Shared>, id: u64, payload: &wa::ClientPayload, client_stat
     });
 }
 
+/// Hands a registration connection its QR refs, as the real server does right after the
+/// handshake, and closes it once the last one expired unless a pairing code is outstanding on
+/// it (the companion keeps that socket for the code flow).
+fn pair_device(shared: &Arc<Shared>, conn: u64) {
+    let config = &shared.config;
+    let now = tokio::time::Instant::now();
+    let refs: Vec<(String, tokio::time::Instant)> = (0..config.qr_refs)
+        .map(|i| {
+            use rand::RngExt as _;
+            let mut rng = rand::rng();
+            let raw: Vec<u8> = (0..18).map(|_| rng.random::<u8>()).collect();
+            let later = config.qr_ref * u32::try_from(i).unwrap_or(u32::MAX);
+            (
+                format!("2@{}", B64.encode(raw)),
+                now + config.qr_first_ref + later,
+            )
+        })
+        .collect();
+    let last = refs.last().map_or(now, |r| r.1);
+    {
+        let mut st = shared.lock();
+        let id = st.next_id();
+        let iq = NodeBuilder::new("iq")
+            .attr("from", SERVER)
+            .attr("type", "set")
+            .attr("id", id)
+            .attr("xmlns", "md")
+            .children([NodeBuilder::new("pair-device")
+                .children(
+                    refs.iter()
+                        .map(|(r, _)| NodeBuilder::new("ref").bytes(r.as_bytes()).build()),
+                )
+                .build()])
+            .build();
+        if let Some(c) = st.conns.get_mut(&conn) {
+            c.qr_refs = refs;
+        }
+        st.send(conn, Out::Node(iq));
+    }
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        tokio::time::sleep_until(last).await;
+        let st = shared.lock();
+        let Some(c) = st.conns.get(&conn) else { return };
+        let code_outstanding = st
+            .accounts
+            .values()
+            .any(|a| a.pending.as_ref().is_some_and(|p| p.conn == conn));
+        if c.device.is_none() && !code_outstanding {
+            debug!(conn, "QR refs used up: closing the registration connection");
+            st.send(conn, Out::Close);
+        }
+    });
+}
+
 /// Dispatches one stanza from a client.
 fn handle(shared: &Arc<Shared>, conn: u64, node: Node) {
     if node.tag != "iq" {
@@ -463,6 +551,23 @@ fn handle(shared: &Arc<Shared>, conn: u64, node: Node) {
             );
         }
         ("w:sync:app:state", "set") => reply(app_state_answer(&id, &node)),
+        // The first queries clients send after login, answered as an account with nothing set
+        // up: the server's A/B props (none beyond the hash), an empty blocklist, and the
+        // default privacy settings.
+        ("w", "get") if node.get_optional_child("props").is_some() => reply(
+            result(&id)
+                .children([NodeBuilder::new("props")
+                    .attr("protocol", "2")
+                    .attr("hash", "sim-props-1")
+                    .build()])
+                .build(),
+        ),
+        ("blocklist", "get") => reply(
+            result(&id)
+                .children([NodeBuilder::new("list").build()])
+                .build(),
+        ),
+        ("privacy", "get") => reply(privacy_answer(&id)),
         (_, "set") | ("w:p", _) => reply(result(&id).build()),
         // Anything else is a query the simulator does not model.
         _ => reply(error(&id, 501, "feature-not-implemented", None)),
@@ -562,6 +667,29 @@ fn pre_keys_uploaded(shared: &Arc<Shared>, conn: u64, keys: UploadedKeys) {
             shared.emit(SimEvent::KeysShared { phone, device });
         }
     });
+}
+
+/// The privacy settings of a fresh account, as the real server lists them.
+fn privacy_answer(id: &str) -> Node {
+    const DEFAULTS: [(&str, &str); 8] = [
+        ("last", "all"),
+        ("online", "all"),
+        ("profile", "all"),
+        ("status", "contacts"),
+        ("groupadd", "all"),
+        ("readreceipts", "all"),
+        ("calladd", "all"),
+        ("messages", "all"),
+    ];
+    let categories = DEFAULTS.iter().map(|(name, value)| {
+        NodeBuilder::new("category")
+            .attr("name", *name)
+            .attr("value", *value)
+            .build()
+    });
+    result(id)
+        .children([NodeBuilder::new("privacy").children(categories).build()])
+        .build()
 }
 
 /// Answers an app-state sync request with version 0 and no patches for every collection.

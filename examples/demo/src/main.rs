@@ -13,7 +13,8 @@ use futures::StreamExt as _;
 use wa_pairing_runner::{Runner, RunnerConfig};
 use wa_pairing_sim::{Refusal, Sim, SimConfig};
 use wa_pairing_store::{
-    Change, DeviceStatus, DeviceStore, Keyring, MemoryStore, NewDevice, PairingRequest, UserId,
+    Change, ConnectionMethod, DeviceStatus, DeviceStore, Keyring, MemoryStore, NewDevice,
+    PairingRequest, UserId,
 };
 use wa_pairing_whatsapp::WhatsAppConfig;
 
@@ -23,7 +24,7 @@ mod serve;
 const HELP: &str = "wa-pairing-demo: link a WhatsApp device end to end, offline
 
 USAGE:
-    wa-pairing-demo [PHONE] [--fault FAULT]
+    wa-pairing-demo [PHONE] [--fault FAULT] [--method code|qr]
     wa-pairing-demo --serve [ADDR]
 
 PHONE is the number to link, written any way a person would (default 0812-3456-7890,
@@ -38,6 +39,8 @@ FAULTS (what the owner sees when things go wrong):
     wrong-code       the person mistypes the code once, then types it right
 
 OPTIONS:
+    --method code|qr link with a pairing code (default) or a QR code: with qr the demo
+                     draws the QR in the terminal and the phone of PHONE scans it
     --serve [ADDR]   serve the device page (wa-pairing-http) against the simulator on ADDR
                      (default 127.0.0.1:8080) and link devices from a browser; the
                      simulated phone types each code shown a few seconds later
@@ -91,6 +94,7 @@ impl Fault {
 
 struct Args {
     phone: String,
+    qr: bool,
     fault: Option<Fault>,
     serve: Option<std::net::SocketAddr>,
 }
@@ -98,6 +102,7 @@ struct Args {
 fn args() -> Result<Option<Args>, String> {
     let mut phone = None;
     let mut fault = None;
+    let mut qr = false;
     let mut serve = None;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -110,6 +115,11 @@ fn args() -> Result<Option<Args>, String> {
                         .ok_or_else(|| format!("unknown fault {name:?}; see --help"))?,
                 );
             }
+            "--method" => match it.next().as_deref() {
+                Some("code") => qr = false,
+                Some("qr") => qr = true,
+                _ => return Err("--method takes code or qr; see --help".into()),
+            },
             "--serve" => {
                 let addr = it.next().unwrap_or_else(|| "127.0.0.1:8080".to_owned());
                 serve = Some(addr.parse().map_err(|_| {
@@ -124,6 +134,7 @@ fn args() -> Result<Option<Args>, String> {
     }
     Ok(Some(Args {
         phone: phone.unwrap_or_else(|| "0812-3456-7890".to_owned()),
+        qr,
         fault,
         serve,
     }))
@@ -212,17 +223,22 @@ async fn run(ui: &display::Display, args: Args) -> Result<bool, String> {
         .await
         .map_err(|e| e.to_string())?
         .ok_or("the in-memory store has a change feed")?;
-    let device = store
-        .create(NewDevice::new(UserId::random(), "Demo phone"))
-        .await
-        .map_err(|e| e.to_string())?;
-    store
-        .start_pairing(
-            device.id,
+    let (method, request) = if args.qr {
+        (ConnectionMethod::Qr, PairingRequest::Qr)
+    } else {
+        (
+            ConnectionMethod::Pairing,
             PairingRequest::Code {
                 phone: phone.clone(),
             },
         )
+    };
+    let device = store
+        .create(NewDevice::new(UserId::random(), "Demo phone").method(method))
+        .await
+        .map_err(|e| e.to_string())?;
+    store
+        .start_pairing(device.id, request)
         .await
         .map_err(|e| e.to_string())?;
     ui.step(
@@ -231,10 +247,28 @@ async fn run(ui: &display::Display, args: Args) -> Result<bool, String> {
     );
 
     let mut shown = None;
+    let mut shown_qr = None;
     let mut typed_wrong = false;
     let linked = loop {
         let d = store.get(device.id).await.map_err(|e| e.to_string())?;
         match d.status {
+            DeviceStatus::WaitingPairing if d.qr_code.is_some() && d.qr_code != shown_qr => {
+                shown_qr.clone_from(&d.qr_code);
+                let payload = d.qr_code.unwrap_or_default();
+                ui.step("✓", "WhatsApp issued a QR code (status: waiting_pairing)");
+                let drawn = qrcode::QrCode::new(payload.as_bytes())
+                    .map_err(|e| e.to_string())?
+                    .render::<qrcode::render::unicode::Dense1x2>()
+                    .quiet_zone(true)
+                    .build();
+                println!("{drawn}");
+                ui.step("…", "the simulated phone scans it");
+                sim_phone
+                    .scan_qr(&payload)
+                    .await
+                    .map_err(|e| format!("the phone says: {e}"))?;
+                ui.step("✓", "the phone accepted the QR code");
+            }
             DeviceStatus::WaitingPairing if d.pairing_code.is_some() && d.pairing_code != shown => {
                 shown = d.pairing_code;
                 let code = d.pairing_code.map(|c| c.to_string()).unwrap_or_default();

@@ -504,3 +504,41 @@ async fn a_postgres_connection_cut_mid_run_loses_nothing() {
     person.abort();
     db.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pairs_by_qr_end_to_end() {
+    use wa_pairing_store::{ConnectionMethod, NewDevice, PairingRequest, UserId};
+    let stack = Stack::start(wa_pairing_e2e::memory()).await;
+    let devices = stack.stores.devices();
+    let d = devices
+        .create(NewDevice::new(UserId::random(), "e2e qr").method(ConnectionMethod::Qr))
+        .await
+        .unwrap();
+    let d = devices
+        .start_pairing(d.id, PairingRequest::Qr)
+        .await
+        .unwrap();
+    let runner = stack.runner(Stack::config("runner-qr"));
+    // The simulator hands the registration connection its refs; the runner stores the QR.
+    let shown = stack
+        .until(d.id, "a QR code", |x| x.qr_code.is_some())
+        .await;
+    assert_eq!(shown.status, DeviceStatus::WaitingPairing);
+    let phone = "6281234500077";
+    stack
+        .sim
+        .phone(phone)
+        .scan_qr(shown.qr_code.as_deref().unwrap())
+        .await
+        .expect("the stored QR links");
+    let linked = stack.connected(d.id).await;
+    assert_eq!(linked.phone_number.as_deref(), Some(phone));
+    let counters = stack.sim.counters();
+    assert_eq!(counters.pairings, 1);
+    assert_eq!(
+        counters.code_requests_for(phone),
+        0,
+        "no code was asked for"
+    );
+    runner.shutdown().await;
+}

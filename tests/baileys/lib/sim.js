@@ -3,7 +3,7 @@
 // the events it prints on standard output, and sends its simulated phones commands on
 // standard input. Everything the tests know about the binary's interface is in this file.
 
-const { spawn } = require('node:child_process');
+const { execFileSync, spawn } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 const readline = require('node:readline');
@@ -16,6 +16,15 @@ function simBinary() {
     const target = process.env.CARGO_TARGET_DIR
         || path.join(__dirname, '..', '..', '..', 'target');
     return path.join(target, 'debug', 'wa-pairing-sim');
+}
+
+/** The binary's --help text: which commands its standard input takes. */
+function helpOf(bin) {
+    try {
+        return execFileSync(bin, ['--help'], { encoding: 'utf8', timeout: 10000 });
+    } catch (err) {
+        return String(err.stdout ?? '');
+    }
 }
 
 /** `CodeRequested`, `code_requested` and `code-requested` all name one kind of event. */
@@ -95,6 +104,7 @@ class Sim {
         env.NO_COLOR = '1';
         const child = spawn(bin, ['--port', '0', ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
         const sim = new Sim(child);
+        sim.help = helpOf(bin);
         child.on('exit', (code, signal) => {
             sim.exited = { code, signal };
             sim.notify();
@@ -177,27 +187,32 @@ class Sim {
         this.child.stdin.write(`${line}\n`);
     }
 
+    /** Whether the binary's standard input takes `command` (as its --help lists it). */
+    takes(command) {
+        return new RegExp(`^\\s*${command}\\s`, 'm').test(this.help);
+    }
+
     /** The simulated phone of `number` types the pairing code its companion shows. */
     enterCode(number, code) {
-        this.send(this.jsonEvents ? `code ${number} ${code}` : `${number} ${code}`);
+        this.send(this.takes('code') ? `code ${number} ${code}` : `${number} ${code}`);
     }
 
     /** The simulated phone of `number` scans the QR code its companion shows. */
     scanQr(number, payload) {
-        this.requireLineProtocol('scan a QR code (`qr <number> <payload>`)');
+        this.require('qr', 'scan a QR code for a phone (`qr <number> <payload>`)');
         this.send(`qr ${number} ${payload}`);
     }
 
     /** The phone of `number` refuses its next `count` code requests with `code`. */
     refuseCodes(number, code, count = 1) {
-        this.requireLineProtocol(`refuse a code request (\`refuse ${number} ${code} ${count}\`)`);
+        this.require('refuse', `refuse a phone's code requests (\`refuse ${number} ${code} ${count}\`)`);
         this.send(`refuse ${number} ${code} ${count}`);
     }
 
-    requireLineProtocol(what) {
-        if (!this.jsonEvents) {
-            throw new Error(`this wa-pairing-sim binary cannot ${what}: it prints no JSON events and reads only `
-                + `\`PHONE CODE\` lines on standard input\n${this.diagnostics()}`);
+    require(command, what) {
+        if (!this.takes(command)) {
+            throw new Error(`this wa-pairing-sim binary cannot ${what}: its --help lists no \`${command}\` `
+                + `command for its standard input. Its --help:\n${this.help.replace(/^/gm, '    ')}`);
         }
     }
 

@@ -149,14 +149,19 @@ class Sim {
         }
     }
 
-    /** Resolves with `check()`'s first truthy value; rejects on time-out or the sim's exit. */
+    /**
+     * Resolves with `check()`'s first truthy value; rejects on time-out or the sim's exit.
+     * Checked on each line the simulator prints, and every 20 ms for conditions outside it.
+     */
     waitUntil(check, timeoutMs, what) {
         return new Promise((resolve, reject) => {
             const done = (fn, value) => {
                 clearTimeout(timer);
+                clearInterval(poll);
                 this.waiters.delete(waiter);
                 fn(value);
             };
+            const poll = setInterval(() => waiter(), 20);
             const waiter = () => {
                 const value = check();
                 if (value) {

@@ -11,13 +11,14 @@ use tokio_websockets::{Message, ServerBuilder};
 use tracing::{debug, warn};
 use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
-use wacore_binary::consts::{NOISE_PATTERN_XX, WA_CONN_HEADER};
+use wacore_binary::consts::{NOISE_PATTERN_XX, WA_MAGIC_VALUE};
 use wacore_libsignal::protocol::KeyPair;
 use wacore_noise::framing::{FrameDecoder, encode_frame};
 use wacore_noise::{NoiseCipher, NoiseHandshake};
 use waproto::buffa::Message as _;
 use waproto::whatsapp as wa;
 
+use crate::dict::{self, Dictionary};
 use crate::keyshare::{self, UploadedKeys};
 use crate::model::{SimEvent, Stage, redact};
 use crate::node::{SERVER, attr, child_bytes, error, result};
@@ -38,7 +39,8 @@ impl<E: std::fmt::Display> From<E> for Closed {
 struct Transport {
     ws: Ws,
     decoder: FrameDecoder,
-    header_seen: bool,
+    /// The connection header the client sent (`WA 6 <dictionary version>`), once seen.
+    header: Option<[u8; 4]>,
 }
 
 impl Transport {
@@ -60,9 +62,10 @@ impl Transport {
             }
             let payload = msg.into_payload();
             let mut data: &[u8] = &payload;
-            if !self.header_seen {
-                data = strip_header(data)?;
-                self.header_seen = true;
+            if self.header.is_none() {
+                let (header, rest) = strip_header(data)?;
+                self.header = Some(header);
+                data = rest;
             }
             self.decoder.feed(data);
         }
@@ -75,8 +78,9 @@ impl Transport {
     }
 }
 
-/// Strips the optional edge-routing preamble and the `WA 6 <dict>` connection header.
-fn strip_header(data: &[u8]) -> Result<&[u8], Closed> {
+/// Splits the optional edge-routing preamble and the `WA 6 <dict>` connection header off the
+/// first message; returns the header and what follows it.
+fn strip_header(data: &[u8]) -> Result<([u8; 4], &[u8]), Closed> {
     let mut rest = data;
     if rest.starts_with(b"ED\x00\x01") && rest.len() >= 7 {
         let len = (usize::from(rest[4]) << 16) | (usize::from(rest[5]) << 8) | usize::from(rest[6]);
@@ -84,10 +88,22 @@ fn strip_header(data: &[u8]) -> Result<&[u8], Closed> {
             .get(7 + len..)
             .ok_or_else(|| Closed("short edge-routing preamble".into()))?;
     }
-    if rest.len() < 4 || rest[..2] != WA_CONN_HEADER[..2] {
+    let Some((&header, rest)) = rest.split_first_chunk::<4>() else {
+        return Err(Closed("missing the WA connection header".into()));
+    };
+    if header[..3] != [b'W', b'A', WA_MAGIC_VALUE] {
+        warn!("a client sent no WA 6 connection header; closing");
         return Err(Closed("missing the WA connection header".into()));
     }
-    Ok(&rest[4..])
+    if dict::dictionary(header[3]).is_none() {
+        warn!(
+            version = header[3],
+            spoken = ?dict::VERSIONS,
+            "a client asked for a binary token dictionary version the simulator does not speak; closing"
+        );
+        return Err(Closed(format!("unknown dictionary version {}", header[3])));
+    }
+    Ok((header, rest))
 }
 
 struct Ciphers {
@@ -95,6 +111,8 @@ struct Ciphers {
     write: NoiseCipher,
     read_counter: u32,
     write_counter: u32,
+    /// The token dictionary the connection header chose, for this socket both ways.
+    dict: &'static Dictionary,
 }
 
 /// The XX handshake as the responder. Returns the ciphers and the client's static key and
@@ -120,7 +138,11 @@ async fn handshake(
         .ephemeral
         .ok_or_else(|| Closed("no client ephemeral".into()))?;
 
-    let mut noise = NoiseHandshake::new(NOISE_PATTERN_XX, &WA_CONN_HEADER)?;
+    // The prologue is the header this client sent, as on WhatsApp's server.
+    let header = t
+        .header
+        .ok_or_else(|| Closed("no connection header".into()))?;
+    let mut noise = NoiseHandshake::new(NOISE_PATTERN_XX, &header)?;
     noise.authenticate(&client_eph);
     let eph = KeyPair::generate(&mut rand::make_rng::<rand::rngs::StdRng>());
     noise.authenticate(eph.public_key.public_key_bytes());
@@ -170,12 +192,15 @@ async fn handshake(
     let payload = wa::ClientPayload::decode_from_slice(&payload)?;
     // The initiator writes with the first key and reads with the second.
     let (client_write, client_read) = noise.finish()?;
+    let dict = dict::dictionary(header[3])
+        .ok_or_else(|| Closed(format!("unknown dictionary version {}", header[3])))?;
     Ok((
         Ciphers {
             read: client_write,
             write: client_read,
             read_counter: 0,
             write_counter: 0,
+            dict,
         },
         client_static,
         payload,
@@ -228,9 +253,14 @@ async fn run(
     let mut t = Transport {
         ws,
         decoder: FrameDecoder::new(),
-        header_seen: false,
+        header: None,
     };
     let (mut ciphers, client_static, payload) = handshake(shared, &mut t).await?;
+    debug!(
+        conn = id,
+        dictionary = ciphers.dict.version(),
+        "handshake done"
+    );
     shared.emit(SimEvent::Connected { conn: id });
 
     if payload.device_pairing_data.is_set() || payload.username.is_none() {
@@ -245,7 +275,7 @@ async fn run(
             _ = shutdown.changed() => return Ok(()),
             out = rx.recv() => match out {
                 Some(Out::Node(node)) => {
-                    let plain = wacore_binary::marshal(&node)?;
+                    let plain = ciphers.dict.encode(&node)?;
                     let ct = ciphers.write.encrypt_with_counter(ciphers.write_counter, &plain)?;
                     ciphers.write_counter += 1;
                     t.send_frame(&ct).await?;
@@ -288,8 +318,7 @@ fn received(
         .read
         .decrypt_in_place_with_counter(ciphers.read_counter, &mut frame)?;
     ciphers.read_counter += 1;
-    let data = wacore_binary::util::unpack(&frame)?;
-    let node = wacore_binary::marshal::unmarshal_ref(&data)?.to_owned();
+    let node = ciphers.dict.decode(&frame)?;
     if shared.config.record_stanzas {
         shared.lock().stanzas.push(format!("{id} <- {node:?}"));
     }

@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod conn;
+pub mod dict;
 mod identity;
 mod keyshare;
 mod model;

@@ -51,9 +51,10 @@ async function pairOne(sim) {
     const code = await client.sock.requestPairingCode(number);
     await sim.waitForEvent('CodeRequested', { number, from });
     const t2 = now();
-    sim.enterCode(number, code);
+    const typed = sim.enterCode(number, code);
     await client.waitForUpdate((u) => u.connection === 'open', { sim, what: 'open', timeoutMs: 60000 });
     const t3 = now();
+    await typed;
     return { client, codeMs: t2 - t1, linkMs: t3 - t2, wholeMs: t3 - t0 };
 }
 

@@ -197,21 +197,48 @@ class Sim {
         return new RegExp(`^\\s*${command}\\s`, 'm').test(this.help);
     }
 
+    /**
+     * Sends one command and resolves when the binary reports its outcome (a `done` line), or
+     * rejects with the binary's `error` line. A binary that reports no outcomes (older ones)
+     * resolves at once.
+     */
+    command(line, command, number) {
+        const from = this.events.length;
+        this.send(line);
+        if (!this.jsonEvents) {
+            return Promise.resolve();
+        }
+        const ours = (e) => (e.kind === 'done' || e.kind === 'error')
+            && e.command === command && sameNumber(e.phone, number);
+        return this.waitUntil(() => this.events.slice(from).find(ours), 60000, `the outcome of \`${line}\``)
+            .then((outcome) => {
+                if (outcome.kind === 'error') {
+                    throw new Error(`the simulator refused \`${line}\`: ${outcome.message}\n${this.diagnostics()}`);
+                }
+                return outcome;
+            });
+    }
+
     /** The simulated phone of `number` types the pairing code its companion shows. */
     enterCode(number, code) {
-        this.send(this.takes('code') ? `code ${number} ${code}` : `${number} ${code}`);
+        return this.takes('code')
+            ? this.command(`code ${number} ${code}`, 'code', number)
+            : this.command(`${number} ${code}`, 'code', number);
     }
 
     /** The simulated phone of `number` scans the QR code its companion shows. */
     scanQr(number, payload) {
         this.require('qr', 'scan a QR code for a phone (`qr <number> <payload>`)');
-        this.send(`qr ${number} ${payload}`);
+        return this.command(`qr ${number} ${payload}`, 'qr', number);
     }
 
-    /** The phone of `number` refuses its next `count` code requests with `code`. */
-    refuseCodes(number, code, count = 1) {
-        this.require('refuse', `refuse a phone's code requests (\`refuse ${number} ${code} ${count}\`)`);
-        this.send(`refuse ${number} ${code} ${count}`);
+    /**
+     * The phone of `number` refuses its next `times` code requests with `status`, asking the
+     * client to wait `backoffSecs` (`refuse PHONE STATUS [BACKOFF] [TIMES]`).
+     */
+    refuseCodes(number, status, { backoffSecs = 300, times = 1 } = {}) {
+        this.require('refuse', `refuse a phone's code requests (\`refuse ${number} ${status} ${backoffSecs} ${times}\`)`);
+        return this.command(`refuse ${number} ${status} ${backoffSecs} ${times}`, 'refuse', number);
     }
 
     require(command, what) {

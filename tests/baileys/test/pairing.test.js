@@ -61,7 +61,7 @@ async function pairByCode(sim, client, number) {
     const code = await client.sock.requestPairingCode(number);
     assert.match(code, /^[0-9A-Z]{8}$/, `Baileys shows an 8-character code (${code})`);
     await sim.waitForEvent('CodeRequested', { number });
-    sim.enterCode(number, code);
+    await sim.enterCode(number, code);
     await sim.waitForEvent('Paired', { number, timeoutMs: 30000 });
     await waitForOpen(client, sim);
     return assertLinked(client, number);
@@ -83,7 +83,7 @@ test('pairs by QR: the phone scans the qr string, open, creds saved', { timeout:
     const { qr } = await waitForQr(client, sim);
     const parts = qr.split(',');
     assert.equal(parts.length, 4, `Baileys' QR string is ref,noise key,identity key,adv secret (${qr.slice(0, 20)}…)`);
-    sim.scanQr(number, qr);
+    await sim.scanQr(number, qr);
     await sim.waitForEvent('Paired', { number, timeoutMs: 30000 });
     await waitForOpen(client, sim);
     assertLinked(client, number);
@@ -112,7 +112,7 @@ test('logs in again from the saved credentials without pairing', { timeout: TEST
 test('a code request refused with 429 reaches Baileys as rate-overlimit', { timeout: TEST_TIMEOUT_MS }, async (t) => {
     const { sim, client } = await setUp(t);
     const number = '15550100004';
-    sim.refuseCodes(number, 429, 1);
+    await sim.refuseCodes(number, 429, { backoffSecs: 300, times: 1 });
     await client.connect();
     await waitForQr(client, sim);
     // Baileys 6.17.16 sends companion_hello with sendNode, not query: requestPairingCode

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::BytesMut;
 use futures::{FutureExt as _, SinkExt as _, StreamExt as _};
 use tokio::net::TcpStream;
@@ -21,6 +22,7 @@ use waproto::whatsapp as wa;
 use crate::dict::{self, Dictionary};
 use crate::keyshare::{self, UploadedKeys};
 use crate::model::{SimEvent, Stage, redact};
+use crate::node::B64;
 use crate::node::{SERVER, attr, child_bytes, error, result};
 use crate::state::{ConnHandle, Finish, LinkedDevice, Out, PendingCode, Shared, State};
 
@@ -222,6 +224,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream) {
                 tx,
                 phone: None,
                 device: None,
+                qr_refs: Vec::new(),
             },
         );
         id
@@ -265,6 +268,7 @@ async fn run(
 
     if payload.device_pairing_data.is_set() || payload.username.is_none() {
         debug!(conn = id, "registration connection");
+        pair_device(shared, id);
     } else {
         login(shared, id, &payload, client_static);
     }
@@ -420,6 +424,61 @@ fn login(shared: &Arc<Shared>, id: u64, payload: &wa::ClientPayload, client_stat
     });
 }
 
+/// Hands a registration connection its QR refs, as the real server does right after the
+/// handshake, and closes it once the last one expired unless a pairing code is outstanding on
+/// it (the companion keeps that socket for the code flow).
+fn pair_device(shared: &Arc<Shared>, conn: u64) {
+    let config = &shared.config;
+    let now = tokio::time::Instant::now();
+    let refs: Vec<(String, tokio::time::Instant)> = (0..config.qr_refs)
+        .map(|i| {
+            use rand::RngExt as _;
+            let mut rng = rand::rng();
+            let raw: Vec<u8> = (0..18).map(|_| rng.random::<u8>()).collect();
+            let later = config.qr_ref * u32::try_from(i).unwrap_or(u32::MAX);
+            (
+                format!("2@{}", B64.encode(raw)),
+                now + config.qr_first_ref + later,
+            )
+        })
+        .collect();
+    let last = refs.last().map_or(now, |r| r.1);
+    {
+        let mut st = shared.lock();
+        let id = st.next_id();
+        let iq = NodeBuilder::new("iq")
+            .attr("from", SERVER)
+            .attr("type", "set")
+            .attr("id", id)
+            .attr("xmlns", "md")
+            .children([NodeBuilder::new("pair-device")
+                .children(
+                    refs.iter()
+                        .map(|(r, _)| NodeBuilder::new("ref").bytes(r.as_bytes()).build()),
+                )
+                .build()])
+            .build();
+        if let Some(c) = st.conns.get_mut(&conn) {
+            c.qr_refs = refs;
+        }
+        st.send(conn, Out::Node(iq));
+    }
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        tokio::time::sleep_until(last).await;
+        let st = shared.lock();
+        let Some(c) = st.conns.get(&conn) else { return };
+        let code_outstanding = st
+            .accounts
+            .values()
+            .any(|a| a.pending.as_ref().is_some_and(|p| p.conn == conn));
+        if c.device.is_none() && !code_outstanding {
+            debug!(conn, "QR refs used up: closing the registration connection");
+            st.send(conn, Out::Close);
+        }
+    });
+}
+
 /// Dispatches one stanza from a client.
 fn handle(shared: &Arc<Shared>, conn: u64, node: Node) {
     if node.tag != "iq" {
@@ -492,6 +551,23 @@ fn handle(shared: &Arc<Shared>, conn: u64, node: Node) {
             );
         }
         ("w:sync:app:state", "set") => reply(app_state_answer(&id, &node)),
+        // The first queries clients send after login, answered as an account with nothing set
+        // up: the server's A/B props (none beyond the hash), an empty blocklist, and the
+        // default privacy settings.
+        ("w", "get") if node.get_optional_child("props").is_some() => reply(
+            result(&id)
+                .children([NodeBuilder::new("props")
+                    .attr("protocol", "2")
+                    .attr("hash", "sim-props-1")
+                    .build()])
+                .build(),
+        ),
+        ("blocklist", "get") => reply(
+            result(&id)
+                .children([NodeBuilder::new("list").build()])
+                .build(),
+        ),
+        ("privacy", "get") => reply(privacy_answer(&id)),
         (_, "set") | ("w:p", _) => reply(result(&id).build()),
         // Anything else is a query the simulator does not model.
         _ => reply(error(&id, 501, "feature-not-implemented", None)),
@@ -591,6 +667,29 @@ fn pre_keys_uploaded(shared: &Arc<Shared>, conn: u64, keys: UploadedKeys) {
             shared.emit(SimEvent::KeysShared { phone, device });
         }
     });
+}
+
+/// The privacy settings of a fresh account, as the real server lists them.
+fn privacy_answer(id: &str) -> Node {
+    const DEFAULTS: [(&str, &str); 8] = [
+        ("last", "all"),
+        ("online", "all"),
+        ("profile", "all"),
+        ("status", "contacts"),
+        ("groupadd", "all"),
+        ("readreceipts", "all"),
+        ("calladd", "all"),
+        ("messages", "all"),
+    ];
+    let categories = DEFAULTS.iter().map(|(name, value)| {
+        NodeBuilder::new("category")
+            .attr("name", *name)
+            .attr("value", *value)
+            .build()
+    });
+    result(id)
+        .children([NodeBuilder::new("privacy").children(categories).build()])
+        .build()
 }
 
 /// Answers an app-state sync request with version 0 and no patches for every collection.

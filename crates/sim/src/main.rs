@@ -1,25 +1,198 @@
-//! `wa-pairing-sim`: a standalone offline WhatsApp server to drive by hand.
+//! `wa-pairing-sim`: a standalone offline WhatsApp server, driven by lines on standard input.
 //!
-//! Prints its URL and every pair-code request (phone numbers redacted), and reads lines of
-//! `PHONE CODE` on standard input: the simulated phone of `PHONE` "types" `CODE`.
+//! Prints one JSON object per line on standard output (its URL first, then every event and
+//! the outcome of every command) and reads commands on standard input, one per line, each
+//! handled concurrently with the others, so one process can drive many clients at once.
+//! The control protocol is described in the crate's README.
 
+use std::io::Write as _;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt as _, BufReader};
-use wa_pairing_sim::{Sim, SimConfig, SimEvent};
+use tokio::sync::mpsc;
+use wa_pairing_sim::{Refusal, Sim, SimConfig, SimEvent};
 
 const HELP: &str = "wa-pairing-sim: an offline WhatsApp server for testing pairing clients
 
 USAGE:
-    wa-pairing-sim [--port PORT]
+    wa-pairing-sim [--port PORT] [--qr-first-ref-secs S] [--qr-ref-secs S]
 
-Point a whatsapp-rust client (built with danger-skip-cert-chain-verify) at the printed
-URL. When it requests a pairing code, type a line `PHONE CODE` (for example
-`6281234567890 ABCD-EFGH`) to make the simulated phone enter the code the client shows.
+Point a client (whatsapp-rust built with danger-skip-cert-chain-verify, or Baileys) at the
+printed URL. Standard output carries one JSON object per line: {\"event\":\"listening\",...}
+first, then the simulator's events and the outcome of each command. Commands on standard
+input, one per line, each handled at once (several may run together):
+
+    code PHONE CODE                  the phone of PHONE types CODE (also: PHONE CODE)
+    qr PHONE PAYLOAD                 the phone of PHONE scans a QR payload
+    refuse PHONE STATUS [BACKOFF] [TIMES]
+                                     refuse PHONE's next code requests with STATUS
+                                     (400, 403, 429, 452 or 500), BACKOFF seconds,
+                                     TIMES times (default: every time)
+    clear PHONE                      remove PHONE's injected faults
 
 OPTIONS:
-    --port PORT    listen on 127.0.0.1:PORT (default: a free port)
-    -h, --help     print this help";
+    --port PORT              listen on 127.0.0.1:PORT (default: a free port)
+    --qr-first-ref-secs S    lifetime of the first pair-device ref (default: 60)
+    --qr-ref-secs S          lifetime of each later ref (default: 20)
+    -h, --help               print this help";
+
+/// A JSON string literal.
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// One event as a JSON line. Phone numbers are printed whole: this is the control channel
+/// of a test, not a log.
+fn event_json(event: &SimEvent) -> String {
+    let pd = |name: &str, phone: &str, key: &str, n: String| {
+        format!(
+            "{{\"event\":\"{name}\",\"phone\":{},\"{key}\":{n}}}",
+            json_str(phone)
+        )
+    };
+    match event {
+        SimEvent::Connected { conn } => format!("{{\"event\":\"connected\",\"conn\":{conn}}}"),
+        SimEvent::Disconnected { conn } => {
+            format!("{{\"event\":\"disconnected\",\"conn\":{conn}}}")
+        }
+        SimEvent::CodeRequested { phone, count } => {
+            pd("code_requested", phone, "count", count.to_string())
+        }
+        SimEvent::CodeRefused { phone, code } => {
+            pd("code_refused", phone, "code", code.to_string())
+        }
+        SimEvent::CodeEntered { phone, ok } => pd("code_entered", phone, "ok", ok.to_string()),
+        SimEvent::Paired { phone, device } => pd("paired", phone, "device", device.to_string()),
+        SimEvent::LoggedIn { phone, device } => {
+            pd("logged_in", phone, "device", device.to_string())
+        }
+        SimEvent::LoginRefused { phone, reason } => {
+            pd("login_refused", phone, "reason", reason.to_string())
+        }
+        SimEvent::StreamErrorSent { conn, code } => {
+            format!("{{\"event\":\"stream_error\",\"conn\":{conn},\"code\":{code}}}")
+        }
+        SimEvent::DeviceRemoved { phone, device } => {
+            pd("device_removed", phone, "device", device.to_string())
+        }
+        SimEvent::KeysShared { phone, device } => {
+            pd("keys_shared", phone, "device", device.to_string())
+        }
+        other => format!("{{\"event\":{}}}", json_str(&format!("{other:?}"))),
+    }
+}
+
+/// Runs one command line; returns the JSON line that reports its outcome.
+async fn command(sim: Sim, line: String) -> Option<String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (cmd, args) = match words.as_slice() {
+        [] => return None,
+        [phone, code] if phone.bytes().all(|b| b.is_ascii_digit()) => ("code", vec![*phone, *code]),
+        [cmd, args @ ..] => (*cmd, args.to_vec()),
+    };
+    let phone = args.first().copied().unwrap_or_default();
+    let outcome: Result<(), String> = match (cmd, args.as_slice()) {
+        ("code", [p, code]) => sim
+            .phone(p)
+            .enter_code(code)
+            .await
+            .map_err(|e| e.to_string()),
+        ("qr", [p, payload]) => sim
+            .phone(p)
+            .scan_qr(payload)
+            .await
+            .map_err(|e| e.to_string()),
+        ("refuse", [p, status, rest @ ..]) => refusal(status, rest.first().copied()).map(|r| {
+            let times = rest.get(1).and_then(|t| t.parse().ok());
+            sim.phone(p).refuse_code_requests(r, times);
+        }),
+        ("clear", [p]) => {
+            sim.phone(p).clear_faults();
+            Ok(())
+        }
+        _ => Err(format!("unknown command {line:?}; see --help")),
+    };
+    Some(match outcome {
+        Ok(()) => format!(
+            "{{\"event\":\"done\",\"command\":{},\"phone\":{}}}",
+            json_str(cmd),
+            json_str(phone)
+        ),
+        Err(e) => format!(
+            "{{\"event\":\"error\",\"command\":{},\"phone\":{},\"message\":{}}}",
+            json_str(cmd),
+            json_str(phone),
+            json_str(&e)
+        ),
+    })
+}
+
+fn refusal(status: &str, backoff: Option<&str>) -> Result<Refusal, String> {
+    let backoff = match backoff {
+        None => None,
+        Some(s) => {
+            Some(Duration::from_secs(s.parse().map_err(|_| {
+                format!("backoff {s:?} is not a number of seconds")
+            })?))
+        }
+    };
+    Ok(match status {
+        "400" => Refusal::BadRequest { backoff },
+        "403" => Refusal::Forbidden,
+        "429" => Refusal::RateOverlimit { backoff },
+        "452" => Refusal::FeatureNotAvailable,
+        "500" => Refusal::InternalServerError,
+        other => {
+            return Err(format!(
+                "cannot refuse with {other:?}: 400, 403, 429, 452 or 500"
+            ));
+        }
+    })
+}
+
+fn secs(arg: Option<String>, flag: &str) -> Result<Duration, String> {
+    arg.and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{flag} needs a positive number of seconds"))
+}
+
+fn parse_args() -> Result<Option<SimConfig>, String> {
+    let mut args = std::env::args().skip(1);
+    let mut port = 0u16;
+    let mut config = SimConfig::default();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--port" => {
+                port = args
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .ok_or("--port needs a number from 1 to 65535")?;
+            }
+            "--qr-first-ref-secs" => {
+                config = config.qr_first_ref(secs(args.next(), "--qr-first-ref-secs")?);
+            }
+            "--qr-ref-secs" => config = config.qr_ref(secs(args.next(), "--qr-ref-secs")?),
+            other => return Err(format!("unknown argument {other:?}; see --help")),
+        }
+    }
+    Ok(Some(
+        config.bind(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
+    ))
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -29,28 +202,17 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let mut args = std::env::args().skip(1);
-    let mut port = 0u16;
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "-h" | "--help" => {
-                println!("{HELP}");
-                return ExitCode::SUCCESS;
-            }
-            "--port" => match args.next().and_then(|p| p.parse().ok()) {
-                Some(p) => port = p,
-                None => {
-                    eprintln!("error: --port needs a number from 1 to 65535");
-                    return ExitCode::FAILURE;
-                }
-            },
-            other => {
-                eprintln!("error: unknown argument {other:?}; see --help");
-                return ExitCode::FAILURE;
-            }
+    let config = match parse_args() {
+        Ok(Some(config)) => config,
+        Ok(None) => {
+            println!("{HELP}");
+            return ExitCode::SUCCESS;
         }
-    }
-    let config = SimConfig::default().bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let sim = match Sim::start(config).await {
         Ok(sim) => sim,
         Err(e) => {
@@ -58,18 +220,35 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("listening on {}", sim.url());
+    // One writer, so lines never interleave; each is flushed as it is written.
+    let (out, mut lines_out) = mpsc::unbounded_channel::<String>();
+    let writer = std::thread::spawn(move || {
+        let mut stdout = std::io::stdout();
+        while let Some(line) = lines_out.blocking_recv() {
+            if writeln!(stdout, "{line}")
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let _ = out.send(format!(
+        "{{\"event\":\"listening\",\"url\":{}}}",
+        json_str(&sim.url())
+    ));
     let mut events = sim.events();
+    let events_out = out.clone();
     tokio::spawn(async move {
-        while let Ok(event) = events.recv().await {
-            if matches!(
-                event,
-                SimEvent::CodeRequested { .. }
-                    | SimEvent::Paired { .. }
-                    | SimEvent::LoggedIn { .. }
-                    | SimEvent::CodeEntered { .. }
-            ) {
-                println!("{event:?}");
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    let _ = events_out.send(event_json(&event));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let _ = events_out.send(format!("{{\"event\":\"lagged\",\"missed\":{n}}}"));
+                }
+                Err(_) => break,
             }
         }
     });
@@ -79,17 +258,12 @@ async fn main() -> ExitCode {
             _ = tokio::signal::ctrl_c() => break,
             line = lines.next_line() => match line {
                 Ok(Some(line)) => {
-                    let mut parts = line.split_whitespace();
-                    match (parts.next(), parts.next()) {
-                        (Some(phone), Some(code)) => {
-                            let phone = sim.phone(phone);
-                            match phone.enter_code(code).await {
-                                Ok(()) => println!("code entered"),
-                                Err(e) => println!("error: {e}"),
-                            }
+                    let (sim, out) = (sim.clone(), out.clone());
+                    tokio::spawn(async move {
+                        if let Some(reply) = command(sim, line).await {
+                            let _ = out.send(reply);
                         }
-                        _ => println!("type: PHONE CODE"),
-                    }
+                    });
                 }
                 // Standard input closed: keep serving until interrupted.
                 Ok(None) | Err(_) => {
@@ -100,5 +274,7 @@ async fn main() -> ExitCode {
         }
     }
     sim.shutdown().await;
+    // Every line already written was flushed; the writer thread ends with the process.
+    drop((out, writer));
     ExitCode::SUCCESS
 }

@@ -28,6 +28,9 @@ pub struct SimConfig {
     pub(crate) bind: SocketAddr,
     pub(crate) restart_delay: Duration,
     pub(crate) record_stanzas: bool,
+    pub(crate) qr_refs: usize,
+    pub(crate) qr_first_ref: Duration,
+    pub(crate) qr_ref: Duration,
 }
 
 impl Default for SimConfig {
@@ -36,6 +39,9 @@ impl Default for SimConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             restart_delay: Duration::from_millis(120),
             record_stanzas: false,
+            qr_refs: 6,
+            qr_first_ref: Duration::from_secs(60),
+            qr_ref: Duration::from_secs(20),
         }
     }
 }
@@ -54,6 +60,30 @@ impl SimConfig {
     #[must_use]
     pub fn restart_delay(mut self, d: Duration) -> Self {
         self.restart_delay = d;
+        self
+    }
+
+    /// How many QR refs a registration connection gets in its `<pair-device>` (default 6, as
+    /// the real server sends).
+    #[must_use]
+    pub fn qr_refs(mut self, n: usize) -> Self {
+        self.qr_refs = n.max(1);
+        self
+    }
+
+    /// How long the first QR ref stays valid (default 60 s, as on the real service). A scan
+    /// of an expired ref fails; once the last ref expires, a registration connection with no
+    /// pairing code outstanding is closed.
+    #[must_use]
+    pub fn qr_first_ref(mut self, d: Duration) -> Self {
+        self.qr_first_ref = d;
+        self
+    }
+
+    /// How long each later QR ref stays valid (default 20 s, as on the real service).
+    #[must_use]
+    pub fn qr_ref(mut self, d: Duration) -> Self {
+        self.qr_ref = d;
         self
     }
 

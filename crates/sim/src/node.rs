@@ -8,6 +8,9 @@ use wacore_binary::{Node, NodeContent};
 
 use crate::model::{SimError, StreamError};
 
+/// Standard base64 with padding, as in QR payloads.
+pub(crate) const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
 /// The server's JID, the `from` of everything it sends.
 pub(crate) const SERVER: &str = "s.whatsapp.net";
 

@@ -229,12 +229,89 @@ impl SimPhone {
         secret.extend_from_slice(&bundle[64..96]);
         let adv_secret = hkdf(&secret, None, b"adv_secret")?;
 
+        self.link(conn, &identity, &identity_pub, &adv_secret, companion_noise)
+            .await
+    }
+
+    /// The person scans the QR code a companion shows: `ref,noiseKey,identityKey,advSecret`
+    /// (keys in standard base64; a fifth field, the companion's platform, is ignored). The
+    /// phone links the companion whose registration connection holds that ref, as
+    /// WhatsApp's primary device does: the device identity is signed by the account key and
+    /// MACed with the companion's adv secret from the QR code, then pair-success, the
+    /// acknowledgement and the 515 restart follow as for a code.
+    ///
+    /// # Errors
+    /// [`SimError::Protocol`] for a malformed payload or a ref no connection holds (or one
+    /// that expired, as a real phone reports), [`SimError::ConnectionClosed`] and timeouts as
+    /// for [`enter_code`](Self::enter_code).
+    pub async fn scan_qr(&self, payload: &str) -> Result<(), SimError> {
+        let fields: Vec<&str> = payload.trim().split(',').collect();
+        let [reference, noise, identity_key, adv, ..] = fields.as_slice() else {
+            return Err(SimError::Protocol(
+                "a QR payload is ref,noiseKey,identityKey,advSecret".into(),
+            ));
+        };
+        let key = |name: &str, b64: &str| -> Result<[u8; 32], SimError> {
+            use base64::Engine as _;
+            crate::node::B64
+                .decode(b64)
+                .ok()
+                .and_then(|k| <[u8; 32]>::try_from(k).ok())
+                .ok_or_else(|| {
+                    SimError::Protocol(format!("the QR's {name} is not 32 bytes of base64"))
+                })
+        };
+        let (noise, identity_pub, adv_secret) = (
+            key("noise key", noise)?,
+            key("identity key", identity_key)?,
+            key("adv secret", adv)?,
+        );
+        let now = tokio::time::Instant::now();
+        let (conn, account_identity) = {
+            let mut st = self.shared.lock();
+            let conn = st.conns.iter().find_map(|(id, c)| {
+                c.qr_refs
+                    .iter()
+                    .any(|(r, until)| r == reference && *until > now)
+                    .then_some(*id)
+            });
+            let Some(conn) = conn else {
+                return Err(SimError::Protocol(
+                    "no connection holds this QR ref (unknown or expired)".into(),
+                ));
+            };
+            if let Some(c) = st.conns.get_mut(&conn) {
+                // One scan per QR session.
+                c.qr_refs.clear();
+                c.phone = Some(self.number.clone());
+            }
+            (conn, st.account(&self.number).identity.clone())
+        };
+        if self.with_account(|a| a.faults.silent) {
+            info!(phone = %redact(&self.number), "the phone is silent (fault): nothing is sent");
+            return Ok(());
+        }
+        self.link(conn, &account_identity, &identity_pub, &adv_secret, noise)
+            .await
+    }
+
+    /// Links a companion over its registration connection: pair-success with a device
+    /// identity signed by the account and MACed with `adv_secret`, the companion's
+    /// acknowledgement, then the 515 restart.
+    async fn link(
+        &self,
+        conn: u64,
+        identity: &KeyPair,
+        identity_pub: &[u8],
+        adv_secret: &[u8; 32],
+        companion_noise: [u8; 32],
+    ) -> Result<(), SimError> {
         let device = self.with_account(|a| {
             let d = a.next_device;
             a.next_device += 1;
             d
         });
-        let container = Self::device_identity(&identity, &identity_pub, &adv_secret, device)?;
+        let container = Self::device_identity(identity, identity_pub, adv_secret, device)?;
 
         if !self
             .shared

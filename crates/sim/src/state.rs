@@ -31,6 +31,8 @@ pub(crate) struct ConnHandle {
     pub(crate) phone: Option<String>,
     /// The companion's device number, for logged-in connections.
     pub(crate) device: Option<u32>,
+    /// The QR refs handed to this registration connection, each with the moment it expires.
+    pub(crate) qr_refs: Vec<(String, tokio::time::Instant)>,
 }
 
 /// A companion linked to an account.

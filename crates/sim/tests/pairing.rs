@@ -63,3 +63,76 @@ async fn pairs_from_nothing_then_logs_in_from_stored_state() {
     again.stop().await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairs_by_qr_then_logs_in() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let backend = Arc::new(InMemoryBackend::new());
+    let mut client = TestClient::start(&sim.url(), backend.clone()).await;
+    // The server hands the registration connection its refs; the client shows the first.
+    let shown = client
+        .wait("a QR code", |e| matches!(e, Event::PairingQrCode(_)))
+        .await;
+    let Event::PairingQrCode(qr) = &*shown else {
+        unreachable!()
+    };
+    let phone = sim.phone(PHONE);
+    assert!(
+        phone.scan_qr("2@not-a-ref,AAAA,AAAA,AAAA").await.is_err(),
+        "a malformed payload is refused"
+    );
+    phone.scan_qr(&qr.code).await.expect("the shown QR links");
+    let success = client
+        .wait("pair success", |e| matches!(e, Event::PairSuccess(_)))
+        .await;
+    let Event::PairSuccess(p) = &*success else {
+        unreachable!()
+    };
+    assert_eq!(p.id.user, PHONE);
+    client
+        .wait("connected", |e| matches!(e, Event::Connected(_)))
+        .await;
+    assert_eq!(phone.linked_devices(), [1]);
+    assert_eq!(sim.counters().pairings, 1);
+    assert_eq!(sim.counters().code_requests_for(PHONE), 0);
+    // The same QR cannot link twice.
+    assert!(phone.scan_qr(&qr.code).await.is_err());
+    client.stop().await;
+
+    let mut again = TestClient::start(&sim.url(), backend).await;
+    again
+        .wait("connected again", |e| matches!(e, Event::Connected(_)))
+        .await;
+    again.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_connection_closes_when_its_refs_run_out() {
+    let sim = Sim::start(
+        SimConfig::default()
+            .qr_refs(2)
+            .qr_first_ref(std::time::Duration::from_millis(300))
+            .qr_ref(std::time::Duration::from_millis(100)),
+    )
+    .await
+    .unwrap();
+    let mut events = sim.events();
+    let backend = Arc::new(InMemoryBackend::new());
+    let mut client = TestClient::start(&sim.url(), backend).await;
+    let shown = client
+        .wait("a QR code", |e| matches!(e, Event::PairingQrCode(_)))
+        .await;
+    let Event::PairingQrCode(qr) = &*shown else {
+        unreachable!()
+    };
+    // The server's clock ran out for every ref: the socket closes and the QR no longer links.
+    loop {
+        if let wa_pairing_sim::SimEvent::Disconnected { .. } = events.recv().await.unwrap() {
+            break;
+        }
+    }
+    assert!(sim.phone(PHONE).scan_qr(&qr.code).await.is_err());
+    client.stop().await;
+    sim.shutdown().await;
+}

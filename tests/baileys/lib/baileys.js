@@ -109,9 +109,21 @@ function makeLogger(name) {
 
 // ---------------------------------------------------------------- a client
 
-/** A temporary directory for useMultiFileAuthState. */
+const authDirs = [];
+process.on('exit', () => {
+    for (const dir of authDirs) {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+});
+
+/**
+ * A temporary directory for useMultiFileAuthState, removed when the process exits (Baileys
+ * may still be saving into it for a moment after its socket is closed).
+ */
 function tempAuthDir() {
-    return fs.mkdtempSync(path.join(os.tmpdir(), 'wa-pairing-baileys-'));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wa-pairing-baileys-'));
+    authDirs.push(dir);
+    return dir;
 }
 
 /**
@@ -220,8 +232,11 @@ class Client {
 
     /** Whatever Baileys saved in its auth directory's creds.json. */
     savedCreds() {
-        const file = path.join(this.authDir, 'creds.json');
-        return fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : null;
+        try {
+            return JSON.parse(fs.readFileSync(path.join(this.authDir, 'creds.json'), 'utf8'));
+        } catch {
+            return null; // not written yet, or being written
+        }
     }
 
     async stop() {

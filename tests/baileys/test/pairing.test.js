@@ -4,7 +4,6 @@
 // simulator and gives Baileys a fresh auth directory.
 
 const assert = require('node:assert/strict');
-const fs = require('node:fs');
 const { test } = require('node:test');
 
 const { Sim, sameNumber } = require('../lib/sim');
@@ -20,7 +19,6 @@ async function setUp(t, authDir = tempAuthDir()) {
         await client.stop();
         await sim.stop();
     });
-    t.after(() => fs.rmSync(authDir, { recursive: true, force: true }));
     return { sim, client, authDir };
 }
 
@@ -44,13 +42,19 @@ function waitForOpen(client, sim, what = "Baileys' `connection: 'open'`") {
     return client.waitForUpdate((u) => u.connection === 'open', { timeoutMs: 30000, sim, what });
 }
 
-function assertLinked(client, number) {
-    const creds = client.savedCreds();
-    assert.ok(creds, 'Baileys saved no creds.json');
-    assert.match(creds.me?.id ?? '', new RegExp(`^${number}:\\d+@s\\.whatsapp\\.net$`),
-        `creds.json names the linked device (me.id = ${creds.me?.id})`);
-    assert.ok(creds.account?.details, 'creds.json keeps the signed device identity from pair-success');
-    assert.ok(creds.me?.lid, 'creds.json has the LID that <success> gave');
+/**
+ * Waits until Baileys has written creds.json naming the linked device (it saves on each
+ * `creds.update`, asynchronously, so the file lags `open` by a moment), then checks it.
+ */
+async function assertLinked(client, number, sim) {
+    const linked = (creds) => creds?.me?.id && creds.me.lid && creds.account?.details;
+    const creds = await sim.waitUntil(() => {
+        const c = client.savedCreds();
+        return linked(c) ? c : null;
+    }, 5000, `creds.json with the linked device, its signed identity and its LID (now: ${JSON.stringify(client.savedCreds()?.me ?? null)})`);
+    assert.match(creds.me.id, new RegExp(`^${number}:\\d+@s\\.whatsapp\\.net$`),
+        `creds.json names the linked device (me.id = ${creds.me.id})`);
+    assert.match(creds.me.lid, /@lid$/, `creds.json has the LID that <success> gave (${creds.me.lid})`);
     return creds;
 }
 
@@ -64,7 +68,7 @@ async function pairByCode(sim, client, number) {
     await sim.enterCode(number, code);
     await sim.waitForEvent('Paired', { number, timeoutMs: 30000 });
     await waitForOpen(client, sim);
-    return assertLinked(client, number);
+    return assertLinked(client, number, sim);
 }
 
 test('pairs by code: qr event, requestPairingCode, the phone types the code, open, creds saved',
@@ -86,7 +90,7 @@ test('pairs by QR: the phone scans the qr string, open, creds saved', { timeout:
     await sim.scanQr(number, qr);
     await sim.waitForEvent('Paired', { number, timeoutMs: 30000 });
     await waitForOpen(client, sim);
-    assertLinked(client, number);
+    await assertLinked(client, number, sim);
 });
 
 test('logs in again from the saved credentials without pairing', { timeout: TEST_TIMEOUT_MS }, async (t) => {
@@ -106,7 +110,8 @@ test('logs in again from the saved credentials without pairing', { timeout: TEST
     await sim.waitUntil(() => sim.events.filter((e) => e.kind === 'loggedin').length > loginsBefore,
         5000, "the simulator's LoggedIn event for the second login");
     assert.equal(sim.events.filter((e) => e.kind === 'paired').length, pairings, 'no second pairing');
-    assert.equal(again.savedCreds().me.id, paired.me.id, 'the same linked device');
+    const creds = await assertLinked(again, number, sim);
+    assert.equal(creds.me.id, paired.me.id, 'the same linked device');
 });
 
 test('a code request refused with 429 reaches Baileys as rate-overlimit', { timeout: TEST_TIMEOUT_MS }, async (t) => {

@@ -270,7 +270,7 @@ fn domain_type(server: &str) -> Option<u8> {
 fn write_list_start(out: &mut Vec<u8>, len: usize) -> Result<(), CodecError> {
     match len {
         0 => out.push(LIST_EMPTY),
-        1..=255 => out.extend([LIST_8, len as u8]),
+        1..=255 => out.extend([LIST_8, u8::try_from(len).unwrap_or(u8::MAX)]),
         _ => {
             let len = u16::try_from(len).map_err(|_| CodecError::Malformed("list too long"))?;
             out.push(LIST_16);
@@ -280,6 +280,8 @@ fn write_list_start(out: &mut Vec<u8>, len: usize) -> Result<(), CodecError> {
     Ok(())
 }
 
+// Each cast is bounded by its branch; a frame is at most 16 MiB, far below `u32::MAX`.
+#[allow(clippy::cast_possible_truncation)]
 fn write_bytes(out: &mut Vec<u8>, b: &[u8]) {
     let len = b.len();
     if len < 256 {
@@ -311,6 +313,8 @@ fn pack_hex(c: u8) -> u8 {
     }
 }
 
+// Callers pack at most `PACKED_MAX` (127) characters, so the length fits in seven bits.
+#[allow(clippy::cast_possible_truncation)]
 fn write_packed(out: &mut Vec<u8>, tag: u8, s: &[u8], pack: fn(u8) -> u8) {
     let mut len = s.len().div_ceil(2) as u8;
     if s.len() % 2 == 1 {
@@ -487,7 +491,7 @@ impl Reader<'_> {
             let key = self.string()?.ok_or(CodecError::Malformed("no key"))?;
             let t = self.byte()?;
             let value = match self.value(t)? {
-                None => NodeValue::String(Default::default()),
+                None => NodeValue::String(wacore_binary::CompactString::default()),
                 Some(Value::Jid(j)) => NodeValue::Jid(j),
                 Some(v) => NodeValue::String(v.into_string().into()),
             };
@@ -574,10 +578,10 @@ mod tests {
             assert_eq!(dict.version(), version);
             assert_eq!(dict.single.len(), 236, "v{version}");
             let doubles = dict.double.iter().flat_map(|d| d.iter());
-            for token in dict.single.iter().skip(1).chain(doubles) {
-                let node = NodeBuilder::new(*token)
-                    .attr(*token, *token)
-                    .string_content(*token)
+            for &token in dict.single.iter().skip(1).chain(doubles) {
+                let node = NodeBuilder::new(token)
+                    .attr(token, token)
+                    .string_content(token)
                     .build();
                 let wire = dict.encode(&node).expect("encode");
                 // tag, key, value and content: one or two bytes each after the list header.

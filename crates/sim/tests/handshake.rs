@@ -10,6 +10,7 @@ use wa_pairing_sim::{Sim, SimConfig};
 use wacore_libsignal::protocol::KeyPair;
 use wacore_noise::XxHandshakeState;
 use wacore_noise::framing::{FrameDecoder, encode_frame};
+use waproto::buffa::Message as _;
 
 /// A WebSocket client just big enough for the test: binary frames, masked with a zero key.
 struct Ws {
@@ -41,9 +42,9 @@ impl Ws {
     async fn send(&mut self, payload: &[u8]) -> std::io::Result<()> {
         let mut msg = vec![0x82];
         match payload.len() {
-            n if n < 126 => msg.push(0x80 | n as u8),
+            n if n < 126 => msg.push(0x80 | u8::try_from(n).expect("short")),
             n => {
-                msg.push(0x80 | 126);
+                msg.push(0x80 | 0x7e);
                 msg.extend(u16::try_from(n).expect("small message").to_be_bytes());
             }
         }
@@ -84,7 +85,6 @@ async fn handshake_and_ping(sim: &Sim, header: [u8; 4]) -> wacore_binary::Node {
         passive: Some(false),
         ..Default::default()
     };
-    use waproto::buffa::Message as _;
     let mut state =
         XxHandshakeState::new(static_kp, payload.encode_to_vec(), &header).expect("noise state");
     let hello = state.build_client_hello().expect("hello");

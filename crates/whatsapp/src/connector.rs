@@ -355,9 +355,17 @@ impl EventHandler for Forwarder {
                 payload: q.code.clone(),
                 valid_for: q.timeout,
             }),
-            Event::PairingQrCodesExhausted(_) => s.send(SessionEvent::PairingFailed {
-                reason: "no QR code was scanned in time".to_owned(),
-            }),
+            // The client gives up on its QR refs (60 s + 5 x 20 s) and closes the socket only
+            // when no pairing code is outstanding on it; a code stays good past the refs, so
+            // the exhaustion of refs during a code pairing is no failure.
+            Event::PairingQrCodesExhausted(e) if e.disconnected => {
+                s.send(SessionEvent::PairingFailed {
+                    reason: "no QR code was scanned in time".to_owned(),
+                });
+            }
+            Event::PairingQrCodesExhausted(_) => {
+                debug!("QR refs exhausted while a pairing code is outstanding; still waiting");
+            }
             Event::PairSuccess(p) => s.send(SessionEvent::Paired {
                 phone: p.id.user.to_string(),
             }),

@@ -116,18 +116,28 @@ $("save-token").onclick = () => {
   refreshList();
 };
 
-$("add-form").onsubmit = async (ev) => {
-  ev.preventDefault();
+// Adds a device named in the form and starts pairing it: by code for the number typed, or by
+// QR (no number needed).
+async function add(pairing) {
   $("add-error").textContent = "";
   try {
     const d = await api("POST", "/devices", { device_name: $("name").value });
-    const started = await api("POST", "/devices/" + d.id + "/pairing", { phone_number: $("phone").value });
+    const started = await api("POST", "/devices/" + d.id + "/pairing", pairing);
     show(started);
     follow(started.id);
     refreshList();
     $("add-form").reset();
     $("device").scrollIntoView({ behavior: "smooth", block: "start" });
   } catch (e) { $("add-error").textContent = e.message; }
+}
+
+$("add-form").onsubmit = (ev) => {
+  ev.preventDefault();
+  add({ phone_number: $("phone").value });
+};
+$("add-qr").onclick = () => {
+  if (!$("name").reportValidity()) return;
+  add({ connection_method: "qr" });
 };
 
 $("copy").onclick = () => {

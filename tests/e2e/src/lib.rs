@@ -100,6 +100,17 @@ pub async fn postgres_through_pooler() -> Result<(Stores, PgDb, PgBouncer), Skip
     Ok((store.stores().encrypt(test_keyring()).build(), db, bouncer))
 }
 
+/// A mobile number no earlier run used: `prefix` (Indonesian, `628...`) followed by random
+/// digits, 13 digits in all. Tests that share Redis between runs use it, so the pairing
+/// budget a previous run spent on a fixed number (3 codes, then one per 200 s) never makes a
+/// quick re-run fail.
+pub fn fresh_number(prefix: &str) -> String {
+    let random = uuid::Uuid::new_v4().as_u128();
+    let digits = 13_usize.saturating_sub(prefix.len());
+    let tail = random % 10_u128.pow(u32::try_from(digits).unwrap_or(0));
+    format!("{prefix}{tail:0digits$}")
+}
+
 /// A throwaway PostgreSQL database.
 pub struct PgDb {
     /// Its URL.

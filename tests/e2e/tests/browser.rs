@@ -142,34 +142,69 @@ fn looks_like_code(s: &str) -> bool {
             .all(|(i, c)| i == 4 || c.is_ascii_alphanumeric())
 }
 
+/// The demo stack with the device page served on loopback, open in Chromium for one owner.
+struct Page {
+    stack: Stack,
+    runner: wa_pairing_e2e::RunningRunner,
+    browser: Client,
+    driver: tokio::process::Child,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    owner: UserId,
+}
+
+impl Page {
+    /// `None` when the browser is missing (the test then says why it skipped).
+    async fn open(test: &str) -> Option<Self> {
+        let (chromium, driver) = match browser_binaries() {
+            Ok(found) => found,
+            Err(why) => {
+                skip(test, &why);
+                return None;
+            }
+        };
+        let stack = Stack::start(wa_pairing_e2e::memory()).await;
+        let runner = stack.runner(Stack::config("browser-e2e"));
+        let app = router(
+            &stack.stores,
+            HttpConfig::new(AuthConfig::new(wa_pairing_e2e::ISSUER).hs256(SECRET)),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port for the page");
+        let page = format!("http://{}", listener.local_addr().expect("address"));
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let owner = UserId::random();
+        let token = access_token(SECRET, owner);
+        let (driver, driver_url) = start_driver(&driver).await;
+        let browser = open_browser(&chromium, &driver_url).await;
+        browser
+            .goto(&format!("{page}/#access_token={token}"))
+            .await
+            .expect("the page opens");
+        Some(Self {
+            stack,
+            runner,
+            browser,
+            driver,
+            server,
+            owner,
+        })
+    }
+
+    async fn close(mut self) {
+        self.browser.close().await.expect("the browser closes");
+        let _ = self.driver.kill().await;
+        self.server.abort();
+        self.runner.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_person_links_a_phone_from_the_device_page_in_chromium() {
-    let (chromium, driver) = match browser_binaries() {
-        Ok(found) => found,
-        Err(why) => return skip("the browser test", &why),
+    let Some(page) = Page::open("the browser test").await else {
+        return;
     };
-
-    // The demo stack, with the page served on loopback.
-    let stack = Stack::start(wa_pairing_e2e::memory()).await;
-    let runner = stack.runner(Stack::config("browser-e2e"));
-    let app = router(
-        &stack.stores,
-        HttpConfig::new(AuthConfig::new(wa_pairing_e2e::ISSUER).hs256(SECRET)),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port for the page");
-    let page = format!("http://{}", listener.local_addr().expect("address"));
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let owner = UserId::random();
-    let token = access_token(SECRET, owner);
-
-    let (mut driver_process, driver_url) = start_driver(&driver).await;
-    let browser = open_browser(&chromium, &driver_url).await;
-    browser
-        .goto(&format!("{page}/#access_token={token}"))
-        .await
-        .expect("the page opens");
+    let (stack, browser, owner) = (&page.stack, &page.browser, page.owner);
 
     // The token came in the address, so no sign-in form.
     let signin = browser.find(Locator::Id("signin")).await.expect("#signin");
@@ -208,8 +243,8 @@ async fn a_person_links_a_phone_from_the_device_page_in_chromium() {
         .expect("adding the device");
 
     // The code, large, with a countdown, exactly as the store holds it.
-    let code = until_text(&browser, "code", "a pairing code", looks_like_code).await;
-    let countdown = until_text(&browser, "countdown", "a countdown", |t| t.contains(':')).await;
+    let code = until_text(browser, "code", "a pairing code", looks_like_code).await;
+    let countdown = until_text(browser, "countdown", "a countdown", |t| t.contains(':')).await;
     assert!(
         countdown.starts_with('2') || countdown.starts_with("3:"),
         "about three minutes left: {countdown}"
@@ -237,7 +272,7 @@ async fn a_person_links_a_phone_from_the_device_page_in_chromium() {
         Some(code.as_str()),
         "the page shows the code the runner stored"
     );
-    screenshot(&browser, "device-page-code.png").await;
+    screenshot(browser, "device-page-code.png").await;
 
     // The simulated phone types what the page shows.
     stack
@@ -247,15 +282,12 @@ async fn a_person_links_a_phone_from_the_device_page_in_chromium() {
         .await
         .expect("the code on the page links the phone");
 
-    let connected = until_text(&browser, "connected", "\"connected\"", |t| {
+    let connected = until_text(browser, "connected", "\"connected\"", |t| {
         t.contains("Connected")
     })
     .await;
     assert!(connected.contains("+6281255550101"), "{connected}");
-    let status = until_text(&browser, "status", "the status", |t| {
-        t.contains("Connected")
-    })
-    .await;
+    let status = until_text(browser, "status", "the status", |t| t.contains("Connected")).await;
     assert_eq!(status, "Terhubung · Connected", "the status in plain words");
     let code_box = browser
         .find(Locator::Id("code-box"))
@@ -265,21 +297,21 @@ async fn a_person_links_a_phone_from_the_device_page_in_chromium() {
         !code_box.is_displayed().await.expect("displayed"),
         "the code is gone once linked"
     );
-    screenshot(&browser, "device-page-connected.png").await;
+    screenshot(browser, "device-page-connected.png").await;
 
     // Disconnect keeps the link; reconnecting needs no new code.
-    click(&browser, "disconnect").await;
-    until_text(&browser, "status", "disconnected", |t| {
+    click(browser, "disconnect").await;
+    until_text(browser, "status", "disconnected", |t| {
         t.contains("Disconnected")
     })
     .await;
-    until_shown(&browser, "resume").await;
-    click(&browser, "resume").await;
-    until_text(&browser, "connected", "connected again", |t| {
+    until_shown(browser, "resume").await;
+    click(browser, "resume").await;
+    until_text(browser, "connected", "connected again", |t| {
         t.contains("Connected")
     })
     .await;
-    until_text(&browser, "status", "connected again", |t| {
+    until_text(browser, "status", "connected again", |t| {
         t.contains("Connected")
     })
     .await;
@@ -290,9 +322,9 @@ async fn a_person_links_a_phone_from_the_device_page_in_chromium() {
     );
 
     // Unlink, after the page asks to be sure: the phone no longer lists the companion.
-    click(&browser, "unlink").await;
+    click(browser, "unlink").await;
     browser.accept_alert().await.expect("the confirmation");
-    until_text(&browser, "status", "unlinked", |t| {
+    until_text(browser, "status", "unlinked", |t| {
         t.contains("Disconnected")
     })
     .await;
@@ -304,12 +336,92 @@ async fn a_person_links_a_phone_from_the_device_page_in_chromium() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    screenshot(&browser, "device-page-unlinked.png").await;
+    screenshot(browser, "device-page-unlinked.png").await;
 
-    browser.close().await.expect("the browser closes");
-    let _ = driver_process.kill().await;
-    server.abort();
-    runner.shutdown().await;
+    page.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_person_links_a_phone_by_qr_from_the_device_page_in_chromium() {
+    let Some(page) = Page::open("the browser QR test").await else {
+        return;
+    };
+    let (stack, browser, owner) = (&page.stack, &page.browser, page.owner);
+    browser
+        .find(Locator::Id("name"))
+        .await
+        .expect("#name")
+        .send_keys("HP Gudang")
+        .await
+        .expect("typing the name");
+    click(browser, "add-qr").await;
+
+    // The QR, drawn by the server from the payload the runner stored, loads in the page.
+    until_shown(browser, "qr").await;
+    let end = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let loaded = browser
+            .execute(
+                "const i = document.getElementById('qr'); return i.complete && i.naturalWidth > 0;",
+                vec![],
+            )
+            .await
+            .expect("reading the image");
+        if loaded == json!(true) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the QR image never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let devices = stack
+        .stores
+        .devices()
+        .list_for_user(owner)
+        .await
+        .expect("list");
+    assert_eq!(devices.len(), 1, "the page created one device");
+    let device = &devices[0];
+    let payload = device.qr_code.clone().expect("a QR payload stored");
+    assert!(device.pairing_code.is_none(), "no code for a QR pairing");
+    let code_box = browser
+        .find(Locator::Id("code-box"))
+        .await
+        .expect("#code-box");
+    assert!(!code_box.is_displayed().await.expect("displayed"));
+    screenshot(browser, "device-page-qr.png").await;
+
+    // The simulated phone scans the QR; the page turns to connected with the phone's number.
+    stack
+        .sim
+        .phone("6281255550202")
+        .scan_qr(&payload)
+        .await
+        .expect("the QR on the page links the phone");
+    let connected = until_text(browser, "connected", "\"connected\"", |t| {
+        t.contains("Connected")
+    })
+    .await;
+    assert!(connected.contains("+6281255550202"), "{connected}");
+    assert!(
+        !browser
+            .find(Locator::Id("qr-box"))
+            .await
+            .expect("#qr-box")
+            .is_displayed()
+            .await
+            .expect("displayed"),
+        "the QR is gone once linked"
+    );
+    assert_eq!(
+        stack.sim.counters().code_requests_for("6281255550202"),
+        0,
+        "no pairing code was asked for"
+    );
+    screenshot(browser, "device-page-qr-connected.png").await;
+    page.close().await;
 }
 
 async fn click(browser: &fantoccini::Client, id: &str) {

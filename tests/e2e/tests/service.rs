@@ -79,10 +79,13 @@ async fn the_service_pairs_a_device_on_postgres_and_redis_then_stops_cleanly() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let device = stack.device("0812-5550-1234").await;
+    let number = wa_pairing_e2e::fresh_number("6281255");
+    // Written as a person types it: 0812-5550-1234 style.
+    let typed = format!("0{}-{}-{}", &number[2..5], &number[5..9], &number[9..]);
+    let device = stack.device(&typed).await;
     let linked = stack.connected(device.id).await;
     assert_eq!(linked.lease_owner.as_deref(), Some("service-e2e"));
-    assert_eq!(linked.phone_number.as_deref(), Some("6281255501234"));
+    assert_eq!(linked.phone_number.as_deref(), Some(number.as_str()));
     let stored = stack
         .stores
         .auth_state()
@@ -90,7 +93,7 @@ async fn the_service_pairs_a_device_on_postgres_and_redis_then_stops_cleanly() {
         .await
         .expect("auth state");
     assert!(!stored.is_empty(), "the session's keys are stored");
-    assert_eq!(stack.sim.counters().code_requests_for("6281255501234"), 1);
+    assert_eq!(stack.sim.counters().code_requests_for(&number), 1);
 
     // SIGTERM in production: the same graceful path.
     let _ = stop.send(());

@@ -398,7 +398,8 @@ async fn runner_process(store: &str) {
     // The auth state is counted where it reaches the store, under the encryption.
     let (stores, auth, pg) = match store {
         "memory" => {
-            let m = MemoryStore::new();
+            // One owner holds every bench device: lift the per-owner cap (20 by default).
+            let m = MemoryStore::new().with_max_devices_per_user(usize::MAX);
             let auth = Arc::new(Counting::new(Arc::new(m.clone()) as Arc<dyn AuthStateStore>));
             let stores = Stores::builder(m.clone(), auth.clone())
                 .code_cache(m.clone())
@@ -409,6 +410,18 @@ async fn runner_process(store: &str) {
         }
         "postgres" => match wa_pairing_e2e::postgres_store().await {
             Ok((pg, db)) => {
+                // One owner holds every bench device: lift the per-owner cap (20 by default).
+                let (admin, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+                    .await
+                    .expect("connect to the bench database");
+                tokio::spawn(conn);
+                admin
+                    .batch_execute(
+                        "update public.wa_pairing_settings set value = '1000000' \
+                         where name = 'max_devices_per_user'",
+                    )
+                    .await
+                    .expect("lift the device cap");
                 let auth = Arc::new(Counting::new(
                     Arc::new(pg.clone()) as Arc<dyn AuthStateStore>
                 ));

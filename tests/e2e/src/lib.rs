@@ -362,3 +362,35 @@ impl Stack {
             .await
     }
 }
+
+/// Reads the HTTP API's server-sent events from `body` (with `buf` keeping a partial event
+/// between calls) until one's device view satisfies `pred`; panics after 60 s naming `what`.
+pub async fn until_event(
+    body: &mut axum::body::Body,
+    buf: &mut String,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            while let Some(end) = buf.find("\n\n") {
+                let event: String = buf.drain(..end + 2).collect();
+                if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:"))
+                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(data.trim())
+                    && pred(&v)
+                {
+                    return v;
+                }
+            }
+            let frame = http_body_util::BodyExt::frame(body)
+                .await
+                .expect("the stream stays open")
+                .expect("a frame");
+            if let Some(data) = frame.data_ref() {
+                buf.push_str(&String::from_utf8_lossy(data));
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no event with {what} in time"))
+}

@@ -3,14 +3,13 @@
 //! event stream, type it on the phone, see "connected" arrive on the same stream.
 #![allow(missing_docs)]
 
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
-use wa_pairing_e2e::{Stack, access_token};
+use wa_pairing_e2e::{Stack, access_token, until_event};
 use wa_pairing_http::{AuthConfig, HttpConfig, router};
 use wa_pairing_store::UserId;
 
@@ -41,38 +40,6 @@ async fn call(
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     )
-}
-
-/// Reads server-sent events until one's device view satisfies `pred`.
-async fn until_event(
-    body: &mut Body,
-    buf: &mut String,
-    what: &str,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            while let Some(end) = buf.find("\n\n") {
-                let event: String = buf.drain(..end + 2).collect();
-                if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:"))
-                    && let Ok(v) = serde_json::from_str::<Value>(data.trim())
-                    && pred(&v)
-                {
-                    return v;
-                }
-            }
-            let frame = body
-                .frame()
-                .await
-                .expect("the stream stays open")
-                .expect("a frame");
-            if let Some(data) = frame.data_ref() {
-                buf.push_str(&String::from_utf8_lossy(data));
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no event with {what} in time"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

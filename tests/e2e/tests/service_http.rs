@@ -17,7 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use wa_pairing_e2e::{ISSUER, Stack, access_token};
+use wa_pairing_e2e::{ISSUER, Stack, access_token, until_event};
 use wa_pairing_service::{Service, Settings};
 use wa_pairing_store::UserId;
 use wa_pairing_store::testkit::{Skip, skip};
@@ -48,38 +48,6 @@ async fn call(
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     )
-}
-
-/// Reads server-sent events until one's device view satisfies `pred`.
-async fn until_event(
-    body: &mut Body,
-    buf: &mut String,
-    what: &str,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            while let Some(end) = buf.find("\n\n") {
-                let event: String = buf.drain(..end + 2).collect();
-                if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:"))
-                    && let Ok(v) = serde_json::from_str::<Value>(data.trim())
-                    && pred(&v)
-                {
-                    return v;
-                }
-            }
-            let frame = body
-                .frame()
-                .await
-                .expect("the stream stays open")
-                .expect("a frame");
-            if let Some(data) = frame.data_ref() {
-                buf.push_str(&String::from_utf8_lossy(data));
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no event with {what} in time"))
 }
 
 async fn scrape(client: &HttpClient, health: SocketAddr) -> String {

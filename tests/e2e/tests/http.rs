@@ -3,7 +3,6 @@
 //! event stream, type it on the phone, see "connected" arrive on the same stream.
 #![allow(missing_docs)]
 
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt as _;

@@ -3,6 +3,7 @@
 
 mod classify;
 mod config;
+mod legacy;
 mod migrations;
 mod params;
 mod store;
@@ -12,6 +13,7 @@ pub mod testkit;
 mod tls;
 
 pub use config::{DATABASE_URL_ENV, PoolMode, PostgresConfig};
+pub use legacy::LegacySession;
 pub use migrations::MIGRATIONS;
 pub use store::{CHANNEL, PostgresStore};
 pub use tls::{SSLMODE_ENV, SSLROOTCERT_ENV, SslMode};

@@ -201,7 +201,7 @@ impl PostgresStore {
         migrations::apply(&mut client).await
     }
 
-    async fn rows(
+    pub(crate) async fn rows(
         &self,
         op: &'static str,
         sql: &str,

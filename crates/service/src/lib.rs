@@ -3,12 +3,14 @@
 //! auth-state keys checked against what is stored), the WhatsApp connector and the runner,
 //! [`Service::run`] serves the health endpoint (and `/metrics` with
 //! [`Service::with_metrics`]), the HTTP API when configured, and runs until shutdown;
-//! [`reencrypt`] and [`check_keys`] are the key-rotation commands; [`probe`] is the
-//! container health check.
+//! [`reencrypt`] and [`check_keys`] are the key-rotation commands; [`import_baileys`]
+//! moves the original system's Baileys sessions over without linking again; [`probe`] is
+//! the container health check.
 //!
 //! The binary (`src/main.rs`) adds logging (redacted: see [`logging`]), the signals and the
 //! commands. See `README.md` for every setting.
 
+mod import;
 pub mod logging;
 pub mod probe;
 pub mod prometheus;
@@ -17,6 +19,7 @@ mod settings;
 
 use tracing::info;
 
+pub use import::{ImportAction, ImportLine, ImportOptions, ImportReport, import_baileys};
 pub use logging::{LogFormat, init_logging};
 pub use prometheus::{MetricsError, install_metrics, prometheus_builder};
 pub use service::{

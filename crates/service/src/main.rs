@@ -6,24 +6,36 @@
 //!
 //! Commands: none (run the service), `check-keys` (open every stored value with the
 //! configured keys and report, writing nothing), `reencrypt` (rewrite every value with the
-//! current key, safe while the service runs), `healthcheck` (ask a running service's
+//! current key, safe while the service runs), `import-baileys` (move the original system's
+//! Baileys sessions over without linking again), `healthcheck` (ask a running service's
 //! `/livez`, for container health checks).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use wa_pairing_service::{
-    Service, Settings, check_keys, describe_unreadable, init_logging, install_metrics, probe,
-    reencrypt, shutdown_signal,
+    ImportAction, ImportOptions, Service, Settings, check_keys, describe_unreadable,
+    import_baileys, init_logging, install_metrics, probe, reencrypt, shutdown_signal,
 };
+use wa_pairing_store::DeviceId;
+use wa_pairing_whatsapp::baileys::Overwrite;
 
-const USAGE: &str = "usage: wa-pairing-service [check-keys | reencrypt | healthcheck [ready]]
+const USAGE: &str = "usage: wa-pairing-service [check-keys | reencrypt | import-baileys [options] | healthcheck [ready]]
   (no command)  run the service
   check-keys    open every stored auth-state value with WA_PAIRING_AUTH_KEYS and report
                 which key ids hold them; changes nothing (exit 1 when any value is on an
                 older key or cannot be opened)
   reencrypt     rewrite every value not on the current key with it; safe while the service
                 runs, idempotent, resumable (exit 1 when values cannot be opened)
+  import-baileys  write the original system's Baileys sessions (devices.session_data) as
+                wa-pairing auth state, so the runner resumes them without linking again;
+                stop every runner first; idempotent; prints one line per device (exit 1
+                when any device failed)
+      --dry-run         report what would be imported and why not; write nothing
+      --device ID       only this device (repeat for more)
+      --from-dir DIR    read one device's credentials from a useMultiFileAuthState folder
+                        (with exactly one --device)
+      --overwrite       replace a device's existing wa-pairing state of another companion
   healthcheck   ask the service running on WA_PAIRING_HEALTH_ADDR for /livez (with `ready`:
                 /readyz); exit 0 when it answers 200, else 1";
 
@@ -33,7 +45,21 @@ async fn main() -> ExitCode {
     if command.as_deref() == Some("healthcheck") {
         return healthcheck(std::env::args().nth(2).as_deref()).await;
     }
-    if !matches!(command.as_deref(), None | Some("check-keys" | "reencrypt")) {
+    let import = if command.as_deref() == Some("import-baileys") {
+        match import_options(std::env::args().skip(2)) {
+            Ok(o) => Some(o),
+            Err(e) => {
+                eprintln!("{e}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
+    if !matches!(
+        command.as_deref(),
+        None | Some("check-keys" | "reencrypt" | "import-baileys")
+    ) {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     }
@@ -55,7 +81,63 @@ async fn main() -> ExitCode {
                 ExitCode::from(e.exit_code())
             }
         },
+        Some("import-baileys") => run_import(&settings, &import.unwrap_or_default()).await,
         _ => serve(settings).await,
+    }
+}
+
+fn import_options(args: impl Iterator<Item = String>) -> Result<ImportOptions, String> {
+    let mut options = ImportOptions::new();
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--dry-run" => options = options.dry_run(true),
+            "--overwrite" => options = options.overwrite(Overwrite::Replace),
+            "--device" => {
+                let id = args.next().ok_or("--device needs a device id")?;
+                let id: DeviceId = id
+                    .parse()
+                    .map_err(|_| format!("--device {id}: not a device id (a UUID)"))?;
+                options = options.device(id);
+            }
+            "--from-dir" => {
+                let dir = args.next().ok_or("--from-dir needs a folder")?;
+                options = options.from_dir(dir);
+            }
+            other => return Err(format!("import-baileys: unknown option {other}")),
+        }
+    }
+    Ok(options)
+}
+
+async fn run_import(settings: &Settings, options: &ImportOptions) -> ExitCode {
+    let result = import_baileys(settings, options, |line| println!("{line}")).await;
+    match result {
+        Ok(report) => {
+            println!(
+                "{} imported, {} would be imported, {} already imported, {} skipped, {} failed{}",
+                report.count(ImportAction::Imported),
+                report.count(ImportAction::WouldImport),
+                report.count(ImportAction::AlreadyImported),
+                report.count(ImportAction::Skipped),
+                report.count(ImportAction::Failed),
+                if options.dry_run {
+                    " (dry run: nothing was written)"
+                } else {
+                    ""
+                }
+            );
+            if report.has_failures() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the import could not run");
+            eprintln!("{e}");
+            ExitCode::from(e.exit_code())
+        }
     }
 }
 

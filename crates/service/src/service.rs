@@ -56,7 +56,7 @@ impl BuildError {
 
     /// A store's error: a `Configuration` one (TLS refused, a root certificate that cannot
     /// be read, the schema missing) is a refusal (exit status 2), anything else exit 1.
-    fn store(what: &str, e: &StoreError) -> Self {
+    pub(crate) fn store(what: &str, e: &StoreError) -> Self {
         let mut error = Self::new(what, e);
         if e.kind() == ErrorKind::Configuration {
             error.exit_code = 2;
@@ -66,7 +66,7 @@ impl BuildError {
 
     /// An operator's mistake the service refuses to start with (exit status 2, like a bad
     /// setting): nothing was changed.
-    fn refused(message: String) -> Self {
+    pub(crate) fn refused(message: String) -> Self {
         Self {
             message,
             exit_code: 2,

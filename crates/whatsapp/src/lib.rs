@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
+pub mod baileys;
 mod classify;
 mod config;
 mod connector;

@@ -5,6 +5,7 @@
 mod app_sync;
 mod device;
 mod encoding;
+mod import;
 mod lock;
 mod msg_secret;
 mod prelude;
@@ -19,6 +20,7 @@ use wa_pairing_store::{AuthStateStore, StoreError};
 #[cfg(doc)]
 use wacore::store::traits::Backend;
 
+pub(crate) use self::import::import_entries;
 use self::lock::device_lock;
 use self::prelude::*;
 use crate::error::Error;

@@ -1,0 +1,38 @@
+//! The entries an import writes: the same layout and framing the client's own writes use.
+
+use wacore::libsignal::protocol::KeyPair;
+use wacore::libsignal::store::record_helpers::encode_pre_key_record_to;
+
+use super::prelude::*;
+
+/// The auth-state entries of an imported device: its record (with the device sequence a
+/// pairing would have started), its one-time pre-keys and its app-state sync keys.
+pub(crate) fn import_entries(
+    device: &Device,
+    pre_keys: &[(u32, KeyPair, bool)],
+    sync_keys: &[(Vec<u8>, AppStateSyncKey)],
+    latest_sync_key: Option<&[u8]>,
+) -> Result<Vec<Entry>> {
+    let mut entries = Vec::with_capacity(pre_keys.len() + sync_keys.len() + 3);
+    entries.push((keys::DEVICE.to_owned(), to_json(device)?));
+    entries.push((keys::DEVICE_SEQ.to_owned(), 1i32.to_be_bytes().to_vec()));
+    let mut record = Vec::with_capacity(80);
+    for (id, pair, uploaded) in pre_keys {
+        record.clear();
+        encode_pre_key_record_to(*id, pair, &mut record);
+        entries.push((
+            keys::id_key(keys::PREKEY, *id),
+            prekey_value(&record, *uploaded),
+        ));
+    }
+    for (id, key) in sync_keys {
+        entries.push((
+            format!("{}{}", keys::SYNC_KEY, keys::hex(id)),
+            to_json(key)?,
+        ));
+    }
+    if let Some(id) = latest_sync_key {
+        entries.push((keys::LATEST_SYNC_KEY.to_owned(), id.to_vec()));
+    }
+    Ok(entries)
+}

@@ -15,7 +15,8 @@
 //! | `device-seq` | the last id `create()` allocated, 4 bytes big-endian |
 //! | `identity/<address>` | the 32-byte identity key |
 //! | `session/<address>` | the Signal session record |
-//! | `prekey/<id:010>` | one byte "uploaded" (0 or 1), then the pre-key record |
+//! | `prekeys/<n:08>` | the one-time pre-keys with ids `n * 256 ..= n * 256 + 255`, packed (a version byte, then per key its id's low byte, flags (uploaded, compact) and its private key when the record is the client's own encoding of a valid key pair, else the record with a 2-byte length); an emptied chunk is deleted |
+//! | `prekey/<id:010>` | (before pre-keys were packed) one byte "uploaded", then the record: moved into `prekeys/` when the device is loaded |
 //! | `signed-prekey/<id:010>` | the signed pre-key record |
 //! | `sender-key/<address>` | the sender-key record |
 //! | `appstate/sync-key/<id-hex>` | an app-state sync key, JSON |
@@ -40,6 +41,7 @@ pub(crate) const DEVICE_SEQ: &str = "device-seq";
 pub(crate) const IDENTITY: &str = "identity/";
 pub(crate) const SESSION: &str = "session/";
 pub(crate) const PREKEY: &str = "prekey/";
+pub(crate) const PREKEY_CHUNK: &str = "prekeys/";
 pub(crate) const SIGNED_PREKEY: &str = "signed-prekey/";
 pub(crate) const SENDER_KEY: &str = "sender-key/";
 pub(crate) const SYNC_KEY: &str = "appstate/sync-key/";

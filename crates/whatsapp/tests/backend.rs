@@ -10,6 +10,7 @@ use wa_pairing_whatsapp::WaBackend;
 use wacore::store::traits::{
     DeviceStore as _, MsgSecretEntry, MsgSecretStore as _, ProtocolStore as _, SignalStore as _,
 };
+use whatsapp_rust::bytes::Bytes;
 
 async fn setup() -> (Arc<MemoryStore>, Lease, WaBackend) {
     let (store, lease) = common::memory_device().await;
@@ -37,7 +38,7 @@ async fn one_key_per_entry_in_the_documented_layout() {
     assert_eq!(
         keys,
         [
-            "prekey/0000000042",
+            "prekeys/00000000",
             "sent/111@s.whatsapp.net/M1",
             "session/111:2@s.whatsapp.net",
             "skd/g%2F1@g.us/222:3@lid",
@@ -83,31 +84,65 @@ async fn marking_pre_keys_uploaded_never_resurrects_one() {
     b.mark_prekeys_uploaded(&[1, 2, 3]).await.unwrap();
     assert!(b.load_prekey(2).await.unwrap().is_none());
     assert!(b.load_prekey(3).await.unwrap().is_none());
-    let raw = AuthStateStore::get(&*store, lease.device_id, "prekey/0000000001")
+    let raw = AuthStateStore::get(&*store, lease.device_id, "prekeys/00000000")
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(raw, b"\x01one", "the uploaded flag is set, the record kept");
+    // Version 1; id 1: uploaded, not compact, a 3-byte record; id 2 is gone.
+    assert_eq!(
+        raw, b"\x01\x01\x01\x00\x03one",
+        "the uploaded flag is set, the record kept"
+    );
     assert_eq!(b.load_prekey(1).await.unwrap().unwrap().as_ref(), b"one");
+}
+
+/// The uploaded flag of pre-key `id` in its stored chunk (`None`: not stored), read with
+/// the documented format.
+async fn uploaded_flag(store: &MemoryStore, lease: &Lease, id: u32) -> Option<bool> {
+    let key = format!("prekeys/{:08}", id >> 8);
+    let raw = AuthStateStore::get(store, lease.device_id, &key)
+        .await
+        .unwrap()?;
+    assert_eq!(raw[0], 1, "format version");
+    let mut rest = &raw[1..];
+    while let [offset, flags, tail @ ..] = rest {
+        let (len, body) = if flags & 2 != 0 {
+            (32, tail)
+        } else {
+            (
+                usize::from(u16::from_be_bytes([tail[0], tail[1]])),
+                &tail[2..],
+            )
+        };
+        if (id >> 8) << 8 | u32::from(*offset) == id {
+            return Some(flags & 1 == 1);
+        }
+        rest = &body[len..];
+    }
+    None
 }
 
 #[tokio::test]
 async fn many_pre_keys_are_read_and_marked_in_the_order_asked() {
-    // Enough ids that the backend reads them with one prefix scan instead of one by one.
+    // Ids over more chunks than are read one by one, so the backend reads them with one
+    // prefix scan.
     let (store, lease, b) = setup().await;
-    for id in 1..=40u32 {
+    let ids: Vec<u32> = (1..=40u32).map(|i| i * 100).collect();
+    for &id in &ids {
         b.store_prekey(id, format!("key{id}").as_bytes(), false)
             .await
             .unwrap();
     }
     b.store_signed_prekey(7, b"signed").await.unwrap();
-    b.remove_prekey(13).await.unwrap();
-    let asked: Vec<u32> = (1..=40).rev().chain([99, 5]).collect();
+    b.remove_prekey(1300).await.unwrap();
+    let asked: Vec<u32> = ids.iter().rev().copied().chain([99, 500]).collect();
     let got = b.load_prekeys_batch(&asked).await.unwrap();
-    let expected: Vec<(u32, Vec<u8>)> = (1..=40u32)
+    let expected: Vec<(u32, Vec<u8>)> = ids
+        .iter()
         .rev()
-        .chain([5])
-        .filter(|id| *id != 13)
+        .copied()
+        .chain([500])
+        .filter(|id| *id != 1300)
         .map(|id| (id, format!("key{id}").into_bytes()))
         .collect();
     let got: Vec<(u32, Vec<u8>)> = got.into_iter().map(|(id, r)| (id, r.to_vec())).collect();
@@ -116,24 +151,114 @@ async fn many_pre_keys_are_read_and_marked_in_the_order_asked() {
         "found ones, in the order asked, duplicates kept"
     );
 
-    b.mark_prekeys_uploaded(&(10..=30).collect::<Vec<_>>())
+    b.mark_prekeys_uploaded(&(10..=30).map(|i| i * 100).collect::<Vec<_>>())
         .await
         .unwrap();
-    for id in 1..=40u32 {
-        let raw = AuthStateStore::get(&*store, lease.device_id, &format!("prekey/{id:010}"))
-            .await
-            .unwrap();
+    for &id in &ids {
+        let flag = uploaded_flag(&store, &lease, id).await;
         match id {
-            13 => assert!(raw.is_none(), "a removed pre-key stays removed"),
-            10..=30 => assert_eq!(raw.unwrap()[0], 1, "pre-key {id} is marked uploaded"),
-            _ => assert_eq!(
-                raw.unwrap()[0],
-                0,
-                "pre-key {id} was not asked to be marked"
-            ),
+            1300 => assert!(flag.is_none(), "a removed pre-key stays removed"),
+            1000..=3000 => assert_eq!(flag, Some(true), "pre-key {id} is marked uploaded"),
+            _ => assert_eq!(flag, Some(false), "pre-key {id} was not asked to be marked"),
         }
     }
+    assert_eq!(b.get_max_prekey_id().await.unwrap(), 4000);
     assert_eq!(b.load_signed_prekey(7).await.unwrap().unwrap(), b"signed");
+}
+
+/// A record as the client encodes it (a valid key pair).
+fn client_record(id: u32, seed: u8) -> Vec<u8> {
+    use wacore::libsignal::protocol::{KeyPair, PrivateKey};
+    let private = PrivateKey::deserialize(&[seed; 32]).unwrap();
+    let pair = KeyPair::new(private.public_key().unwrap(), private);
+    let mut out = Vec::new();
+    wacore::libsignal::store::record_helpers::encode_pre_key_record_to(id, &pair, &mut out);
+    out
+}
+
+#[tokio::test]
+async fn a_pairings_pre_keys_take_a_few_rows_and_come_back_byte_for_byte() {
+    let (store, lease, b) = setup().await;
+    // What the client generates and uploads after a pairing: 812 keys.
+    let batch: Vec<(u32, Bytes)> = (1..=812u32)
+        .map(|id| {
+            (
+                id,
+                Bytes::from(client_record(id, u8::try_from(id % 200 + 1).unwrap())),
+            )
+        })
+        .collect();
+    b.store_prekeys_batch(&batch, false).await.unwrap();
+    b.mark_prekeys_uploaded(&(1..=812).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let rows = AuthStateStore::scan_prefix(&*store, lease.device_id, "prekeys/")
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 4, "812 ids in chunks of 256");
+    let bytes: usize = rows.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let records: usize = batch.iter().map(|(_, r)| r.len()).sum();
+    assert!(
+        bytes * 2 < records,
+        "packed to the private keys: {bytes} bytes for {records} bytes of records"
+    );
+    let ids: Vec<u32> = (1..=812).collect();
+    let back = b.load_prekeys_batch(&ids).await.unwrap();
+    assert_eq!(back, batch, "the client reads exactly what it stored");
+    assert_eq!(
+        b.load_prekey(300).await.unwrap(),
+        Some(batch[299].1.clone())
+    );
+}
+
+#[tokio::test]
+async fn pre_keys_stored_one_per_key_are_packed_when_the_device_is_loaded() {
+    let (store, lease, b) = setup().await;
+    b.create().await.unwrap();
+    // Rows as the backend wrote them before pre-keys were packed: "uploaded", then the record.
+    let old = [
+        (1u32, true, b"legacy".to_vec()),
+        (300, false, client_record(300, 9)),
+    ];
+    for (id, uploaded, record) in &old {
+        let mut value = vec![u8::from(*uploaded)];
+        value.extend_from_slice(record);
+        AuthStateStore::put(
+            &*store,
+            lease.device_id,
+            lease.fence,
+            &format!("prekey/{id:010}"),
+            &value,
+        )
+        .await
+        .unwrap();
+    }
+    b.load().await.unwrap().expect("the device");
+    assert!(
+        AuthStateStore::scan_prefix(&*store, lease.device_id, "prekey/")
+            .await
+            .unwrap()
+            .is_empty(),
+        "the old rows are gone"
+    );
+    for (id, uploaded, record) in &old {
+        assert_eq!(
+            b.load_prekey(*id).await.unwrap().as_deref(),
+            Some(record.as_slice())
+        );
+        assert_eq!(uploaded_flag(&store, &lease, *id).await, Some(*uploaded));
+    }
+    // Loading again finds nothing more to move.
+    let before = AuthStateStore::scan_prefix(&*store, lease.device_id, "")
+        .await
+        .unwrap();
+    b.load().await.unwrap();
+    assert_eq!(
+        AuthStateStore::scan_prefix(&*store, lease.device_id, "")
+            .await
+            .unwrap(),
+        before
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

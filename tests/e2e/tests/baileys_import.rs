@@ -227,7 +227,7 @@ async fn a_baileys_session_moves_over_without_linking_again_and_survives_a_resta
         "the device record is stored"
     );
     assert!(
-        imported.iter().any(|(k, _)| k.starts_with("prekey/")),
+        imported.iter().any(|(k, _)| k.starts_with("prekeys/")),
         "the pre-keys are carried"
     );
     assert!(

@@ -45,15 +45,8 @@ pub(super) fn unstamp<'a>(value: &'a [u8], what: &str) -> Result<(i64, &'a [u8])
     Ok((ts, rest))
 }
 
-/// Up to this many ids are read one by one; more with one prefix scan.
+/// Up to this many keys are read one by one; more with one prefix scan.
 pub(super) const FEW_IDS: usize = 8;
-
-pub(super) fn prekey_value(record: &[u8], uploaded: bool) -> Vec<u8> {
-    let mut v = Vec::with_capacity(1 + record.len());
-    v.push(u8::from(uploaded));
-    v.extend_from_slice(record);
-    v
-}
 
 pub(super) fn prekey_record(value: &[u8]) -> Result<&[u8]> {
     match value.split_first() {

@@ -1,12 +1,12 @@
 //! The entries an import writes: the same layout and framing the client's own writes use.
 
 use wacore::libsignal::protocol::KeyPair;
-use wacore::libsignal::store::record_helpers::encode_pre_key_record_to;
 
+use super::prekeys::{self, Chunk, PreKey, chunk_of};
 use super::prelude::*;
 
 /// The auth-state entries of an imported device: its record (with the device sequence a
-/// pairing would have started), its one-time pre-keys and its app-state sync keys.
+/// pairing would have started), its one-time pre-keys (packed) and its app-state sync keys.
 pub(crate) fn import_entries(
     device: &Device,
     pre_keys: &[(u32, KeyPair, bool)],
@@ -16,15 +16,14 @@ pub(crate) fn import_entries(
     let mut entries = Vec::with_capacity(pre_keys.len() + sync_keys.len() + 3);
     entries.push((keys::DEVICE.to_owned(), to_json(device)?));
     entries.push((keys::DEVICE_SEQ.to_owned(), 1i32.to_be_bytes().to_vec()));
-    let mut record = Vec::with_capacity(80);
+    let mut chunks: BTreeMap<u32, Chunk> = BTreeMap::new();
     for (id, pair, uploaded) in pre_keys {
-        record.clear();
-        encode_pre_key_record_to(*id, pair, &mut record);
-        entries.push((
-            keys::id_key(keys::PREKEY, *id),
-            prekey_value(&record, *uploaded),
-        ));
+        chunks
+            .entry(chunk_of(*id))
+            .or_default()
+            .insert(*id, PreKey::from_pair(pair, *uploaded));
     }
+    entries.extend(prekeys::entries(&chunks)?.0);
     for (id, key) in sync_keys {
         entries.push((
             format!("{}{}", keys::SYNC_KEY, keys::hex(id)),

@@ -8,6 +8,7 @@ mod encoding;
 mod import;
 mod lock;
 mod msg_secret;
+mod prekeys;
 mod prelude;
 mod protocol;
 mod signal;
@@ -37,7 +38,10 @@ use crate::error::Error;
 /// - Gives the same answers as `wacore::store::InMemoryBackend` for the same calls (tested
 ///   with random call sequences, over the in-memory and the PostgreSQL store), and keeps
 ///   them across a restart: a new instance over the same store sees everything.
-/// - The read-modify-write methods (`take_sent_message`, `mark_prekeys_uploaded`,
+/// - One-time pre-keys are packed 256 to a value (see [`keys`](crate::keys)), so a linked
+///   device keeps a handful of pre-key rows instead of hundreds; the client reads back
+///   exactly the records it stored.
+/// - The read-modify-write methods (the pre-key writes, `take_sent_message`,
 ///   `put_msg_secrets`, the tc-token updates, LID mappings with their phone index,
 ///   `create`, and the writes they race with) run under one in-process lock per device,
 ///   shared by every instance for that device in the process.
@@ -210,32 +214,6 @@ impl WaBackend {
             .scan_prefix(self.device, prefix)
             .await
             .map_err(|e| self.fail(e))
-    }
-
-    /// The stored values of `ids` in an id-keyed `family`. A few are read one by one; many
-    /// (a pairing generates and uploads hundreds of pre-keys at once) with one prefix scan,
-    /// one round trip instead of hundreds.
-    async fn get_ids(&self, family: &str, ids: &[u32]) -> Result<HashMap<u32, Vec<u8>>> {
-        if ids.len() <= FEW_IDS {
-            let mut out = HashMap::with_capacity(ids.len());
-            for &id in ids {
-                if let Some(v) = self.get(&keys::id_key(family, id)).await? {
-                    out.insert(id, v);
-                }
-            }
-            return Ok(out);
-        }
-        let wanted: HashSet<u32> = ids.iter().copied().collect();
-        Ok(self
-            .scan(family)
-            .await?
-            .into_iter()
-            .filter_map(|(k, v)| {
-                keys::parse_id(family, &k)
-                    .filter(|id| wanted.contains(id))
-                    .map(|id| (id, v))
-            })
-            .collect())
     }
 
     /// Whether any key of `family` is `user` followed by `@` or `:`.

@@ -1,6 +1,6 @@
 //! What every part of the backend uses.
 
-pub(super) use std::collections::{BTreeMap, HashMap, HashSet};
+pub(super) use std::collections::{BTreeMap, HashMap};
 pub(super) use std::sync::Arc;
 
 pub(super) use wa_pairing_store::{DeviceId, Entry, Fence};

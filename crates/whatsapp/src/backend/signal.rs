@@ -1,5 +1,6 @@
 //! Signal sessions, identities, pre-keys and sender keys.
 
+use super::prekeys::{PreKey, chunk_of, decode, parse_chunk_key};
 use super::prelude::*;
 
 #[async_trait::async_trait]
@@ -61,35 +62,44 @@ impl SignalStore for WaBackend {
 
     async fn store_prekey(&self, id: u32, record: &[u8], uploaded: bool) -> Result<()> {
         let _guard = self.locked().await;
-        self.put(
-            &keys::id_key(keys::PREKEY, id),
-            &prekey_value(record, uploaded),
-        )
-        .await
+        let mut chunks = self.read_chunks([chunk_of(id)]).await?;
+        if let Some(c) = chunks.get_mut(&chunk_of(id)) {
+            c.insert(id, PreKey::new(id, record, uploaded));
+        }
+        self.write_chunks(&chunks).await
     }
 
     async fn store_prekeys_batch(&self, pre_keys: &[(u32, Bytes)], uploaded: bool) -> Result<()> {
-        let entries: Vec<Entry> = pre_keys
-            .iter()
-            .map(|(id, r)| (keys::id_key(keys::PREKEY, *id), prekey_value(r, uploaded)))
-            .collect();
+        if pre_keys.is_empty() {
+            return Ok(());
+        }
         let _guard = self.locked().await;
-        self.put_many(&entries).await
+        let mut chunks = self
+            .read_chunks(pre_keys.iter().map(|(id, _)| chunk_of(*id)))
+            .await?;
+        for (id, record) in pre_keys {
+            if let Some(c) = chunks.get_mut(&chunk_of(*id)) {
+                c.insert(*id, PreKey::new(*id, record, uploaded));
+            }
+        }
+        self.write_chunks(&chunks).await
     }
 
     async fn load_prekey(&self, id: u32) -> Result<Option<Bytes>> {
-        self.get(&keys::id_key(keys::PREKEY, id))
-            .await?
-            .map(|v| prekey_record(&v).map(Bytes::copy_from_slice))
+        let chunks = self.read_chunks([chunk_of(id)]).await?;
+        chunks
+            .get(&chunk_of(id))
+            .and_then(|c| c.get(&id))
+            .map(|k| k.record(id).map(Bytes::from))
             .transpose()
     }
 
     async fn load_prekeys_batch(&self, ids: &[u32]) -> Result<Vec<(u32, Bytes)>> {
-        let found = self.get_ids(keys::PREKEY, ids).await?;
+        let chunks = self.read_chunks(ids.iter().map(|id| chunk_of(*id))).await?;
         let mut out = Vec::with_capacity(ids.len());
         for &id in ids {
-            if let Some(v) = found.get(&id) {
-                out.push((id, Bytes::copy_from_slice(prekey_record(v)?)));
+            if let Some(k) = chunks.get(&chunk_of(id)).and_then(|c| c.get(&id)) {
+                out.push((id, Bytes::from(k.record(id)?)));
             }
         }
         Ok(out)
@@ -98,32 +108,42 @@ impl SignalStore for WaBackend {
     async fn mark_prekeys_uploaded(&self, ids: &[u32]) -> Result<()> {
         // Update only: a key consumed in the meantime stays deleted.
         let _guard = self.locked().await;
-        let mut found = self.get_ids(keys::PREKEY, ids).await?;
-        let mut entries = Vec::new();
+        let mut chunks = self.read_chunks(ids.iter().map(|id| chunk_of(*id))).await?;
+        let mut changed = BTreeMap::new();
         for &id in ids {
-            if let Some(v) = found.remove(&id) {
-                let record = prekey_record(&v)?;
-                if v[0] == 0 {
-                    entries.push((keys::id_key(keys::PREKEY, id), prekey_value(record, true)));
-                }
+            let n = chunk_of(id);
+            if let Some(k) = chunks.get_mut(&n).and_then(|c| c.get_mut(&id))
+                && !k.uploaded
+            {
+                k.uploaded = true;
+                changed.insert(n, ());
             }
         }
-        self.put_many(&entries).await
+        chunks.retain(|n, _| changed.contains_key(n));
+        self.write_chunks(&chunks).await
     }
 
     async fn remove_prekey(&self, id: u32) -> Result<()> {
         let _guard = self.locked().await;
-        self.delete(&keys::id_key(keys::PREKEY, id)).await
+        let mut chunks = self.read_chunks([chunk_of(id)]).await?;
+        let Some(c) = chunks.get_mut(&chunk_of(id)) else {
+            return Ok(());
+        };
+        if c.remove(&id).is_none() {
+            return Ok(());
+        }
+        self.write_chunks(&chunks).await
     }
 
     async fn get_max_prekey_id(&self) -> Result<u32> {
-        // Zero-padded ids: the last key in byte order is the largest id.
-        let entries = self.scan(keys::PREKEY).await?;
-        Ok(entries
-            .iter()
-            .filter_map(|(k, _)| keys::parse_id(keys::PREKEY, k))
-            .max()
-            .unwrap_or(0))
+        // Chunk keys are zero-padded: the last one holds the largest id, and empty chunks are
+        // deleted.
+        let entries = self.scan(keys::PREKEY_CHUNK).await?;
+        let Some((k, v)) = entries.last() else {
+            return Ok(0);
+        };
+        let n = parse_chunk_key(k).ok_or_else(|| corrupt("pre-key chunk key"))?;
+        Ok(decode(n, v)?.keys().next_back().copied().unwrap_or(0))
     }
 
     async fn store_signed_prekey(&self, id: u32, record: &[u8]) -> Result<()> {

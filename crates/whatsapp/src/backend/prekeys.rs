@@ -1,0 +1,293 @@
+//! One-time pre-keys packed 256 to a value: a linked device keeps hundreds of them (812 after
+//! a pairing), and one row each was most of a device's rows and bytes at rest.
+//!
+//! A chunk holds the ids `n * 256 ..= n * 256 + 255` under `prekeys/<n:08>`:
+//!
+//! ```text
+//! [1]                                   format version
+//! then per pre-key, in id order:
+//!   [id & 0xff] [flags]                 flags: bit 0 uploaded, bit 1 compact
+//!   compact: [private key, 32 bytes]    the client's own record, rebuilt on read
+//!   else:    [length u16 BE] [record]   any other record, byte for byte
+//! ```
+//!
+//! A record is stored compact only when rebuilding it from its private key gives back
+//! exactly the bytes the client stored (the client's own encoding of a valid key pair), so
+//! the client always reads what it wrote.
+
+use std::collections::BTreeMap;
+
+use wacore::libsignal::protocol::{KeyPair, PrivateKey};
+use wacore::libsignal::store::record_helpers::encode_pre_key_record_to;
+
+use super::prelude::*;
+
+const VERSION: u8 = 1;
+const UPLOADED: u8 = 1;
+const COMPACT: u8 = 2;
+
+/// What one pre-key slot holds.
+#[derive(Clone, PartialEq, Eq)]
+pub(super) enum Slot {
+    /// The client's record for a valid key pair: its private key.
+    Compact([u8; 32]),
+    /// Any other record, as given.
+    Raw(Vec<u8>),
+}
+
+/// One pre-key: whether the server has it, and its record.
+#[derive(Clone, PartialEq, Eq)]
+pub(super) struct PreKey {
+    pub(super) uploaded: bool,
+    pub(super) slot: Slot,
+}
+
+impl PreKey {
+    /// The slot for `record` of `id`: compact when that loses nothing.
+    pub(super) fn new(id: u32, record: &[u8], uploaded: bool) -> Self {
+        let slot = compact(id, record).map_or_else(|| Slot::Raw(record.to_vec()), Slot::Compact);
+        Self { uploaded, slot }
+    }
+
+    /// The slot of a key pair the caller holds (an import).
+    pub(super) fn from_pair(pair: &KeyPair, uploaded: bool) -> Self {
+        Self {
+            uploaded,
+            slot: Slot::Compact(*pair.private_key.serialize()),
+        }
+    }
+
+    /// The record the client stored.
+    pub(super) fn record(&self, id: u32) -> Result<Vec<u8>> {
+        match &self.slot {
+            Slot::Raw(r) => Ok(r.clone()),
+            Slot::Compact(private) => {
+                let private = PrivateKey::deserialize(private).map_err(|_| corrupt("pre-key"))?;
+                let public = private.public_key().map_err(|_| corrupt("pre-key"))?;
+                let mut out = Vec::with_capacity(74);
+                encode_pre_key_record_to(id, &KeyPair::new(public, private), &mut out);
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// The private key of `record` when rebuilding the record from it gives the same bytes.
+fn compact(id: u32, record: &[u8]) -> Option<[u8; 32]> {
+    let decoded = waproto::codec::pre_key_record_decode(record).ok()?;
+    if decoded.id != Some(id) {
+        return None;
+    }
+    let private: [u8; 32] = decoded.private_key.as_deref()?.try_into().ok()?;
+    let rebuilt = PreKey {
+        uploaded: false,
+        slot: Slot::Compact(private),
+    }
+    .record(id)
+    .ok()?;
+    (rebuilt == record).then_some(private)
+}
+
+/// The chunk number of `id`.
+pub(super) const fn chunk_of(id: u32) -> u32 {
+    id >> 8
+}
+
+/// The key of chunk `n`.
+pub(super) fn chunk_key(n: u32) -> String {
+    format!("{}{n:08}", keys::PREKEY_CHUNK)
+}
+
+/// The chunk number in a chunk key.
+pub(super) fn parse_chunk_key(key: &str) -> Option<u32> {
+    key.strip_prefix(keys::PREKEY_CHUNK)?.parse().ok()
+}
+
+/// The pre-keys of one chunk, by id.
+pub(super) type Chunk = BTreeMap<u32, PreKey>;
+
+pub(super) fn decode(n: u32, value: &[u8]) -> Result<Chunk> {
+    let bad = || corrupt("pre-key chunk");
+    let (&version, mut rest) = value.split_first().ok_or_else(bad)?;
+    if version != VERSION {
+        return Err(bad());
+    }
+    let mut out = Chunk::new();
+    while let [offset, flags, tail @ ..] = rest {
+        let id = (n << 8) | u32::from(*offset);
+        let (slot, after) = if flags & COMPACT != 0 {
+            if tail.len() < 32 {
+                return Err(bad());
+            }
+            let (private, after) = tail.split_at(32);
+            (Slot::Compact(private.try_into().map_err(|_| bad())?), after)
+        } else {
+            let [hi, lo, body @ ..] = tail else {
+                return Err(bad());
+            };
+            let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+            if body.len() < len {
+                return Err(bad());
+            }
+            let (record, after) = body.split_at(len);
+            (Slot::Raw(record.to_vec()), after)
+        };
+        out.insert(
+            id,
+            PreKey {
+                uploaded: flags & UPLOADED != 0,
+                slot,
+            },
+        );
+        rest = after;
+    }
+    if !rest.is_empty() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+pub(super) fn encode(chunk: &Chunk) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(1 + chunk.len() * 34);
+    out.push(VERSION);
+    for (id, key) in chunk {
+        #[allow(clippy::cast_possible_truncation)]
+        out.push((id & 0xff) as u8);
+        let uploaded = if key.uploaded { UPLOADED } else { 0 };
+        match &key.slot {
+            Slot::Compact(private) => {
+                out.push(uploaded | COMPACT);
+                out.extend_from_slice(private);
+            }
+            Slot::Raw(record) => {
+                let len = u16::try_from(record.len()).map_err(|_| corrupt("pre-key (too long)"))?;
+                out.push(uploaded);
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(record);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `chunks` (an empty one is deleted).
+pub(super) fn entries(chunks: &BTreeMap<u32, Chunk>) -> Result<(Vec<Entry>, Vec<String>)> {
+    let mut puts = Vec::new();
+    let mut deletes = Vec::new();
+    for (n, chunk) in chunks {
+        if chunk.is_empty() {
+            deletes.push(chunk_key(*n));
+        } else {
+            puts.push((chunk_key(*n), encode(chunk)?));
+        }
+    }
+    Ok((puts, deletes))
+}
+
+impl WaBackend {
+    /// The chunks with these numbers (missing ones empty): a few read one by one, more with
+    /// one prefix scan.
+    pub(super) async fn read_chunks(
+        &self,
+        numbers: impl IntoIterator<Item = u32>,
+    ) -> Result<BTreeMap<u32, Chunk>> {
+        let wanted: std::collections::BTreeSet<u32> = numbers.into_iter().collect();
+        let mut out: BTreeMap<u32, Chunk> = wanted.iter().map(|n| (*n, Chunk::new())).collect();
+        if wanted.len() <= FEW_IDS {
+            for n in &wanted {
+                if let Some(v) = self.get(&chunk_key(*n)).await? {
+                    out.insert(*n, decode(*n, &v)?);
+                }
+            }
+        } else {
+            for (k, v) in self.scan(keys::PREKEY_CHUNK).await? {
+                if let Some(n) = parse_chunk_key(&k).filter(|n| wanted.contains(n)) {
+                    out.insert(n, decode(n, &v)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes changed chunks: puts, then deletes of emptied ones.
+    pub(super) async fn write_chunks(&self, chunks: &BTreeMap<u32, Chunk>) -> Result<()> {
+        let (puts, deletes) = entries(chunks)?;
+        self.put_many(&puts).await?;
+        self.delete_many(&deletes).await
+    }
+
+    /// Moves pre-keys stored one per key (`prekey/<id>`, before they were packed) into
+    /// chunks. Run under the device lock when the device is loaded; nothing to do afterwards.
+    pub(super) async fn pack_legacy_prekeys(&self) -> Result<()> {
+        let legacy = self.scan(keys::PREKEY).await?;
+        if legacy.is_empty() {
+            return Ok(());
+        }
+        let mut found = Vec::with_capacity(legacy.len());
+        for (k, v) in &legacy {
+            let id = keys::parse_id(keys::PREKEY, k).ok_or_else(|| corrupt("pre-key id"))?;
+            let record = prekey_record(v)?;
+            found.push((id, PreKey::new(id, record, v[0] == 1)));
+        }
+        let mut chunks = self
+            .read_chunks(found.iter().map(|(id, _)| chunk_of(*id)))
+            .await?;
+        for (id, key) in found {
+            // A key already packed is newer than its old row.
+            chunks
+                .get_mut(&chunk_of(id))
+                .map(|c| c.entry(id).or_insert(key));
+        }
+        self.write_chunks(&chunks).await?;
+        let old: Vec<String> = legacy.into_iter().map(|(k, _)| k).collect();
+        self.delete_many(&old).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(seed: u8) -> KeyPair {
+        let private = PrivateKey::deserialize(&[seed; 32]).unwrap();
+        KeyPair::new(private.public_key().unwrap(), private)
+    }
+
+    #[test]
+    fn the_clients_records_are_packed_to_their_private_key_and_read_back_exactly() {
+        let mut record = Vec::new();
+        encode_pre_key_record_to(300, &pair(7), &mut record);
+        let key = PreKey::new(300, &record, true);
+        assert!(matches!(key.slot, Slot::Compact(_)));
+        assert_eq!(key.record(300).unwrap(), record);
+        // Under another id the record would not rebuild: kept as it is.
+        assert!(matches!(PreKey::new(301, &record, true).slot, Slot::Raw(_)));
+        // Anything else is kept byte for byte.
+        assert!(matches!(PreKey::new(1, b"pk", false).slot, Slot::Raw(_)));
+    }
+
+    #[test]
+    fn chunks_round_trip_and_refuse_damage() {
+        let mut record = Vec::new();
+        encode_pre_key_record_to(513, &pair(9), &mut record);
+        let chunk: Chunk = [
+            (512, PreKey::new(512, b"raw", false)),
+            (513, PreKey::new(513, &record, true)),
+            (767, PreKey::new(767, &[], true)),
+        ]
+        .into_iter()
+        .collect();
+        let bytes = encode(&chunk).unwrap();
+        assert!(decode(2, &bytes).unwrap() == chunk);
+        assert_eq!(chunk_of(767), 2);
+        assert_eq!(parse_chunk_key(&chunk_key(2)), Some(2));
+        for cut in 1..bytes.len() {
+            // Cut inside an entry: refused; at an entry's end: fewer keys, never these.
+            assert!(
+                decode(2, &bytes[..cut]).map_or(true, |c| c != chunk),
+                "cut at {cut}"
+            );
+        }
+        assert!(decode(2, &[2]).is_err(), "unknown version");
+    }
+}

@@ -22,17 +22,16 @@
 use std::collections::HashSet;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::sync::Mutex;
+use wa_pairing_e2e::Counting;
 use wa_pairing_runner::{Runner, RunnerConfig};
 use wa_pairing_sim::{Sim, SimConfig};
 use wa_pairing_store::{
-    AuthStateStore, DeviceId, DeviceStatus, DeviceStore, Entry, Fence, Keyring, MemoryStore,
-    NewDevice, PairingRequest, StoreResult, Stores, UserId,
+    AuthStateStore, DeviceId, DeviceStatus, DeviceStore, Keyring, MemoryStore, NewDevice,
+    PairingRequest, Stores, UserId,
 };
 use wa_pairing_whatsapp::WhatsAppConfig;
 
@@ -151,103 +150,6 @@ impl Phones {
             .await
             .expect("the simulator reads");
         stdin.flush().await.expect("flush");
-    }
-}
-
-/// Counts what the WhatsApp client asks of its auth-state store.
-struct Counting<S> {
-    inner: S,
-    reads: AtomicU64,
-    writes: AtomicU64,
-}
-
-impl<S> Counting<S> {
-    fn new(inner: S) -> Self {
-        Self {
-            inner,
-            reads: AtomicU64::new(0),
-            writes: AtomicU64::new(0),
-        }
-    }
-    fn read(&self) {
-        self.reads.fetch_add(1, Ordering::Relaxed);
-    }
-    fn write(&self) {
-        self.writes.fetch_add(1, Ordering::Relaxed);
-    }
-    fn counts(&self) -> (u64, u64) {
-        (
-            self.reads.load(Ordering::Relaxed),
-            self.writes.load(Ordering::Relaxed),
-        )
-    }
-}
-
-#[async_trait]
-impl AuthStateStore for Counting<Arc<dyn AuthStateStore>> {
-    async fn adopt_fence(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
-        self.inner.adopt_fence(device, fence).await
-    }
-    async fn get(&self, device: DeviceId, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.read();
-        self.inner.get(device, key).await
-    }
-    async fn put(
-        &self,
-        device: DeviceId,
-        fence: Fence,
-        key: &str,
-        value: &[u8],
-    ) -> StoreResult<()> {
-        self.write();
-        self.inner.put(device, fence, key, value).await
-    }
-    async fn put_many(&self, device: DeviceId, fence: Fence, entries: &[Entry]) -> StoreResult<()> {
-        self.write();
-        self.inner.put_many(device, fence, entries).await
-    }
-    async fn delete(&self, device: DeviceId, fence: Fence, key: &str) -> StoreResult<()> {
-        self.write();
-        self.inner.delete(device, fence, key).await
-    }
-    async fn delete_many(
-        &self,
-        device: DeviceId,
-        fence: Fence,
-        keys: &[String],
-    ) -> StoreResult<()> {
-        self.write();
-        self.inner.delete_many(device, fence, keys).await
-    }
-    async fn scan_prefix(&self, device: DeviceId, prefix: &str) -> StoreResult<Vec<Entry>> {
-        self.read();
-        self.inner.scan_prefix(device, prefix).await
-    }
-    async fn delete_prefix(
-        &self,
-        device: DeviceId,
-        fence: Fence,
-        prefix: &str,
-    ) -> StoreResult<u64> {
-        self.write();
-        self.inner.delete_prefix(device, fence, prefix).await
-    }
-    async fn clear(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
-        self.write();
-        self.inner.clear(device, fence).await
-    }
-    async fn devices(&self, after: Option<DeviceId>, limit: usize) -> StoreResult<Vec<DeviceId>> {
-        self.inner.devices(after, limit).await
-    }
-    async fn replace(
-        &self,
-        device: DeviceId,
-        key: &str,
-        expected: &[u8],
-        value: &[u8],
-    ) -> StoreResult<bool> {
-        self.write();
-        self.inner.replace(device, key, expected, value).await
     }
 }
 

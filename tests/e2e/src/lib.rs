@@ -4,6 +4,8 @@
 // A test harness: it reports failures by panicking.
 #![allow(clippy::missing_panics_doc)]
 
+mod counting;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +21,8 @@ use wa_pairing_store::{
     Device, DeviceId, DeviceStatus, Keyring, MemoryStore, NewDevice, PairingRequest, Stores, UserId,
 };
 use wa_pairing_whatsapp::WhatsAppConfig;
+
+pub use counting::Counting;
 
 /// The issuer the end-to-end tests' tokens name (a Supabase project's is
 /// `https://<ref>.supabase.co/auth/v1`).

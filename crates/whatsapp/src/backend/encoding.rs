@@ -45,9 +45,6 @@ pub(super) fn unstamp<'a>(value: &'a [u8], what: &str) -> Result<(i64, &'a [u8])
     Ok((ts, rest))
 }
 
-/// Up to this many keys are read one by one; more with one prefix scan.
-pub(super) const FEW_IDS: usize = 8;
-
 pub(super) fn prekey_record(value: &[u8]) -> Result<&[u8]> {
     match value.split_first() {
         Some((0 | 1, record)) => Ok(record),

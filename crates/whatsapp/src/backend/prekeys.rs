@@ -185,15 +185,15 @@ pub(super) fn entries(chunks: &BTreeMap<u32, Chunk>) -> Result<(Vec<Entry>, Vec<
 }
 
 impl WaBackend {
-    /// The chunks with these numbers (missing ones empty): a few read one by one, more with
-    /// one prefix scan.
+    /// The chunks with these numbers (missing ones empty): one read either way, a `get` for
+    /// one chunk, a prefix scan for more (a device keeps a handful of chunks).
     pub(super) async fn read_chunks(
         &self,
         numbers: impl IntoIterator<Item = u32>,
     ) -> Result<BTreeMap<u32, Chunk>> {
         let wanted: std::collections::BTreeSet<u32> = numbers.into_iter().collect();
         let mut out: BTreeMap<u32, Chunk> = wanted.iter().map(|n| (*n, Chunk::new())).collect();
-        if wanted.len() <= FEW_IDS {
+        if wanted.len() <= 1 {
             for n in &wanted {
                 if let Some(v) = self.get(&chunk_key(*n)).await? {
                     out.insert(*n, decode(*n, &v)?);

@@ -16,7 +16,7 @@
 //! | `identity/<address>` | the 32-byte identity key |
 //! | `session/<address>` | the Signal session record |
 //! | `prekeys/<n:08>` | the one-time pre-keys with ids `n * 256 ..= n * 256 + 255`, packed (a version byte, then per key its id's low byte, flags (uploaded, compact) and its private key when the record is the client's own encoding of a valid key pair, else the record with a 2-byte length); an emptied chunk is deleted |
-//! | `prekey/<id:010>` | (before pre-keys were packed) one byte "uploaded", then the record: moved into `prekeys/` when the device is loaded |
+//! | `prekey/<id:010>` | (before pre-keys were packed) one byte "uploaded", then the record: read as before, and moved into `prekeys/` by the first pre-key write |
 //! | `signed-prekey/<id:010>` | the signed pre-key record |
 //! | `sender-key/<address>` | the sender-key record |
 //! | `appstate/sync-key/<id-hex>` | an app-state sync key, JSON |
@@ -42,6 +42,8 @@ pub(crate) const IDENTITY: &str = "identity/";
 pub(crate) const SESSION: &str = "session/";
 pub(crate) const PREKEY: &str = "prekey/";
 pub(crate) const PREKEY_CHUNK: &str = "prekeys/";
+/// The prefix of both pre-key layouts: one scan reads them together.
+pub(crate) const PREKEY_FAMILY: &str = "prekey";
 pub(crate) const SIGNED_PREKEY: &str = "signed-prekey/";
 pub(crate) const SENDER_KEY: &str = "sender-key/";
 pub(crate) const SYNC_KEY: &str = "appstate/sync-key/";

@@ -212,13 +212,13 @@ async fn a_pairings_pre_keys_take_a_few_rows_and_come_back_byte_for_byte() {
 }
 
 #[tokio::test]
-async fn pre_keys_stored_one_per_key_are_packed_when_the_device_is_loaded() {
+async fn pre_keys_stored_one_per_key_are_read_as_before_and_packed_by_the_next_write() {
     let (store, lease, b) = setup().await;
-    b.create().await.unwrap();
     // Rows as the backend wrote them before pre-keys were packed: "uploaded", then the record.
     let old = [
         (1u32, true, b"legacy".to_vec()),
         (300, false, client_record(300, 9)),
+        (301, false, client_record(301, 10)),
     ];
     for (id, uploaded, record) in &old {
         let mut value = vec![u8::from(*uploaded)];
@@ -233,7 +233,19 @@ async fn pre_keys_stored_one_per_key_are_packed_when_the_device_is_loaded() {
         .await
         .unwrap();
     }
-    b.load().await.unwrap().expect("the device");
+    // Read as they were, one by one and in a batch.
+    for (id, _, record) in &old {
+        assert_eq!(
+            b.load_prekey(*id).await.unwrap().as_deref(),
+            Some(record.as_slice())
+        );
+    }
+    let batch = b.load_prekeys_batch(&[301, 1, 300]).await.unwrap();
+    assert_eq!(batch.len(), 3);
+    assert_eq!(b.get_max_prekey_id().await.unwrap(), 301);
+
+    // The next pre-key write packs them all: no old row is left, nothing is lost.
+    b.remove_prekey(301).await.unwrap();
     assert!(
         AuthStateStore::scan_prefix(&*store, lease.device_id, "prekey/")
             .await
@@ -241,24 +253,14 @@ async fn pre_keys_stored_one_per_key_are_packed_when_the_device_is_loaded() {
             .is_empty(),
         "the old rows are gone"
     );
-    for (id, uploaded, record) in &old {
+    assert!(b.load_prekey(301).await.unwrap().is_none(), "removed");
+    for (id, uploaded, record) in &old[..2] {
         assert_eq!(
             b.load_prekey(*id).await.unwrap().as_deref(),
             Some(record.as_slice())
         );
         assert_eq!(uploaded_flag(&store, &lease, *id).await, Some(*uploaded));
     }
-    // Loading again finds nothing more to move.
-    let before = AuthStateStore::scan_prefix(&*store, lease.device_id, "")
-        .await
-        .unwrap();
-    b.load().await.unwrap();
-    assert_eq!(
-        AuthStateStore::scan_prefix(&*store, lease.device_id, "")
-            .await
-            .unwrap(),
-        before
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -10,8 +10,8 @@
 //!
 //! The earlier layout is rebuilt, not remembered: each device's entries are copied to a
 //! second device with its pre-keys written one per key (`prekey/<id>`: the uploaded flag,
-//! then the record), exactly as the backend wrote them before they were packed. Loading that
-//! copy then packs its pre-keys (the upgrade path), and it is measured again.
+//! then the record), exactly as the backend wrote them before they were packed. A pre-key
+//! write to that copy then packs them (the upgrade path), and it is measured again.
 #![allow(missing_docs, clippy::cast_precision_loss)]
 
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use wa_pairing_store::{
     AuthStateStore, ClaimRequest, DeviceId, DeviceStore, Entry, NewDevice, PairingRequest, UserId,
 };
 use wa_pairing_whatsapp::WaBackend;
-use wacore::store::traits::{DeviceStore as _, SignalStore as _};
+use wacore::store::traits::SignalStore as _;
 
 const DEVICES_ENV: &str = "WA_PAIRING_BENCH_DEVICES";
 
@@ -186,7 +186,7 @@ async fn bench() {
     let before = at_rest(&client, &copies).await;
     let before_table = (table_bytes(&client).await - paired) / devices as f64;
 
-    // Loading a copy packs its pre-keys: the upgrade path.
+    // The first pre-key write after an upgrade packs a device's pre-keys.
     for copy in &copies {
         let lease = claimed
             .iter()
@@ -195,17 +195,16 @@ async fn bench() {
             .lease
             .clone();
         WaBackend::new(Arc::clone(&auth), *copy, lease.fence)
-            .load()
+            .mark_prekeys_uploaded(&[1])
             .await
-            .expect("load")
-            .expect("a device");
+            .expect("a pre-key write");
     }
     let upgraded = at_rest(&client, &copies).await;
 
     let kib = |b: f64| b / 1024.0;
     println!("\n## auth state at rest per linked device ({devices} devices, PostgreSQL)\n");
     println!(
-        "| | one row per pre-key (earlier) | packed pre-keys (now) | after the upgrade on load |"
+        "| | one row per pre-key (earlier) | packed pre-keys (now) | after the first pre-key write |"
     );
     println!("|---|---:|---:|---:|");
     println!(

@@ -14,12 +14,6 @@ impl DeviceStore for WaBackend {
         let Some(bytes) = self.get(keys::DEVICE).await? else {
             return Ok(None);
         };
-        // The client loads its device before anything else: pre-keys stored one per key by
-        // an earlier version move into chunks now.
-        {
-            let _guard = self.locked().await;
-            self.pack_legacy_prekeys().await?;
-        }
         let mut device: Device = from_json(&bytes, "device")?;
         // Not serialised: without this a restart before pairing would send empty props.
         device.device_props = Arc::new(wacore::store::device::DEVICE_PROPS.clone());

@@ -184,63 +184,98 @@ pub(super) fn entries(chunks: &BTreeMap<u32, Chunk>) -> Result<(Vec<Entry>, Vec<
     Ok((puts, deletes))
 }
 
+/// Pre-keys as read for a change: chunks by number, and the rows of the earlier one-per-key
+/// layout that were merged into them (deleted when the chunks are written).
+pub(super) struct Loaded {
+    pub(super) chunks: BTreeMap<u32, Chunk>,
+    legacy: Vec<String>,
+}
+
+impl Loaded {
+    /// Whether rows of the earlier layout were merged: then every chunk must be written.
+    pub(super) fn migrates(&self) -> bool {
+        !self.legacy.is_empty()
+    }
+
+    pub(super) fn get(&self, id: u32) -> Option<&PreKey> {
+        self.chunks.get(&chunk_of(id)).and_then(|c| c.get(&id))
+    }
+}
+
 impl WaBackend {
-    /// The chunks with these numbers (missing ones empty): one read either way, a `get` for
-    /// one chunk, a prefix scan for more (a device keeps a handful of chunks).
-    pub(super) async fn read_chunks(
-        &self,
-        numbers: impl IntoIterator<Item = u32>,
-    ) -> Result<BTreeMap<u32, Chunk>> {
-        let wanted: std::collections::BTreeSet<u32> = numbers.into_iter().collect();
-        let mut out: BTreeMap<u32, Chunk> = wanted.iter().map(|n| (*n, Chunk::new())).collect();
-        if wanted.len() <= 1 {
-            for n in &wanted {
-                if let Some(v) = self.get(&chunk_key(*n)).await? {
-                    out.insert(*n, decode(*n, &v)?);
+    /// The chunks with these numbers (missing ones empty; `None`: all), in one round trip:
+    /// the prefix `prekey` covers the chunks (`prekeys/`) and the rows pre-keys had before
+    /// they were packed (`prekey/<id>`). Such rows are merged in, with every chunk, so the
+    /// caller's write moves them all into chunks.
+    pub(super) async fn read_chunks(&self, numbers: Option<&[u32]>) -> Result<Loaded> {
+        let wanted: Option<std::collections::BTreeSet<u32>> =
+            numbers.map(|n| n.iter().copied().collect());
+        let mut chunks: BTreeMap<u32, Chunk> = wanted
+            .iter()
+            .flatten()
+            .map(|n| (*n, Chunk::new()))
+            .collect();
+        let mut others = Vec::new();
+        let mut legacy = Vec::new();
+        for (k, v) in self.scan(keys::PREKEY_FAMILY).await? {
+            if let Some(n) = parse_chunk_key(&k) {
+                if wanted.as_ref().is_none_or(|w| w.contains(&n)) {
+                    chunks.insert(n, decode(n, &v)?);
+                } else {
+                    others.push((n, v));
                 }
-            }
-        } else {
-            for (k, v) in self.scan(keys::PREKEY_CHUNK).await? {
-                if let Some(n) = parse_chunk_key(&k).filter(|n| wanted.contains(n)) {
-                    out.insert(n, decode(n, &v)?);
-                }
+            } else if let Some(id) = keys::parse_id(keys::PREKEY, &k) {
+                let record = prekey_record(&v)?;
+                legacy.push((k, id, PreKey::new(id, record, v[0] == 1)));
             }
         }
-        Ok(out)
-    }
-
-    /// Writes changed chunks: puts, then deletes of emptied ones.
-    pub(super) async fn write_chunks(&self, chunks: &BTreeMap<u32, Chunk>) -> Result<()> {
-        let (puts, deletes) = entries(chunks)?;
-        self.put_many(&puts).await?;
-        self.delete_many(&deletes).await
-    }
-
-    /// Moves pre-keys stored one per key (`prekey/<id>`, before they were packed) into
-    /// chunks. Run under the device lock when the device is loaded; nothing to do afterwards.
-    pub(super) async fn pack_legacy_prekeys(&self) -> Result<()> {
-        let legacy = self.scan(keys::PREKEY).await?;
         if legacy.is_empty() {
-            return Ok(());
+            return Ok(Loaded {
+                chunks,
+                legacy: Vec::new(),
+            });
         }
-        let mut found = Vec::with_capacity(legacy.len());
-        for (k, v) in &legacy {
-            let id = keys::parse_id(keys::PREKEY, k).ok_or_else(|| corrupt("pre-key id"))?;
-            let record = prekey_record(v)?;
-            found.push((id, PreKey::new(id, record, v[0] == 1)));
+        for (n, v) in others {
+            chunks.insert(n, decode(n, &v)?);
         }
-        let mut chunks = self
-            .read_chunks(found.iter().map(|(id, _)| chunk_of(*id)))
-            .await?;
-        for (id, key) in found {
+        let mut keys = Vec::with_capacity(legacy.len());
+        for (k, id, key) in legacy {
             // A key already packed is newer than its old row.
             chunks
-                .get_mut(&chunk_of(id))
-                .map(|c| c.entry(id).or_insert(key));
+                .entry(chunk_of(id))
+                .or_default()
+                .entry(id)
+                .or_insert(key);
+            keys.push(k);
         }
-        self.write_chunks(&chunks).await?;
-        let old: Vec<String> = legacy.into_iter().map(|(k, _)| k).collect();
-        self.delete_many(&old).await
+        Ok(Loaded {
+            chunks,
+            legacy: keys,
+        })
+    }
+
+    /// One pre-key, with one read when it is packed (the rows of the earlier layout are
+    /// looked at only when it is not).
+    pub(super) async fn read_one(&self, id: u32) -> Result<Option<PreKey>> {
+        if let Some(v) = self.get(&chunk_key(chunk_of(id))).await?
+            && let Some(key) = decode(chunk_of(id), &v)?.remove(&id)
+        {
+            return Ok(Some(key));
+        }
+        Ok(self
+            .get(&keys::id_key(keys::PREKEY, id))
+            .await?
+            .map(|v| prekey_record(&v).map(|r| PreKey::new(id, r, v[0] == 1)))
+            .transpose()?)
+    }
+
+    /// Writes the chunks (an emptied one is deleted) and deletes the merged rows of the
+    /// earlier layout.
+    pub(super) async fn write_chunks(&self, loaded: &Loaded) -> Result<()> {
+        let (puts, mut deletes) = entries(&loaded.chunks)?;
+        deletes.extend(loaded.legacy.iter().cloned());
+        self.put_many(&puts).await?;
+        self.delete_many(&deletes).await
     }
 }
 

@@ -1,6 +1,6 @@
 //! Signal sessions, identities, pre-keys and sender keys.
 
-use super::prekeys::{PreKey, chunk_of, decode, parse_chunk_key};
+use super::prekeys::{PreKey, chunk_of};
 use super::prelude::*;
 
 #[async_trait::async_trait]
@@ -62,11 +62,13 @@ impl SignalStore for WaBackend {
 
     async fn store_prekey(&self, id: u32, record: &[u8], uploaded: bool) -> Result<()> {
         let _guard = self.locked().await;
-        let mut chunks = self.read_chunks([chunk_of(id)]).await?;
-        if let Some(c) = chunks.get_mut(&chunk_of(id)) {
-            c.insert(id, PreKey::new(id, record, uploaded));
-        }
-        self.write_chunks(&chunks).await
+        let mut loaded = self.read_chunks(Some(&[chunk_of(id)])).await?;
+        loaded
+            .chunks
+            .entry(chunk_of(id))
+            .or_default()
+            .insert(id, PreKey::new(id, record, uploaded));
+        self.write_chunks(&loaded).await
     }
 
     async fn store_prekeys_batch(&self, pre_keys: &[(u32, Bytes)], uploaded: bool) -> Result<()> {
@@ -74,31 +76,34 @@ impl SignalStore for WaBackend {
             return Ok(());
         }
         let _guard = self.locked().await;
-        let mut chunks = self
-            .read_chunks(pre_keys.iter().map(|(id, _)| chunk_of(*id)))
-            .await?;
+        let numbers: Vec<u32> = pre_keys.iter().map(|(id, _)| chunk_of(*id)).collect();
+        let mut loaded = self.read_chunks(Some(&numbers)).await?;
         for (id, record) in pre_keys {
-            if let Some(c) = chunks.get_mut(&chunk_of(*id)) {
-                c.insert(*id, PreKey::new(*id, record, uploaded));
-            }
+            loaded
+                .chunks
+                .entry(chunk_of(*id))
+                .or_default()
+                .insert(*id, PreKey::new(*id, record, uploaded));
         }
-        self.write_chunks(&chunks).await
+        self.write_chunks(&loaded).await
     }
 
     async fn load_prekey(&self, id: u32) -> Result<Option<Bytes>> {
-        let chunks = self.read_chunks([chunk_of(id)]).await?;
-        chunks
-            .get(&chunk_of(id))
-            .and_then(|c| c.get(&id))
+        self.read_one(id)
+            .await?
             .map(|k| k.record(id).map(Bytes::from))
             .transpose()
     }
 
     async fn load_prekeys_batch(&self, ids: &[u32]) -> Result<Vec<(u32, Bytes)>> {
-        let chunks = self.read_chunks(ids.iter().map(|id| chunk_of(*id))).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let numbers: Vec<u32> = ids.iter().map(|id| chunk_of(*id)).collect();
+        let loaded = self.read_chunks(Some(&numbers)).await?;
         let mut out = Vec::with_capacity(ids.len());
         for &id in ids {
-            if let Some(k) = chunks.get(&chunk_of(id)).and_then(|c| c.get(&id)) {
+            if let Some(k) = loaded.get(id) {
                 out.push((id, Bytes::from(k.record(id)?)));
             }
         }
@@ -106,44 +111,51 @@ impl SignalStore for WaBackend {
     }
 
     async fn mark_prekeys_uploaded(&self, ids: &[u32]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         // Update only: a key consumed in the meantime stays deleted.
         let _guard = self.locked().await;
-        let mut chunks = self.read_chunks(ids.iter().map(|id| chunk_of(*id))).await?;
-        let mut changed = BTreeMap::new();
+        let numbers: Vec<u32> = ids.iter().map(|id| chunk_of(*id)).collect();
+        let mut loaded = self.read_chunks(Some(&numbers)).await?;
+        let mut changed = std::collections::BTreeSet::new();
         for &id in ids {
             let n = chunk_of(id);
-            if let Some(k) = chunks.get_mut(&n).and_then(|c| c.get_mut(&id))
+            if let Some(k) = loaded.chunks.get_mut(&n).and_then(|c| c.get_mut(&id))
                 && !k.uploaded
             {
                 k.uploaded = true;
-                changed.insert(n, ());
+                changed.insert(n);
             }
         }
-        chunks.retain(|n, _| changed.contains_key(n));
-        self.write_chunks(&chunks).await
+        if !loaded.migrates() {
+            loaded.chunks.retain(|n, _| changed.contains(n));
+        }
+        self.write_chunks(&loaded).await
     }
 
     async fn remove_prekey(&self, id: u32) -> Result<()> {
         let _guard = self.locked().await;
-        let mut chunks = self.read_chunks([chunk_of(id)]).await?;
-        let Some(c) = chunks.get_mut(&chunk_of(id)) else {
-            return Ok(());
-        };
-        if c.remove(&id).is_none() {
+        let mut loaded = self.read_chunks(Some(&[chunk_of(id)])).await?;
+        let removed = loaded
+            .chunks
+            .get_mut(&chunk_of(id))
+            .and_then(|c| c.remove(&id))
+            .is_some();
+        if !removed && !loaded.migrates() {
             return Ok(());
         }
-        self.write_chunks(&chunks).await
+        self.write_chunks(&loaded).await
     }
 
     async fn get_max_prekey_id(&self) -> Result<u32> {
-        // Chunk keys are zero-padded: the last one holds the largest id, and empty chunks are
-        // deleted.
-        let entries = self.scan(keys::PREKEY_CHUNK).await?;
-        let Some((k, v)) = entries.last() else {
-            return Ok(0);
-        };
-        let n = parse_chunk_key(k).ok_or_else(|| corrupt("pre-key chunk key"))?;
-        Ok(decode(n, v)?.keys().next_back().copied().unwrap_or(0))
+        let loaded = self.read_chunks(None).await?;
+        Ok(loaded
+            .chunks
+            .values()
+            .filter_map(|c| c.keys().next_back().copied())
+            .max()
+            .unwrap_or(0))
     }
 
     async fn store_signed_prekey(&self, id: u32, record: &[u8]) -> Result<()> {

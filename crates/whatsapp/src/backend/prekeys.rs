@@ -262,11 +262,10 @@ impl WaBackend {
         {
             return Ok(Some(key));
         }
-        Ok(self
-            .get(&keys::id_key(keys::PREKEY, id))
+        self.get(&keys::id_key(keys::PREKEY, id))
             .await?
             .map(|v| prekey_record(&v).map(|r| PreKey::new(id, r, v[0] == 1)))
-            .transpose()?)
+            .transpose()
     }
 
     /// Writes the chunks (an emptied one is deleted) and deletes the merged rows of the

@@ -16,7 +16,8 @@
 //! | `identity/<address>` | the 32-byte identity key |
 //! | `session/<address>` | the Signal session record |
 //! | `prekeys/<n:08>` | the one-time pre-keys with ids `n * 256 ..= n * 256 + 255`, packed (a version byte, then per key its id's low byte, flags (uploaded, compact) and its private key when the record is the client's own encoding of a valid key pair, else the record with a 2-byte length); an emptied chunk is deleted |
-//! | `prekey/<id:010>` | (before pre-keys were packed) one byte "uploaded", then the record: read as before, and moved into `prekeys/` by the first pre-key write |
+//! | `prekeys/<n:08>.<seq:020>` | a batch of pre-keys stored, or a removal, without reading (same format; a removal is flagged), overriding the chunk and older fragments; folded into the chunk by the next upload mark, or by a read that finds eight |
+//! | `prekey/<id:010>` | (before pre-keys were packed) one byte "uploaded", then the record: read as before, and moved into `prekeys/` by the next fold |
 //! | `signed-prekey/<id:010>` | the signed pre-key record |
 //! | `sender-key/<address>` | the sender-key record |
 //! | `appstate/sync-key/<id-hex>` | an app-state sync key, JSON |

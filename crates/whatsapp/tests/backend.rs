@@ -35,10 +35,11 @@ async fn one_key_per_entry_in_the_documented_layout() {
         .into_iter()
         .map(|(k, _)| k)
         .collect();
+    // A stored pre-key is a fragment of its chunk until the next change folds it in.
+    assert!(keys[0].starts_with("prekeys/00000000."), "{keys:?}");
     assert_eq!(
-        keys,
+        keys[1..],
         [
-            "prekeys/00000000",
             "sent/111@s.whatsapp.net/M1",
             "session/111:2@s.whatsapp.net",
             "skd/g%2F1@g.us/222:3@lid",
@@ -212,6 +213,52 @@ async fn a_pairings_pre_keys_take_a_few_rows_and_come_back_byte_for_byte() {
 }
 
 #[tokio::test]
+async fn storing_and_removing_pre_keys_reads_nothing_and_never_piles_up_rows() {
+    let (store, lease, b) = setup().await;
+    let counting = |s: &Arc<MemoryStore>| {
+        let s = s.clone();
+        async move {
+            AuthStateStore::scan_prefix(&*s, lease.device_id, "prekeys/")
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    let batch: Vec<(u32, Bytes)> = (1..=40u32)
+        .map(|id| {
+            (
+                id,
+                Bytes::from(client_record(id, u8::try_from(id).unwrap())),
+            )
+        })
+        .collect();
+    b.store_prekeys_batch(&batch, false).await.unwrap();
+    b.mark_prekeys_uploaded(&(1..=40).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(counting(&store).await, 1, "folded into one chunk");
+    // Keys consumed one by one, as contacts open sessions: a removal each.
+    for id in 1..=20u32 {
+        assert!(b.load_prekey(id).await.unwrap().is_some(), "{id} is there");
+        b.remove_prekey(id).await.unwrap();
+        assert!(b.load_prekey(id).await.unwrap().is_none(), "{id} is gone");
+        assert!(
+            counting(&store).await <= 9,
+            "removals are folded when a read finds eight"
+        );
+    }
+    let left: Vec<u32> = b
+        .load_prekeys_batch(&(1..=40).collect::<Vec<_>>())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(left, (21..=40).collect::<Vec<_>>());
+    assert_eq!(b.get_max_prekey_id().await.unwrap(), 40);
+}
+
+#[tokio::test]
 async fn pre_keys_stored_one_per_key_are_read_as_before_and_packed_by_the_next_write() {
     let (store, lease, b) = setup().await;
     // Rows as the backend wrote them before pre-keys were packed: "uploaded", then the record.
@@ -244,8 +291,11 @@ async fn pre_keys_stored_one_per_key_are_read_as_before_and_packed_by_the_next_w
     assert_eq!(batch.len(), 3);
     assert_eq!(b.get_max_prekey_id().await.unwrap(), 301);
 
-    // The next pre-key write packs them all: no old row is left, nothing is lost.
+    // A removal reads nothing; the next change that reads (an upload mark) packs them all:
+    // no old row is left, nothing is lost, the removed key stays removed.
     b.remove_prekey(301).await.unwrap();
+    assert!(b.load_prekey(301).await.unwrap().is_none(), "removed");
+    b.mark_prekeys_uploaded(&[1]).await.unwrap();
     assert!(
         AuthStateStore::scan_prefix(&*store, lease.device_id, "prekey/")
             .await

@@ -124,6 +124,7 @@ async fn bench() {
         .expect("every device got the phone's key share");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (reads, writes) = counting.counts();
+    let families = counting.by_family();
     runner.shutdown().await;
     person.abort();
     let now = at_rest(&client, &ids).await;
@@ -226,6 +227,22 @@ async fn bench() {
         "\nauth-state round trips per pairing: {:.1} reads, {:.1} writes",
         reads as f64 / devices as f64,
         writes as f64 / devices as f64
+    );
+    let per = |n: u64| n as f64 / devices as f64;
+    let shown: Vec<String> = families
+        .iter()
+        .map(|(f, (r, w))| {
+            format!(
+                "{}: {:.1}/{:.1}",
+                if f.is_empty() { "(all)" } else { f },
+                per(*r),
+                per(*w)
+            )
+        })
+        .collect();
+    println!(
+        "by key family (reads/writes per pairing): {}",
+        shown.join(", ")
     );
     stack.sim.shutdown().await;
     db.drop().await;

@@ -1,7 +1,8 @@
 //! Counting the auth-state store's round trips, for the benchmarks.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use wa_pairing_store::{AuthStateStore, DeviceId, Entry, Fence, StoreResult};
@@ -12,6 +13,13 @@ pub struct Counting<S> {
     inner: S,
     reads: AtomicU64,
     writes: AtomicU64,
+    /// Reads and writes by key family (the key up to its first `/`, or `.`).
+    families: Mutex<BTreeMap<String, (u64, u64)>>,
+}
+
+/// The family of `key`: `prekeys` for `prekeys/00000001.…`, `device` for `device`.
+fn family(key: &str) -> String {
+    key.split(['/', '.']).next().unwrap_or_default().to_owned()
 }
 
 impl<S> Counting<S> {
@@ -21,13 +29,25 @@ impl<S> Counting<S> {
             inner,
             reads: AtomicU64::new(0),
             writes: AtomicU64::new(0),
+            families: Mutex::default(),
         }
     }
-    fn read(&self) {
+    fn read(&self, key: &str) {
         self.reads.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut f) = self.families.lock() {
+            f.entry(family(key)).or_default().0 += 1;
+        }
     }
-    fn write(&self) {
+    fn write(&self, key: &str) {
         self.writes.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut f) = self.families.lock() {
+            f.entry(family(key)).or_default().1 += 1;
+        }
+    }
+    /// Reads and writes so far by key family (`prekeys`, `session`, `device`, ...; an empty
+    /// family for calls on the whole device).
+    pub fn by_family(&self) -> BTreeMap<String, (u64, u64)> {
+        self.families.lock().map(|f| f.clone()).unwrap_or_default()
     }
     /// Reads and writes so far.
     pub fn counts(&self) -> (u64, u64) {
@@ -44,7 +64,7 @@ impl AuthStateStore for Counting<Arc<dyn AuthStateStore>> {
         self.inner.adopt_fence(device, fence).await
     }
     async fn get(&self, device: DeviceId, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.read();
+        self.read(key);
         self.inner.get(device, key).await
     }
     async fn put(
@@ -54,15 +74,15 @@ impl AuthStateStore for Counting<Arc<dyn AuthStateStore>> {
         key: &str,
         value: &[u8],
     ) -> StoreResult<()> {
-        self.write();
+        self.write(key);
         self.inner.put(device, fence, key, value).await
     }
     async fn put_many(&self, device: DeviceId, fence: Fence, entries: &[Entry]) -> StoreResult<()> {
-        self.write();
+        self.write(entries.first().map_or("", |(k, _)| k.as_str()));
         self.inner.put_many(device, fence, entries).await
     }
     async fn delete(&self, device: DeviceId, fence: Fence, key: &str) -> StoreResult<()> {
-        self.write();
+        self.write(key);
         self.inner.delete(device, fence, key).await
     }
     async fn delete_many(
@@ -71,11 +91,11 @@ impl AuthStateStore for Counting<Arc<dyn AuthStateStore>> {
         fence: Fence,
         keys: &[String],
     ) -> StoreResult<()> {
-        self.write();
+        self.write(keys.first().map_or("", String::as_str));
         self.inner.delete_many(device, fence, keys).await
     }
     async fn scan_prefix(&self, device: DeviceId, prefix: &str) -> StoreResult<Vec<Entry>> {
-        self.read();
+        self.read(prefix);
         self.inner.scan_prefix(device, prefix).await
     }
     async fn delete_prefix(
@@ -84,11 +104,11 @@ impl AuthStateStore for Counting<Arc<dyn AuthStateStore>> {
         fence: Fence,
         prefix: &str,
     ) -> StoreResult<u64> {
-        self.write();
+        self.write(prefix);
         self.inner.delete_prefix(device, fence, prefix).await
     }
     async fn clear(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
-        self.write();
+        self.write("");
         self.inner.clear(device, fence).await
     }
     async fn devices(&self, after: Option<DeviceId>, limit: usize) -> StoreResult<Vec<DeviceId>> {
@@ -101,7 +121,7 @@ impl AuthStateStore for Counting<Arc<dyn AuthStateStore>> {
         expected: &[u8],
         value: &[u8],
     ) -> StoreResult<bool> {
-        self.write();
+        self.write(key);
         self.inner.replace(device, key, expected, value).await
     }
 }

@@ -41,7 +41,7 @@ use crate::error::Error;
 /// - One-time pre-keys are packed 256 to a value (see [`keys`](crate::keys)), so a linked
 ///   device keeps a handful of pre-key rows instead of hundreds; the client reads back
 ///   exactly the records it stored.
-/// - The read-modify-write methods (the pre-key writes, `take_sent_message`,
+/// - The read-modify-write methods (the pre-key upload mark and folds, `take_sent_message`,
 ///   `put_msg_secrets`, the tc-token updates, LID mappings with their phone index,
 ///   `create`, and the writes they race with) run under one in-process lock per device,
 ///   shared by every instance for that device in the process.

@@ -6,14 +6,20 @@
 //! ```text
 //! [1]                                   format version
 //! then per pre-key, in id order:
-//!   [id & 0xff] [flags]                 flags: bit 0 uploaded, bit 1 compact
+//!   [id & 0xff] [flags]                 flags: bit 0 uploaded, bit 1 compact, bit 2 removed
 //!   compact: [private key, 32 bytes]    the client's own record, rebuilt on read
+//!   removed: nothing                    (in fragments only: the key was consumed)
 //!   else:    [length u16 BE] [record]   any other record, byte for byte
 //! ```
 //!
 //! A record is stored compact only when rebuilding it from its private key gives back
 //! exactly the bytes the client stored (the client's own encoding of a valid key pair), so
 //! the client always reads what it wrote.
+//!
+//! Storing and removing pre-keys reads nothing: each batch (or removal) goes to a fragment of
+//! its chunk, `prekeys/<n:08>.<seq:020>` (same format), whose keys override the chunk's and
+//! older fragments'. The next change that reads the pre-keys (marking them uploaded) folds
+//! every fragment into its chunk, so a device keeps about one row per chunk.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +31,10 @@ use super::prelude::*;
 const VERSION: u8 = 1;
 const UPLOADED: u8 = 1;
 const COMPACT: u8 = 2;
+const REMOVED: u8 = 4;
+
+/// A read that finds this many fragments in a chunk folds them.
+const FOLD_AT: usize = 8;
 
 /// What one pre-key slot holds.
 #[derive(Clone, PartialEq, Eq)]
@@ -33,6 +43,9 @@ pub(super) enum Slot {
     Compact([u8; 32]),
     /// Any other record, as given.
     Raw(Vec<u8>),
+    /// Removed (consumed): written to a fragment so that removing needs no read; folding
+    /// drops the key.
+    Removed,
 }
 
 /// One pre-key: whether the server has it, and its record.
@@ -49,6 +62,19 @@ impl PreKey {
         Self { uploaded, slot }
     }
 
+    /// A removal.
+    pub(super) const fn removed() -> Self {
+        Self {
+            uploaded: false,
+            slot: Slot::Removed,
+        }
+    }
+
+    /// Whether this is a removal.
+    pub(super) const fn is_removed(&self) -> bool {
+        matches!(self.slot, Slot::Removed)
+    }
+
     /// The slot of a key pair the caller holds (an import).
     pub(super) fn from_pair(pair: &KeyPair, uploaded: bool) -> Self {
         Self {
@@ -61,6 +87,7 @@ impl PreKey {
     pub(super) fn record(&self, id: u32) -> Result<Vec<u8>> {
         match &self.slot {
             Slot::Raw(r) => Ok(r.clone()),
+            Slot::Removed => Err(corrupt("pre-key (removed)")),
             Slot::Compact(private) => {
                 let private = PrivateKey::deserialize(private).map_err(|_| corrupt("pre-key"))?;
                 let public = private.public_key().map_err(|_| corrupt("pre-key"))?;
@@ -98,9 +125,49 @@ pub(super) fn chunk_key(n: u32) -> String {
     format!("{}{n:08}", keys::PREKEY_CHUNK)
 }
 
-/// The chunk number in a chunk key.
-pub(super) fn parse_chunk_key(key: &str) -> Option<u32> {
-    key.strip_prefix(keys::PREKEY_CHUNK)?.parse().ok()
+/// The key of a fragment of chunk `n`.
+fn fragment_key(n: u32, seq: u64) -> String {
+    format!("{}{n:08}.{seq:020}", keys::PREKEY_CHUNK)
+}
+
+/// The chunk number in a chunk or fragment key, and the fragment's sequence number.
+pub(super) fn parse_chunk_key(key: &str) -> Option<(u32, Option<u64>)> {
+    let rest = key.strip_prefix(keys::PREKEY_CHUNK)?;
+    match rest.split_once('.') {
+        None => Some((rest.parse().ok()?, None)),
+        Some((n, seq)) => Some((n.parse().ok()?, Some(seq.parse().ok()?))),
+    }
+}
+
+/// A fragment sequence number: increasing within the process, and with the clock across
+/// processes (one lease holder writes at a time; the next fold ends any overlap).
+fn next_seq() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let mut last = LAST.load(Ordering::SeqCst);
+    loop {
+        let next = now.max(last.saturating_add(1));
+        match LAST.compare_exchange(last, next, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
+}
+
+/// The fragments that store `keys` without reading: one per chunk they fall in.
+pub(super) fn fragments(keys: impl IntoIterator<Item = (u32, PreKey)>) -> Result<Vec<Entry>> {
+    let mut chunks: BTreeMap<u32, Chunk> = BTreeMap::new();
+    for (id, key) in keys {
+        chunks.entry(chunk_of(id)).or_default().insert(id, key);
+    }
+    let seq = next_seq();
+    chunks
+        .iter()
+        .map(|(n, c)| Ok((fragment_key(*n, seq), encode(c)?)))
+        .collect()
 }
 
 /// The pre-keys of one chunk, by id.
@@ -115,7 +182,9 @@ pub(super) fn decode(n: u32, value: &[u8]) -> Result<Chunk> {
     let mut out = Chunk::new();
     while let [offset, flags, tail @ ..] = rest {
         let id = (n << 8) | u32::from(*offset);
-        let (slot, after) = if flags & COMPACT != 0 {
+        let (slot, after) = if flags & REMOVED != 0 {
+            (Slot::Removed, tail)
+        } else if flags & COMPACT != 0 {
             if tail.len() < 32 {
                 return Err(bad());
             }
@@ -159,6 +228,7 @@ pub(super) fn encode(chunk: &Chunk) -> Result<Vec<u8>> {
                 out.push(uploaded | COMPACT);
                 out.extend_from_slice(private);
             }
+            Slot::Removed => out.push(REMOVED),
             Slot::Raw(record) => {
                 let len = u16::try_from(record.len()).map_err(|_| corrupt("pre-key (too long)"))?;
                 out.push(uploaded);
@@ -184,17 +254,18 @@ pub(super) fn entries(chunks: &BTreeMap<u32, Chunk>) -> Result<(Vec<Entry>, Vec<
     Ok((puts, deletes))
 }
 
-/// Pre-keys as read for a change: chunks by number, and the rows of the earlier one-per-key
-/// layout that were merged into them (deleted when the chunks are written).
+/// Pre-keys as read for a change: chunks by number, and the rows folded into them
+/// (fragments, and rows of the earlier one-per-key layout), deleted when the chunks are
+/// written.
 pub(super) struct Loaded {
     pub(super) chunks: BTreeMap<u32, Chunk>,
-    legacy: Vec<String>,
+    folded: Vec<String>,
 }
 
 impl Loaded {
-    /// Whether rows of the earlier layout were merged: then every chunk must be written.
-    pub(super) fn migrates(&self) -> bool {
-        !self.legacy.is_empty()
+    /// Whether rows were folded in: then every chunk must be written.
+    pub(super) fn folds(&self) -> bool {
+        !self.folded.is_empty()
     }
 
     pub(super) fn get(&self, id: u32) -> Option<&PreKey> {
@@ -204,63 +275,84 @@ impl Loaded {
 
 impl WaBackend {
     /// The chunks with these numbers (missing ones empty; `None`: all), in one round trip:
-    /// the prefix `prekey` covers the chunks (`prekeys/`) and the rows pre-keys had before
-    /// they were packed (`prekey/<id>`). Such rows are merged in, with every chunk, so the
-    /// caller's write moves them all into chunks.
+    /// the prefix `prekey` covers the chunks and their fragments (`prekeys/`) and the rows
+    /// pre-keys had before they were packed (`prekey/<id>`). Fragments and such rows are
+    /// folded in, with every chunk, so the caller's write leaves one row per chunk.
     pub(super) async fn read_chunks(&self, numbers: Option<&[u32]>) -> Result<Loaded> {
         let wanted: Option<std::collections::BTreeSet<u32>> =
             numbers.map(|n| n.iter().copied().collect());
+        let mut mains = Vec::new();
+        let mut frags = Vec::new();
+        let mut legacy = Vec::new();
+        // In key order: a chunk, then its fragments, oldest first.
+        for (k, v) in self.scan(keys::PREKEY_FAMILY).await? {
+            match parse_chunk_key(&k) {
+                Some((n, None)) => mains.push((n, v)),
+                Some((n, Some(_))) => frags.push((n, k, v)),
+                None => {
+                    let id =
+                        keys::parse_id(keys::PREKEY, &k).ok_or_else(|| corrupt("pre-key key"))?;
+                    let record = prekey_record(&v)?;
+                    let key = PreKey::new(id, record, v[0] == 1);
+                    legacy.push((k, id, key));
+                }
+            }
+        }
+        let all = wanted.is_none() || !frags.is_empty() || !legacy.is_empty();
         let mut chunks: BTreeMap<u32, Chunk> = wanted
             .iter()
             .flatten()
             .map(|n| (*n, Chunk::new()))
             .collect();
-        let mut others = Vec::new();
-        let mut legacy = Vec::new();
-        for (k, v) in self.scan(keys::PREKEY_FAMILY).await? {
-            if let Some(n) = parse_chunk_key(&k) {
-                if wanted.as_ref().is_none_or(|w| w.contains(&n)) {
-                    chunks.insert(n, decode(n, &v)?);
-                } else {
-                    others.push((n, v));
-                }
-            } else if let Some(id) = keys::parse_id(keys::PREKEY, &k) {
-                let record = prekey_record(&v)?;
-                legacy.push((k, id, PreKey::new(id, record, v[0] == 1)));
+        for (n, v) in mains {
+            if all || wanted.as_ref().is_some_and(|w| w.contains(&n)) {
+                chunks.insert(n, decode(n, &v)?);
             }
         }
-        if legacy.is_empty() {
-            return Ok(Loaded {
-                chunks,
-                legacy: Vec::new(),
-            });
+        let mut folded = Vec::with_capacity(frags.len() + legacy.len());
+        for (n, k, v) in frags {
+            chunks.entry(n).or_default().extend(decode(n, &v)?);
+            folded.push(k);
         }
-        for (n, v) in others {
-            chunks.insert(n, decode(n, &v)?);
-        }
-        let mut keys = Vec::with_capacity(legacy.len());
         for (k, id, key) in legacy {
-            // A key already packed is newer than its old row.
+            // A key already packed (or removed since) is newer than its old row.
             chunks
                 .entry(chunk_of(id))
                 .or_default()
                 .entry(id)
                 .or_insert(key);
-            keys.push(k);
+            folded.push(k);
         }
-        Ok(Loaded {
-            chunks,
-            legacy: keys,
-        })
+        for chunk in chunks.values_mut() {
+            chunk.retain(|_, k| !k.is_removed());
+        }
+        Ok(Loaded { chunks, folded })
     }
 
-    /// One pre-key, with one read when it is packed (the rows of the earlier layout are
-    /// looked at only when it is not).
+    /// One pre-key, in one round trip when it is packed (its chunk and the chunk's
+    /// fragments); the row of the earlier layout is looked at only when it is not.
     pub(super) async fn read_one(&self, id: u32) -> Result<Option<PreKey>> {
-        if let Some(v) = self.get(&chunk_key(chunk_of(id))).await?
-            && let Some(key) = decode(chunk_of(id), &v)?.remove(&id)
-        {
-            return Ok(Some(key));
+        let n = chunk_of(id);
+        let mut found = None;
+        let mut fragments = 0;
+        for (k, v) in self.scan(&chunk_key(n)).await? {
+            let Some((m, seq)) = parse_chunk_key(&k).filter(|(m, _)| *m == n) else {
+                continue;
+            };
+            fragments += usize::from(seq.is_some());
+            if let Some(key) = decode(m, &v)?.remove(&id) {
+                found = Some(key);
+            }
+        }
+        if fragments >= FOLD_AT {
+            // Removals between uploads add a fragment each: fold them here, where they were
+            // read anyway (a key is read before it is consumed), so they never pile up.
+            if let Err(e) = self.fold().await {
+                tracing::debug!(device = %self.device, error = %e, "pre-key fragments left for the next change");
+            }
+        }
+        if let Some(key) = found {
+            return Ok((!key.is_removed()).then_some(key));
         }
         self.get(&keys::id_key(keys::PREKEY, id))
             .await?
@@ -268,11 +360,20 @@ impl WaBackend {
             .transpose()
     }
 
-    /// Writes the chunks (an emptied one is deleted) and deletes the merged rows of the
-    /// earlier layout.
+    /// Folds every fragment (and row of the earlier layout) into its chunk.
+    async fn fold(&self) -> Result<()> {
+        let _guard = self.locked().await;
+        let loaded = self.read_chunks(Some(&[])).await?;
+        if loaded.folds() {
+            self.write_chunks(&loaded).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the chunks (an emptied one is deleted) and deletes the rows folded into them.
     pub(super) async fn write_chunks(&self, loaded: &Loaded) -> Result<()> {
         let (puts, mut deletes) = entries(&loaded.chunks)?;
-        deletes.extend(loaded.legacy.iter().cloned());
+        deletes.extend(loaded.folded.iter().cloned());
         self.put_many(&puts).await?;
         self.delete_many(&deletes).await
     }
@@ -298,6 +399,7 @@ mod tests {
         assert!(matches!(PreKey::new(301, &record, true).slot, Slot::Raw(_)));
         // Anything else is kept byte for byte.
         assert!(matches!(PreKey::new(1, b"pk", false).slot, Slot::Raw(_)));
+        assert!(PreKey::removed().is_removed());
     }
 
     #[test]
@@ -308,13 +410,25 @@ mod tests {
             (512, PreKey::new(512, b"raw", false)),
             (513, PreKey::new(513, &record, true)),
             (767, PreKey::new(767, &[], true)),
+            (600, PreKey::removed()),
         ]
         .into_iter()
         .collect();
         let bytes = encode(&chunk).unwrap();
         assert!(decode(2, &bytes).unwrap() == chunk);
         assert_eq!(chunk_of(767), 2);
-        assert_eq!(parse_chunk_key(&chunk_key(2)), Some(2));
+        assert_eq!(parse_chunk_key(&chunk_key(2)), Some((2, None)));
+        assert_eq!(parse_chunk_key(&fragment_key(2, 7)), Some((2, Some(7))));
+        assert!(
+            fragment_key(2, 7) < fragment_key(2, 10),
+            "fragments sort oldest first"
+        );
+        assert!(
+            chunk_key(2) < fragment_key(2, 0),
+            "a chunk sorts before its fragments"
+        );
+        assert!(fragment_key(2, u64::MAX) < chunk_key(3));
+        assert!(next_seq() < next_seq());
         for cut in 1..bytes.len() {
             // Cut inside an entry: refused; at an entry's end: fewer keys, never these.
             assert!(

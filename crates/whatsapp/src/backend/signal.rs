@@ -1,6 +1,6 @@
 //! Signal sessions, identities, pre-keys and sender keys.
 
-use super::prekeys::{PreKey, chunk_of};
+use super::prekeys::{PreKey, chunk_of, fragments};
 use super::prelude::*;
 
 #[async_trait::async_trait]
@@ -61,31 +61,24 @@ impl SignalStore for WaBackend {
     }
 
     async fn store_prekey(&self, id: u32, record: &[u8], uploaded: bool) -> Result<()> {
+        let fragment = fragments([(id, PreKey::new(id, record, uploaded))])?;
         let _guard = self.locked().await;
-        let mut loaded = self.read_chunks(Some(&[chunk_of(id)])).await?;
-        loaded
-            .chunks
-            .entry(chunk_of(id))
-            .or_default()
-            .insert(id, PreKey::new(id, record, uploaded));
-        self.write_chunks(&loaded).await
+        self.put_many(&fragment).await
     }
 
     async fn store_prekeys_batch(&self, pre_keys: &[(u32, Bytes)], uploaded: bool) -> Result<()> {
         if pre_keys.is_empty() {
             return Ok(());
         }
+        // Without reading: the batch goes to fragments, folded into their chunks by the next
+        // change that reads them (the upload mark that follows every batch).
+        let fragment = fragments(
+            pre_keys
+                .iter()
+                .map(|(id, record)| (*id, PreKey::new(*id, record, uploaded))),
+        )?;
         let _guard = self.locked().await;
-        let numbers: Vec<u32> = pre_keys.iter().map(|(id, _)| chunk_of(*id)).collect();
-        let mut loaded = self.read_chunks(Some(&numbers)).await?;
-        for (id, record) in pre_keys {
-            loaded
-                .chunks
-                .entry(chunk_of(*id))
-                .or_default()
-                .insert(*id, PreKey::new(*id, record, uploaded));
-        }
-        self.write_chunks(&loaded).await
+        self.put_many(&fragment).await
     }
 
     async fn load_prekey(&self, id: u32) -> Result<Option<Bytes>> {
@@ -128,24 +121,17 @@ impl SignalStore for WaBackend {
                 changed.insert(n);
             }
         }
-        if !loaded.migrates() {
+        if !loaded.folds() {
             loaded.chunks.retain(|n, _| changed.contains(n));
         }
         self.write_chunks(&loaded).await
     }
 
     async fn remove_prekey(&self, id: u32) -> Result<()> {
+        // Without reading, like the delete it replaces: a removal in a fragment.
+        let fragment = fragments([(id, PreKey::removed())])?;
         let _guard = self.locked().await;
-        let mut loaded = self.read_chunks(Some(&[chunk_of(id)])).await?;
-        let removed = loaded
-            .chunks
-            .get_mut(&chunk_of(id))
-            .and_then(|c| c.remove(&id))
-            .is_some();
-        if !removed && !loaded.migrates() {
-            return Ok(());
-        }
-        self.write_chunks(&loaded).await
+        self.put_many(&fragment).await
     }
 
     async fn get_max_prekey_id(&self) -> Result<u32> {

@@ -115,9 +115,39 @@ impl<W: Write> Drop for RedactingWriter<W> {
 }
 
 /// Installs the global log subscriber writing redacted lines to standard error: `RUST_LOG`
-/// filters (default [`DEFAULT_FILTER`]), `format` shapes.
+/// filters (default [`DEFAULT_FILTER`]), `format` shapes. Panics are logged through it too
+/// ([`install_panic_hook`]).
 pub fn init_logging(format: LogFormat) {
     init_logging_to(format, io::stderr);
+    install_panic_hook();
+}
+
+/// Sends panics through the log, redacted like every other line, instead of the standard
+/// hook's unfiltered message on standard error: a panic message can hold whatever the
+/// panicking code had in hand (a number, a code). The line says where it panicked; the
+/// runner then ends that session like any other exit.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(log_panic));
+}
+
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned());
+    let location = info
+        .location()
+        .map(|l| format!("{}:{}", l.file(), l.line()))
+        .unwrap_or_default();
+    let thread = std::thread::current();
+    tracing::error!(
+        thread = thread.name().unwrap_or("unnamed"),
+        location = %location,
+        "panic: {}",
+        redact(&message)
+    );
 }
 
 /// [`init_logging`] with another destination (tests capture the output this way).

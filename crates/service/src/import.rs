@@ -20,8 +20,9 @@ use crate::settings::{Settings, StoreSettings};
 /// How long the import holds one device's lease (it needs well under a second).
 const IMPORT_LEASE: Duration = Duration::from_secs(60);
 
-/// Rows read from `devices` per round trip.
-const PAGE: usize = 100;
+/// Rows read from `devices` per round trip (a Baileys state with its keys can reach a
+/// megabyte: a page holds a few, not a table's worth).
+const PAGE: usize = 16;
 
 /// What `import-baileys` is asked to do.
 #[derive(Debug, Clone, Default)]

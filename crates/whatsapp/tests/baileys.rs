@@ -178,11 +178,11 @@ async fn the_import_writes_what_the_client_reads_back_and_is_idempotent() {
         );
     }
     // The app-state keys, and the one the account uses.
-    for (key_id, key) in session["keys"]["app-state-sync-key"]
+    let sync_keys = session["keys"]["app-state-sync-key"]
         .as_object()
-        .into_iter()
-        .flatten()
-    {
+        .expect("the fixture has app-state keys");
+    assert!(!sync_keys.is_empty());
+    for (key_id, key) in sync_keys {
         let stored = backend
             .get_sync_key(&STANDARD.decode(key_id).unwrap())
             .await
@@ -190,9 +190,15 @@ async fn the_import_writes_what_the_client_reads_back_and_is_idempotent() {
             .expect("stored");
         assert_eq!(stored.key_data, buffer(&key["keyData"]));
     }
-    if auth.summary().app_state_keys > 0 {
-        assert!(backend.get_latest_sync_key_id().await.unwrap().is_some());
-    }
+    assert_eq!(
+        backend.get_latest_sync_key_id().await.unwrap(),
+        Some(
+            STANDARD
+                .decode(creds["myAppStateKeyId"].as_str().unwrap())
+                .unwrap()
+        ),
+        "the account's key is the latest"
+    );
 
     // Again: the same companion, nothing written.
     assert_eq!(

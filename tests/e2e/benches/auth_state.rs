@@ -158,13 +158,15 @@ async fn bench() {
         .await
         .expect("claim the copies");
     assert_eq!(claimed.len(), devices, "every copy claimed");
-    for (id, copy) in ids.iter().zip(&copies) {
-        let lease = claimed
+    let fence_of = |copy: DeviceId| {
+        claimed
             .iter()
-            .find(|c| c.device.id == *copy)
+            .find(|c| c.device.id == copy)
             .expect("claimed")
             .lease
-            .clone();
+            .fence
+    };
+    for (id, copy) in ids.iter().zip(&copies) {
         let source = WaBackend::new(Arc::clone(&auth), *id, wa_pairing_store::Fence(0));
         let max = source.get_max_prekey_id().await.expect("max pre-key id");
         let all: Vec<u32> = (1..=max).collect();
@@ -180,7 +182,7 @@ async fn bench() {
             value.extend_from_slice(&record);
             entries.push((format!("prekey/{pid:010}"), value));
         }
-        auth.put_many(*copy, lease.fence, &entries)
+        auth.put_many(*copy, fence_of(*copy), &entries)
             .await
             .expect("write the copy");
     }
@@ -189,13 +191,7 @@ async fn bench() {
 
     // The first pre-key write after an upgrade packs a device's pre-keys.
     for copy in &copies {
-        let lease = claimed
-            .iter()
-            .find(|c| c.device.id == *copy)
-            .expect("claimed")
-            .lease
-            .clone();
-        WaBackend::new(Arc::clone(&auth), *copy, lease.fence)
+        WaBackend::new(Arc::clone(&auth), *copy, fence_of(*copy))
             .mark_prekeys_uploaded(&[1])
             .await
             .expect("a pre-key write");

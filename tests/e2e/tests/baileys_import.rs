@@ -101,7 +101,10 @@ async fn link_with_baileys(
     })
     .await
     .expect("Baileys linked within 90 s");
-    let status = child.wait().await.expect("node exits");
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("node exits within 30 s of linking")
+        .expect("node's exit status");
     assert!(status.success(), "the Baileys script failed: {status}");
     linked
 }
@@ -137,6 +140,13 @@ async fn original_row(
         .await
         .expect("insert the original row");
     DeviceId(row.get(0))
+}
+
+/// `import-baileys` over the test's database, as the service runs it.
+async fn run_import(db: &PgDb, sim: &Sim, options: &ImportOptions, what: &str) -> ImportReport {
+    import_baileys(&settings(db, sim, "import"), options, |_| {})
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
 fn line(report: &ImportReport, id: DeviceId) -> &wa_pairing_service::ImportLine {
@@ -181,13 +191,13 @@ async fn a_baileys_session_moves_over_without_linking_again_and_survives_a_resta
     let broken_id = original_row(&db, "connected", None, &broken).await;
 
     // Dry run: says what would happen, writes nothing.
-    let report = import_baileys(
-        &settings(&db, &stack.sim, "import"),
+    let report = run_import(
+        &db,
+        &stack.sim,
         &ImportOptions::new().dry_run(true),
-        |_| {},
+        "dry run",
     )
-    .await
-    .expect("dry run");
+    .await;
     let planned = line(&report, id);
     assert_eq!(planned.action, ImportAction::WouldImport, "{planned}");
     assert!(planned.detail.contains("pre-keys"), "{planned}");
@@ -207,13 +217,7 @@ async fn a_baileys_session_moves_over_without_linking_again_and_survives_a_resta
     );
 
     // The import.
-    let report = import_baileys(
-        &settings(&db, &stack.sim, "import"),
-        &ImportOptions::new(),
-        |_| {},
-    )
-    .await
-    .expect("import");
+    let report = run_import(&db, &stack.sim, &ImportOptions::new(), "import").await;
     assert_eq!(
         line(&report, id).action,
         ImportAction::Imported,
@@ -239,25 +243,19 @@ async fn a_baileys_session_moves_over_without_linking_again_and_survives_a_resta
     assert!(row.lease_owner.is_none(), "the import's lease is released");
 
     // Again: idempotent, nothing rewritten; the folder form is the same companion.
-    let report = import_baileys(
-        &settings(&db, &stack.sim, "import"),
-        &ImportOptions::new(),
-        |_| {},
-    )
-    .await
-    .expect("import again");
+    let report = run_import(&db, &stack.sim, &ImportOptions::new(), "import again").await;
     assert_eq!(line(&report, id).action, ImportAction::AlreadyImported);
     assert_eq!(values(&raw, id).await, imported, "nothing rewritten");
     let from_dir = BaileysAuth::from_dir(&out_dir).expect("the auth folder converts");
     let from_row = BaileysAuth::from_session_data(&session).expect("the row converts");
     assert_eq!(from_dir.summary(), from_row.summary());
-    let report = import_baileys(
-        &settings(&db, &stack.sim, "import"),
+    let report = run_import(
+        &db,
+        &stack.sim,
         &ImportOptions::new().device(id).from_dir(&out_dir),
-        |_| {},
+        "import from the folder",
     )
-    .await
-    .expect("import from the folder");
+    .await;
     assert_eq!(line(&report, id).action, ImportAction::AlreadyImported);
     let _ = std::fs::remove_dir_all(&out_dir);
 

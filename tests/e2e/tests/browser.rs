@@ -113,6 +113,15 @@ async fn screenshot(browser: &Client, name: &str) {
 }
 
 /// The text of `#id` once it is visible and satisfies `pred`.
+/// Waits until the page says the device is connected, with `phone`'s number.
+async fn shows_connected(browser: &Client, phone: &str) {
+    let connected = until_text(browser, "connected", "\"connected\"", |t| {
+        t.contains("Connected")
+    })
+    .await;
+    assert!(connected.contains(&format!("+{phone}")), "{connected}");
+}
+
 async fn until_text(browser: &Client, id: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
     let end = tokio::time::Instant::now() + DEADLINE;
     let mut last = String::new();
@@ -282,11 +291,7 @@ async fn a_person_links_a_phone_from_the_device_page_in_chromium() {
         .await
         .expect("the code on the page links the phone");
 
-    let connected = until_text(browser, "connected", "\"connected\"", |t| {
-        t.contains("Connected")
-    })
-    .await;
-    assert!(connected.contains("+6281255550101"), "{connected}");
+    shows_connected(browser, "6281255550101").await;
     let status = until_text(browser, "status", "the status", |t| t.contains("Connected")).await;
     assert_eq!(status, "Terhubung · Connected", "the status in plain words");
     let code_box = browser
@@ -400,11 +405,7 @@ async fn a_person_links_a_phone_by_qr_from_the_device_page_in_chromium() {
         .scan_qr(&payload)
         .await
         .expect("the QR on the page links the phone");
-    let connected = until_text(browser, "connected", "\"connected\"", |t| {
-        t.contains("Connected")
-    })
-    .await;
-    assert!(connected.contains("+6281255550202"), "{connected}");
+    shows_connected(browser, "6281255550202").await;
     assert!(
         !browser
             .find(Locator::Id("qr-box"))

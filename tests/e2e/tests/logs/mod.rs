@@ -26,7 +26,8 @@ impl io::Write for Captured {
 }
 
 impl Captured {
-    fn text(&self) -> String {
+    /// Everything captured so far.
+    pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }

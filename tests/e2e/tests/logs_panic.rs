@@ -2,23 +2,10 @@
 //! test binary, because the panic hook and the log subscriber are process-wide.
 #![allow(missing_docs)]
 
-use std::io;
-use std::sync::{Arc, Mutex};
+mod logs;
 
+use logs::Captured;
 use wa_pairing_service::logging::{LogFormat, init_logging_with, install_panic_hook};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 #[test]
 fn a_panic_is_logged_redacted_with_where_it_happened() {
@@ -35,7 +22,7 @@ fn a_panic_is_logged_redacted_with_where_it_happened() {
         .join();
     let _ = std::panic::take_hook();
     assert!(outcome.is_err(), "the thread panicked");
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     let line = text
         .lines()
         .find(|l| l.contains("panic:"))
@@ -46,7 +33,7 @@ fn a_panic_is_logged_redacted_with_where_it_happened() {
     assert!(
         json["location"]
             .as_str()
-            .is_some_and(|l| l.contains("panic_hook.rs")),
+            .is_some_and(|l| l.contains("logs_panic.rs")),
         "{line}"
     );
     assert!(line.contains("could not pair"), "{line}");

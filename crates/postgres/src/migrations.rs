@@ -16,6 +16,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "20261201000000_wa_pairing_hardening",
         include_str!("../migrations/20261201000000_wa_pairing_hardening.sql"),
     ),
+    (
+        "20261202000000_wa_pairing_paced_claims",
+        include_str!("../migrations/20261202000000_wa_pairing_paced_claims.sql"),
+    ),
 ];
 
 /// A constant key for `pg_advisory_xact_lock`, so concurrent migrations run one at a time.

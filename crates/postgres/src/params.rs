@@ -34,6 +34,7 @@ params! {
     String => TEXT,
     Option<String> => TEXT,
     i32 => INT4,
+    Option<i32> => INT4,
     i64 => INT8,
     f64 => FLOAT8,
     &[u8] => BYTEA,

@@ -416,9 +416,17 @@ impl DeviceStore for PostgresStore {
         let limit = i32::try_from(request.limit).unwrap_or(i32::MAX);
         let secs = request.lease_for.as_secs_f64();
         let skip: Vec<uuid::Uuid> = request.skip.iter().map(|d| d.0).collect();
-        let sql = format!("select {DEVICE_COLUMNS} from public.wa_claim_devices($1, $2, $3, $4)");
+        let resumes: Option<i32> = request
+            .resume_limit
+            .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+        let sql =
+            format!("select {DEVICE_COLUMNS} from public.wa_claim_devices($1, $2, $3, $4, $5)");
         let rows = self
-            .rows("claim", &sql, &[p(&owner), p(&limit), p(&secs), p(&skip)])
+            .rows(
+                "claim",
+                &sql,
+                &[p(&owner), p(&limit), p(&secs), p(&skip), p(&resumes)],
+            )
             .await?;
         rows.iter()
             .map(|r| {

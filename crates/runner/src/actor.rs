@@ -61,7 +61,14 @@ struct Actor {
     started: Instant,
 }
 
-pub(crate) async fn run(ctx: Arc<Ctx>, claimed: ClaimedDevice, cancel: CancellationToken) -> Exit {
+/// Runs the actor for `claimed`; a session to log in again waits for `turn` first (its lease
+/// is renewed meanwhile, and a cancel ends the wait).
+pub(crate) async fn run(
+    ctx: Arc<Ctx>,
+    claimed: ClaimedDevice,
+    cancel: CancellationToken,
+    turn: Option<Instant>,
+) -> Exit {
     let redacted = claimed
         .device
         .phone_for_pairing
@@ -83,6 +90,19 @@ pub(crate) async fn run(ctx: Arc<Ctx>, claimed: ClaimedDevice, cancel: Cancellat
         started: Instant::now(),
     };
     async move {
+        if let Some(at) = turn {
+            let queued = Instant::now();
+            metrics::resume_queued();
+            let cancelled = tokio::select! {
+                () = tokio::time::sleep_until(at) => false,
+                () = actor.cancel.cancelled() => true,
+            };
+            metrics::resume_started(queued.elapsed());
+            if cancelled {
+                debug!("stopped before its turn to log in");
+                return Exit::Stopped;
+            }
+        }
         let exit = match actor.main().await {
             Ok(exit) | Err(Stop(exit)) => exit,
         };

@@ -27,6 +27,8 @@ use wa_pairing_store::BudgetConfig;
 /// | `budget` (code requests per number) | 3 in a burst, one more every 200 s |
 /// | `unreadable_retry` (how long a device whose auth state this instance cannot open is left to others) | 10 minutes |
 /// | `unlink_timeout` (how long an unlink waits to log in before it wipes without telling WhatsApp) | 30 s |
+/// | `resume_rate` (sessions logged in again per second, per instance) | 5 |
+/// | `resume_jitter` (each gap between two resumes stretched by up to this fraction) | 0.25 |
 ///
 /// ```
 /// use std::time::Duration;
@@ -58,6 +60,8 @@ pub struct RunnerConfig {
     pub(crate) budget: BudgetConfig,
     pub(crate) unreadable_retry: Duration,
     pub(crate) unlink_timeout: Duration,
+    pub(crate) resume_rate: f64,
+    pub(crate) resume_jitter: f64,
 }
 
 impl Default for RunnerConfig {
@@ -85,6 +89,8 @@ impl Default for RunnerConfig {
             budget: BudgetConfig::default(),
             unreadable_retry: Duration::from_secs(600),
             unlink_timeout: Duration::from_secs(30),
+            resume_rate: 5.0,
+            resume_jitter: 0.25,
         }
     }
 }
@@ -220,6 +226,35 @@ impl RunnerConfig {
         self
     }
 
+    /// At most this many sessions logged in again per second by this instance (resumes after
+    /// a restart or a takeover; pairings are not paced). Each resume is a login to WhatsApp,
+    /// and a burst of thousands from a few addresses, such as every session of a dead
+    /// instance taken over at once, is what WhatsApp throttles. An instance claims only the
+    /// resumes it can start within twice the claim interval (never more than a lease
+    /// period), so the rest stay claimable by the other instances.
+    ///
+    /// Must be finite and more than zero. With `n` instances left, a dead instance's `s`
+    /// sessions are back in about `s / (n × rate)` seconds after their leases lapse.
+    #[must_use]
+    pub fn resume_rate(mut self, per_second: f64) -> Self {
+        self.resume_rate = per_second;
+        self
+    }
+
+    /// Stretches each gap between two resumes by a random fraction up to `fraction` (0 to
+    /// 1), so instances that start together do not log in in lockstep. Gaps only stretch: the
+    /// pace never exceeds [`resume_rate`](Self::resume_rate).
+    #[must_use]
+    pub fn resume_jitter(mut self, fraction: f64) -> Self {
+        self.resume_jitter = fraction;
+        self
+    }
+
+    /// How far ahead resumes are claimed: twice the claim interval, at most a lease period.
+    pub(crate) fn resume_horizon(&self) -> Duration {
+        (self.claim_interval * 2).min(self.lease_for)
+    }
+
     /// This instance's id.
     pub fn instance(&self) -> &str {
         &self.instance_id
@@ -257,6 +292,18 @@ impl RunnerConfig {
                 "code_lifetime is under a second: give the owner time to type the code".into(),
             ));
         }
+        if !(self.resume_rate.is_finite() && self.resume_rate > 0.0) {
+            return Err(ConfigError(format!(
+                "resume_rate is {}: give a number of logins per second above zero, such as 5",
+                self.resume_rate
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.resume_jitter) {
+            return Err(ConfigError(format!(
+                "resume_jitter is {}: give a fraction from 0 to 1, such as 0.25",
+                self.resume_jitter
+            )));
+        }
         if self.claim_batch == 0 {
             return Err(ConfigError(
                 "claim_batch is 0: let each claim take at least one device".into(),
@@ -292,6 +339,19 @@ mod tests {
                 .validate()
                 .is_err()
         );
+        for rate in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let e = RunnerConfig::default()
+                .resume_rate(rate)
+                .validate()
+                .unwrap_err();
+            assert!(e.to_string().contains("resume_rate"), "{e}");
+        }
+        let e = RunnerConfig::default()
+            .resume_jitter(1.5)
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("resume_jitter"), "{e}");
+        assert!(RunnerConfig::default().resume_rate(0.5).validate().is_ok());
         assert_ne!(RunnerConfig::default().instance_id, "");
     }
 }

@@ -6,6 +6,7 @@ mod config;
 pub mod connector;
 mod messages;
 pub mod metrics;
+mod pace;
 mod runner;
 
 pub use config::{ConfigError, RunnerConfig};

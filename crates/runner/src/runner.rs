@@ -12,13 +12,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 use wa_pairing_phone::PhoneParser;
 use wa_pairing_store::{
-    Change, ChangeStream, ClaimRequest, ClaimedDevice, DeviceId, DeviceStore, Lease, Stores,
+    Change, ChangeStream, ClaimRequest, ClaimedDevice, DeviceId, DeviceStatus, DeviceStore, Lease,
+    Stores,
 };
 
 use crate::actor::{self, Ctx, Exit};
 use crate::config::{ConfigError, RunnerConfig};
 use crate::connector::Connector;
 use crate::metrics;
+use crate::pace::Pacer;
 
 /// How long to gather pushed changes before one claim serves them all.
 const COALESCE: std::time::Duration = std::time::Duration::from_millis(5);
@@ -162,6 +164,8 @@ struct Loop {
     tasks: HashMap<tokio::task::Id, DeviceId>,
     /// Devices this instance must not claim until the given time.
     skip: HashMap<DeviceId, Instant>,
+    /// When each claimed session may log in again.
+    pacer: Pacer,
     summary: RunSummary,
 }
 
@@ -197,6 +201,12 @@ impl Runner {
     ///   pushes a change; the tick remains as a safety sweep. A claim takes at most
     ///   [`RunnerConfig::claim_batch`] devices, and a full batch is followed at once by the
     ///   next claim, so a burst spreads over the instances that share the store.
+    /// - Sessions to log in again (after a restart, or taken over from a dead instance) are
+    ///   paced: they start at most [`RunnerConfig::resume_rate`] per second, with jitter, the
+    ///   longest-waiting lease first, and a claim takes only those whose turn comes within
+    ///   twice the claim interval (never more than a lease period), leaving the rest to other
+    ///   instances. Pairings and unlinks are never paced and are claimed first; lease
+    ///   renewals are never delayed by waiting sessions (their leases are renewed meanwhile).
     /// - One actor per claimed device; leases are renewed every heartbeat, and an actor whose
     ///   lease is lost (to another instance, or revoked by an owner action) stops at once,
     ///   without writing again.
@@ -243,6 +253,11 @@ impl Runner {
             actors: JoinSet::new(),
             tasks: HashMap::new(),
             skip: HashMap::new(),
+            pacer: Pacer::new(
+                config.resume_rate,
+                config.resume_jitter,
+                config.resume_horizon(),
+            ),
             summary: RunSummary::default(),
         };
 
@@ -425,11 +440,13 @@ async fn renew(
             "lease renewal is late: this process is overloaded, and leases lapse (to other instances) once it is later than the lease length"
         );
     }
+    let started = Instant::now();
     match store
         .renew(&config.instance_id, &leases, config.lease_for)
         .await
     {
         Ok(kept) => {
+            metrics::renew_latency(started.elapsed());
             *last_renewed = Instant::now();
             let kept: std::collections::HashSet<DeviceId> =
                 kept.iter().map(|l| l.device_id).collect();
@@ -530,8 +547,11 @@ async fn claim(
     }
     let now = Instant::now();
     st.skip.retain(|_, until| *until > now);
+    // Pairings take the whole room; sessions to log in again only the turns left within the
+    // pacer's horizon, so the rest stay with the store for other instances.
     let request = ClaimRequest::new(&ctx.config.instance_id, room, ctx.config.lease_for)
-        .skip(st.skip.keys().copied());
+        .skip(st.skip.keys().copied())
+        .resume_limit(st.pacer.room(now));
     let started = Instant::now();
     let claimed = match store.claim(&request).await {
         Ok(c) => c,
@@ -560,8 +580,11 @@ async fn claim(
     n
 }
 
+/// Starts `c`'s actor. A session to log in again gets its turn from the pacer; a pairing or
+/// unlink starts at once.
 fn spawn(ctx: &Arc<Ctx>, root: &CancellationToken, st: &mut Loop, c: ClaimedDevice) {
     let id = c.device.id;
+    let turn = (c.device.status == DeviceStatus::Connected).then(|| st.pacer.slot(Instant::now()));
     let cancel = root.child_token();
     st.held.insert(
         id,
@@ -574,7 +597,7 @@ fn spawn(ctx: &Arc<Ctx>, root: &CancellationToken, st: &mut Loop, c: ClaimedDevi
     let ctx = Arc::clone(ctx);
     let handle = st
         .actors
-        .spawn(async move { (id, actor::run(ctx, c, cancel).await) });
+        .spawn(async move { (id, actor::run(ctx, c, cancel, turn).await) });
     st.tasks.insert(handle.id(), id);
 }
 

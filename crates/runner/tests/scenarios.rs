@@ -50,6 +50,8 @@ struct Script {
     logouts: AtomicUsize,
     opens: AtomicUsize,
     modes: Mutex<Vec<SessionMode>>,
+    /// When each session was opened, with its mode (on the paused clock).
+    opened_at: Mutex<Vec<(tokio::time::Instant, SessionMode, DeviceId)>>,
     opened: tokio::sync::Notify,
     /// How many sockets were closed when each session was opened.
     closed_at_open: Mutex<Vec<usize>>,
@@ -81,6 +83,11 @@ fn connector(script: &Arc<Script>, rx: mpsc::UnboundedReceiver<SessionEvent>) ->
     connector.expect_open().returning(move |spec| {
         script.opens.fetch_add(1, Ordering::SeqCst);
         script.modes.lock().unwrap().push(spec.mode);
+        script.opened_at.lock().unwrap().push((
+            tokio::time::Instant::now(),
+            spec.mode,
+            spec.device_id,
+        ));
         script
             .closed_at_open
             .lock()
@@ -1317,4 +1324,105 @@ async fn the_owners_words_never_carry_internal_errors() {
     assert!(words.contains("could not be loaded"), "{words}");
     let _ = tx.send(());
     task.await.unwrap();
+}
+
+/// A dead instance's sessions are logged in again at the resume rate, the longest-lapsed
+/// lease first, never claimed further ahead than the pacer's horizon, while a new pairing
+/// is served at once.
+#[tokio::test(start_paused = true)]
+async fn a_takeover_is_paced_and_a_pairing_goes_first() {
+    let mut h = Harness::with_config(
+        Script::default(),
+        config()
+            .claim_interval(Duration::from_secs(1))
+            .resume_rate(2.0)
+            .resume_jitter(0.0),
+    );
+    // Ten linked devices whose instance died: their leases have lapsed.
+    let mut dead = Vec::new();
+    for _ in 0..10 {
+        let d = h.pairing_device().await;
+        let c = h
+            .store
+            .claim(&ClaimRequest::new("dead", 1, Duration::ZERO))
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(c.device.id, d.id);
+        h.store
+            .update(
+                &c.lease,
+                DeviceUpdate::status(DeviceStatus::Connected).phone_number(PHONE),
+            )
+            .await
+            .unwrap();
+        dead.push(d.id);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = tokio::time::Instant::now();
+    let (task, s) = h.start();
+    h.opened(1).await;
+    // A claim takes only the turns within the horizon (twice the 1 s claim interval at two
+    // per second), not all ten.
+    let held = |h: &Harness| {
+        let store = h.store.clone();
+        let dead = dead.clone();
+        async move {
+            let mut n = 0;
+            for id in dead {
+                let d = DeviceStore::get(&store, id).await.unwrap();
+                n += usize::from(d.lease_owner.as_deref() == Some("test-runner"));
+            }
+            n
+        }
+    };
+    assert!(held(&h).await <= 4, "claimed beyond the horizon");
+
+    // A new device asks for a code while the takeover is under way.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let new = h.pairing_device().await;
+    h.until(new.id, "a code during the takeover", |d| {
+        d.status == DeviceStatus::WaitingPairing
+    })
+    .await;
+    let resumed_before_code = h
+        .script
+        .opened_at
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, m, _)| *m == SessionMode::Resume)
+        .count();
+    assert!(
+        resumed_before_code < 10,
+        "the pairing waited for the takeover ({resumed_before_code} resumed first)"
+    );
+
+    h.opened(11).await;
+    let opens = h.script.opened_at.lock().unwrap().clone();
+    let resumes: Vec<tokio::time::Instant> = opens
+        .iter()
+        .filter(|(_, m, _)| *m == SessionMode::Resume)
+        .map(|(at, _, _)| *at)
+        .collect();
+    assert_eq!(resumes.len(), 10);
+    let order: Vec<DeviceId> = opens
+        .iter()
+        .filter(|(_, m, _)| *m == SessionMode::Resume)
+        .map(|(_, _, id)| *id)
+        .collect();
+    assert_eq!(order, dead, "the longest-lapsed lease first");
+    for pair in resumes.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(500),
+            "two resumes {:?} apart at 2 per second",
+            pair[1] - pair[0]
+        );
+    }
+    // Ten logins at two per second: the last one 4.5 s after the first, not at once.
+    assert!(resumes[9] - started >= Duration::from_millis(4500));
+    // Every dead session is held here now, each once.
+    assert_eq!(held(&h).await, 10);
+    let summary = stop(task, s).await;
+    assert_eq!(summary.claimed, 11);
 }

@@ -11,7 +11,7 @@
 use std::fmt;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use wa_pairing_runner::metrics::{CLAIM, TIME_TO_CODE, TIME_TO_LINK};
+use wa_pairing_runner::metrics::{CLAIM, RENEW, RESUME_WAIT, TIME_TO_CODE, TIME_TO_LINK};
 
 /// Buckets of `wa_pairing_time_to_code_seconds`: a code usually takes 0.1-10 s (WhatsApp's
 /// answer plus retries); anything past a minute is a failure in all but name.
@@ -25,11 +25,15 @@ pub const TIME_TO_LINK_BUCKETS: &[f64] = &[
     2.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 1200.0,
 ];
 
-/// Buckets of `wa_pairing_claim_seconds`: one query on a healthy database takes
-/// milliseconds; seconds mean the database is overloaded or far away.
+/// Buckets of `wa_pairing_claim_seconds` and `wa_pairing_renew_seconds`: one query on a
+/// healthy database takes milliseconds; seconds mean the database is overloaded or far away.
 pub const CLAIM_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
+
+/// Buckets of `wa_pairing_resume_wait_seconds`: nothing while no takeover runs; during one,
+/// up to twice the claim interval (10 s by default).
+pub const RESUME_WAIT_BUCKETS: &[f64] = &[0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0];
 
 /// The Prometheus recorder could not be installed.
 #[derive(Debug)]
@@ -59,6 +63,8 @@ pub fn prometheus_builder() -> PrometheusBuilder {
         (TIME_TO_CODE, TIME_TO_CODE_BUCKETS),
         (TIME_TO_LINK, TIME_TO_LINK_BUCKETS),
         (CLAIM, CLAIM_BUCKETS),
+        (RENEW, CLAIM_BUCKETS),
+        (RESUME_WAIT, RESUME_WAIT_BUCKETS),
     ]
     .into_iter()
     .fold(PrometheusBuilder::new(), |builder, (name, buckets)| {

@@ -284,6 +284,9 @@ impl Service {
         if let Some(n) = settings.max_sessions {
             config = config.max_sessions(n);
         }
+        if let Some(rate) = settings.resume_rate {
+            config = config.resume_rate(rate);
+        }
         if !stores.capabilities().change_feed {
             // No change feed (Supabase's REST API): claim a little more often.
             config = config.claim_interval(Duration::from_secs(2));

@@ -59,6 +59,8 @@ pub struct Settings {
     pub migrate: bool,
     /// At most this many devices held at once.
     pub max_sessions: Option<usize>,
+    /// At most this many sessions logged in again per second (`WA_PAIRING_RESUME_RATE`).
+    pub resume_rate: Option<f64>,
     /// Log line format.
     pub log_format: LogFormat,
     /// WhatsApp connection overrides: server URL, web version, device display, push name.
@@ -120,6 +122,9 @@ pub mod env {
     pub const MIGRATE: &str = "WA_PAIRING_MIGRATE";
     /// At most this many devices per instance.
     pub const MAX_SESSIONS: &str = "WA_PAIRING_MAX_SESSIONS";
+    /// At most this many sessions logged in again per second per instance, after a restart
+    /// or a takeover (default 5; decimals allowed, such as `0.5`).
+    pub const RESUME_RATE: &str = "WA_PAIRING_RESUME_RATE";
     /// `json` (default) or `text`.
     pub const LOG_FORMAT: &str = "WA_PAIRING_LOG_FORMAT";
     /// Where the HTTP API and the device page listen (unset: not served), for example
@@ -300,6 +305,20 @@ impl Settings {
             },
         };
 
+        let resume_rate = match var(env::RESUME_RATE) {
+            None => None,
+            Some(v) => match v.parse::<f64>() {
+                Ok(n) if n.is_finite() && n > 0.0 => Some(n),
+                _ => {
+                    problems.push(format!(
+                        "{} must be a number of logins per second above zero, such as 5",
+                        env::RESUME_RATE
+                    ));
+                    None
+                }
+            },
+        };
+
         let log_format = match var(env::LOG_FORMAT).as_deref() {
             None | Some("json") => LogFormat::Json,
             Some("text") => LogFormat::Text,
@@ -333,6 +352,7 @@ impl Settings {
                 health_addr,
                 migrate,
                 max_sessions,
+                resume_rate,
                 log_format,
                 whatsapp_server: var(wa_pairing_whatsapp::SERVER_URL_ENV),
                 whatsapp_version,
@@ -545,6 +565,7 @@ mod tests {
             ("WA_PAIRING_HEALTH_ADDR", "everywhere"),
             ("WA_PAIRING_MIGRATE", "perhaps"),
             ("WA_PAIRING_MAX_SESSIONS", "0"),
+            ("WA_PAIRING_RESUME_RATE", "fast"),
             ("WA_PAIRING_LOG_FORMAT", "xml"),
         ])
         .unwrap_err();
@@ -555,11 +576,12 @@ mod tests {
             "WA_PAIRING_HEALTH_ADDR",
             "WA_PAIRING_MIGRATE",
             "WA_PAIRING_MAX_SESSIONS",
+            "WA_PAIRING_RESUME_RATE",
             "WA_PAIRING_LOG_FORMAT",
         ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }
-        assert_eq!(e.problems.len(), 6, "{text}");
+        assert_eq!(e.problems.len(), 7, "{text}");
     }
 
     #[test]

@@ -407,7 +407,7 @@ fn login(shared: &Arc<Shared>, id: u64, payload: &wa::ClientPayload, client_stat
             .entry(phone.clone())
             .or_insert(0);
         *max = (*max).max(concurrent);
-        st.counters.logins += 1;
+        st.count_login();
         let now = wacore::time::now_secs().to_string();
         st.send(
             id,

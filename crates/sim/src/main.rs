@@ -30,6 +30,8 @@ input, one per line, each handled at once (several may run together):
                                      (400, 403, 429, 452 or 500), BACKOFF seconds,
                                      TIMES times (default: every time)
     clear PHONE                      remove PHONE's injected faults
+    counters                         print what the simulator has seen: connections,
+                                     pairings, logins and the most logins in one second
 
 OPTIONS:
     --port PORT              listen on 127.0.0.1:PORT (default: a free port)
@@ -105,6 +107,18 @@ async fn command(sim: Sim, line: String) -> Option<String> {
         [phone, code] if phone.bytes().all(|b| b.is_ascii_digit()) => ("code", vec![*phone, *code]),
         [cmd, args @ ..] => (*cmd, args.to_vec()),
     };
+    if (cmd, args.as_slice()) == ("counters", &[][..]) {
+        let c = sim.counters();
+        return Some(format!(
+            "{{\"event\":\"counters\",\"connections\":{},\"open_connections\":{},\"pairings\":{},\"logins\":{},\"max_logins_per_second\":{},\"key_shares\":{}}}",
+            c.connections,
+            c.open_connections,
+            c.pairings,
+            c.logins,
+            c.max_logins_per_second,
+            c.key_shares
+        ));
+    }
     let phone = args.first().copied().unwrap_or_default();
     let outcome: Result<(), String> = match (cmd, args.as_slice()) {
         ("code", [p, code]) => sim

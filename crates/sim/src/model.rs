@@ -345,6 +345,12 @@ pub struct SimCounters {
     pub pairings: u64,
     /// Successful logins.
     pub logins: u64,
+    /// The most successful logins within any one second (a sliding window): how fast
+    /// companions logged in at their busiest, which a takeover must keep under its pace.
+    pub max_logins_per_second: u64,
+    /// Successful logins per wall-clock second (Unix time, whole seconds; the last hour
+    /// that had logins), so a test can see the pace of one period, a takeover say.
+    pub logins_by_second: BTreeMap<u64, u64>,
     /// App-state key shares the phones sent to freshly linked companions.
     pub key_shares: u64,
     /// The most logged-in connections ever open at once for one account, per phone.

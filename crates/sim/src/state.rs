@@ -1,9 +1,9 @@
 //! The simulator's shared state: connections, accounts, faults, counters.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use wacore_binary::Node;
@@ -99,6 +99,9 @@ impl Account {
     }
 }
 
+/// How many seconds of [`SimCounters::logins_by_second`] are kept (the last hour with logins).
+const LOGIN_SECONDS_KEPT: usize = 3600;
+
 #[derive(Default)]
 pub(crate) struct State {
     pub(crate) next_conn: u64,
@@ -109,9 +112,34 @@ pub(crate) struct State {
     pub(crate) waiting: HashMap<String, oneshot::Sender<Node>>,
     pub(crate) counters: SimCounters,
     pub(crate) stanzas: Vec<String>,
+    /// When the logins of the last second happened, oldest first.
+    pub(crate) recent_logins: VecDeque<Instant>,
 }
 
 impl State {
+    /// Counts a successful login, and the most seen within any one second.
+    pub(crate) fn count_login(&mut self) {
+        let now = Instant::now();
+        while self
+            .recent_logins
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            self.recent_logins.pop_front();
+        }
+        self.recent_logins.push_back(now);
+        self.counters.logins += 1;
+        let second = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        *self.counters.logins_by_second.entry(second).or_insert(0) += 1;
+        while self.counters.logins_by_second.len() > LOGIN_SECONDS_KEPT {
+            self.counters.logins_by_second.pop_first();
+        }
+        let in_window = self.recent_logins.len() as u64;
+        self.counters.max_logins_per_second = self.counters.max_logins_per_second.max(in_window);
+    }
+
     pub(crate) fn account(&mut self, phone: &str) -> &mut Account {
         let seq = self.accounts.len() as u64;
         self.accounts

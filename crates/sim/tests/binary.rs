@@ -119,6 +119,15 @@ async fn the_binary_pairs_two_clients_at_once_by_code_and_by_qr() {
     // A bad command is answered, not fatal.
     bin.send("refuse 6281234567890 418");
     bin.wait_for(&["\"error\"", "\"refuse\""]).await;
+    // Both pairings, and both companions' logins after them, are counted.
+    bin.send("counters");
+    let counters = bin.wait_for(&["\"counters\""]).await;
+    assert!(counters.contains("\"pairings\":2"), "{counters}");
+    assert!(counters.contains("\"logins\":2"), "{counters}");
+    assert!(
+        counters.contains("\"max_logins_per_second\":"),
+        "{counters}"
+    );
     by_code.stop().await;
     by_qr.stop().await;
     drop(bin);

@@ -215,6 +215,18 @@ fn lease_duration(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
 }
 
+/// The order a claim serves devices in: pairings and unlinks by when they last changed, then
+/// sessions to resume by how long their lease has been free (the same order as the SQL).
+fn claim_order(d: &Device) -> (bool, DateTime<Utc>, DeviceId) {
+    let resume = d.status == DeviceStatus::Connected;
+    let since = if resume {
+        d.lease_expires_at.unwrap_or(d.updated_at)
+    } else {
+        d.updated_at
+    };
+    (resume, since, d.id)
+}
+
 #[async_trait]
 impl DeviceStore for MemoryStore {
     async fn create(&self, new: NewDevice) -> StoreResult<Device> {
@@ -344,10 +356,20 @@ impl DeviceStore for MemoryStore {
                     d.status.needs_worker() && d.lease_is_free(now) && !request.skip.contains(&d.id)
                 })
                 .collect();
-            // Oldest change first, so no device starves.
-            candidates.sort_by(|a, b| a.updated_at.cmp(&b.updated_at).then(a.id.cmp(&b.id)));
+            // People first (pairings, unlinks: oldest change first, so none starves), then
+            // sessions to resume, the longest-waiting lease first.
+            candidates.sort_by_key(|d| claim_order(d));
+            let mut resumes = request.resumes_allowed();
             candidates
                 .into_iter()
+                .filter(|d| {
+                    if d.status != DeviceStatus::Connected {
+                        return true;
+                    }
+                    let room = resumes > 0;
+                    resumes = resumes.saturating_sub(1);
+                    room
+                })
                 .take(limit)
                 .map(|d| {
                     d.lease_fence = Fence(d.lease_fence.0 + 1);

@@ -312,6 +312,7 @@ macro_rules! __conformance_group {
         $crate::__conformance_test!($f, claim_takes_only_devices_that_need_work, $a);
         $crate::__conformance_test!($f, claim_honours_the_limit, $a);
         $crate::__conformance_test!($f, claim_skips_what_it_is_told_to, $a);
+        $crate::__conformance_test!($f, claim_paces_resumes_after_pairings, $a);
         $crate::__conformance_test!($f, concurrent_claimers_never_share, $a);
         $crate::__conformance_test!($f, expired_lease_is_claimable_with_higher_fence, $a);
         $crate::__conformance_test!($f, renew_keeps_and_release_frees, $a);
@@ -1069,6 +1070,71 @@ pub async fn claim_skips_what_it_is_told_to(b: &TestBackend) {
         .map(|c| c.device.id)
         .collect();
     assert_eq!(rest, HashSet::from(skipped));
+}
+
+/// Pairings come before sessions to resume, and a claim returns no more `connected` devices
+/// than its resume limit, the longest-lapsed lease first.
+pub async fn claim_paces_resumes_after_pairings(b: &TestBackend) {
+    let mut sessions = Vec::new();
+    for _ in 0..4 {
+        sessions.push(leased_in(b, "dead", DeviceStatus::Connected).await);
+    }
+    // The dead instance's leases lapse in this order: 3, 1, 0, 2.
+    for i in [3, 1, 0, 2] {
+        let kept = b
+            .devices
+            .renew(
+                "dead",
+                std::slice::from_ref(&sessions[i].lease),
+                Duration::ZERO,
+            )
+            .await
+            .unwrap();
+        assert_eq!(kept.len(), 1, "the dead instance still held session {i}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut pairings = HashSet::new();
+    for i in 0..2 {
+        let d = new_device(b, UserId::random(), &format!("new{i}")).await;
+        b.devices
+            .start_pairing(d.id, PairingRequest::Qr)
+            .await
+            .unwrap();
+        pairings.insert(d.id);
+    }
+    let id = |i: usize| sessions[i].device.id;
+    let claim = |limit: usize, resumes: Option<usize>| async move {
+        let mut request = ClaimRequest::new("alive", limit, LONG);
+        if let Some(n) = resumes {
+            request = request.resume_limit(n);
+        }
+        b.devices
+            .claim(&request)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.device.id)
+            .collect::<HashSet<_>>()
+    };
+
+    // Both pairings, and of the sessions only the one that lapsed first.
+    let mut expected = pairings.clone();
+    expected.insert(id(3));
+    assert_eq!(claim(3, Some(1)).await, expected);
+    // No room for resumes: nothing, although two sessions are claimable.
+    assert!(claim(10, Some(0)).await.is_empty());
+    // The next two, in the order their leases lapsed.
+    assert_eq!(claim(10, Some(2)).await, HashSet::from([id(1), id(0)]));
+    // Without a resume limit, `limit` bounds them.
+    assert_eq!(claim(10, None).await, HashSet::from([id(2)]));
+
+    // A new pairing is served even when the resume limit is zero.
+    let d = new_device(b, UserId::random(), "late").await;
+    b.devices
+        .start_pairing(d.id, PairingRequest::Qr)
+        .await
+        .unwrap();
+    assert_eq!(claim(1, Some(0)).await, HashSet::from([d.id]));
 }
 
 /// Never more than `limit` per call, and the next call takes the rest.

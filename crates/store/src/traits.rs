@@ -117,6 +117,9 @@ pub trait DeviceStore: Send + Sync + 'static {
     ///   (test `claim_takes_only_devices_that_need_work`).
     /// - Never more than the limit (test `claim_honours_the_limit`).
     /// - Never a device listed in `request.skip` (test `claim_skips_what_it_is_told_to`).
+    /// - Pairings and unlinks first, oldest change first; then `connected` devices, at most
+    ///   [`ClaimRequest::resumes_allowed`] of them, the longest-waiting lease first (test
+    ///   `claim_paces_resumes_after_pairings`).
     /// - Concurrent claimers never receive the same device (test `concurrent_claimers_never_share`).
     /// - A held, unexpired lease is not claimable; a lapsed one is, with a strictly higher
     ///   fence (test `expired_lease_is_claimable_with_higher_fence`).

@@ -813,8 +813,11 @@ impl DeviceUpdate {
 /// use wa_pairing_store::{ClaimRequest, DeviceId};
 ///
 /// let unreadable = DeviceId::random();
-/// let request = ClaimRequest::new("runner-a", 25, Duration::from_secs(30)).skip([unreadable]);
+/// let request = ClaimRequest::new("runner-a", 25, Duration::from_secs(30))
+///     .skip([unreadable])
+///     .resume_limit(5);
 /// assert_eq!(request.skip, [unreadable]);
+/// assert_eq!(request.resumes_allowed(), 5);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -829,6 +832,11 @@ pub struct ClaimRequest {
     /// their auth state was sealed with a key it does not have), so that another instance
     /// can.
     pub skip: Vec<DeviceId>,
+    /// At most this many of the devices returned may be `connected` ones, sessions to log in
+    /// again (`None`: no bound beyond `limit`). Each is a login to WhatsApp, so a runner
+    /// taking over a dead instance's devices asks only for as many as it can log in at its
+    /// pace; pairings and unlinks are not counted and come first.
+    pub resume_limit: Option<usize>,
 }
 
 impl ClaimRequest {
@@ -839,7 +847,26 @@ impl ClaimRequest {
             limit,
             lease_for,
             skip: Vec::new(),
+            resume_limit: None,
         }
+    }
+
+    /// Returns at most `n` `connected` devices (sessions to log in again) among the `limit`.
+    ///
+    /// A claim always serves the devices that need a person first: pairings (`connecting`,
+    /// `waiting_pairing`) and unlinks, oldest change first. The rest of `limit`, up to `n`,
+    /// goes to sessions to resume, the one whose lease has waited longest first (a lapsed
+    /// lease by when it lapsed, a released one by when it last changed).
+    #[must_use]
+    pub fn resume_limit(mut self, n: usize) -> Self {
+        self.resume_limit = Some(n);
+        self
+    }
+
+    /// How many `connected` devices this request may return: `limit`, or less when
+    /// [`resume_limit`](Self::resume_limit) says so.
+    pub fn resumes_allowed(&self) -> usize {
+        self.resume_limit.map_or(self.limit, |n| n.min(self.limit))
     }
 
     /// Never returns these devices.

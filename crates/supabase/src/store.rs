@@ -360,12 +360,17 @@ impl DeviceStore for SupabaseStore {
             return Ok(Vec::new());
         }
         let owner = request.owner.as_str();
-        let params = json!({
+        let mut params = json!({
             "p_owner": owner,
             "p_limit": i32::try_from(request.limit).unwrap_or(i32::MAX),
             "p_lease_seconds": request.lease_for.as_secs_f64(),
             "p_skip": request.skip,
         });
+        // PostgREST picks the overload by argument names: the resume limit is sent only when
+        // set, so the request without it matches the four-argument form.
+        if let Some(n) = request.resume_limit {
+            params["p_resume_limit"] = json!(i32::try_from(n).unwrap_or(i32::MAX));
+        }
         let rows: Vec<Value> = self
             .send_as(
                 "claim",

@@ -259,6 +259,28 @@ async fn delete_asks_for_the_deleted_id_and_nothing_deleted_is_not_found() {
     );
 }
 
+/// A paced claim names the resume limit, so PostgREST picks the five-argument form.
+#[tokio::test]
+async fn a_paced_claim_sends_its_resume_limit() {
+    let server = MockServer::start().await;
+    rpc("wa_claim_devices")
+        .and(query_param("select", DEVICE_COLUMNS))
+        .and(body_json(json!({
+            "p_owner": "runner-1", "p_limit": 25, "p_lease_seconds": 30.0, "p_skip": [],
+            "p_resume_limit": 4
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([row("connected")])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let claimed = store(&server)
+        .claim(&ClaimRequest::new("runner-1", 25, Duration::from_secs(30)).resume_limit(4))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].device.status, DeviceStatus::Connected);
+}
+
 #[tokio::test]
 async fn claim_renew_and_release_go_through_the_lease_functions() {
     let server = MockServer::start().await;

@@ -4,7 +4,8 @@
 //! ```sh
 //! cargo bench -p wa-pairing-e2e --bench pairing            # both stores
 //! cargo bench -p wa-pairing-e2e --bench pairing -- memory  # one of: memory, postgres
-//! WA_PAIRING_BENCH_SESSIONS=300 cargo bench -p wa-pairing-e2e --bench pairing
+//! WA_PAIRING_BENCH_SESSIONS=10000 cargo bench -p wa-pairing-e2e --bench pairing -- postgres
+//! cargo bench -p wa-pairing-e2e --bench pairing -- takeover # a dead instance's sessions
 //! ```
 //!
 //! Each store is measured in a process of its own, with the simulator in another, so the
@@ -12,11 +13,17 @@
 //! Per store:
 //! - 100 devices asked to pair at once, the simulated phones typing each code as it
 //!   appears: time until all are connected, pairings per second;
-//! - resident memory per connected session at 100 sessions and at the full count (1,000 by
-//!   default), and for PostgreSQL the transactions per second the runner makes while idle;
+//! - resident memory per connected session at 100, 1,000, 5,000 and 10,000 sessions (as far
+//!   as the full count, 1,000 by default), and for PostgreSQL, while idle, the transactions
+//!   per second the runner makes, its CPU use and its lease renewal latency;
 //! - with those sessions held, 50 devices one at a time: from `connecting` to the code
 //!   readable in the store, and from the code being typed to `connected` (p50, p99), and
 //!   the auth-state operations per pairing.
+//!
+//! `takeover` measures a dead instance's sessions coming back: one runner process links the
+//! sessions (1,000 by default) and is killed; two instances left in the measuring process
+//! take them over at the default resume rate, while new devices ask for codes one after
+//! another. PostgreSQL only.
 #![allow(missing_docs, clippy::cast_precision_loss)]
 
 use std::collections::HashSet;
@@ -37,6 +44,11 @@ use wa_pairing_whatsapp::WhatsAppConfig;
 
 const ROLE_ENV: &str = "WA_PAIRING_BENCH_ROLE";
 const SESSIONS_ENV: &str = "WA_PAIRING_BENCH_SESSIONS";
+/// The database and simulator a `dying` runner process works against.
+const DB_ENV: &str = "WA_PAIRING_BENCH_DB_URL";
+const SIM_ENV: &str = "WA_PAIRING_BENCH_SIM_URL";
+/// Where sessions are measured, as far as the full count.
+const CHECKPOINTS: [usize; 4] = [BURST, 1_000, 5_000, 10_000];
 const BURST: usize = 100;
 const SEQUENTIAL: usize = 50;
 
@@ -47,14 +59,18 @@ fn main() {
         .expect("runtime");
     match std::env::var(ROLE_ENV).as_deref() {
         Ok("sim") => rt.block_on(sim_process()),
+        Ok("dying") => rt.block_on(dying_process()),
+        Ok("takeover") => rt.block_on(takeover_process()),
         Ok(store) => rt.block_on(runner_process(store)),
         Err(_) => {
             let only: Vec<String> = std::env::args()
                 .skip(1)
                 .filter(|a| !a.starts_with("--"))
                 .collect();
-            for store in ["memory", "postgres"] {
-                if only.is_empty() || only.iter().any(|o| o == store) {
+            for store in ["memory", "postgres", "takeover"] {
+                let asked = only.iter().any(|o| o == store);
+                // The takeover runs only when asked for by name.
+                if asked || (only.is_empty() && store != "takeover") {
                     let status = std::process::Command::new(std::env::current_exe().expect("exe"))
                         .env(ROLE_ENV, store)
                         .status()
@@ -183,6 +199,8 @@ struct Bench {
     user: UserId,
     phones: Arc<Phones>,
     next: usize,
+    /// Every device linked by a burst.
+    linked: Vec<DeviceId>,
 }
 
 impl Bench {
@@ -202,31 +220,29 @@ impl Bench {
         (d.id, number)
     }
 
-    async fn connected(&self) -> usize {
-        self.devices
-            .list_for_user(self.user)
-            .await
-            .expect("list")
-            .iter()
-            .filter(|d| d.status == DeviceStatus::Connected)
-            .count()
-    }
-
     /// `n` devices at once, each code typed as soon as it is stored; returns the wall time.
+    /// Only these devices are polled, so a burst costs the same at 10,000 sessions as at 100.
     async fn burst(&mut self, n: usize) -> Duration {
-        let before = self.connected().await;
         let start = Instant::now();
         let mut pending = Vec::with_capacity(n);
         for _ in 0..n {
             pending.push(self.new_device().await);
         }
         let mut typed = HashSet::new();
-        while typed.len() < n || self.connected().await < before + n {
+        let mut linked = HashSet::new();
+        while linked.len() < n {
             for (id, number) in &pending {
-                if typed.contains(id) {
+                if linked.contains(id) {
                     continue;
                 }
                 let d = self.devices.get(*id).await.expect("get");
+                if d.status == DeviceStatus::Connected {
+                    linked.insert(*id);
+                    continue;
+                }
+                if typed.contains(id) {
+                    continue;
+                }
                 if let Some(code) = d.pairing_code {
                     self.phones.type_code(number, &code.to_string()).await;
                     typed.insert(*id);
@@ -238,6 +254,7 @@ impl Bench {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        self.linked.extend(pending.into_iter().map(|(id, _)| id));
         start.elapsed()
     }
 
@@ -291,6 +308,59 @@ async fn idle_tps(url: &str, db: &str) -> f64 {
     (b - a - 1) as f64 / window.as_secs_f64()
 }
 
+/// This process's CPU time (user and system), to measure its use over a window.
+struct CpuClock {
+    ticks: u64,
+    at: Instant,
+}
+
+impl CpuClock {
+    fn ticks() -> u64 {
+        // /proc/self/stat: the 14th and 15th fields, after the command in parentheses.
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let field = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        // Counted from the state field (the 3rd overall): utime is the 14th, stime the 15th.
+        field(11) + field(12)
+    }
+
+    fn now() -> Self {
+        Self {
+            ticks: Self::ticks(),
+            at: Instant::now(),
+        }
+    }
+
+    /// CPU used since [`now`](Self::now), in percent of one core (100 clock ticks a second).
+    fn percent(&self) -> f64 {
+        let used = (Self::ticks() - self.ticks) as f64 / 100.0;
+        used / self.at.elapsed().as_secs_f64() * 100.0
+    }
+}
+
+/// The runner's lease renewal latency over the last minute or so (p50, p99, milliseconds),
+/// from the summary the Prometheus recorder keeps.
+fn renew_quantiles(prom: &metrics_exporter_prometheus::PrometheusHandle) -> (f64, f64) {
+    let text = prom.render();
+    let q = |quantile: &str| {
+        let prefix = format!(
+            "{}{{quantile=\"{quantile}\"}} ",
+            wa_pairing_runner::metrics::RENEW
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |s| s * 1e3)
+    };
+    (q("0.5"), q("0.99"))
+}
+
 async fn runner_process(store: &str) {
     let total: usize = std::env::var(SESSIONS_ENV)
         .ok()
@@ -341,6 +411,9 @@ async fn runner_process(store: &str) {
         },
         other => panic!("unknown store {other:?}: memory or postgres"),
     };
+    let prom = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("the bench's metrics recorder");
     let (phones, url) = Phones::start().await;
     let connector = WhatsAppConfig::new(&stores)
         .server_url(url)
@@ -364,6 +437,7 @@ async fn runner_process(store: &str) {
         user: UserId::random(),
         phones,
         next: 0,
+        linked: Vec::new(),
     };
     println!("\n== {store}: runner process, simulator in its own process");
     let wall = bench.burst(BURST).await;
@@ -373,16 +447,21 @@ async fn runner_process(store: &str) {
         BURST as f64 / wall.as_secs_f64()
     );
 
-    let mut checkpoints = vec![BURST];
-    if total > BURST {
-        checkpoints.push(total);
-    }
+    let mut checkpoints: Vec<usize> = CHECKPOINTS.into_iter().filter(|c| *c < total).collect();
+    checkpoints.push(total);
     let mut held = BURST;
     for &at in &checkpoints {
+        let grown = Instant::now();
         while held < at {
             let n = (at - held).min(BURST);
             bench.burst(n).await;
             held += n;
+        }
+        if at > BURST {
+            println!(
+                "  grew to {at} sessions in {:.0} s",
+                grown.elapsed().as_secs_f64()
+            );
         }
         // Let the new sessions finish their start-up work (pre-key uploads run after
         // `Connected`) before measuring anything.
@@ -393,8 +472,16 @@ async fn runner_process(store: &str) {
             (rss - rss0) / at as f64
         );
         if let Some(db) = &pg {
+            let cpu = CpuClock::now();
             let tps = idle_tps(&db.url, db.name()).await;
-            println!("  idle with {at} sessions: {tps:.2} database transactions/s");
+            println!(
+                "  idle with {at} sessions: {tps:.2} database transactions/s, runner CPU {:.1} % of one core",
+                cpu.percent()
+            );
+            let (p50, p99) = renew_quantiles(&prom);
+            println!(
+                "  lease renewal ({at} leases in one call, the last minute): p50 {p50:.1} ms, p99 {p99:.1} ms"
+            );
         }
     }
 
@@ -435,4 +522,182 @@ async fn runner_process(store: &str) {
     if let Some(db) = pg {
         db.drop().await;
     }
+}
+
+/// The instance that dies: a runner over the measuring process's database and simulator,
+/// holding every session it links until it is killed.
+async fn dying_process() {
+    let db = std::env::var(DB_ENV).expect("the database URL");
+    let sim = std::env::var(SIM_ENV).expect("the simulator URL");
+    let total: usize = std::env::var(SESSIONS_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .expect("the number of sessions");
+    let pg = wa_pairing_postgres::PostgresStore::connect(
+        &wa_pairing_postgres::PostgresConfig::new(&db).pool_size(8),
+    )
+    .expect("pool");
+    let stores = pg.stores().encrypt(wa_pairing_e2e::test_keyring()).build();
+    let connector = WhatsAppConfig::new(&stores)
+        .server_url(sim)
+        .push_name("wa-pairing bench")
+        .build()
+        .expect("connector");
+    let config = RunnerConfig::default()
+        .instance_id("dying")
+        .claim_interval(Duration::from_millis(500))
+        .max_sessions(total);
+    let runner = Runner::new(stores, Arc::new(connector), config).expect("runner");
+    // Runs until the measuring process kills it: no release, no goodbye, as in a crash.
+    runner.run(std::future::pending()).await;
+}
+
+/// Resumed sessions among `ids`: connected, held by an instance left, logged in after `t`.
+async fn resumed_since(
+    client: &tokio_postgres::Client,
+    ids: &[uuid::Uuid],
+    t: chrono::DateTime<chrono::Utc>,
+) -> (
+    i64,
+    Option<chrono::DateTime<chrono::Utc>>,
+    Option<chrono::DateTime<chrono::Utc>>,
+) {
+    let row = client
+        .query_one(
+            "select count(*), min(last_connected_at), max(last_connected_at)
+               from public.devices
+              where id = any($1) and status = 'connected' and lease_owner like 'left-%'
+                and last_connected_at > $2",
+            &[&ids, &t],
+        )
+        .await
+        .expect("count resumed sessions");
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// A dead instance's sessions taken over by the two instances left, at the default pace,
+/// while new devices ask for codes.
+async fn takeover_process() {
+    let total: usize = std::env::var(SESSIONS_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let (pg, db) = match wa_pairing_e2e::postgres_store().await {
+        Ok(x) => x,
+        Err(skip) => {
+            println!("takeover: skipped ({})", skip.0);
+            return;
+        }
+    };
+    let (admin, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the bench database");
+    tokio::spawn(conn);
+    admin
+        .batch_execute(
+            "update public.wa_pairing_settings set value = '1000000' \
+             where name = 'max_devices_per_user'",
+        )
+        .await
+        .expect("lift the device cap");
+    let stores = pg.stores().encrypt(wa_pairing_e2e::test_keyring()).build();
+    let (phones, url) = Phones::start().await;
+    let mut dying = tokio::process::Command::new(std::env::current_exe().expect("exe"))
+        .env(ROLE_ENV, "dying")
+        .env(DB_ENV, &db.url)
+        .env(SIM_ENV, &url)
+        .env(SESSIONS_ENV, total.to_string())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the dying instance starts");
+    let mut bench = Bench {
+        devices: Arc::clone(stores.devices()),
+        user: UserId::random(),
+        phones,
+        next: 0,
+        linked: Vec::new(),
+    };
+    println!("\n== takeover: {total} sessions, PostgreSQL, default lease (30 s) and resume rate");
+    let linking = Instant::now();
+    while bench.linked.len() < total {
+        let n = (total - bench.linked.len()).min(BURST);
+        bench.burst(n).await;
+    }
+    println!(
+        "{total} sessions linked by the instance to be killed in {:.0} s",
+        linking.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(15)).await;
+
+    // The two instances left, with the defaults a deployment has.
+    let mut left = Vec::new();
+    for name in ["left-1", "left-2"] {
+        let connector = WhatsAppConfig::new(&stores)
+            .server_url(url.clone())
+            .push_name("wa-pairing bench")
+            .build()
+            .expect("connector");
+        let config = RunnerConfig::default()
+            .instance_id(name)
+            .max_sessions(total + 100);
+        let runner = Runner::new(stores.clone(), Arc::new(connector), config).expect("runner");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(runner.run(async {
+            let _ = stopped.await;
+        }));
+        left.push((stop, task));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let ids: Vec<uuid::Uuid> = bench.linked.iter().map(|d| d.0).collect();
+    let killed = Instant::now();
+    let killed_at = chrono::Utc::now();
+    dying.kill().await.expect("kill the instance");
+    let mut to_code = Vec::new();
+    let (first, last) = loop {
+        let (n, f, l) = resumed_since(&admin, &ids, killed_at).await;
+        if usize::try_from(n).unwrap_or(0) >= total {
+            break (f, l);
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(1800),
+            "only {n} of {total} sessions resumed within 30 minutes"
+        );
+        // A person asks for a code while the takeover runs.
+        let (code, _) = bench.one().await;
+        to_code.push(code);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let all_back = killed.elapsed();
+    let secs = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map_or(f64::NAN, |t| (t - killed_at).as_seconds_f64())
+    };
+    let (first, last) = (secs(first), secs(last));
+    println!(
+        "all {total} sessions back {:.1} s after the kill: the first {first:.1} s after it (its lease lapsing), the last {last:.1} s, {:.1} resumes/s in between",
+        all_back.as_secs_f64(),
+        total as f64 / (last - first)
+    );
+    let shares = admin
+        .query(
+            "select lease_owner, count(*) from public.devices where id = any($1) group by 1 order by 1",
+            &[&ids],
+        )
+        .await
+        .expect("shares");
+    for row in shares {
+        let (owner, n): (Option<String>, i64) = (row.get(0), row.get(1));
+        println!("  {}: {n} sessions", owner.unwrap_or_default());
+    }
+    println!(
+        "{} new devices during the takeover, connecting -> code in the store: p50 {:.1} ms, p99 {:.1} ms",
+        to_code.len(),
+        pct(&to_code, 0.5),
+        pct(&to_code, 0.99)
+    );
+    for (stop, task) in left {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
+    db.drop().await;
 }

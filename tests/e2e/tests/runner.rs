@@ -542,3 +542,166 @@ async fn pairs_by_qr_end_to_end() {
     );
     runner.shutdown().await;
 }
+
+/// Three instances over PostgreSQL; the one that holds every session dies. The two left take
+/// every session over, each at no more than its resume rate, the longest-lapsed lease
+/// first, no account ever on two sockets, and a device asking for a code meanwhile gets it
+/// while the takeover is still under way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_instances_sessions_are_taken_over_at_the_resume_rate() {
+    const SESSIONS: usize = 12;
+    const RATE: f64 = 1.0;
+    let (stores, db) = match wa_pairing_e2e::postgres().await {
+        Ok(x) => x,
+        Err(why) => return skip("postgres takeover e2e", &why),
+    };
+    let stack = Stack::start(stores).await;
+    let person = stack.person();
+    let paced = |n: &str| {
+        Stack::config(n)
+            .lease_for(Duration::from_secs(6))
+            .heartbeat(Duration::from_secs(1))
+            .resume_rate(RATE)
+            .resume_jitter(0.25)
+    };
+    // The first instance links every device before the others start, so it holds them all.
+    let a = stack.runner(paced("dying"));
+    let phones: Vec<String> = (0..SESSIONS).map(|i| format!("628123455{i:04}")).collect();
+    let mut ids = Vec::new();
+    for phone in &phones {
+        ids.push(stack.device(phone).await.id);
+    }
+    for id in &ids {
+        let d = stack.connected(*id).await;
+        assert_eq!(d.lease_owner.as_deref(), Some("dying"));
+    }
+    stack
+        .sim
+        .wait_for_counters(Duration::from_secs(30), |c| c.logins >= SESSIONS as u64)
+        .await
+        .expect("every linked companion logged in");
+    let b = stack.runner(paced("left-1"));
+    let c = stack.runner(paced("left-2"));
+    let mut logins = stack.sim.events();
+    let killed = tokio::time::Instant::now();
+    let killed_second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    a.kill();
+
+    // Each login after the kill, when it happened, for which phone.
+    let mut seen: Vec<(tokio::time::Instant, String)> = Vec::new();
+    next_login(&mut logins, &mut seen).await;
+    // The takeover is under way: a new device asks for a code, and gets it before the
+    // takeover ends (pairings are never paced).
+    let newcomer = stack.device("6281234569999").await;
+    stack
+        .until(newcomer.id, "a code during the takeover", |d| {
+            d.status == DeviceStatus::WaitingPairing
+        })
+        .await;
+    let resumed_when_coded = seen.len();
+    while seen.iter().filter(|(_, p)| phones.contains(p)).count() < SESSIONS {
+        next_login(&mut logins, &mut seen).await;
+    }
+    assert!(
+        resumed_when_coded < SESSIONS,
+        "the code waited for all {SESSIONS} resumes"
+    );
+    let seen: Vec<(tokio::time::Instant, String)> = seen
+        .into_iter()
+        .filter(|(_, p)| phones.contains(p))
+        .collect();
+    assert_eq!(
+        seen.len(),
+        SESSIONS,
+        "each session logged in once: {seen:?}"
+    );
+
+    // Who resumed what: every session is held by one of the two left, and connected.
+    let mut by_instance = std::collections::HashMap::<String, Vec<tokio::time::Instant>>::new();
+    for (at, phone) in &seen {
+        let i = phones
+            .iter()
+            .position(|p| p == phone)
+            .expect("a known phone");
+        let d = stack.connected(ids[i]).await;
+        let owner = d.lease_owner.expect("held");
+        assert!(owner == "left-1" || owner == "left-2", "held by {owner}");
+        by_instance.entry(owner).or_default().push(*at);
+    }
+    // Never faster than the rate: one instance logs in at most once per second, so any one
+    // second holds at most two of its logins (one at each end), whatever the delivery delay.
+    for (owner, times) in &by_instance {
+        for (i, t) in times.iter().enumerate() {
+            let within = times[i..]
+                .iter()
+                .take_while(|u| **u - *t < Duration::from_secs(1))
+                .count();
+            assert!(
+                within <= 2,
+                "{owner} logged in {within} sessions within a second"
+            );
+        }
+    }
+    // Together, the twelve take at least (12 / 2 instances - 1) seconds at one per second
+    // each; unpaced, they would log in within a moment.
+    let span = seen.last().expect("logins").0 - seen[0].0;
+    assert!(
+        span >= Duration::from_secs(4),
+        "twelve sessions resumed within {span:?}"
+    );
+    let counters = stack.sim.counters();
+    // The simulator's own count agrees: no second after the kill saw more logins than the
+    // two instances' pace allows (two each at a second's edges), plus the newcomer's. (The
+    // linking's own logins fall in the kill's second or before it; the first resume comes a
+    // lease period later.)
+    assert!(
+        seen[0].0 - killed > Duration::from_secs(2),
+        "resumed before the leases lapsed"
+    );
+    for (second, n) in counters.logins_by_second.range(killed_second + 1..) {
+        assert!(
+            *n <= 5,
+            "{n} logins in second {second} (the kill in {killed_second}): {:?}; seen {seen:?} from {killed:?}",
+            counters.logins_by_second
+        );
+    }
+    assert!(
+        counters.max_sessions_any() <= 1,
+        "two sockets for one account: {counters:?}"
+    );
+    for phone in &phones {
+        assert_eq!(counters.code_requests_for(phone), 1, "{phone} paired again");
+    }
+    println!(
+        "takeover of {SESSIONS} sessions: {:?} after the kill, by instance {:?}",
+        seen.last().expect("logins").0 - killed,
+        by_instance
+            .iter()
+            .map(|(k, v)| (k, v.len()))
+            .collect::<Vec<_>>()
+    );
+    b.shutdown().await;
+    c.shutdown().await;
+    person.abort();
+    db.drop().await;
+}
+
+/// Waits for the simulator's next login and notes when it happened and for which phone.
+async fn next_login(
+    events: &mut tokio::sync::broadcast::Receiver<wa_pairing_sim::SimEvent>,
+    seen: &mut Vec<(tokio::time::Instant, String)>,
+) {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(60), events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no login within a minute; {} so far", seen.len()))
+            .expect("the simulator's events");
+        if let wa_pairing_sim::SimEvent::LoggedIn { phone, .. } = event {
+            seen.push((tokio::time::Instant::now(), phone));
+            return;
+        }
+    }
+}

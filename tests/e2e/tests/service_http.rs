@@ -219,8 +219,18 @@ async fn an_owner_links_a_phone_through_the_service_and_prometheus_sees_it() {
     assert_eq!(linked["phone_number"], number.as_str());
     assert!(linked["pairing_code"].is_null());
 
-    // Prometheus' view of the same pairing.
-    let text = scrape(&client, health).await;
+    // Prometheus' view of the same pairing. The device is stored as connected when the phone
+    // accepts the link; the session gauge rises a moment later, when the actor takes up the
+    // live session.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = scrape(&client, health).await;
+        if sample(&text, "wa_pairing_sessions").is_some() || tokio::time::Instant::now() > deadline
+        {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(
         sample(&text, "wa_pairing_outcomes_total{kind=\"linked\"}"),
         Some(1.0),

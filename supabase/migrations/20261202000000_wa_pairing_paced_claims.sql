@@ -1,0 +1,1 @@
+../../crates/postgres/migrations/20261202000000_wa_pairing_paced_claims.sql

@@ -20,6 +20,7 @@ use crate::connector::{
     Connector, ConnectorErrorKind, OpenedSession, Session, SessionEvent, SessionEvents,
     SessionMode, SessionSpec,
 };
+use crate::live::{LiveSession, LiveSessions};
 use crate::{messages, metrics};
 
 /// What an actor shares with the runner.
@@ -28,6 +29,7 @@ pub(crate) struct Ctx {
     pub(crate) connector: Arc<dyn Connector>,
     pub(crate) config: RunnerConfig,
     pub(crate) parser: PhoneParser,
+    pub(crate) live: LiveSessions,
 }
 
 /// Why an actor ended.
@@ -292,7 +294,7 @@ impl Actor {
         } = opened;
         let result = self.code_loop(&*session, &mut events, &phone).await;
         match result {
-            Ok(Paired::Yes) => self.connected_loop(&*session, &mut events).await,
+            Ok(Paired::Yes) => self.connected_loop(&*session, &mut events, false).await,
             Ok(Paired::No(exit)) => {
                 session.disconnect().await;
                 Ok(exit)
@@ -559,7 +561,7 @@ impl Actor {
         }
         .await;
         match result {
-            Ok(Paired::Yes) => self.connected_loop(&*session, &mut events).await,
+            Ok(Paired::Yes) => self.connected_loop(&*session, &mut events, false).await,
             Ok(Paired::No(exit)) => {
                 session.disconnect().await;
                 Ok(exit)
@@ -587,7 +589,7 @@ impl Actor {
             session,
             mut events,
         } = opened;
-        self.connected_loop(&*session, &mut events).await
+        self.connected_loop(&*session, &mut events, true).await
     }
 
     async fn end_disconnected(&mut self, message: String) -> Step<Exit> {
@@ -601,12 +603,19 @@ impl Actor {
         Ok(Exit::Finished)
     }
 
+    /// The live session: kept up until it ends or the lease is lost. From its first
+    /// `Connected` it is offered to the application ([`LiveSessions`]), as `resumed` or
+    /// just linked, until it ends.
     async fn connected_loop(
         &mut self,
         session: &dyn Session,
         events: &mut SessionEvents,
+        resumed: bool,
     ) -> Step<Exit> {
         metrics::session_opened();
+        // Cancelled with the actor (lease lost, shutdown) and when the session ends here.
+        let live = self.cancel.child_token();
+        let mut offered = false;
         let result = async {
             loop {
                 let event = tokio::select! {
@@ -621,6 +630,16 @@ impl Actor {
                             DeviceUpdate::status(DeviceStatus::Connected).last_connected_at(now),
                         )
                         .await?;
+                        if !offered {
+                            offered = true;
+                            self.ctx.live.insert(LiveSession::new(
+                                self.lease.device_id,
+                                self.lease.fence,
+                                resumed,
+                                session.app_handle(),
+                                live.clone(),
+                            ));
+                        }
                     }
                     Some(SessionEvent::Disconnected { reason }) => {
                         metrics::reconnect();
@@ -649,6 +668,7 @@ impl Actor {
             }
         }
         .await;
+        live.cancel();
         metrics::session_closed();
         session.disconnect().await;
         result

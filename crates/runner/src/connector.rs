@@ -204,6 +204,13 @@ pub trait Session: Send + Sync + 'static {
 
     /// Removes the companion from the account (WhatsApp logout) and closes the socket.
     async fn logout(&self) -> Result<(), ConnectorError>;
+
+    /// What the embedding application may use of this session while it is live (the
+    /// WhatsApp connector offers its client), handed out through
+    /// [`LiveSession::app`](crate::LiveSession::app). `None` (the default): nothing.
+    fn app_handle(&self) -> Option<std::sync::Arc<dyn std::any::Any + Send + Sync>> {
+        None
+    }
 }
 
 /// What went wrong in a connector call.

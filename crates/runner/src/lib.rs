@@ -4,12 +4,14 @@
 mod actor;
 mod config;
 pub mod connector;
+mod live;
 mod messages;
 pub mod metrics;
 mod pace;
 mod runner;
 
 pub use config::{ConfigError, RunnerConfig};
+pub use live::{LiveSession, LiveSessionError, LiveSessions, SessionChange};
 pub use runner::{RunSummary, Runner, RunnerStatus};
 
 pub use connector::{

@@ -19,6 +19,7 @@ use wa_pairing_store::{
 use crate::actor::{self, Ctx, Exit};
 use crate::config::{ConfigError, RunnerConfig};
 use crate::connector::Connector;
+use crate::live::LiveSessions;
 use crate::metrics;
 use crate::pace::Pacer;
 
@@ -48,6 +49,7 @@ pub struct Runner {
     connector: Arc<dyn Connector>,
     config: RunnerConfig,
     status: RunnerStatus,
+    live: LiveSessions,
 }
 
 impl std::fmt::Debug for Runner {
@@ -166,6 +168,8 @@ struct Loop {
     skip: HashMap<DeviceId, Instant>,
     /// When each claimed session may log in again.
     pacer: Pacer,
+    /// The live sessions offered to the application.
+    live: LiveSessions,
     summary: RunSummary,
 }
 
@@ -185,7 +189,16 @@ impl Runner {
             connector,
             config,
             status: RunnerStatus::default(),
+            live: LiveSessions::default(),
         })
+    }
+
+    /// The sessions this instance holds live, for the embedding application: look one up by
+    /// device id, list them, subscribe to sessions coming and going. Valid before, during
+    /// and after [`run`](Self::run); a handle works only while this instance holds the
+    /// device's lease and its session is up.
+    pub fn sessions(&self) -> LiveSessions {
+        self.live.clone()
     }
 
     /// A live view of this runner (sessions held, devices it cannot open), valid before, during
@@ -243,6 +256,7 @@ impl Runner {
             connector: Arc::clone(&self.connector),
             parser: PhoneParser::new(config.default_region),
             config: config.clone(),
+            live: self.live.clone(),
         });
         let store = Arc::clone(self.stores.devices());
         let status = self.status.clone();
@@ -258,6 +272,7 @@ impl Runner {
                 config.resume_jitter,
                 config.resume_horizon(),
             ),
+            live: self.live.clone(),
             summary: RunSummary::default(),
         };
 
@@ -473,6 +488,13 @@ async fn renew(
 /// actor panicked (a socket may still be closing).
 async fn ended(store: &dyn DeviceStore, st: &mut Loop, id: DeviceId, exit: &Exit) {
     let Some(h) = st.held.remove(&id) else { return };
+    // The application hears of it (the handle itself stopped working when the lease was
+    // lost or the session ended).
+    if h.lost || *exit == Exit::LeaseLost {
+        st.live.lost(id);
+    } else {
+        st.live.closed(id, h.lease.fence);
+    }
     match exit {
         Exit::Panicked => {}
         Exit::LeaseLost => st.summary.leases_lost += 1,

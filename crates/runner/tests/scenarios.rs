@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 use wa_pairing_code::{IssuedCode, PairingCode};
 use wa_pairing_retry::Verdict;
 use wa_pairing_runner::{
-    ConnectorError, ConnectorErrorKind, MockConnector, MockSession, OpenedSession, RunSummary,
-    Runner, RunnerConfig, SessionEvent, SessionMode,
+    ConnectorError, ConnectorErrorKind, LiveSessionError, MockConnector, MockSession,
+    OpenedSession, RunSummary, Runner, RunnerConfig, SessionChange, SessionEvent, SessionMode,
 };
 use wa_pairing_store::{
     AuthStateStore, BudgetConfig, ClaimRequest, ClaimedDevice, CodeCache, Device, DeviceId,
@@ -117,6 +117,9 @@ fn connector(script: &Arc<Script>, rx: mpsc::UnboundedReceiver<SessionEvent>) ->
         session.expect_disconnect().returning(move || {
             s.disconnects.fetch_add(1, Ordering::SeqCst);
         });
+        session
+            .expect_app_handle()
+            .returning(|| Some(Arc::new(String::from("the mock client"))));
         let s = Arc::clone(&script);
         session.expect_logout().returning(move || {
             s.logouts.fetch_add(1, Ordering::SeqCst);
@@ -1425,4 +1428,74 @@ async fn a_takeover_is_paced_and_a_pairing_goes_first() {
     assert_eq!(held(&h).await, 10);
     let summary = stop(task, s).await;
     assert_eq!(summary.claimed, 11);
+}
+
+/// The application sees a resumed session as soon as it is live, uses what the connector
+/// offers through it, and the handle stops working the moment the owner's stop revokes the
+/// lease; a linked session ending at shutdown is reported closed.
+#[tokio::test(start_paused = true)]
+async fn live_handles_follow_the_lease() {
+    let mut h = Harness::new(Script::default());
+    let d = h.connected_device().await;
+    let sessions = h.runner.as_ref().unwrap().sessions();
+    let mut changes = sessions.subscribe();
+    assert!(sessions.get(d.id).is_none(), "nothing live before the run");
+    let (task, s) = h.start();
+    h.opened(1).await;
+    assert!(sessions.is_empty(), "not offered before it is connected");
+    h.send(SessionEvent::Connected);
+    assert_eq!(
+        changes.recv().await.unwrap(),
+        SessionChange::Resumed { device_id: d.id }
+    );
+    let live = sessions.get(d.id).expect("a live handle");
+    assert!(live.resumed());
+    assert_eq!(sessions.list(), [d.id]);
+    let held = DeviceStore::get(&h.store, d.id).await.unwrap();
+    assert_eq!(live.fence(), held.lease_fence);
+    assert_eq!(*live.app::<String>().unwrap(), "the mock client");
+
+    // The owner stops the device: the lease is revoked, and the handle refuses at once.
+    h.store.disconnect(d.id).await.unwrap();
+    assert_eq!(
+        changes.recv().await.unwrap(),
+        SessionChange::Lost { device_id: d.id }
+    );
+    assert_eq!(live.check(), Err(LiveSessionError::NotLive(d.id)));
+    assert!(live.app::<String>().is_err());
+    assert!(sessions.get(d.id).is_none());
+
+    stop(task, s).await;
+}
+
+/// A just-linked session is offered as connected, and reported closed at shutdown.
+#[tokio::test(start_paused = true)]
+async fn a_linked_session_is_offered_then_closed_at_shutdown() {
+    let mut h = Harness::new(Script::default());
+    let sessions = h.runner.as_ref().unwrap().sessions();
+    let mut changes = sessions.subscribe();
+    let p = h.pairing_device().await;
+    let (task, s) = h.start();
+    h.until(p.id, "a code", |x| x.status == DeviceStatus::WaitingPairing)
+        .await;
+    h.send(SessionEvent::Paired {
+        phone: PHONE.into(),
+    });
+    h.until(p.id, "linked", |x| x.status == DeviceStatus::Connected)
+        .await;
+    h.send(SessionEvent::Connected);
+    assert_eq!(
+        changes.recv().await.unwrap(),
+        SessionChange::Connected { device_id: p.id }
+    );
+    let linked = sessions.get(p.id).expect("live");
+    assert!(!linked.resumed());
+    let summary = stop(task, s).await;
+    assert_eq!(summary.released, 1);
+    assert!(!linked.is_live());
+    assert_eq!(
+        changes.recv().await.unwrap(),
+        SessionChange::Closed { device_id: p.id }
+    );
+    assert!(sessions.is_empty());
 }

@@ -32,6 +32,7 @@ use crate::classify::classify_pair_error;
 use crate::config::{Browser, WhatsAppConfig};
 use crate::error::{Error, ErrorKind};
 use crate::guard::check_server_url;
+use crate::session::WaApp;
 
 /// Opens `whatsapp-rust` sessions for the runner: one client per device, with its state in
 /// the auth-state store ([`WaBackend`]), behind the lease's fence.
@@ -216,6 +217,7 @@ impl Connector for WhatsAppConnector {
             terminal: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             logged_out: Arc::new(AtomicBool::new(false)),
+            app: Mutex::new(None),
         });
         let backend = self.prepare(&spec, &shared).await?;
 
@@ -246,12 +248,15 @@ impl Connector for WhatsAppConnector {
         })?;
         let handle = bot.spawn();
         let client = handle.client();
+        let app = Arc::new(WaApp::new(Arc::clone(&client)));
+        *lock(&shared.app) = Some(app.events.clone());
         let (abort_tx, abort_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
         tokio::spawn(watch(handle, abort_rx, done_tx, shared.clone()));
         info!(device = %spec.device_id, mode = ?spec.mode, "WhatsApp session opened");
         let session = WaSession {
             client,
+            app,
             shared,
             show_push_notification: config.show_push_notification,
             client_type: self.client_type(),
@@ -277,6 +282,8 @@ struct SessionShared {
     /// The companion was logged out (by us or from the phone): its state is dead, and the
     /// backend writes nothing more.
     logged_out: Arc<AtomicBool>,
+    /// Where the application hears messages and receipts (set once the client exists).
+    app: Mutex<Option<tokio::sync::broadcast::Sender<Arc<Event>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -346,6 +353,12 @@ fn logged_out_reason(reason: ConnectFailureReason, on_connect: bool) -> String {
 impl EventHandler for Forwarder {
     fn handle_event(&self, event: Arc<Event>) {
         let s = &self.0;
+        if matches!(&*event, Event::Messages(_) | Event::Receipt(_)) {
+            if let Some(app) = lock(&s.app).as_ref() {
+                let _ = app.send(event);
+            }
+            return;
+        }
         match &*event {
             Event::PairingCode(p) => {
                 *lock(&s.last_code) = Some((p.code.clone(), p.timeout));
@@ -418,6 +431,9 @@ impl EventHandler for Forwarder {
             EventKind::TemporaryBan,
             EventKind::ClientOutdated,
             EventKind::ConnectFailure,
+            // For the application (`WhatsAppSession::events`).
+            EventKind::Messages,
+            EventKind::Receipt,
         ])
     }
 }
@@ -427,6 +443,8 @@ type Stop = (oneshot::Sender<()>, oneshot::Receiver<()>);
 /// One device's live client.
 struct WaSession {
     client: Arc<Client>,
+    /// What the application gets while the session is live (the runner's `LiveSession`).
+    app: Arc<WaApp>,
     shared: Arc<SessionShared>,
     show_push_notification: bool,
     client_type: CompanionWebClientType,
@@ -516,6 +534,10 @@ impl Session for WaSession {
 
     async fn disconnect(&self) {
         self.close().await;
+    }
+
+    fn app_handle(&self) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        Some(self.app.clone())
     }
 
     async fn logout(&self) -> Result<(), ConnectorError> {

@@ -9,6 +9,7 @@ mod connector;
 mod error;
 mod guard;
 pub mod keys;
+mod session;
 
 pub use backend::WaBackend;
 pub use classify::classify_pair_error;
@@ -19,3 +20,4 @@ pub use config::{
 pub use connector::WhatsAppConnector;
 pub use error::{Error, ErrorKind};
 pub use guard::{is_loopback_url, server_certificates_verified};
+pub use session::{SendError, SentMessage, WhatsAppSession};

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 use wa_pairing_postgres::testkit::PgBouncer;
 use wa_pairing_postgres::{PostgresConfig, PostgresStore};
-use wa_pairing_runner::{RunSummary, Runner, RunnerConfig, RunnerStatus};
+use wa_pairing_runner::{LiveSessions, RunSummary, Runner, RunnerConfig, RunnerStatus};
 use wa_pairing_sim::{Sim, SimConfig};
 use wa_pairing_store::testkit::Skip;
 use wa_pairing_store::{
@@ -201,6 +201,8 @@ pub struct RunningRunner {
     task: JoinHandle<RunSummary>,
     /// Its live status.
     pub status: RunnerStatus,
+    /// The sessions it holds live, as the embedding application sees them.
+    pub sessions: LiveSessions,
 }
 
 impl RunningRunner {
@@ -261,6 +263,7 @@ impl Stack {
             .expect("connector");
         let runner = Runner::new(stores.clone(), Arc::new(connector), config).expect("runner");
         let status = runner.status();
+        let sessions = runner.sessions();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(runner.run(async {
             let _ = stopped.await;
@@ -269,6 +272,7 @@ impl Stack {
             stop: Some(stop),
             task,
             status,
+            sessions,
         }
     }
 

@@ -5,10 +5,12 @@
 use std::time::Duration;
 
 use wa_pairing_e2e::Stack;
+use wa_pairing_runner::SessionChange;
 use wa_pairing_sim::Refusal;
 use wa_pairing_store::DeviceStatus;
 use wa_pairing_store::Stores;
 use wa_pairing_store::testkit::skip;
+use wa_pairing_whatsapp::{SendError, WhatsAppSession};
 
 async fn pairs_then_resumes_after_a_restart(stores: Stores) {
     let stack = Stack::start(stores).await;
@@ -704,4 +706,42 @@ async fn next_login(
             return;
         }
     }
+}
+
+/// The application gets the linked device's live WhatsApp session from the runner, and the
+/// handle refuses to send the moment the owner's stop revokes the lease (nothing reaches
+/// the client).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_live_whatsapp_session_refuses_to_send_once_its_lease_is_lost() {
+    let stack = Stack::start(wa_pairing_e2e::memory()).await;
+    let person = stack.person();
+    let phone = "6281234500040";
+    let d = stack.device(phone).await;
+    let runner = stack.runner(Stack::config("runner-live"));
+    let mut changes = runner.sessions.subscribe();
+    let linked = stack.connected(d.id).await;
+    let change = tokio::time::timeout(Duration::from_secs(60), changes.recv())
+        .await
+        .expect("the session is offered")
+        .expect("changes");
+    assert_eq!(change, SessionChange::Connected { device_id: d.id });
+    let live = runner.sessions.get(d.id).expect("a live session");
+    assert_eq!(live.fence(), linked.lease_fence);
+    let wa = WhatsAppSession::of(&live).expect("a WhatsApp session");
+    assert!(wa.client().expect("live").is_connected());
+    assert_eq!(wa.device_id(), d.id);
+
+    // The owner stops the device: the lease is revoked, and the handle refuses at once.
+    stack.stores.devices().disconnect(d.id).await.expect("stop");
+    tokio::time::timeout(Duration::from_secs(30), live.ended())
+        .await
+        .expect("the handle ends with the lease");
+    let to = wa_pairing_phone::parse("+6281234500041").expect("a number");
+    let err = wa.send_text(&to, "hello").await.expect_err("refused");
+    assert!(matches!(err, SendError::NotLive(_)), "{err}");
+    assert!(!err.to_string().contains("6281234500041"), "{err}");
+    assert!(wa.client().is_err());
+    assert!(runner.sessions.get(d.id).is_none());
+    runner.shutdown().await;
+    person.abort();
 }

@@ -1,0 +1,173 @@
+//! A linked device's live WhatsApp session, as the embedding application uses it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+use wa_pairing_phone::{PhoneNumber, RedactedPhone};
+use wa_pairing_runner::{LiveSession, LiveSessionError};
+use wa_pairing_store::DeviceId;
+use wacore::types::events::Event;
+use whatsapp_rust::Client;
+
+/// How many client events a slow subscriber may fall behind before it misses some.
+const EVENTS_BUFFERED: usize = 256;
+
+/// What the WhatsApp connector hands the runner for each session
+/// ([`Session::app_handle`](wa_pairing_runner::Session::app_handle)): the client and the
+/// application's share of its events.
+pub(crate) struct WaApp {
+    pub(crate) client: Arc<Client>,
+    pub(crate) events: broadcast::Sender<Arc<Event>>,
+}
+
+impl WaApp {
+    pub(crate) fn new(client: Arc<Client>) -> Self {
+        Self {
+            client,
+            events: broadcast::channel(EVENTS_BUFFERED).0,
+        }
+    }
+}
+
+/// One linked device's live WhatsApp session, for the application: send through it and hear
+/// what arrives, while this runner instance holds the device's lease.
+///
+/// Take it from the runner's [`LiveSessions`](wa_pairing_runner::LiveSessions) with
+/// [`of`](Self::of). Every call checks that the session is still live here first, so once
+/// the lease moved to another instance (or the session ended) nothing more is sent through
+/// it: look the device up again and, if another instance holds it, ask that one.
+///
+/// ```no_run
+/// use wa_pairing_runner::{LiveSessions, SessionChange};
+/// use wa_pairing_whatsapp::WhatsAppSession;
+///
+/// # async fn demo(sessions: LiveSessions) -> Result<(), Box<dyn std::error::Error>> {
+/// let mut changes = sessions.subscribe();
+/// while let Ok(change) = changes.recv().await {
+///     let SessionChange::Connected { device_id } = change else { continue };
+///     let Some(live) = sessions.get(device_id) else { continue };
+///     let wa = WhatsAppSession::of(&live)?;
+///     let to = wa_pairing_phone::parse("+62 812-3456-7890")?;
+///     let sent = wa.send_text(&to, "Thanks for linking your phone!").await?;
+///     println!("sent {}", sent.id);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct WhatsAppSession {
+    live: LiveSession,
+    app: Arc<WaApp>,
+}
+
+impl fmt::Debug for WhatsAppSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WhatsAppSession")
+            .field("live", &self.live)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A message WhatsApp's server took from this session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SentMessage {
+    /// The message id (the key delivery and read receipts refer to).
+    pub id: String,
+}
+
+/// Why a message was not sent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The session is not live on this instance any more: nothing was sent.
+    #[error(transparent)]
+    NotLive(#[from] LiveSessionError),
+    /// The client could not send it. The message says why in general terms, never naming
+    /// the recipient.
+    #[error("the message to {to} was not sent: {why}")]
+    Client {
+        /// The recipient, redacted (`62812****7890`).
+        to: String,
+        /// Why, in general terms.
+        why: &'static str,
+    },
+}
+
+impl WhatsAppSession {
+    /// The WhatsApp session behind `live`.
+    ///
+    /// # Errors
+    /// [`LiveSessionError::NotLive`] when the session is gone;
+    /// [`LiveSessionError::WrongType`] when `live` is not a WhatsApp connector's session.
+    pub fn of(live: &LiveSession) -> Result<Self, LiveSessionError> {
+        Ok(Self {
+            app: live.app::<WaApp>()?,
+            live: live.clone(),
+        })
+    }
+
+    /// The runner's handle this wraps.
+    pub const fn live(&self) -> &LiveSession {
+        &self.live
+    }
+
+    /// The device.
+    pub const fn device_id(&self) -> DeviceId {
+        self.live.device_id()
+    }
+
+    /// Sends a text message to `to` (a WhatsApp account's number) and returns once the
+    /// client has encrypted it for every device of the recipient (and the account's own
+    /// other devices) and written it to the socket.
+    ///
+    /// # Errors
+    /// [`SendError::NotLive`] (nothing sent) once the lease moved or the session ended;
+    /// [`SendError::Client`] when the client could not send it.
+    pub async fn send_text(&self, to: &PhoneNumber, text: &str) -> Result<SentMessage, SendError> {
+        self.live.check()?;
+        let jid = whatsapp_rust::Jid::pn(to.digits());
+        match self.app.client.send_text(jid, text).await {
+            Ok(sent) => Ok(SentMessage {
+                id: sent.message_id,
+            }),
+            Err(e) => Err(SendError::Client {
+                to: RedactedPhone::of_digits(to.digits()).to_string(),
+                why: send_failure(&e),
+            }),
+        }
+    }
+
+    /// The client's events for this session from now on: incoming messages
+    /// (`Event::Messages`) and receipts (`Event::Receipt`). A subscriber that falls more
+    /// than 256 events behind misses the oldest (the receiver says `Lagged`).
+    pub fn events(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.app.events.subscribe()
+    }
+
+    /// The `whatsapp-rust` client itself, for what this wrapper does not offer. It is not
+    /// checked again on each use: call [`LiveSession::check`] before every call, so nothing
+    /// is done through a session whose lease moved to another instance.
+    ///
+    /// # Errors
+    /// [`LiveSessionError::NotLive`] when the session is gone.
+    pub fn client(&self) -> Result<Arc<Client>, LiveSessionError> {
+        self.live.check()?;
+        Ok(Arc::clone(&self.app.client))
+    }
+}
+
+/// A send failure in general terms: the client's own text may name the recipient.
+fn send_failure(e: &whatsapp_rust::send::SendError) -> &'static str {
+    use whatsapp_rust::send::SendError as E;
+    match e {
+        E::NotLoggedIn => "the session is not logged in",
+        E::Iq(_) => {
+            "WhatsApp did not answer a query the send needs (the recipient's devices or keys)"
+        }
+        E::InvalidRequest(_) => "the request is not valid for this recipient",
+        E::Client(_) => "the connection to WhatsApp failed",
+        _ => "the client could not encrypt or encode it",
+    }
+}

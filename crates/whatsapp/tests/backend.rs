@@ -443,3 +443,56 @@ async fn a_lost_lease_cannot_write() {
         b"mine"
     );
 }
+
+/// The client's retention sweeps skip the scan when nothing stored through this backend can
+/// be due, and still delete every row that is: rows stored before and after a sweep, and
+/// rows an earlier session left (a new session's first sweep scans).
+#[tokio::test]
+async fn retention_sweeps_delete_what_is_due_and_nothing_else() {
+    let (store, lease, b) = setup().await;
+    let now = wacore::time::now_secs();
+    let chat = "111@s.whatsapp.net";
+    b.store_sent_message(chat, "M1", b"payload").await.unwrap();
+    assert_eq!(b.delete_expired_sent_messages(now - 100).await.unwrap(), 0);
+    assert_eq!(b.delete_expired_sent_messages(now + 1).await.unwrap(), 1);
+    assert_eq!(b.delete_expired_sent_messages(now + 2).await.unwrap(), 0);
+    b.store_sent_message(chat, "M2", b"payload").await.unwrap();
+    assert_eq!(
+        b.delete_expired_sent_messages(now + 3).await.unwrap(),
+        1,
+        "a row stored after a sweep is swept"
+    );
+    assert!(b.take_sent_message(chat, "M2").await.unwrap().is_none());
+
+    b.store_pending_inbound(chat, "222@s.whatsapp.net", "P1", b"m")
+        .await
+        .unwrap();
+    assert_eq!(b.delete_expired_pending_inbound(now - 1).await.unwrap(), 0);
+    assert_eq!(b.delete_expired_pending_inbound(now + 1).await.unwrap(), 1);
+
+    let secret = |id: &str, seed: u8, expires_at: i64| MsgSecretEntry {
+        chat: Arc::from(chat),
+        sender: Arc::from("222@s.whatsapp.net"),
+        msg_id: Arc::from(id),
+        secret: [seed; 32],
+        expires_at,
+        message_ts: now,
+    };
+    b.put_msg_secrets(vec![secret("S1", 7, now + 10), secret("S2", 8, 0)])
+        .await
+        .unwrap();
+    assert_eq!(b.delete_expired_msg_secrets(now).await.unwrap(), 0);
+    assert_eq!(b.delete_expired_msg_secrets(now + 10).await.unwrap(), 1);
+    assert!(
+        b.get_msg_secret(chat, "222@s.whatsapp.net", "S2")
+            .await
+            .unwrap()
+            .is_some(),
+        "a secret that never expires stays"
+    );
+
+    // An earlier session left a sent message behind; the next session's first sweep finds it.
+    b.store_sent_message(chat, "M3", b"payload").await.unwrap();
+    let next = WaBackend::new(store.clone(), lease.device_id, lease.fence);
+    assert_eq!(next.delete_expired_sent_messages(now + 5).await.unwrap(), 1);
+}

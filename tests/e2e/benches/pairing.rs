@@ -95,6 +95,14 @@ async fn sim_process() {
     });
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
+        if line == "counters" {
+            let c = sim.counters();
+            let _ = tx.send(format!(
+                "counters: {} logins, {} connections, {} open",
+                c.logins, c.connections, c.open_connections
+            ));
+            continue;
+        }
         let Some((phone, code)) = line.split_once(' ') else {
             continue;
         };
@@ -157,6 +165,16 @@ impl Phones {
             }
         });
         (phones, url)
+    }
+
+    /// Asks the simulator to print its counters (logins, connections) on standard error.
+    async fn print_counters(&self) {
+        let mut stdin = self.stdin.lock().await;
+        stdin
+            .write_all(b"counters\n")
+            .await
+            .expect("the simulator reads");
+        stdin.flush().await.expect("flush");
     }
 
     async fn type_code(&self, phone: &str, code: &str) {
@@ -295,6 +313,29 @@ async fn pg_transactions(url: &str, db: &str) -> i64 {
         .await
         .expect("pg_stat_database")
         .get(0)
+}
+
+/// Rows inserted, updated or deleted so far in `devices` and `device_auth_state`
+/// (PostgreSQL's statistics).
+async fn row_changes(url: &str) -> (i64, i64) {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    let rows = client
+        .query(
+            "select relname::text, (n_tup_ins + n_tup_upd + n_tup_del)::bigint
+               from pg_stat_user_tables where relname in ('devices', 'device_auth_state')",
+            &[],
+        )
+        .await
+        .expect("pg_stat_user_tables");
+    let of = |name: &str| {
+        rows.iter()
+            .find(|r| r.get::<_, String>(0) == name)
+            .map_or(0, |r| r.get::<_, i64>(1))
+    };
+    (of("devices"), of("device_auth_state"))
 }
 
 async fn idle_tps(url: &str, db: &str) -> f64 {
@@ -472,12 +513,52 @@ async fn runner_process(store: &str) {
             (rss - rss0) / at as f64
         );
         if let Some(db) = &pg {
-            let cpu = CpuClock::now();
-            let tps = idle_tps(&db.url, db.name()).await;
-            println!(
-                "  idle with {at} sessions: {tps:.2} database transactions/s, runner CPU {:.1} % of one core",
-                cpu.percent()
-            );
+            // Two windows one after the other: start-up work still running shows as a first
+            // window busier than the second. At the full count, a third after six minutes
+            // more: every client's first retention sweep (one scan per swept family, about
+            // five minutes after it connects) is behind it then, so it shows the steady state.
+            let windows: &[&str] = if at == total {
+                &["first", "second", "steady"]
+            } else {
+                &["first", "second"]
+            };
+            for window in windows {
+                if *window == "steady" {
+                    tokio::time::sleep(Duration::from_secs(360)).await;
+                }
+                bench.phones.print_counters().await;
+                let cpu = CpuClock::now();
+                let (r0, w0) = auth.counts();
+                let families0 = auth.by_family();
+                let rows0 = row_changes(&db.url).await;
+                let tps = idle_tps(&db.url, db.name()).await;
+                let (r1, w1) = auth.counts();
+                let busy: Vec<(String, u64, u64)> = auth
+                    .by_family()
+                    .into_iter()
+                    .filter_map(|(family, (r, w))| {
+                        let (r_before, w_before) =
+                            families0.get(&family).copied().unwrap_or_default();
+                        (r > r_before || w > w_before).then(|| (family, r - r_before, w - w_before))
+                    })
+                    .collect();
+                let rows1 = row_changes(&db.url).await;
+                bench.phones.print_counters().await;
+                println!(
+                    "  idle with {at} sessions ({window} 30 s): {tps:.2} database transactions/s, runner CPU {:.1} % of one core",
+                    cpu.percent()
+                );
+                println!(
+                    "    {} auth-state reads, {} writes; rows changed: {} in devices, {} in device_auth_state",
+                    r1 - r0,
+                    w1 - w0,
+                    rows1.0 - rows0.0,
+                    rows1.1 - rows0.1
+                );
+                if !busy.is_empty() {
+                    println!("    auth-state calls by key family (reads, writes): {busy:?}");
+                }
+            }
             let (p50, p99) = renew_quantiles(&prom);
             println!(
                 "  lease renewal ({at} leases in one call, the last minute): p50 {p50:.1} ms, p99 {p99:.1} ms"

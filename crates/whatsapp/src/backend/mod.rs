@@ -12,6 +12,7 @@ mod prekeys;
 mod prelude;
 mod protocol;
 mod signal;
+mod sweep;
 
 use std::fmt;
 
@@ -70,6 +71,8 @@ pub struct WaBackend {
     on_undecryptable: Option<Reporter>,
     /// Set once the companion is logged out: nothing more is written for it.
     logged_out: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// When the client's retention sweeps can find something (see `sweep`).
+    sweeps: Arc<sweep::Sweeps>,
 }
 
 /// Told about every value the store's keys cannot open.
@@ -94,6 +97,7 @@ impl WaBackend {
             lock: device_lock(device),
             on_undecryptable: None,
             logged_out: None,
+            sweeps: Arc::default(),
         }
     }
 
@@ -278,5 +282,20 @@ impl WaBackend {
         // mapping that no longer carries that number.
         self.delete_many(&deletes).await?;
         self.put_many(&puts).await
+    }
+}
+
+/// Records what a retention sweep left in its family (or that it failed, so the next one
+/// scans again), and returns how many rows it deleted.
+fn settle(horizon: &sweep::Horizon, swept: Result<(u32, Vec<i64>)>) -> Result<u32> {
+    match swept {
+        Ok((deleted, left)) => {
+            horizon.swept(left);
+            Ok(deleted)
+        }
+        Err(e) => {
+            horizon.failed();
+            Err(e)
+        }
     }
 }

@@ -32,11 +32,19 @@ impl MsgSecretStore for WaBackend {
             };
             pending.insert(k, row);
         }
+        let expiries: Vec<i64> = pending
+            .values()
+            .map(|(_, e, _)| *e)
+            .filter(|e| *e != 0)
+            .collect();
         let writes: Vec<Entry> = pending
             .into_iter()
             .map(|(k, (s, e, t))| (k, msg_secret_value(&s, e, t)))
             .collect();
         self.put_many(&writes).await?;
+        for e in expiries {
+            self.sweeps.msg_secrets.stored(e);
+        }
         Ok(stored)
     }
 
@@ -66,15 +74,25 @@ impl MsgSecretStore for WaBackend {
 
     async fn delete_expired_msg_secrets(&self, cutoff_timestamp: i64) -> Result<u32> {
         let _guard = self.locked().await;
-        let entries = self.scan(keys::MSG_SECRET).await?;
-        let mut doomed = Vec::new();
-        for (k, v) in entries {
-            let (_, expires_at, _) = parse_msg_secret(&v)?;
-            if expires_at != 0 && expires_at <= cutoff_timestamp {
-                doomed.push(k);
-            }
+        if !self.sweeps.msg_secrets.begin(cutoff_timestamp) {
+            return Ok(0);
         }
-        self.delete_many(&doomed).await?;
-        Ok(count(doomed.len()))
+        let swept = async {
+            let entries = self.scan(keys::MSG_SECRET).await?;
+            let mut doomed = Vec::new();
+            let mut left = Vec::new();
+            for (k, v) in entries {
+                let (_, expires_at, _) = parse_msg_secret(&v)?;
+                if expires_at != 0 && expires_at <= cutoff_timestamp {
+                    doomed.push(k);
+                } else if expires_at != 0 {
+                    left.push(expires_at);
+                }
+            }
+            self.delete_many(&doomed).await?;
+            Ok((count(doomed.len()), left))
+        }
+        .await;
+        super::settle(&self.sweeps.msg_secrets, swept)
     }
 }

@@ -254,10 +254,14 @@ impl ProtocolStore for WaBackend {
         message_id: &str,
         payload: &[u8],
     ) -> Result<()> {
-        let value = stamped(wacore::time::now_secs(), payload);
+        let now = wacore::time::now_secs();
+        let value = stamped(now, payload);
         let _guard = self.locked().await;
         self.put(&key(keys::SENT, &[chat_jid, message_id]), &value)
-            .await
+            .await?;
+        // Swept once older than the sweep's cutoff: due from the moment it is stored.
+        self.sweeps.sent.stored(now);
+        Ok(())
     }
 
     async fn take_sent_message(&self, chat_jid: &str, message_id: &str) -> Result<Option<Vec<u8>>> {
@@ -274,16 +278,26 @@ impl ProtocolStore for WaBackend {
 
     async fn delete_expired_sent_messages(&self, cutoff_timestamp: i64) -> Result<u32> {
         let _guard = self.locked().await;
-        let entries = self.scan(keys::SENT).await?;
-        let mut doomed = Vec::new();
-        for (k, v) in entries {
-            let (ts, _) = unstamp(&v, "sent message")?;
-            if ts < cutoff_timestamp {
-                doomed.push(k);
-            }
+        if !self.sweeps.sent.begin(cutoff_timestamp) {
+            return Ok(0);
         }
-        self.delete_many(&doomed).await?;
-        Ok(count(doomed.len()))
+        let swept = async {
+            let entries = self.scan(keys::SENT).await?;
+            let mut doomed = Vec::new();
+            let mut left = Vec::new();
+            for (k, v) in entries {
+                let (ts, _) = unstamp(&v, "sent message")?;
+                if ts < cutoff_timestamp {
+                    doomed.push(k);
+                } else {
+                    left.push(ts);
+                }
+            }
+            self.delete_many(&doomed).await?;
+            Ok((count(doomed.len()), left))
+        }
+        .await;
+        super::settle(&self.sweeps.sent, swept)
     }
 
     async fn store_pending_inbound(
@@ -293,9 +307,12 @@ impl ProtocolStore for WaBackend {
         id: &str,
         message: &[u8],
     ) -> Result<()> {
-        let value = stamped(wacore::time::now_secs(), message);
+        let now = wacore::time::now_secs();
+        let value = stamped(now, message);
         self.put(&key(keys::PENDING, &[chat, sender, id]), &value)
-            .await
+            .await?;
+        self.sweeps.pending.stored(now);
+        Ok(())
     }
 
     async fn get_pending_inbound(
@@ -316,16 +333,26 @@ impl ProtocolStore for WaBackend {
 
     async fn delete_expired_pending_inbound(&self, cutoff_timestamp: i64) -> Result<u32> {
         let _guard = self.locked().await;
-        let entries = self.scan(keys::PENDING).await?;
-        let mut doomed = Vec::new();
-        for (k, v) in entries {
-            let (ts, _) = unstamp(&v, "pending inbound message")?;
-            if ts < cutoff_timestamp {
-                doomed.push(k);
-            }
+        if !self.sweeps.pending.begin(cutoff_timestamp) {
+            return Ok(0);
         }
-        self.delete_many(&doomed).await?;
-        Ok(count(doomed.len()))
+        let swept = async {
+            let entries = self.scan(keys::PENDING).await?;
+            let mut doomed = Vec::new();
+            let mut left = Vec::new();
+            for (k, v) in entries {
+                let (ts, _) = unstamp(&v, "pending inbound message")?;
+                if ts < cutoff_timestamp {
+                    doomed.push(k);
+                } else {
+                    left.push(ts);
+                }
+            }
+            self.delete_many(&doomed).await?;
+            Ok((count(doomed.len()), left))
+        }
+        .await;
+        super::settle(&self.sweeps.pending, swept)
     }
 
     async fn store_pending_inbound_batch(&self, rows: &[PendingInboundRow<'_>]) -> Result<()> {

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use wa_pairing_store::{AuthStateStore, DeviceStore as _, Fence, Lease, MemoryStore};
 use wa_pairing_whatsapp::WaBackend;
 use wacore::store::traits::{
-    DeviceStore as _, MsgSecretEntry, MsgSecretStore as _, ProtocolStore as _, SignalStore as _,
+    DeviceStore as _, MsgSecretEntry, MsgSecretStore as _, PendingInboundRow, ProtocolStore as _,
+    SignalStore as _,
 };
 use whatsapp_rust::bytes::Bytes;
 
@@ -469,6 +470,19 @@ async fn retention_sweeps_delete_what_is_due_and_nothing_else() {
         .unwrap();
     assert_eq!(b.delete_expired_pending_inbound(now - 1).await.unwrap(), 0);
     assert_eq!(b.delete_expired_pending_inbound(now + 1).await.unwrap(), 1);
+    b.store_pending_inbound_batch(&[PendingInboundRow {
+        chat,
+        sender: "222@s.whatsapp.net",
+        id: "P2",
+        message: b"m",
+    }])
+    .await
+    .unwrap();
+    assert_eq!(
+        b.delete_expired_pending_inbound(now + 2).await.unwrap(),
+        1,
+        "a batch counts too"
+    );
 
     let secret = |id: &str, seed: u8, expires_at: i64| MsgSecretEntry {
         chat: Arc::from(chat),

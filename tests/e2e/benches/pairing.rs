@@ -315,6 +315,23 @@ async fn pg_transactions(url: &str, db: &str) -> i64 {
         .get(0)
 }
 
+/// A connection to the bench database, whose per-owner device cap (20 by default) it lifts:
+/// one owner holds every bench device.
+async fn uncapped_admin(url: &str) -> tokio_postgres::Client {
+    let (admin, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the bench database");
+    tokio::spawn(conn);
+    admin
+        .batch_execute(
+            "update public.wa_pairing_settings set value = '1000000' \
+             where name = 'max_devices_per_user'",
+        )
+        .await
+        .expect("lift the device cap");
+    admin
+}
+
 /// Rows inserted, updated or deleted so far in `devices` and `device_auth_state`
 /// (PostgreSQL's statistics).
 async fn row_changes(url: &str) -> (i64, i64) {
@@ -423,18 +440,7 @@ async fn runner_process(store: &str) {
         }
         "postgres" => match wa_pairing_e2e::postgres_store().await {
             Ok((pg, db)) => {
-                // One owner holds every bench device: lift the per-owner cap (20 by default).
-                let (admin, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-                    .await
-                    .expect("connect to the bench database");
-                tokio::spawn(conn);
-                admin
-                    .batch_execute(
-                        "update public.wa_pairing_settings set value = '1000000' \
-                         where name = 'max_devices_per_user'",
-                    )
-                    .await
-                    .expect("lift the device cap");
+                uncapped_admin(&db.url).await;
                 let auth = Arc::new(Counting::new(
                     Arc::new(pg.clone()) as Arc<dyn AuthStateStore>
                 ));
@@ -670,17 +676,7 @@ async fn takeover_process() {
             return;
         }
     };
-    let (admin, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .expect("connect to the bench database");
-    tokio::spawn(conn);
-    admin
-        .batch_execute(
-            "update public.wa_pairing_settings set value = '1000000' \
-             where name = 'max_devices_per_user'",
-        )
-        .await
-        .expect("lift the device cap");
+    let admin = uncapped_admin(&db.url).await;
     let stores = pg.stores().encrypt(wa_pairing_e2e::test_keyring()).build();
     let (phones, url) = Phones::start().await;
     let mut dying = tokio::process::Command::new(std::env::current_exe().expect("exe"))

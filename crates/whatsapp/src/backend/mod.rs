@@ -285,17 +285,43 @@ impl WaBackend {
     }
 }
 
-/// Records what a retention sweep left in its family (or that it failed, so the next one
-/// scans again), and returns how many rows it deleted.
-fn settle(horizon: &sweep::Horizon, swept: Result<(u32, Vec<i64>)>) -> Result<u32> {
-    match swept {
-        Ok((deleted, left)) => {
-            horizon.swept(left);
-            Ok(deleted)
+impl WaBackend {
+    /// One retention sweep of `family` (the caller holds the device lock): deletes the rows
+    /// whose expiry (`expiry` of the value; `None`: never) is at or before `cutoff`, unless
+    /// the family's horizon says none can be, and records what is left.
+    async fn sweep(
+        &self,
+        family: &str,
+        horizon: &sweep::Horizon,
+        cutoff: i64,
+        expiry: impl Fn(&[u8]) -> Result<Option<i64>>,
+    ) -> Result<u32> {
+        if !horizon.begin(cutoff) {
+            return Ok(0);
         }
-        Err(e) => {
-            horizon.failed();
-            Err(e)
+        let swept = async {
+            let mut doomed = Vec::new();
+            let mut left = Vec::new();
+            for (k, v) in self.scan(family).await? {
+                match expiry(&v)? {
+                    Some(at) if at <= cutoff => doomed.push(k),
+                    Some(at) => left.push(at),
+                    None => {}
+                }
+            }
+            self.delete_many(&doomed).await?;
+            Ok((encoding::count(doomed.len()), left))
+        }
+        .await;
+        match swept {
+            Ok((deleted, left)) => {
+                horizon.swept(left);
+                Ok(deleted)
+            }
+            Err(e) => {
+                horizon.failed();
+                Err(e)
+            }
         }
     }
 }

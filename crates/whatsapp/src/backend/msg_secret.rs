@@ -74,25 +74,15 @@ impl MsgSecretStore for WaBackend {
 
     async fn delete_expired_msg_secrets(&self, cutoff_timestamp: i64) -> Result<u32> {
         let _guard = self.locked().await;
-        if !self.sweeps.msg_secrets.begin(cutoff_timestamp) {
-            return Ok(0);
-        }
-        let swept = async {
-            let entries = self.scan(keys::MSG_SECRET).await?;
-            let mut doomed = Vec::new();
-            let mut left = Vec::new();
-            for (k, v) in entries {
-                let (_, expires_at, _) = parse_msg_secret(&v)?;
-                if expires_at != 0 && expires_at <= cutoff_timestamp {
-                    doomed.push(k);
-                } else if expires_at != 0 {
-                    left.push(expires_at);
-                }
-            }
-            self.delete_many(&doomed).await?;
-            Ok((count(doomed.len()), left))
-        }
-        .await;
-        super::settle(&self.sweeps.msg_secrets, swept)
+        self.sweep(
+            keys::MSG_SECRET,
+            &self.sweeps.msg_secrets,
+            cutoff_timestamp,
+            |v| {
+                let (_, expires_at, _) = parse_msg_secret(v)?;
+                Ok((expires_at != 0).then_some(expires_at))
+            },
+        )
+        .await
     }
 }

@@ -259,8 +259,8 @@ impl ProtocolStore for WaBackend {
         let _guard = self.locked().await;
         self.put(&key(keys::SENT, &[chat_jid, message_id]), &value)
             .await?;
-        // Swept once older than the sweep's cutoff: due from the moment it is stored.
-        self.sweeps.sent.stored(now);
+        // Deleted by a sweep whose cutoff is past its stamp.
+        self.sweeps.sent.stored(now + 1);
         Ok(())
     }
 
@@ -278,26 +278,11 @@ impl ProtocolStore for WaBackend {
 
     async fn delete_expired_sent_messages(&self, cutoff_timestamp: i64) -> Result<u32> {
         let _guard = self.locked().await;
-        if !self.sweeps.sent.begin(cutoff_timestamp) {
-            return Ok(0);
-        }
-        let swept = async {
-            let entries = self.scan(keys::SENT).await?;
-            let mut doomed = Vec::new();
-            let mut left = Vec::new();
-            for (k, v) in entries {
-                let (ts, _) = unstamp(&v, "sent message")?;
-                if ts < cutoff_timestamp {
-                    doomed.push(k);
-                } else {
-                    left.push(ts);
-                }
-            }
-            self.delete_many(&doomed).await?;
-            Ok((count(doomed.len()), left))
-        }
-        .await;
-        super::settle(&self.sweeps.sent, swept)
+        // Deleted when stamped before the cutoff: due one second after its stamp.
+        self.sweep(keys::SENT, &self.sweeps.sent, cutoff_timestamp, |v| {
+            Ok(Some(unstamp(v, "sent message")?.0 + 1))
+        })
+        .await
     }
 
     async fn store_pending_inbound(
@@ -311,7 +296,7 @@ impl ProtocolStore for WaBackend {
         let value = stamped(now, message);
         self.put(&key(keys::PENDING, &[chat, sender, id]), &value)
             .await?;
-        self.sweeps.pending.stored(now);
+        self.sweeps.pending.stored(now + 1);
         Ok(())
     }
 
@@ -333,26 +318,10 @@ impl ProtocolStore for WaBackend {
 
     async fn delete_expired_pending_inbound(&self, cutoff_timestamp: i64) -> Result<u32> {
         let _guard = self.locked().await;
-        if !self.sweeps.pending.begin(cutoff_timestamp) {
-            return Ok(0);
-        }
-        let swept = async {
-            let entries = self.scan(keys::PENDING).await?;
-            let mut doomed = Vec::new();
-            let mut left = Vec::new();
-            for (k, v) in entries {
-                let (ts, _) = unstamp(&v, "pending inbound message")?;
-                if ts < cutoff_timestamp {
-                    doomed.push(k);
-                } else {
-                    left.push(ts);
-                }
-            }
-            self.delete_many(&doomed).await?;
-            Ok((count(doomed.len()), left))
-        }
-        .await;
-        super::settle(&self.sweeps.pending, swept)
+        self.sweep(keys::PENDING, &self.sweeps.pending, cutoff_timestamp, |v| {
+            Ok(Some(unstamp(v, "pending inbound message")?.0 + 1))
+        })
+        .await
     }
 
     async fn store_pending_inbound_batch(&self, rows: &[PendingInboundRow<'_>]) -> Result<()> {
@@ -366,7 +335,11 @@ impl ProtocolStore for WaBackend {
                 )
             })
             .collect();
-        self.put_many(&entries).await
+        self.put_many(&entries).await?;
+        if !entries.is_empty() {
+            self.sweeps.pending.stored(now + 1);
+        }
+        Ok(())
     }
 
     async fn delete_pending_inbound_batch(&self, pending: &[PendingInboundKey<'_>]) -> Result<()> {

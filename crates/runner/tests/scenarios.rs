@@ -1445,7 +1445,7 @@ async fn live_handles_follow_the_lease() {
     assert!(sessions.is_empty(), "not offered before it is connected");
     h.send(SessionEvent::Connected);
     assert_eq!(
-        changes.recv().await.unwrap(),
+        next_change(&mut changes).await,
         SessionChange::Resumed { device_id: d.id }
     );
     let live = sessions.get(d.id).expect("a live handle");
@@ -1458,7 +1458,7 @@ async fn live_handles_follow_the_lease() {
     // The owner stops the device: the lease is revoked, and the handle refuses at once.
     h.store.disconnect(d.id).await.unwrap();
     assert_eq!(
-        changes.recv().await.unwrap(),
+        next_change(&mut changes).await,
         SessionChange::Lost { device_id: d.id }
     );
     assert_eq!(live.check(), Err(LiveSessionError::NotLive(d.id)));
@@ -1485,7 +1485,7 @@ async fn a_linked_session_is_offered_then_closed_at_shutdown() {
         .await;
     h.send(SessionEvent::Connected);
     assert_eq!(
-        changes.recv().await.unwrap(),
+        next_change(&mut changes).await,
         SessionChange::Connected { device_id: p.id }
     );
     let linked = sessions.get(p.id).expect("live");
@@ -1494,8 +1494,18 @@ async fn a_linked_session_is_offered_then_closed_at_shutdown() {
     assert_eq!(summary.released, 1);
     assert!(!linked.is_live());
     assert_eq!(
-        changes.recv().await.unwrap(),
+        next_change(&mut changes).await,
         SessionChange::Closed { device_id: p.id }
     );
     assert!(sessions.is_empty());
+}
+
+/// The next session change, failing after an hour of (paused) time instead of hanging.
+async fn next_change(
+    changes: &mut tokio::sync::broadcast::Receiver<SessionChange>,
+) -> SessionChange {
+    tokio::time::timeout(Duration::from_secs(3600), changes.recv())
+        .await
+        .expect("a session change within the hour")
+        .expect("the change feed")
 }

@@ -21,6 +21,7 @@ use waproto::whatsapp as wa;
 
 use crate::dict::{self, Dictionary};
 use crate::keyshare::{self, UploadedKeys};
+use crate::messaging;
 use crate::model::{SimEvent, Stage, redact};
 use crate::node::B64;
 use crate::node::{SERVER, attr, child_bytes, error, result};
@@ -292,7 +293,7 @@ async fn run(
                     loop {
                         match t.frame().now_or_never() {
                             None => break,
-                            Some(Ok(Some(frame))) => received(shared, id, &mut ciphers, frame)?,
+                            Some(Ok(Some(frame))) => received(shared, id, &mut ciphers, frame).await?,
                             Some(Ok(None) | Err(_)) => {
                                 shared.lock().conns.remove(&id);
                                 drop(done);
@@ -305,14 +306,15 @@ async fn run(
             },
             frame = t.frame() => {
                 let Some(frame) = frame? else { return Ok(()) };
-                received(shared, id, &mut ciphers, frame)?;
+                received(shared, id, &mut ciphers, frame).await?;
             }
         }
     }
 }
 
-/// Decrypts and dispatches one frame from the client.
-fn received(
+/// Decrypts and dispatches one frame from the client. Messages and pre-key fetches run the
+/// phones' Signal work before the next frame is read, as a server reading in order would.
+async fn received(
     shared: &Arc<Shared>,
     id: u64,
     ciphers: &mut Ciphers,
@@ -326,7 +328,20 @@ fn received(
     if shared.config.record_stanzas {
         shared.lock().stanzas.push(format!("{id} <- {node:?}"));
     }
-    handle(shared, id, node);
+    if node.tag == "message" {
+        messaging::from_companion(shared, id, node).await;
+    } else if node.tag == "receipt" {
+        messaging::receipt(shared, id, &node);
+    } else if node.tag == "iq"
+        && attr(&node, "xmlns").as_deref() == Some("encrypt")
+        && attr(&node, "type").as_deref() == Some("get")
+        && node.get_optional_child("key").is_some()
+    {
+        let iq = attr(&node, "id").unwrap_or_default();
+        messaging::fetch_bundles(shared, id, &iq, &node).await;
+    } else {
+        handle(shared, id, node);
+    }
     Ok(())
 }
 
@@ -550,6 +565,20 @@ fn handle(shared: &Arc<Shared>, conn: u64, node: Node) {
                     .build(),
             );
         }
+        // The client checks what the server holds against its own keys; with nothing held the
+        // server says 404, and the client uploads again.
+        ("encrypt", "get") if node.get_optional_child("digest").is_some() => {
+            let digest = {
+                let mut st = shared.lock();
+                linked_device(&mut st, conn)
+                    .and_then(|(_, _, d)| d.keys.as_ref())
+                    .map(UploadedKeys::digest)
+            };
+            reply(match digest {
+                Some(d) => result(&id).children([d]).build(),
+                None => error(&id, 404, "item-not-found", None),
+            });
+        }
         ("w:sync:app:state", "set") => reply(app_state_answer(&id, &node)),
         // The first queries clients send after login, answered as an account with nothing set
         // up: the server's A/B props (none beyond the hash), an empty blocklist, and the
@@ -562,12 +591,23 @@ fn handle(shared: &Arc<Shared>, conn: u64, node: Node) {
                     .build()])
                 .build(),
         ),
+        // The A/B experiment configuration: none, under a stable hash.
+        ("abt", "get") if node.get_optional_child("props").is_some() => reply(
+            result(&id)
+                .children([NodeBuilder::new("props")
+                    .attr("protocol", "1")
+                    .attr("hash", "sim-abt-1")
+                    .attr("refresh", "86400")
+                    .build()])
+                .build(),
+        ),
         ("blocklist", "get") => reply(
             result(&id)
                 .children([NodeBuilder::new("list").build()])
                 .build(),
         ),
         ("privacy", "get") => reply(privacy_answer(&id)),
+        ("usync", "get") => messaging::usync(shared, conn, &id, &node),
         (_, "set") | ("w:p", _) => reply(result(&id).build()),
         // Anything else is a query the simulator does not model.
         _ => reply(error(&id, 501, "feature-not-implemented", None)),
@@ -586,6 +626,9 @@ fn companion_removed(shared: &Arc<Shared>, conn: u64, id: &str) {
             }
             _ => None,
         };
+        if let Some((phone, _)) = &removed {
+            st.account(phone).devices_ts = wacore::time::now_secs_u64();
+        }
         let answer = if removed.is_some() {
             result(id).build()
         } else {
@@ -627,15 +670,20 @@ fn pre_keys_uploaded(shared: &Arc<Shared>, conn: u64, keys: UploadedKeys) {
         return;
     };
     let account = st.account(&phone);
-    let (identity, key) = (account.identity.clone(), account.app_state_key.clone());
+    let (crypto, share) = (
+        Arc::clone(&account.crypto),
+        keyshare::message(device, &account.app_state_key),
+    );
     drop(st);
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
         let ciphertext = match bundle {
-            Ok(bundle) => keyshare::encrypt(&identity, &bundle, device, &key).await,
+            Ok(bundle) => {
+                messaging::encrypt_key_share(&crypto, &phone, device, bundle, &share).await
+            }
             Err(e) => Err(e),
         };
-        let ciphertext = match ciphertext {
+        let (kind, ciphertext) = match ciphertext {
             Ok(c) => c,
             Err(e) => {
                 warn!(phone = %redact(&phone), device, error = %e, "could not share the app-state keys");
@@ -652,7 +700,7 @@ fn pre_keys_uploaded(shared: &Arc<Shared>, conn: u64, keys: UploadedKeys) {
                 .attr("category", "peer")
                 .children([NodeBuilder::new("enc")
                     .attr("v", "2")
-                    .attr("type", "pkmsg")
+                    .attr("type", kind.wire())
                     .bytes(ciphertext)
                     .build()])
                 .build();

@@ -5,18 +5,10 @@
 //! it waits a grace period (10 s for whatsapp-rust 0.7) before it asks for the keys itself and
 //! announces that it is connected.
 
-use std::collections::HashMap;
-
-use async_trait::async_trait;
-use wacore::messages::MessageUtils;
 use wacore_binary::Node;
-use wacore_libsignal::protocol::error::Result as SignalResult;
-use wacore_libsignal::protocol::{
-    Direction, IdentityChange, IdentityKey, IdentityKeyPair, IdentityKeyStore, KeyPair,
-    PreKeyBundle, ProtocolAddress, PublicKey, SessionRecord, SessionStore, UsePQRatchet,
-    message_encrypt, process_prekey_bundle,
-};
-use waproto::buffa::{Message as _, MessageField};
+use wacore_binary::builder::NodeBuilder;
+use wacore_libsignal::protocol::{IdentityKey, PreKeyBundle, PublicKey};
+use waproto::buffa::MessageField;
 use waproto::whatsapp as wa;
 
 use crate::model::SimError;
@@ -85,13 +77,79 @@ impl UploadedKeys {
         self.one_time.extend(later.one_time);
     }
 
+    /// The server's digest of what it holds (`<iq xmlns="encrypt" type="get"><digest/>`): the
+    /// keys, the ids of the one-time pre-keys left, and a SHA-1 over the public keys, which the
+    /// client compares with its own.
+    pub(crate) fn digest(&self) -> Node {
+        let id = |n: u32| n.to_be_bytes()[1..].to_vec();
+        let (signed_id, signed_key, signature) = &self.signed;
+        let left: Vec<&[u8]> = self.one_time.iter().map(|(_, k)| k.as_slice()).collect();
+        let hash = wacore::prekeys::compute_key_bundle_digest(
+            &self.identity,
+            signed_key,
+            signature,
+            &left,
+        );
+        NodeBuilder::new("digest")
+            .children([
+                NodeBuilder::new("registration")
+                    .bytes(self.registration_id.to_be_bytes().to_vec())
+                    .build(),
+                NodeBuilder::new("type").bytes(vec![5u8]).build(),
+                NodeBuilder::new("identity")
+                    .bytes(self.identity.to_vec())
+                    .build(),
+                NodeBuilder::new("skey")
+                    .children([
+                        NodeBuilder::new("id").bytes(id(*signed_id)).build(),
+                        NodeBuilder::new("value").bytes(signed_key.to_vec()).build(),
+                        NodeBuilder::new("signature")
+                            .bytes(signature.clone())
+                            .build(),
+                    ])
+                    .build(),
+                NodeBuilder::new("list")
+                    .children(
+                        self.one_time
+                            .iter()
+                            .map(|(n, _)| NodeBuilder::new("id").bytes(id(*n)).build()),
+                    )
+                    .build(),
+                NodeBuilder::new("hash").bytes(hash).build(),
+            ])
+            .build()
+    }
+
     /// The bundle the server hands out, consuming one one-time pre-key as the server does.
+    pub(crate) fn take(&mut self) -> BundleParts {
+        BundleParts {
+            registration_id: self.registration_id,
+            identity: self.identity,
+            one_time: (!self.one_time.is_empty()).then(|| self.one_time.remove(0)),
+            signed: self.signed.clone(),
+        }
+    }
+
+    /// [`take`](Self::take), as a bundle to start a session with.
     pub(crate) fn take_bundle(&mut self, device: u32) -> Result<PreKeyBundle, SimError> {
-        let one_time = if self.one_time.is_empty() {
-            None
-        } else {
-            let (id, key) = self.one_time.remove(0);
-            Some((id.into(), public(&key)?))
+        self.take().to_bundle(device)
+    }
+}
+
+/// A pre-key bundle as the server hands it out (a companion's from its upload, or a phone's).
+pub(crate) struct BundleParts {
+    pub(crate) registration_id: u32,
+    pub(crate) identity: [u8; 32],
+    pub(crate) one_time: Option<(u32, [u8; 32])>,
+    pub(crate) signed: (u32, [u8; 32], Vec<u8>),
+}
+
+impl BundleParts {
+    /// The bundle for device `device`, to start a session with.
+    pub(crate) fn to_bundle(&self, device: u32) -> Result<PreKeyBundle, SimError> {
+        let one_time = match self.one_time {
+            Some((id, key)) => Some((id.into(), public(&key)?)),
+            None => None,
         };
         let (signed_id, signed_key, signature) = &self.signed;
         PreKeyBundle::new(
@@ -104,6 +162,54 @@ impl UploadedKeys {
             IdentityKey::new(public(&self.identity)?),
         )
         .map_err(protocol)
+    }
+
+    /// The `<user jid>` of a pre-key fetch's answer: ids as 3 bytes, keys without the `0x05`
+    /// type prefix, and the companion's signed device identity when it has one.
+    pub(crate) fn to_node(&self, jid: &str, device_identity: Option<&[u8]>) -> Node {
+        let id = |n: u32| n.to_be_bytes()[1..].to_vec();
+        let mut children = vec![
+            NodeBuilder::new("registration")
+                .bytes(self.registration_id.to_be_bytes().to_vec())
+                .build(),
+            NodeBuilder::new("type").bytes(vec![5u8]).build(),
+            NodeBuilder::new("identity")
+                .bytes(self.identity.to_vec())
+                .build(),
+        ];
+        if let Some((key_id, key)) = self.one_time {
+            children.push(
+                NodeBuilder::new("key")
+                    .children([
+                        NodeBuilder::new("id").bytes(id(key_id)).build(),
+                        NodeBuilder::new("value").bytes(key.to_vec()).build(),
+                    ])
+                    .build(),
+            );
+        }
+        let (signed_id, signed_key, signature) = &self.signed;
+        children.push(
+            NodeBuilder::new("skey")
+                .children([
+                    NodeBuilder::new("id").bytes(id(*signed_id)).build(),
+                    NodeBuilder::new("value").bytes(signed_key.to_vec()).build(),
+                    NodeBuilder::new("signature")
+                        .bytes(signature.clone())
+                        .build(),
+                ])
+                .build(),
+        );
+        if let Some(di) = device_identity {
+            children.push(
+                NodeBuilder::new("device-identity")
+                    .bytes(di.to_vec())
+                    .build(),
+            );
+        }
+        NodeBuilder::new("user")
+            .attr("jid", jid.to_owned())
+            .children(children)
+            .build()
     }
 }
 
@@ -135,37 +241,9 @@ fn public(key: &[u8; 32]) -> Result<PublicKey, SimError> {
     PublicKey::from_djb_public_key_bytes(key).map_err(protocol)
 }
 
-/// The encrypted key share for companion `device`: a `pkmsg` payload from the phone.
-pub(crate) async fn encrypt(
-    phone_identity: &KeyPair,
-    bundle: &PreKeyBundle,
-    device: u32,
-    key: &AppStateKey,
-) -> Result<Vec<u8>, SimError> {
-    let address = ProtocolAddress::new("companion", device.into());
-    let mut identities = Identities {
-        pair: IdentityKeyPair::new(
-            IdentityKey::new(phone_identity.public_key),
-            phone_identity.private_key.clone(),
-        ),
-        registration_id: {
-            use rand::RngExt as _;
-            rand::rng().random_range(1..16_380)
-        },
-        known: HashMap::new(),
-    };
-    let mut sessions = Sessions::default();
-    let mut rng = rand::make_rng::<rand::rngs::StdRng>();
-    process_prekey_bundle(
-        &address,
-        &mut sessions,
-        &mut identities,
-        bundle,
-        &mut rng,
-        UsePQRatchet::No,
-    )
-    .await
-    .map_err(protocol)?;
+/// The key share for companion `device`: a protocol message carrying the account's
+/// app-state sync key, which the phone encrypts over a session it starts with the companion.
+pub(crate) fn message(device: u32, key: &AppStateKey) -> wa::Message {
     let share = wa::message::AppStateSyncKeyShare {
         keys: vec![wa::message::AppStateSyncKey {
             key_id: MessageField::some(wa::message::AppStateSyncKeyId {
@@ -182,84 +260,12 @@ pub(crate) async fn encrypt(
             }),
         }],
     };
-    let message = wa::Message {
+    wa::Message {
         protocol_message: MessageField::some(wa::message::ProtocolMessage {
             r#type: Some(wa::message::protocol_message::Type::APP_STATE_SYNC_KEY_SHARE),
             app_state_sync_key_share: MessageField::some(share),
             ..Default::default()
         }),
         ..Default::default()
-    };
-    let plaintext = MessageUtils::pad_message_v2(message.encode_to_vec());
-    let ciphertext = message_encrypt(&plaintext, &address, &mut sessions, &mut identities)
-        .await
-        .map_err(protocol)?;
-    Ok(ciphertext.serialize().to_vec())
-}
-
-/// The phone's Signal sessions, for the one message it sends.
-#[derive(Default)]
-struct Sessions(HashMap<String, SessionRecord>);
-
-#[async_trait]
-impl SessionStore for Sessions {
-    async fn load_session(&self, address: &ProtocolAddress) -> SignalResult<Option<SessionRecord>> {
-        Ok(self.0.get(address.as_str()).cloned())
-    }
-
-    async fn has_session(&self, address: &ProtocolAddress) -> SignalResult<bool> {
-        Ok(self.0.contains_key(address.as_str()))
-    }
-
-    async fn store_session(
-        &mut self,
-        address: &ProtocolAddress,
-        record: SessionRecord,
-    ) -> SignalResult<()> {
-        self.0.insert(address.as_str().to_owned(), record);
-        Ok(())
-    }
-}
-
-/// The phone's identity, trusting the companion it just linked.
-struct Identities {
-    pair: IdentityKeyPair,
-    registration_id: u32,
-    known: HashMap<String, IdentityKey>,
-}
-
-#[async_trait]
-impl IdentityKeyStore for Identities {
-    async fn get_identity_key_pair(&self) -> SignalResult<IdentityKeyPair> {
-        Ok(self.pair.clone())
-    }
-
-    async fn get_local_registration_id(&self) -> SignalResult<u32> {
-        Ok(self.registration_id)
-    }
-
-    async fn save_identity(
-        &mut self,
-        address: &ProtocolAddress,
-        identity: &IdentityKey,
-    ) -> SignalResult<IdentityChange> {
-        let before = self.known.insert(address.as_str().to_owned(), *identity);
-        Ok(match before {
-            Some(k) if k != *identity => IdentityChange::ReplacedExisting,
-            _ => IdentityChange::NewOrUnchanged,
-        })
-    }
-
-    async fn is_trusted_identity(
-        &self,
-        _address: &ProtocolAddress,
-        _identity: &IdentityKey,
-        _direction: Direction,
-    ) -> SignalResult<bool> {
-        Ok(true)
-    }
-
-    async fn get_identity(&self, address: &ProtocolAddress) -> SignalResult<Option<IdentityKey>> {
-        Ok(self.known.get(address.as_str()).copied())
     }
 }

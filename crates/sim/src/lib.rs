@@ -5,9 +5,11 @@ mod conn;
 pub mod dict;
 mod identity;
 mod keyshare;
+mod messaging;
 mod model;
 mod node;
 mod phone;
+mod signal;
 mod state;
 
 use std::net::SocketAddr;
@@ -18,7 +20,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 
 pub use model::{
-    LoginFailure, Refusal, SimConfig, SimCounters, SimError, SimEvent, Stage, StreamError,
+    EncType, LoginFailure, Refusal, SimConfig, SimCounters, SimError, SimEvent, SimMessage,
+    SimReceipt, Stage, StreamError,
 };
 pub use phone::SimPhone;
 

@@ -293,6 +293,22 @@ pub enum SimEvent {
         /// The device number.
         device: u32,
     },
+    /// A phone decrypted a message a companion sent it ([`SimPhone::inbox`](crate::SimPhone::inbox)
+    /// has the text).
+    MessageReceived {
+        /// The receiving phone.
+        phone: String,
+        /// The message id.
+        id: String,
+    },
+    /// A companion sent a receipt for a message a phone sent
+    /// ([`SimPhone::receipts`](crate::SimPhone::receipts) has it).
+    ReceiptReceived {
+        /// The phone whose message it is.
+        phone: String,
+        /// The message id (the first, when it covers several).
+        id: String,
+    },
 }
 
 pub(crate) fn redact(phone: &str) -> String {
@@ -327,7 +343,105 @@ impl fmt::Debug for SimEvent {
             Self::KeysShared { phone, device } => {
                 write!(f, "KeysShared({}:{device})", redact(phone))
             }
+            Self::MessageReceived { phone, id } => {
+                write!(f, "MessageReceived({}, {id})", redact(phone))
+            }
+            Self::ReceiptReceived { phone, id } => {
+                write!(f, "ReceiptReceived({}, {id})", redact(phone))
+            }
         }
+    }
+}
+
+/// How a copy of a message is encrypted (`<enc type>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EncType {
+    /// `pkmsg`: a Signal pre-key message, which also starts the session at the recipient.
+    PreKey,
+    /// `msg`: a Signal message over an established session.
+    Message,
+}
+
+impl EncType {
+    /// The `type` attribute of `<enc>`.
+    pub const fn wire(self) -> &'static str {
+        match self {
+            Self::PreKey => "pkmsg",
+            Self::Message => "msg",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pkmsg" => Some(Self::PreKey),
+            "msg" => Some(Self::Message),
+            _ => None,
+        }
+    }
+}
+
+/// A text message a simulated phone received from a companion, decrypted.
+///
+/// `Debug` shows the phone numbers redacted and the text's length only.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SimMessage {
+    /// The message id the companion chose.
+    pub id: String,
+    /// The sending account's phone number.
+    pub from: String,
+    /// The sending companion's device number.
+    pub from_device: u32,
+    /// The chat: the other party's phone number (for a copy the account's own companion sent
+    /// to its phone, the number it was sent to).
+    pub chat: String,
+    /// The text (`conversation` or an extended text), `None` for anything else.
+    pub text: Option<String>,
+    /// How the copy was encrypted: a companion's first messages to a phone it has no session
+    /// with are `pkmsg`s until the phone answers.
+    pub enc: EncType,
+}
+
+impl fmt::Debug for SimMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimMessage")
+            .field("id", &self.id)
+            .field(
+                "from",
+                &format_args!("{}:{}", redact(&self.from), self.from_device),
+            )
+            .field("chat", &format_args!("{}", redact(&self.chat)))
+            .field("text_len", &self.text.as_ref().map(String::len))
+            .field("enc", &self.enc)
+            .finish()
+    }
+}
+
+/// A receipt a companion sent for a message a simulated phone sent it (`<receipt>`).
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SimReceipt {
+    /// The ids it covers.
+    pub ids: Vec<String>,
+    /// The account whose companion sent it.
+    pub from: String,
+    /// The companion's device number.
+    pub from_device: u32,
+    /// The receipt's `type`: `None` for delivered; `read`, `sender`, `retry`, ...
+    pub kind: Option<String>,
+}
+
+impl fmt::Debug for SimReceipt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimReceipt")
+            .field("ids", &self.ids)
+            .field(
+                "from",
+                &format_args!("{}:{}", redact(&self.from), self.from_device),
+            )
+            .field("kind", &self.kind)
+            .finish()
     }
 }
 
@@ -355,6 +469,22 @@ pub struct SimCounters {
     pub key_shares: u64,
     /// The most logged-in connections ever open at once for one account, per phone.
     pub max_concurrent_sessions: BTreeMap<String, u32>,
+    /// `<message>` stanzas companions sent (each acknowledged at once).
+    pub messages_from_companions: u64,
+    /// Copies of those the phones decrypted.
+    pub messages_decrypted: u64,
+    /// Copies the phones could not decrypt or decode.
+    pub messages_undecryptable: u64,
+    /// Copies relayed to the recipients' or the sender's other live companions.
+    pub messages_relayed: u64,
+    /// Copies of messages typed on the phones, sent to live companions.
+    pub messages_from_phones: u64,
+    /// Receipts the companions sent.
+    pub receipts: u64,
+    /// Device-list and LID queries (`usync`).
+    pub usync_queries: u64,
+    /// Pre-key bundles handed out (phones' and companions').
+    pub bundles_served: u64,
 }
 
 impl SimCounters {
@@ -408,6 +538,10 @@ pub enum SimError {
     /// The phone has no such linked device.
     #[error("the phone has no linked device {0}")]
     NoSuchDevice(u32),
+    /// A message typed on a phone reached no companion: neither the recipient nor the
+    /// sending account has a linked companion online (the simulator keeps no offline queue).
+    #[error("no linked companion of the recipient or the sender is online to receive the message")]
+    NoLiveCompanion,
     /// A protocol step failed.
     #[error("protocol error: {0}")]
     Protocol(String),

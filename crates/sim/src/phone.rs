@@ -12,8 +12,10 @@ use wacore_libsignal::protocol::{KeyPair, PublicKey};
 use waproto::buffa::Message as _;
 use waproto::whatsapp as wa;
 
-use crate::model::{LoginFailure, Refusal, SimError, SimEvent, Stage, StreamError, redact};
-use crate::node::{SERVER, attr, protocol, stream_error};
+use crate::model::{
+    LoginFailure, Refusal, SimError, SimEvent, SimMessage, SimReceipt, Stage, StreamError, redact,
+};
+use crate::node::{SERVER, attr, child_bytes, protocol, stream_error};
 use crate::state::{Finish, LinkedDevice, Out, Shared};
 
 const ADV_ACCOUNT_SIGNATURE_PREFIX: &[u8] = &[6, 0];
@@ -306,12 +308,12 @@ impl SimPhone {
         adv_secret: &[u8; 32],
         companion_noise: [u8; 32],
     ) -> Result<(), SimError> {
-        let device = self.with_account(|a| {
+        let (device, raw_id) = self.with_account(|a| {
             let d = a.next_device;
             a.next_device += 1;
-            d
+            (d, a.raw_id)
         });
-        let container = Self::device_identity(identity, identity_pub, adv_secret, device)?;
+        let container = Self::device_identity(identity, identity_pub, adv_secret, raw_id, device)?;
 
         if !self
             .shared
@@ -352,16 +354,19 @@ impl SimPhone {
             .await
             .map_err(|_| SimError::Timeout("the pair-success acknowledgement"))?
             .map_err(|_| SimError::ConnectionClosed)?;
-        if attr(&answer, "type").as_deref() != Some("result")
-            || answer.get_optional_child("pair-device-sign").is_none()
-        {
+        let Some(signed) = answer
+            .get_optional_child("pair-device-sign")
+            .filter(|_| attr(&answer, "type").as_deref() == Some("result"))
+        else {
             return Err(SimError::Protocol(
                 "the companion refused pair-success".into(),
             ));
-        }
+        };
+        let signed_identity = child_bytes(signed, "device-identity");
         {
             let mut st = self.shared.lock();
             let account = st.account(&self.number);
+            account.devices_ts = wacore::time::now_secs_u64();
             account.devices.insert(
                 device,
                 LinkedDevice {
@@ -369,6 +374,7 @@ impl SimPhone {
                     removed: false,
                     keys: None,
                     keys_shared: false,
+                    identity: signed_identity,
                 },
             );
             account.pending = None;
@@ -397,10 +403,11 @@ impl SimPhone {
         account: &KeyPair,
         companion_identity: &[u8],
         adv_secret: &[u8; 32],
+        raw_id: u32,
         device: u32,
     ) -> Result<Vec<u8>, SimError> {
         let details = wa::ADVDeviceIdentity {
-            raw_id: Some(device),
+            raw_id: Some(raw_id),
             timestamp: Some(wacore::time::now_secs_u64()),
             key_index: Some(device),
             account_type: Some(wa::ADVEncryptionType::E2EE),
@@ -466,6 +473,95 @@ impl SimPhone {
         self.with_account(|a| a.app_state_key.id().to_vec())
     }
 
+    /// The person types `text` to `to` (E.164 digits) and sends it: each live companion of
+    /// `to` gets a copy, and each of this account's own live companions a copy wrapped as
+    /// sent by the account (a `DeviceSentMessage` naming the chat), all Signal-encrypted by
+    /// this phone (a `pkmsg` until the companion has answered, then `msg`). Returns the
+    /// message id; the companions' receipts arrive in [`receipts`](Self::receipts).
+    ///
+    /// ```no_run
+    /// # async fn demo(sim: wa_pairing_sim::Sim) -> Result<(), wa_pairing_sim::SimError> {
+    /// use std::time::Duration;
+    /// let friend = sim.phone("6289876543210");
+    /// let id = friend.send_text("6281234567890", "hello from the friend's phone").await?;
+    /// friend
+    ///     .wait_for_receipt(Duration::from_secs(10), |r| r.ids.contains(&id))
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`SimError::NoLiveCompanion`] when no companion is online to receive it (the simulator
+    /// keeps no offline queue); [`SimError::Protocol`] when encrypting fails.
+    pub async fn send_text(&self, to: &str, text: &str) -> Result<String, SimError> {
+        let to: String = to.chars().filter(char::is_ascii_digit).collect();
+        crate::messaging::send_from_phone(&self.shared, &self.number, &to, text).await
+    }
+
+    /// The messages this phone received from companions and decrypted, oldest first.
+    pub fn inbox(&self) -> Vec<SimMessage> {
+        self.with_account(|a| a.inbox.clone())
+    }
+
+    /// Waits (at most `timeout`) for a received message that satisfies `pred`, one already in
+    /// the [`inbox`](Self::inbox) included, and returns it.
+    ///
+    /// # Errors
+    ///
+    /// [`SimError::Timeout`] when none arrives in time.
+    pub async fn wait_for_message(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&SimMessage) -> bool,
+    ) -> Result<SimMessage, SimError> {
+        self.poll(timeout, "a message at the phone", || {
+            self.with_account(|a| a.inbox.iter().find(|m| pred(m)).cloned())
+        })
+        .await
+    }
+
+    /// The receipts companions sent for this phone's messages, oldest first.
+    pub fn receipts(&self) -> Vec<SimReceipt> {
+        self.with_account(|a| a.receipts.clone())
+    }
+
+    /// Waits (at most `timeout`) for a receipt that satisfies `pred`, one already received
+    /// included, and returns it.
+    ///
+    /// # Errors
+    ///
+    /// [`SimError::Timeout`] when none arrives in time.
+    pub async fn wait_for_receipt(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&SimReceipt) -> bool,
+    ) -> Result<SimReceipt, SimError> {
+        self.poll(timeout, "a receipt from a companion", || {
+            self.with_account(|a| a.receipts.iter().find(|r| pred(r)).cloned())
+        })
+        .await
+    }
+
+    async fn poll<T>(
+        &self,
+        timeout: Duration,
+        what: &'static str,
+        find: impl Fn() -> Option<T>,
+    ) -> Result<T, SimError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(found) = find() {
+                return Ok(found);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(SimError::Timeout(what));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// The linked companions' device numbers (removed ones excluded).
     pub fn linked_devices(&self) -> Vec<u32> {
         self.with_account(|a| {
@@ -495,7 +591,9 @@ impl SimPhone {
     pub fn remove_device(&self, device: u32) -> Result<(), SimError> {
         {
             let mut st = self.shared.lock();
-            match st.account(&self.number).devices.get_mut(&device) {
+            let account = st.account(&self.number);
+            account.devices_ts = wacore::time::now_secs_u64();
+            match account.devices.get_mut(&device) {
                 Some(d) if !d.removed => d.removed = true,
                 _ => return Err(SimError::NoSuchDevice(device)),
             }

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -11,7 +11,11 @@ use wacore_libsignal::protocol::KeyPair;
 
 use crate::identity::ServerIdentity;
 use crate::keyshare::{AppStateKey, UploadedKeys};
-use crate::model::{LoginFailure, Refusal, SimConfig, SimCounters, SimEvent, Stage};
+use crate::model::{
+    LoginFailure, Refusal, SimConfig, SimCounters, SimError, SimEvent, SimMessage, SimReceipt,
+    Stage,
+};
+use crate::signal::PhoneSignal;
 
 /// What a connection task is told to do.
 pub(crate) enum Out {
@@ -45,6 +49,9 @@ pub(crate) struct LinkedDevice {
     pub(crate) keys: Option<UploadedKeys>,
     /// Whether the phone has sent it the app-state sync keys.
     pub(crate) keys_shared: bool,
+    /// The `ADVSignedDeviceIdentity` it returned in `pair-device-sign`, served with its
+    /// pre-key bundle so senders can check the account vouches for its identity key.
+    pub(crate) identity: Option<Vec<u8>>,
 }
 
 /// The companion's answer to `primary_hello`.
@@ -72,9 +79,38 @@ pub(crate) struct Faults {
     pub(crate) silent: bool,
 }
 
+/// A phone's Signal state, created on first use (pairing-only runs never pay for it).
+pub(crate) struct PhoneCrypto {
+    identity: KeyPair,
+    signal: tokio::sync::Mutex<Option<PhoneSignal>>,
+}
+
+impl PhoneCrypto {
+    /// Locks the phone's Signal state, in arrival order.
+    pub(crate) async fn lock(
+        &self,
+    ) -> Result<tokio::sync::MappedMutexGuard<'_, PhoneSignal>, SimError> {
+        let mut guard = self.signal.lock().await;
+        if guard.is_none() {
+            *guard = Some(PhoneSignal::new(&self.identity)?);
+        }
+        tokio::sync::MutexGuard::try_map(guard, Option::as_mut)
+            .map_err(|_| SimError::Protocol("the phone's Signal state is missing".into()))
+    }
+}
+
 pub(crate) struct Account {
     pub(crate) lid: String,
+    /// The account's ADV key-index list id, stable for the account's life.
+    pub(crate) raw_id: u32,
+    /// When the account's device list last changed (Unix seconds): the key-index list's `ts`.
+    pub(crate) devices_ts: u64,
     pub(crate) identity: KeyPair,
+    pub(crate) crypto: Arc<PhoneCrypto>,
+    /// Messages the phone received from companions, oldest first.
+    pub(crate) inbox: Vec<SimMessage>,
+    /// Receipts companions sent for the phone's messages, oldest first.
+    pub(crate) receipts: Vec<SimReceipt>,
     pub(crate) app_state_key: AppStateKey,
     pub(crate) next_device: u32,
     pub(crate) devices: BTreeMap<u32, LinkedDevice>,
@@ -85,10 +121,20 @@ pub(crate) struct Account {
 
 impl Account {
     fn new(lid_seq: u64) -> Self {
+        use rand::RngExt as _;
         let mut rng = rand::make_rng::<rand::rngs::StdRng>();
+        let identity = KeyPair::generate(&mut rng);
         Self {
             lid: format!("{}", 100_000_000_000_000u64 + lid_seq),
-            identity: KeyPair::generate(&mut rng),
+            raw_id: rng.random_range(1..u32::MAX),
+            devices_ts: wacore::time::now_secs_u64(),
+            crypto: Arc::new(PhoneCrypto {
+                identity: identity.clone(),
+                signal: tokio::sync::Mutex::new(None),
+            }),
+            identity,
+            inbox: Vec::new(),
+            receipts: Vec::new(),
             app_state_key: AppStateKey::generate(),
             next_device: 1,
             devices: BTreeMap::new(),
@@ -108,6 +154,8 @@ pub(crate) struct State {
     pub(crate) next_id: u64,
     pub(crate) conns: HashMap<u64, ConnHandle>,
     pub(crate) accounts: HashMap<String, Account>,
+    /// Phone numbers by LID user.
+    pub(crate) lids: HashMap<String, String>,
     /// Server-initiated IQs awaiting the client's answer, by id.
     pub(crate) waiting: HashMap<String, oneshot::Sender<Node>>,
     pub(crate) counters: SimCounters,
@@ -142,9 +190,29 @@ impl State {
 
     pub(crate) fn account(&mut self, phone: &str) -> &mut Account {
         let seq = self.accounts.len() as u64;
-        self.accounts
-            .entry(phone.to_owned())
-            .or_insert_with(|| Account::new(seq))
+        let lids = &mut self.lids;
+        self.accounts.entry(phone.to_owned()).or_insert_with(|| {
+            let account = Account::new(seq);
+            lids.insert(account.lid.clone(), phone.to_owned());
+            account
+        })
+    }
+
+    /// The account (phone number) and device a JID names, PN (`628…[:N]@s.whatsapp.net`) or
+    /// LID (`1000…[:N]@lid`); `None` for an account no one created or another server.
+    pub(crate) fn resolve(&self, jid: &str) -> Option<(String, u32)> {
+        let (user, server) = jid.split_once('@')?;
+        let (user, device) = match user.split_once(':') {
+            Some((u, d)) => (u, d.parse().ok()?),
+            None => (user, 0),
+        };
+        let user = user.split_once('.').map_or(user, |(u, _)| u);
+        let phone = match server {
+            crate::node::SERVER => self.accounts.contains_key(user).then(|| user.to_owned())?,
+            "lid" => self.lids.get(user)?.clone(),
+            _ => return None,
+        };
+        Some((phone, device))
     }
 
     pub(crate) fn next_id(&mut self) -> String {

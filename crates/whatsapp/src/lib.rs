@@ -20,4 +20,4 @@ pub use config::{
 pub use connector::WhatsAppConnector;
 pub use error::{Error, ErrorKind};
 pub use guard::{is_loopback_url, server_certificates_verified};
-pub use session::{SendError, SentMessage, WhatsAppSession};
+pub use session::{IncomingText, SendError, SentMessage, WhatsAppSession};

@@ -95,6 +95,86 @@ pub enum SendError {
     },
 }
 
+/// A text message a session received: typed by a contact, or by the account's owner on the
+/// phone (or another linked device), in the order the client decrypted them.
+///
+/// Read from the session's [`events`](WhatsAppSession::events) with
+/// [`from_event`](Self::from_event). `Debug` redacts the chat's number and shows the text's
+/// length only.
+///
+/// ```no_run
+/// use wa_pairing_whatsapp::{IncomingText, WhatsAppSession};
+///
+/// # async fn demo(wa: WhatsAppSession) {
+/// let mut events = wa.events();
+/// while let Ok(event) = events.recv().await {
+///     for text in IncomingText::from_event(&event) {
+///         if !text.from_me {
+///             println!("{} wrote {} characters", text.chat_redacted(), text.text.chars().count());
+///         }
+///     }
+/// }
+/// # }
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IncomingText {
+    /// The message id.
+    pub id: String,
+    /// The chat's JID: `628…@s.whatsapp.net` for a contact addressed by number (for a message
+    /// the owner sent from another device, the contact it went to), `…@lid` for one WhatsApp
+    /// addresses by LID.
+    pub chat: String,
+    /// Whether the account itself sent it, from its phone or another linked device.
+    pub from_me: bool,
+    /// The text.
+    pub text: String,
+}
+
+impl IncomingText {
+    /// The text messages `event` carries; none for any other event.
+    pub fn from_event(event: &Event) -> Vec<Self> {
+        use wacore::proto_helpers::MessageExt as _;
+        event
+            .messages()
+            .filter_map(|m| {
+                Some(Self {
+                    id: m.info.id.clone(),
+                    chat: m.info.source.chat.to_string(),
+                    from_me: m.info.source.is_from_me,
+                    text: m.message.text_content()?.to_owned(),
+                })
+            })
+            .collect()
+    }
+
+    /// The chat's phone number (digits), when it is addressed by number.
+    pub fn chat_number(&self) -> Option<&str> {
+        self.chat
+            .strip_suffix("@s.whatsapp.net")
+            .map(|user| user.split(':').next().unwrap_or(user))
+    }
+
+    /// The chat for logs: its number redacted (`62812****7890`), or `a LID chat`.
+    pub fn chat_redacted(&self) -> String {
+        self.chat_number().map_or_else(
+            || "a LID chat".to_owned(),
+            |n| RedactedPhone::of_digits(n).to_string(),
+        )
+    }
+}
+
+impl fmt::Debug for IncomingText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IncomingText")
+            .field("id", &self.id)
+            .field("chat", &self.chat_redacted())
+            .field("from_me", &self.from_me)
+            .field("text_len", &self.text.len())
+            .finish()
+    }
+}
+
 impl WhatsAppSession {
     /// The WhatsApp session behind `live`.
     ///
@@ -169,5 +249,36 @@ fn send_failure(e: &whatsapp_rust::send::SendError) -> &'static str {
         E::InvalidRequest(_) => "the request is not valid for this recipient",
         E::Client(_) => "the connection to WhatsApp failed",
         _ => "the client could not encrypt or encode it",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IncomingText;
+
+    fn text(chat: &str) -> IncomingText {
+        IncomingText {
+            id: "3EB0AA".into(),
+            chat: chat.into(),
+            from_me: false,
+            text: "a private note".into(),
+        }
+    }
+
+    #[test]
+    fn an_incoming_text_names_its_chat_and_debug_shows_neither_number_nor_text() {
+        let pn = text("6281234567890@s.whatsapp.net");
+        assert_eq!(pn.chat_number(), Some("6281234567890"));
+        let shown = format!("{pn:?}");
+        assert!(!shown.contains("6281234567890"), "{shown}");
+        assert!(!shown.contains("private note"), "{shown}");
+        assert!(shown.contains("text_len: 14"), "{shown}");
+        assert_eq!(
+            text("6281234567890:3@s.whatsapp.net").chat_number(),
+            Some("6281234567890")
+        );
+        let lid = text("100000000000001@lid");
+        assert_eq!(lid.chat_number(), None);
+        assert_eq!(lid.chat_redacted(), "a LID chat");
     }
 }

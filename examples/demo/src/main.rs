@@ -2,21 +2,23 @@
 //!
 //! It starts the offline WhatsApp simulator, an in-memory store and a runner with the real
 //! `whatsapp-rust` client, creates a device for a phone number, shows the pairing code the
-//! way its owner would see it, lets the simulated phone type it, and exits 0 once the device
-//! is linked. `--fault` scripts what a user sees when things go wrong.
+//! way its owner would see it, lets the simulated phone type it, and once the device is
+//! linked sends one message through the live session to another simulated phone and shows
+//! the reply arriving; it exits 0 when all of that worked. `--fault` scripts what a user sees
+//! when things go wrong.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use wa_pairing_runner::{Runner, RunnerConfig};
+use wa_pairing_runner::{LiveSessions, Runner, RunnerConfig};
 use wa_pairing_sim::{Refusal, Sim, SimConfig};
 use wa_pairing_store::{
     Change, ConnectionMethod, DeviceStatus, DeviceStore, Keyring, MemoryStore, NewDevice,
     PairingRequest, UserId,
 };
-use wa_pairing_whatsapp::WhatsAppConfig;
+use wa_pairing_whatsapp::{IncomingText, WhatsAppConfig, WhatsAppSession};
 
 mod display;
 mod serve;
@@ -45,6 +47,12 @@ OPTIONS:
                      (default 127.0.0.1:8080) and link devices from a browser; the
                      simulated phone types each code shown a few seconds later
     -h, --help       print this help";
+
+/// Another simulated account, which the linked device writes to once it is linked.
+const FRIEND: &str = "+62 813-1111-2222";
+
+/// How long the demo waits for each step of the message exchange.
+const MESSAGE_STEP: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Fault {
@@ -212,7 +220,7 @@ async fn run(ui: &display::Display, args: Args) -> Result<bool, String> {
     }
 
     let store = MemoryStore::new();
-    let (stop, runner) = start_runner(&sim, &store)?;
+    let (stop, runner, sessions) = start_runner(&sim, &store)?;
     ui.step(
         "✓",
         "runner started (in-memory store, auth state encrypted at rest)",
@@ -345,6 +353,10 @@ async fn run(ui: &display::Display, args: Args) -> Result<bool, String> {
         }
     };
 
+    if linked {
+        exchange_messages(ui, &sim, &sessions, device.id, &phone).await?;
+    }
+
     let _ = stop.send(());
     let summary = runner.await.map_err(|e| e.to_string())?;
     ui.step(
@@ -355,18 +367,95 @@ async fn run(ui: &display::Display, args: Args) -> Result<bool, String> {
     Ok(linked)
 }
 
+/// What the application does with a freshly linked device: it takes the live session the
+/// runner offers, sends a message to another simulated phone, and hears the reply.
+async fn exchange_messages(
+    ui: &display::Display,
+    sim: &Sim,
+    sessions: &LiveSessions,
+    device: wa_pairing_store::DeviceId,
+    owner: &wa_pairing_phone::PhoneNumber,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + MESSAGE_STEP;
+    let live = loop {
+        if let Some(live) = sessions.get(device) {
+            break live;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err("the runner never offered the linked session".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let wa = WhatsAppSession::of(&live).map_err(|e| e.to_string())?;
+    let mut events = wa.events();
+    let friend = wa_pairing_phone::parse(FRIEND).map_err(|e| e.to_string())?;
+    let sent = wa
+        .send_text(&friend, "Halo! This number is now linked to wa-pairing.")
+        .await
+        .map_err(|e| e.to_string())?;
+    ui.step(
+        "✓",
+        &format!(
+            "the application sent a message to {} through the live session",
+            friend.redacted()
+        ),
+    );
+    let friend_phone = sim.phone(friend.digits());
+    let got = friend_phone
+        .wait_for_message(MESSAGE_STEP, |m| m.id == sent.id)
+        .await
+        .map_err(|e| e.to_string())?;
+    ui.step(
+        "✓",
+        &format!(
+            "its phone decrypted it (Signal {}): \"{}\"",
+            got.enc.wire(),
+            got.text.unwrap_or_default()
+        ),
+    );
+    friend_phone
+        .send_text(owner.digits(), "Halo juga! Got it.")
+        .await
+        .map_err(|e| e.to_string())?;
+    let reply = tokio::time::timeout(MESSAGE_STEP, async {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let Some(t) = IncomingText::from_event(&event)
+                        .into_iter()
+                        .find(|t| !t.from_me)
+                    {
+                        return Ok(t);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    })
+    .await
+    .map_err(|_| "the reply never reached the application".to_owned())??;
+    ui.step(
+        "✓",
+        &format!(
+            "the reply from {} arrived through the session: \"{}\"",
+            reply.chat_redacted(),
+            reply.text
+        ),
+    );
+    Ok(())
+}
+
+/// A running runner: the channel that stops it, its task, and its live sessions.
+pub(crate) type Started = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<wa_pairing_runner::RunSummary>,
+    LiveSessions,
+);
+
 /// A runner with the real WhatsApp client pointed at `sim`, over `store` (auth state sealed
 /// with a fresh key); stop it by sending on the returned channel.
-pub(crate) fn start_runner(
-    sim: &Sim,
-    store: &MemoryStore,
-) -> Result<
-    (
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<wa_pairing_runner::RunSummary>,
-    ),
-    String,
-> {
+pub(crate) fn start_runner(sim: &Sim, store: &MemoryStore) -> Result<Started, String> {
     let (keyring, _) = Keyring::generate(1);
     let stores = store.stores().encrypt(keyring).build();
     let connector = WhatsAppConfig::new(&stores)
@@ -380,9 +469,10 @@ pub(crate) fn start_runner(
         .lease_for(Duration::from_secs(20))
         .heartbeat(Duration::from_secs(5));
     let runner = Runner::new(stores, Arc::new(connector), config).map_err(|e| e.to_string())?;
+    let sessions = runner.sessions();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let runner = tokio::spawn(runner.run(async {
         let _ = stopped.await;
     }));
-    Ok((stop, runner))
+    Ok((stop, runner, sessions))
 }

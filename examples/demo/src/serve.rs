@@ -21,7 +21,7 @@ pub(crate) async fn serve(ui: &Display, addr: SocketAddr) -> Result<(), String> 
         .await
         .map_err(|e| e.to_string())?;
     let store = MemoryStore::new();
-    let (stop, runner) = crate::start_runner(&sim, &store)?;
+    let (stop, runner, _sessions) = crate::start_runner(&sim, &store)?;
 
     // A secret for this run only, and a token for one demo user signed with it.
     let secret = format!(

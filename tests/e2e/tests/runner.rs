@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wa_pairing_e2e::Stack;
 use wa_pairing_runner::SessionChange;
-use wa_pairing_sim::Refusal;
+use wa_pairing_sim::{EncType, Refusal};
 use wa_pairing_store::DeviceStatus;
 use wa_pairing_store::Stores;
 use wa_pairing_store::testkit::skip;
@@ -744,4 +744,148 @@ async fn a_live_whatsapp_session_refuses_to_send_once_its_lease_is_lost() {
     assert!(runner.sessions.get(d.id).is_none());
     runner.shutdown().await;
     person.abort();
+}
+
+/// Waits (at most a minute) until `runner` offers a live session for `id`.
+async fn live_session(
+    runner: &wa_pairing_e2e::RunningRunner,
+    id: wa_pairing_store::DeviceId,
+) -> wa_pairing_runner::LiveSession {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(live) = runner.sessions.get(id) {
+            return live;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the runner never offered the session"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits (at most a minute) for a text message among a session's events; returns whether it
+/// came from the account itself and the chat's number.
+async fn text_arrives(
+    events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<wacore::types::events::Event>>,
+    text: &str,
+) -> (bool, String) {
+    use wacore::proto_helpers::MessageExt as _;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let event = events.recv().await.expect("the session's events");
+            if let Some(m) = event
+                .messages()
+                .find(|m| m.message.text_content() == Some(text))
+            {
+                return (
+                    m.info.source.is_from_me,
+                    m.info.source.chat.user.to_string(),
+                );
+            }
+        }
+    })
+    .await
+    .expect("the message reaches the application")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn messages_go_both_ways_through_a_live_session_and_its_signal_sessions_survive_a_restart() {
+    let (stores, db) = match wa_pairing_e2e::postgres().await {
+        Ok(x) => x,
+        Err(why) => return skip("postgres messaging e2e", &why),
+    };
+    let stack = Stack::start(stores).await;
+    let person = stack.person();
+    let (owner_number, friend_number) = ("6281234500060", "6281234500061");
+    let friend_to = wa_pairing_phone::parse(&format!("+{friend_number}")).expect("a number");
+    let d = stack.device(owner_number).await;
+    let runner = stack.runner(Stack::config("runner-messages"));
+    stack.connected(d.id).await;
+    let owner = stack.sim.phone(owner_number);
+    let friend = stack.sim.phone(friend_number);
+    // The client acknowledges the phone's key share once it has decrypted it.
+    owner
+        .wait_for_receipt(Duration::from_secs(60), |r| {
+            r.kind.as_deref() == Some("peer_msg")
+        })
+        .await
+        .expect("the key share is received");
+    let wa = WhatsAppSession::of(&live_session(&runner, d.id).await).expect("WhatsApp");
+    let mut events = wa.events();
+
+    // Out: the friend's phone reads the plaintext; the owner's phone gets its own copy.
+    let sent = wa
+        .send_text(&friend_to, "Terima kasih, your phone is linked")
+        .await
+        .expect("sent");
+    let at_friend = friend
+        .wait_for_message(Duration::from_secs(60), |m| m.id == sent.id)
+        .await
+        .expect("the friend's phone decrypts it");
+    assert_eq!(
+        at_friend.text.as_deref(),
+        Some("Terima kasih, your phone is linked")
+    );
+    assert_eq!(at_friend.from, owner_number);
+    assert_eq!(
+        at_friend.enc,
+        EncType::PreKey,
+        "the first message opens the session"
+    );
+    let at_owner = owner
+        .wait_for_message(Duration::from_secs(60), |m| m.id == sent.id)
+        .await
+        .expect("the owner's phone decrypts its copy");
+    assert_eq!(at_owner.chat, friend_number);
+    assert_eq!(
+        at_owner.enc,
+        EncType::Message,
+        "over the key share's session"
+    );
+
+    // In: typed on the friend's phone, and typed on the owner's own phone.
+    friend
+        .send_text(owner_number, "Sama-sama!")
+        .await
+        .expect("the friend types");
+    assert_eq!(
+        text_arrives(&mut events, "Sama-sama!").await,
+        (false, friend_number.to_owned())
+    );
+    owner
+        .send_text(friend_number, "typed on the phone itself")
+        .await
+        .expect("the owner types");
+    assert_eq!(
+        text_arrives(&mut events, "typed on the phone itself").await,
+        (true, friend_number.to_owned())
+    );
+
+    // A restart: the session resumes from PostgreSQL and its Signal sessions still work, with
+    // no pre-key fetched and no pre-key message.
+    runner.shutdown().await;
+    let served = stack.sim.counters().bundles_served;
+    let runner = stack.runner(Stack::config("runner-messages-2"));
+    let live = live_session(&runner, d.id).await;
+    assert!(live.resumed());
+    let wa = WhatsAppSession::of(&live).expect("WhatsApp");
+    let again = wa
+        .send_text(&friend_to, "still linked after a restart")
+        .await
+        .expect("sent after the restart");
+    for (phone, enc) in [(&friend, EncType::Message), (&owner, EncType::Message)] {
+        let m = phone
+            .wait_for_message(Duration::from_secs(60), |m| m.id == again.id)
+            .await
+            .expect("decrypted after the restart");
+        assert_eq!(m.text.as_deref(), Some("still linked after a restart"));
+        assert_eq!(m.enc, enc);
+    }
+    let counters = stack.sim.counters();
+    assert_eq!(counters.bundles_served, served, "no pre-key fetched again");
+    assert_eq!(counters.messages_undecryptable, 0);
+    runner.shutdown().await;
+    person.abort();
+    db.drop().await;
 }

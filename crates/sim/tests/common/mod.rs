@@ -96,6 +96,43 @@ impl TestClient {
             .await
     }
 
+    /// Pairs this client with `phone`'s account by code and waits until it is connected and
+    /// holds the app-state keys the phone shares.
+    pub async fn link(
+        &mut self,
+        sim: &wa_pairing_sim::Sim,
+        phone: &str,
+    ) -> wa_pairing_sim::SimPhone {
+        let shares = sim.counters().key_shares;
+        let code = self.request_code(phone).await.expect("a code");
+        let account = sim.phone(phone);
+        account
+            .enter_code(&code)
+            .await
+            .expect("the right code links");
+        self.wait("connected", |e| matches!(e, Event::Connected(_)))
+            .await;
+        sim.wait_for_counters(DEADLINE, |c| c.key_shares > shares)
+            .await
+            .expect("the phone shares its keys");
+        // The client has decrypted the share (and so holds the session it opened) once the key
+        // is stored.
+        let key = account.app_state_key_id();
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while wacore::store::traits::AppSyncStore::get_sync_key(&*self.backend, &key)
+            .await
+            .expect("the store answers")
+            .is_none()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the client never stored the shared key"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        account
+    }
+
     pub async fn stop(self) {
         self.client.disconnect().await;
         let _ = tokio::time::timeout(Duration::from_secs(10), self.handle).await;

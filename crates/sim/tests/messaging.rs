@@ -1,0 +1,167 @@
+//! Text messages both ways between the real whatsapp-rust client and simulated phones, with
+//! real Signal encryption: the client sends to another account (whose phone decrypts it) and
+//! to its own phone (a device-sent copy), the phones type back, and after a new login from
+//! the stored state the existing sessions carry on without a new pre-key message.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{DEADLINE, TestClient};
+use wa_pairing_sim::{EncType, Sim, SimConfig, SimMessage};
+use wacore::proto_helpers::MessageExt as _;
+use wacore::store::InMemoryBackend;
+use wacore::types::events::Event;
+use wacore::types::presence::ReceiptType;
+use whatsapp_rust::Jid;
+
+const OWNER: &str = "6281234567890";
+const FRIEND: &str = "6289876543210";
+
+/// Waits for a message the client received whose text is `text`; returns (sender user, chat
+/// user, from me).
+async fn received(client: &mut TestClient, text: &str) -> (String, String, bool) {
+    let event = client
+        .wait("the typed message at the client", |e| {
+            e.messages().any(|m| m.message.text_content() == Some(text))
+        })
+        .await;
+    let m = event
+        .messages()
+        .find(|m| m.message.text_content() == Some(text))
+        .expect("the matching message");
+    let source = &m.info.source;
+    (
+        source.sender.user.to_string(),
+        source.chat.user.to_string(),
+        source.is_from_me,
+    )
+}
+
+async fn at_phone(phone: &wa_pairing_sim::SimPhone, id: &str) -> SimMessage {
+    phone
+        .wait_for_message(DEADLINE, |m| m.id == id)
+        .await
+        .unwrap_or_else(|e| panic!("the phone never decrypted {id}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn texts_go_both_ways_with_real_signal_sessions() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let backend = Arc::new(InMemoryBackend::new());
+    let mut client = TestClient::start(&sim.url(), backend.clone()).await;
+    let owner = client.link(&sim, OWNER).await;
+    let friend = sim.phone(FRIEND);
+
+    // The client's first message to the friend: its phone decrypts a pre-key message; the
+    // owner's phone gets the device-sent copy over the session the key share opened.
+    let first = client
+        .client
+        .send_text(Jid::pn(FRIEND), "hello from the linked device")
+        .await
+        .expect("the send goes out");
+    let got = at_phone(&friend, &first.message_id).await;
+    assert_eq!(got.text.as_deref(), Some("hello from the linked device"));
+    assert_eq!((got.from.as_str(), got.from_device), (OWNER, 1));
+    assert_eq!(got.chat, OWNER);
+    assert_eq!(got.enc, EncType::PreKey);
+    let own = at_phone(&owner, &first.message_id).await;
+    assert_eq!(own.text.as_deref(), Some("hello from the linked device"));
+    assert_eq!(
+        own.chat, FRIEND,
+        "the own phone reads the chat from the wrapper"
+    );
+    assert_eq!(
+        own.enc,
+        EncType::Message,
+        "the key share opened this session"
+    );
+    client
+        .wait("the friend's delivery receipt", |e| {
+            matches!(e, Event::Receipt(r) if r.message_ids.contains(&first.message_id)
+                && r.source.chat.user == FRIEND && r.r#type == ReceiptType::Delivered)
+        })
+        .await;
+
+    // Unanswered, the client keeps sending pre-key messages to the friend.
+    let second = client
+        .client
+        .send_text(Jid::pn(FRIEND), "still there?")
+        .await
+        .unwrap();
+    assert_eq!(
+        at_phone(&friend, &second.message_id).await.enc,
+        EncType::PreKey
+    );
+
+    // The friend types back; the client decrypts it and answers with a receipt.
+    let reply = friend.send_text(OWNER, "yes, hello").await.unwrap();
+    let (sender, chat, from_me) = received(&mut client, "yes, hello").await;
+    assert_eq!(
+        (sender.as_str(), chat.as_str(), from_me),
+        (FRIEND, FRIEND, false)
+    );
+    let receipt = friend
+        .wait_for_receipt(DEADLINE, |r| r.ids.contains(&reply))
+        .await
+        .unwrap();
+    assert_eq!((receipt.from.as_str(), receipt.from_device), (OWNER, 1));
+
+    // Having heard back, the client's next message is a plain Signal message.
+    let third = client
+        .client
+        .send_text(Jid::pn(FRIEND), "good")
+        .await
+        .unwrap();
+    assert_eq!(
+        at_phone(&friend, &third.message_id).await.enc,
+        EncType::Message
+    );
+
+    // Typed on the owner's own phone to the friend: the client sees it as its own message.
+    owner
+        .send_text(FRIEND, "sent from the phone")
+        .await
+        .unwrap();
+    let (_, chat, from_me) = received(&mut client, "sent from the phone").await;
+    assert_eq!((chat.as_str(), from_me), (FRIEND, true));
+
+    // A new login from the stored state: the sessions survive, no new pre-key message.
+    client.stop().await;
+    let served = sim.counters().bundles_served;
+    let mut again = TestClient::start(&sim.url(), backend).await;
+    again
+        .wait("connected again", |e| matches!(e, Event::Connected(_)))
+        .await;
+    let fourth = again
+        .client
+        .send_text(Jid::pn(FRIEND), "back again")
+        .await
+        .unwrap();
+    let got = at_phone(&friend, &fourth.message_id).await;
+    assert_eq!(got.text.as_deref(), Some("back again"));
+    assert_eq!(got.enc, EncType::Message);
+    assert_eq!(
+        at_phone(&owner, &fourth.message_id).await.enc,
+        EncType::Message
+    );
+    let counters = sim.counters();
+    assert_eq!(counters.bundles_served, served, "no pre-key fetched again");
+    assert_eq!(counters.messages_undecryptable, 0);
+    assert_eq!(counters.messages_from_companions, 4);
+    assert_eq!(counters.messages_decrypted, 8, "two copies of each of four");
+    again.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_with_no_companion_online_refuses_to_send() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let friend = sim.phone(FRIEND);
+    let err = friend.send_text(OWNER, "anyone?").await.unwrap_err();
+    assert!(
+        matches!(err, wa_pairing_sim::SimError::NoLiveCompanion),
+        "{err}"
+    );
+    assert_eq!(sim.counters().messages_from_phones, 0);
+}

@@ -95,6 +95,12 @@ fn event_json(event: &SimEvent) -> String {
         SimEvent::KeysShared { phone, device } => {
             pd("keys_shared", phone, "device", device.to_string())
         }
+        SimEvent::MessageReceived { phone, id } => {
+            pd("message_received", phone, "id", json_str(id))
+        }
+        SimEvent::ReceiptReceived { phone, id } => {
+            pd("receipt_received", phone, "id", json_str(id))
+        }
         other => format!("{{\"event\":{}}}", json_str(&format!("{other:?}"))),
     }
 }

@@ -516,7 +516,7 @@ impl SimPhone {
         timeout: Duration,
         pred: impl Fn(&SimMessage) -> bool,
     ) -> Result<SimMessage, SimError> {
-        self.poll(timeout, "a message at the phone", || {
+        self.poll(timeout, "with the awaited message", || {
             self.with_account(|a| a.inbox.iter().find(|m| pred(m)).cloned())
         })
         .await
@@ -538,7 +538,7 @@ impl SimPhone {
         timeout: Duration,
         pred: impl Fn(&SimReceipt) -> bool,
     ) -> Result<SimReceipt, SimError> {
-        self.poll(timeout, "a receipt from a companion", || {
+        self.poll(timeout, "with the awaited receipt", || {
             self.with_account(|a| a.receipts.iter().find(|r| pred(r)).cloned())
         })
         .await

@@ -389,6 +389,8 @@ async fn exchange_messages(
     let wa = WhatsAppSession::of(&live).map_err(|e| e.to_string())?;
     let mut events = wa.events();
     let friend = wa_pairing_phone::parse(FRIEND).map_err(|e| e.to_string())?;
+    // The friend has WhatsApp: their account exists before anyone writes to it.
+    let friend_phone = sim.phone(friend.digits());
     let sent = wa
         .send_text(&friend, "Halo! This number is now linked to wa-pairing.")
         .await
@@ -400,7 +402,6 @@ async fn exchange_messages(
             friend.redacted()
         ),
     );
-    let friend_phone = sim.phone(friend.digits());
     let got = friend_phone
         .wait_for_message(MESSAGE_STEP, |m| m.id == sent.id)
         .await

@@ -353,7 +353,10 @@ fn logged_out_reason(reason: ConnectFailureReason, on_connect: bool) -> String {
 impl EventHandler for Forwarder {
     fn handle_event(&self, event: Arc<Event>) {
         let s = &self.0;
-        if matches!(&*event, Event::Messages(_) | Event::Receipt(_)) {
+        if matches!(
+            &*event,
+            Event::Messages(_) | Event::Receipt(_) | Event::ServerAck(_)
+        ) {
             if let Some(app) = lock(&s.app).as_ref() {
                 let _ = app.send(event);
             }

@@ -220,8 +220,11 @@ impl WhatsAppSession {
     }
 
     /// The client's events for this session from now on: incoming messages
-    /// (`Event::Messages`) and receipts (`Event::Receipt`). A subscriber that falls more
-    /// than 256 events behind misses the oldest (the receiver says `Lagged`).
+    /// (`Event::Messages`, see [`IncomingText`]), receipts (`Event::Receipt`: delivered,
+    /// read, ...) and WhatsApp's server acknowledging what the session sent
+    /// (`Event::ServerAck`, whose `id` is a [`SentMessage::id`] and whose `error` is set when
+    /// the server refused it). A subscriber that falls more than 256 events behind misses the
+    /// oldest (the receiver says `Lagged`).
     pub fn events(&self) -> broadcast::Receiver<Arc<Event>> {
         self.app.events.subscribe()
     }

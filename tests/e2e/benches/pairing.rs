@@ -6,6 +6,7 @@
 //! cargo bench -p wa-pairing-e2e --bench pairing -- memory  # one of: memory, postgres
 //! WA_PAIRING_BENCH_SESSIONS=10000 cargo bench -p wa-pairing-e2e --bench pairing -- postgres
 //! cargo bench -p wa-pairing-e2e --bench pairing -- takeover # a dead instance's sessions
+//! cargo bench -p wa-pairing-e2e --bench pairing -- messages # one session sending texts
 //! ```
 //!
 //! Each store is measured in a process of its own, with the simulator in another, so the
@@ -24,6 +25,13 @@
 //! sessions (1,000 by default) and is killed; two instances left in the measuring process
 //! take them over at the default resume rate, while new devices ask for codes one after
 //! another. PostgreSQL only.
+//!
+//! `messages` measures one linked session sending texts through the runner's
+//! `WhatsAppSession` to another simulated account (`WA_PAIRING_BENCH_MESSAGES`, default
+//! 1,000): from `send_text` to the server's ack, one at a time (p50, p99), and messages per
+//! second when the application does not wait for each ack. The client's Signal state lives
+//! in PostgreSQL, so every send pays for its writes there; the simulated phones decrypt
+//! every copy. PostgreSQL only, the simulator in the same process.
 #![allow(missing_docs, clippy::cast_precision_loss)]
 
 use std::collections::HashSet;
@@ -61,16 +69,17 @@ fn main() {
         Ok("sim") => rt.block_on(sim_process()),
         Ok("dying") => rt.block_on(dying_process()),
         Ok("takeover") => rt.block_on(takeover_process()),
+        Ok("messages") => rt.block_on(messages_process()),
         Ok(store) => rt.block_on(runner_process(store)),
         Err(_) => {
             let only: Vec<String> = std::env::args()
                 .skip(1)
                 .filter(|a| !a.starts_with("--"))
                 .collect();
-            for store in ["memory", "postgres", "takeover"] {
+            for store in ["memory", "postgres", "takeover", "messages"] {
                 let asked = only.iter().any(|o| o == store);
-                // The takeover runs only when asked for by name.
-                if asked || (only.is_empty() && store != "takeover") {
+                // The takeover and the messages run only when asked for by name.
+                if asked || (only.is_empty() && !matches!(store, "takeover" | "messages")) {
                     let status = std::process::Command::new(std::env::current_exe().expect("exe"))
                         .env(ROLE_ENV, store)
                         .status()
@@ -776,5 +785,126 @@ async fn takeover_process() {
         let _ = stop.send(());
         let _ = task.await;
     }
+    db.drop().await;
+}
+
+/// Waits for the server's acks of `ids` among a session's events, failing on a refusal.
+async fn server_acks(
+    events: &mut tokio::sync::broadcast::Receiver<Arc<wacore::types::events::Event>>,
+    ids: &mut HashSet<String>,
+) {
+    while !ids.is_empty() {
+        let event = tokio::time::timeout(Duration::from_secs(60), events.recv())
+            .await
+            .expect("an ack within a minute")
+            .expect("the session's events");
+        if let wacore::types::events::Event::ServerAck(ack) = &*event
+            && ids.remove(&ack.id)
+        {
+            assert!(ack.error.is_none(), "the server refused a message");
+        }
+    }
+}
+
+async fn messages_process() {
+    let n: usize = std::env::var("WA_PAIRING_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1_000);
+    let (stores, db) = match wa_pairing_e2e::postgres().await {
+        Ok(x) => x,
+        Err(skip) => panic!("the messages benchmark needs PostgreSQL: {}", skip.0),
+    };
+    let stack = wa_pairing_e2e::Stack::start(stores).await;
+    let person = stack.person();
+    let (owner, friend_number) = ("6281234599990", "6281234599991");
+    let d = stack.device(owner).await;
+    let runner = stack.runner(wa_pairing_e2e::Stack::config("bench-messages"));
+    stack.connected(d.id).await;
+    let friend = stack.sim.phone(friend_number);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let live = loop {
+        if let Some(live) = runner.sessions.get(d.id) {
+            break live;
+        }
+        assert!(Instant::now() < deadline, "the session is offered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let wa = wa_pairing_whatsapp::WhatsAppSession::of(&live).expect("WhatsApp");
+    let mut events = wa.events();
+    let to = wa_pairing_phone::parse(&format!("+{friend_number}")).expect("a number");
+
+    // Warm up: the first message opens the session and the friend's reply settles it, so
+    // every measured copy is a plain Signal message.
+    let first = wa.send_text(&to, "hello").await.expect("sent");
+    friend
+        .wait_for_message(Duration::from_secs(60), |m| m.id == first.id)
+        .await
+        .expect("decrypted");
+    friend.send_text(owner, "hi").await.expect("the reply");
+    server_acks(&mut events, &mut HashSet::from([first.id])).await;
+
+    let mut latency = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = Instant::now();
+        let sent = wa
+            .send_text(&to, &format!("one at a time #{i}"))
+            .await
+            .expect("sent");
+        server_acks(&mut events, &mut HashSet::from([sent.id])).await;
+        latency.push(started.elapsed());
+    }
+    latency.sort();
+    println!(
+        "messages: one session over PostgreSQL, {n} texts one at a time, send_text -> server ack:"
+    );
+    println!(
+        "  p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+        ms(latency[(n - 1) / 2]),
+        ms(latency[(n - 1) * 99 / 100]),
+        ms(latency[n - 1])
+    );
+
+    let before = friend.inbox().len();
+    let started = Instant::now();
+    let mut pending = HashSet::with_capacity(n);
+    for i in 0..n {
+        let sent = wa
+            .send_text(&to, &format!("back to back #{i}"))
+            .await
+            .expect("sent");
+        pending.insert(sent.id);
+    }
+    let written = started.elapsed();
+    server_acks(&mut events, &mut pending).await;
+    let acked = started.elapsed();
+    let last = format!("back to back #{}", n - 1);
+    friend
+        .wait_for_message(Duration::from_secs(60), |m| {
+            m.text.as_deref() == Some(&*last)
+        })
+        .await
+        .expect("the last one decrypted");
+    assert_eq!(
+        friend.inbox().len() - before,
+        n,
+        "every text reached the friend"
+    );
+    println!(
+        "  back to back: {n} texts written in {:.2} s, all acked in {:.2} s: {:.0} messages/s",
+        written.as_secs_f64(),
+        acked.as_secs_f64(),
+        n as f64 / acked.as_secs_f64()
+    );
+    let counters = stack.sim.counters();
+    assert_eq!(counters.messages_undecryptable, 0);
+    println!(
+        "  the phones decrypted {} copies; the process holds {:.1} MiB",
+        counters.messages_decrypted,
+        rss_mib()
+    );
+    runner.shutdown().await;
+    person.abort();
     db.drop().await;
 }

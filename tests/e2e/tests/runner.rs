@@ -819,6 +819,19 @@ async fn messages_go_both_ways_through_a_live_session_and_its_signal_sessions_su
         .send_text(&friend_to, "Terima kasih, your phone is linked")
         .await
         .expect("sent");
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let event = events.recv().await.expect("the session's events");
+            if let wacore::types::events::Event::ServerAck(ack) = &*event
+                && ack.id == sent.id
+            {
+                assert_eq!(ack.error, None, "the server took it");
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the server's ack reaches the application");
     let at_friend = friend
         .wait_for_message(Duration::from_secs(60), |m| m.id == sent.id)
         .await

@@ -437,6 +437,7 @@ impl EventHandler for Forwarder {
             // For the application (`WhatsAppSession::events`).
             EventKind::Messages,
             EventKind::Receipt,
+            EventKind::ServerAck,
         ])
     }
 }

@@ -14,26 +14,10 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::TestClient;
+use common::{TestClient, env_count, ms, percentile};
 use wa_pairing_sim::{Sim, SimConfig};
 use wacore::store::InMemoryBackend;
 use wacore::types::events::Event;
-
-fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], percent: usize) -> Duration {
-    sorted[(sorted.len() - 1) * percent / 100]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 /// One pairing: (code request -> code, enter_code -> Connected).
 async fn pair(sim: &Sim, phone: &str) -> (Duration, Duration) {

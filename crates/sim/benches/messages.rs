@@ -14,9 +14,9 @@ mod common;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::{DEADLINE, TestClient};
+use common::{DEADLINE, TestClient, env_count, ms, percentile};
 use wa_pairing_sim::{EncType, Sim, SimConfig};
 use wacore::store::InMemoryBackend;
 use wacore::types::events::Event;
@@ -24,22 +24,6 @@ use whatsapp_rust::Jid;
 
 const OWNER: &str = "6281234567890";
 const FRIEND: &str = "6289876543210";
-
-fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], percent: usize) -> Duration {
-    sorted[(sorted.len() - 1) * percent / 100]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 /// Waits for the server's acks of `ids` (and nothing else), failing on a nack.
 async fn acks(client: &mut TestClient, ids: &mut HashSet<String>) {

@@ -81,8 +81,7 @@ impl UploadedKeys {
     /// keys, the ids of the one-time pre-keys left, and a SHA-1 over the public keys, which the
     /// client compares with its own.
     pub(crate) fn digest(&self) -> Node {
-        let id = |n: u32| n.to_be_bytes()[1..].to_vec();
-        let (signed_id, signed_key, signature) = &self.signed;
+        let (_, signed_key, signature) = &self.signed;
         let left: Vec<&[u8]> = self.one_time.iter().map(|(_, k)| k.as_slice()).collect();
         let hash = wacore::prekeys::compute_key_bundle_digest(
             &self.identity,
@@ -90,34 +89,18 @@ impl UploadedKeys {
             signature,
             &left,
         );
-        NodeBuilder::new("digest")
-            .children([
-                NodeBuilder::new("registration")
-                    .bytes(self.registration_id.to_be_bytes().to_vec())
-                    .build(),
-                NodeBuilder::new("type").bytes(vec![5u8]).build(),
-                NodeBuilder::new("identity")
-                    .bytes(self.identity.to_vec())
-                    .build(),
-                NodeBuilder::new("skey")
-                    .children([
-                        NodeBuilder::new("id").bytes(id(*signed_id)).build(),
-                        NodeBuilder::new("value").bytes(signed_key.to_vec()).build(),
-                        NodeBuilder::new("signature")
-                            .bytes(signature.clone())
-                            .build(),
-                    ])
-                    .build(),
-                NodeBuilder::new("list")
-                    .children(
-                        self.one_time
-                            .iter()
-                            .map(|(n, _)| NodeBuilder::new("id").bytes(id(*n)).build()),
-                    )
-                    .build(),
-                NodeBuilder::new("hash").bytes(hash).build(),
-            ])
-            .build()
+        let mut children = key_nodes(self.registration_id, &self.identity, &self.signed);
+        children.push(
+            NodeBuilder::new("list")
+                .children(
+                    self.one_time
+                        .iter()
+                        .map(|(n, _)| NodeBuilder::new("id").bytes(key_id(*n)).build()),
+                )
+                .build(),
+        );
+        children.push(NodeBuilder::new("hash").bytes(hash).build());
+        NodeBuilder::new("digest").children(children).build()
     }
 
     /// The bundle the server hands out, consuming one one-time pre-key as the server does.
@@ -167,38 +150,17 @@ impl BundleParts {
     /// The `<user jid>` of a pre-key fetch's answer: ids as 3 bytes, keys without the `0x05`
     /// type prefix, and the companion's signed device identity when it has one.
     pub(crate) fn to_node(&self, jid: &str, device_identity: Option<&[u8]>) -> Node {
-        let id = |n: u32| n.to_be_bytes()[1..].to_vec();
-        let mut children = vec![
-            NodeBuilder::new("registration")
-                .bytes(self.registration_id.to_be_bytes().to_vec())
-                .build(),
-            NodeBuilder::new("type").bytes(vec![5u8]).build(),
-            NodeBuilder::new("identity")
-                .bytes(self.identity.to_vec())
-                .build(),
-        ];
-        if let Some((key_id, key)) = self.one_time {
+        let mut children = key_nodes(self.registration_id, &self.identity, &self.signed);
+        if let Some((id, key)) = self.one_time {
             children.push(
                 NodeBuilder::new("key")
                     .children([
-                        NodeBuilder::new("id").bytes(id(key_id)).build(),
+                        NodeBuilder::new("id").bytes(key_id(id)).build(),
                         NodeBuilder::new("value").bytes(key.to_vec()).build(),
                     ])
                     .build(),
             );
         }
-        let (signed_id, signed_key, signature) = &self.signed;
-        children.push(
-            NodeBuilder::new("skey")
-                .children([
-                    NodeBuilder::new("id").bytes(id(*signed_id)).build(),
-                    NodeBuilder::new("value").bytes(signed_key.to_vec()).build(),
-                    NodeBuilder::new("signature")
-                        .bytes(signature.clone())
-                        .build(),
-                ])
-                .build(),
-        );
         if let Some(di) = device_identity {
             children.push(
                 NodeBuilder::new("device-identity")
@@ -211,6 +173,39 @@ impl BundleParts {
             .children(children)
             .build()
     }
+}
+
+/// A pre-key id as the server writes it: 3 bytes, big-endian.
+fn key_id(n: u32) -> Vec<u8> {
+    n.to_be_bytes()[1..].to_vec()
+}
+
+/// What a bundle and a digest both carry: the registration id, the key type, the identity
+/// (without the `0x05` type prefix) and the signed pre-key with its signature.
+fn key_nodes(
+    registration_id: u32,
+    identity: &[u8; 32],
+    signed: &(u32, [u8; 32], Vec<u8>),
+) -> Vec<Node> {
+    let (signed_id, signed_key, signature) = signed;
+    vec![
+        NodeBuilder::new("registration")
+            .bytes(registration_id.to_be_bytes().to_vec())
+            .build(),
+        NodeBuilder::new("type").bytes(vec![5u8]).build(),
+        NodeBuilder::new("identity")
+            .bytes(identity.to_vec())
+            .build(),
+        NodeBuilder::new("skey")
+            .children([
+                NodeBuilder::new("id").bytes(key_id(*signed_id)).build(),
+                NodeBuilder::new("value").bytes(signed_key.to_vec()).build(),
+                NodeBuilder::new("signature")
+                    .bytes(signature.clone())
+                    .build(),
+            ])
+            .build(),
+    ]
 }
 
 /// One app-state sync key of an account.

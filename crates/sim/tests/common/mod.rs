@@ -15,6 +15,25 @@ use whatsapp_rust::{Client, TokioRuntime};
 
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
+/// A count from the environment (benchmarks' sizes), `default` when unset or not positive.
+pub fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(default)
+}
+
+/// The `percent`th percentile of sorted durations.
+pub fn percentile(sorted: &[Duration], percent: usize) -> Duration {
+    sorted[(sorted.len() - 1) * percent / 100]
+}
+
+/// Milliseconds, for printing.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 struct NoHttp;
 
 #[whatsapp_rust::async_trait]

@@ -5,8 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::transport::NoDelayTransport;
 use async_trait::async_trait;
 use chrono::Utc;
+use futures::StreamExt as _;
 use futures::channel::mpsc;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
@@ -25,7 +27,6 @@ use whatsapp_rust::http::{HttpClient, HttpRequest, HttpResponse};
 use whatsapp_rust::pair_code::{CompanionWebClientType, PairCodeOptions};
 use whatsapp_rust::waproto::whatsapp::device_props::PlatformType;
 use whatsapp_rust::{Client, TokioRuntime};
-use whatsapp_rust_tokio_transport::TokioWebSocketTransportFactory;
 
 use crate::backend::WaBackend;
 use crate::classify::classify_pair_error;
@@ -223,9 +224,7 @@ impl Connector for WhatsAppConnector {
 
         let mut builder = Bot::builder()
             .with_backend(backend)
-            .with_transport_factory(
-                TokioWebSocketTransportFactory::new().with_url(config.server_url.clone()),
-            )
+            .with_transport_factory(NoDelayTransport::new(config.server_url.clone()))
             .with_http_client(NoHttp)
             .with_runtime(TokioRuntime)
             .with_version(config.web_version.triple())
@@ -263,9 +262,25 @@ impl Connector for WhatsAppConnector {
             close_timeout: config.close_timeout,
             stop: Mutex::new(Some((abort_tx, done_rx))),
         };
+        // The runner records a device as linked (and a session as connected) when it hears
+        // so; by then the client's linked state must be in the store, or an owner's stop that
+        // revokes the lease at once would refuse the client's last flush and leave nothing to
+        // resume from. `then` keeps the events in order.
+        let persistence = session.client.persistence_manager();
+        let events = rx.then(move |event| {
+            let persistence = Arc::clone(&persistence);
+            async move {
+                if matches!(event, SessionEvent::Paired { .. } | SessionEvent::Connected)
+                    && let Err(e) = persistence.flush().await
+                {
+                    warn!(error = %e, "could not save the client's state before reporting the session connected");
+                }
+                event
+            }
+        });
         Ok(OpenedSession {
             session: Box::new(session),
-            events: Box::pin(rx),
+            events: Box::pin(events),
         })
     }
 }

@@ -10,6 +10,7 @@ mod error;
 mod guard;
 pub mod keys;
 mod session;
+mod transport;
 
 pub use backend::WaBackend;
 pub use classify::classify_pair_error;

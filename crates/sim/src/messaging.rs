@@ -52,9 +52,8 @@ pub(crate) fn usync(shared: &Shared, conn: u64, id: &str, iq: &Node) {
     let (devices, lid) = (wants("devices"), wants("lid"));
     let users: Vec<Node> = usync
         .get_optional_child("list")
-        .map(|l| l.get_children_by_tag("user").cloned().collect::<Vec<_>>())
-        .unwrap_or_default()
-        .iter()
+        .into_iter()
+        .flat_map(|l| l.get_children_by_tag("user"))
         .filter_map(|user| {
             let jid = attr(user, "jid")?;
             let mut children = Vec::new();

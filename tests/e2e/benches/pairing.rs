@@ -788,24 +788,6 @@ async fn takeover_process() {
     db.drop().await;
 }
 
-/// Waits for the server's acks of `ids` among a session's events, failing on a refusal.
-async fn server_acks(
-    events: &mut tokio::sync::broadcast::Receiver<Arc<wacore::types::events::Event>>,
-    ids: &mut HashSet<String>,
-) {
-    while !ids.is_empty() {
-        let event = tokio::time::timeout(Duration::from_secs(60), events.recv())
-            .await
-            .expect("an ack within a minute")
-            .expect("the session's events");
-        if let wacore::types::events::Event::ServerAck(ack) = &*event
-            && ids.remove(&ack.id)
-        {
-            assert!(ack.error.is_none(), "the server refused a message");
-        }
-    }
-}
-
 async fn messages_process() {
     let n: usize = std::env::var("WA_PAIRING_BENCH_MESSAGES")
         .ok()
@@ -823,14 +805,7 @@ async fn messages_process() {
     let runner = stack.runner(wa_pairing_e2e::Stack::config("bench-messages"));
     stack.connected(d.id).await;
     let friend = stack.sim.phone(friend_number);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let live = loop {
-        if let Some(live) = runner.sessions.get(d.id) {
-            break live;
-        }
-        assert!(Instant::now() < deadline, "the session is offered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let live = runner.live_session(d.id).await;
     let wa = wa_pairing_whatsapp::WhatsAppSession::of(&live).expect("WhatsApp");
     let mut events = wa.events();
     let to = wa_pairing_phone::parse(&format!("+{friend_number}")).expect("a number");
@@ -843,7 +818,7 @@ async fn messages_process() {
         .await
         .expect("decrypted");
     friend.send_text(owner, "hi").await.expect("the reply");
-    server_acks(&mut events, &mut HashSet::from([first.id])).await;
+    wa_pairing_e2e::server_acks(&mut events, &mut HashSet::from([first.id])).await;
 
     let mut latency = Vec::with_capacity(n);
     for i in 0..n {
@@ -852,7 +827,7 @@ async fn messages_process() {
             .send_text(&to, &format!("one at a time #{i}"))
             .await
             .expect("sent");
-        server_acks(&mut events, &mut HashSet::from([sent.id])).await;
+        wa_pairing_e2e::server_acks(&mut events, &mut HashSet::from([sent.id])).await;
         latency.push(started.elapsed());
     }
     latency.sort();

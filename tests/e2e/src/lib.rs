@@ -206,6 +206,21 @@ pub struct RunningRunner {
 }
 
 impl RunningRunner {
+    /// Waits (at most [`DEADLINE`]) until this runner offers a live session for `id`.
+    pub async fn live_session(&self, id: DeviceId) -> wa_pairing_runner::LiveSession {
+        let end = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            if let Some(live) = self.sessions.get(id) {
+                return live;
+            }
+            assert!(
+                tokio::time::Instant::now() < end,
+                "the runner never offered the session"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Graceful shutdown: closes sessions and releases leases.
     pub async fn shutdown(mut self) -> RunSummary {
         if let Some(s) = self.stop.take() {
@@ -401,4 +416,23 @@ pub async fn until_event(
     })
     .await
     .unwrap_or_else(|_| panic!("no event with {what} in time"))
+}
+
+/// Waits (at most [`DEADLINE`] for each) for the server's acks of `ids` among a session's
+/// events, failing on a refusal.
+pub async fn server_acks<S: std::hash::BuildHasher>(
+    events: &mut tokio::sync::broadcast::Receiver<Arc<wacore::types::events::Event>>,
+    ids: &mut std::collections::HashSet<String, S>,
+) {
+    while !ids.is_empty() {
+        let event = tokio::time::timeout(DEADLINE, events.recv())
+            .await
+            .expect("an ack within the deadline")
+            .expect("the session's events");
+        if let wacore::types::events::Event::ServerAck(ack) = &*event
+            && ids.remove(&ack.id)
+        {
+            assert!(ack.error.is_none(), "the server refused a message");
+        }
+    }
 }

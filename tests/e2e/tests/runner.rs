@@ -2,6 +2,7 @@
 //! refusals, a mistyped code, Redis down, takeovers and several instances, over the in-memory
 //! store and PostgreSQL.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use wa_pairing_e2e::Stack;
@@ -746,24 +747,6 @@ async fn a_live_whatsapp_session_refuses_to_send_once_its_lease_is_lost() {
     person.abort();
 }
 
-/// Waits (at most a minute) until `runner` offers a live session for `id`.
-async fn live_session(
-    runner: &wa_pairing_e2e::RunningRunner,
-    id: wa_pairing_store::DeviceId,
-) -> wa_pairing_runner::LiveSession {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(live) = runner.sessions.get(id) {
-            return live;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the runner never offered the session"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Waits (at most a minute) for a text message among a session's events; returns whether it
 /// came from the account itself and the chat's number.
 async fn text_arrives(
@@ -811,7 +794,7 @@ async fn messages_go_both_ways_through_a_live_session_and_its_signal_sessions_su
         })
         .await
         .expect("the key share is received");
-    let wa = WhatsAppSession::of(&live_session(&runner, d.id).await).expect("WhatsApp");
+    let wa = WhatsAppSession::of(&runner.live_session(d.id).await).expect("WhatsApp");
     let mut events = wa.events();
 
     // Out: the friend's phone reads the plaintext; the owner's phone gets its own copy.
@@ -819,19 +802,8 @@ async fn messages_go_both_ways_through_a_live_session_and_its_signal_sessions_su
         .send_text(&friend_to, "Terima kasih, your phone is linked")
         .await
         .expect("sent");
-    tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let event = events.recv().await.expect("the session's events");
-            if let wacore::types::events::Event::ServerAck(ack) = &*event
-                && ack.id == sent.id
-            {
-                assert_eq!(ack.error, None, "the server took it");
-                return;
-            }
-        }
-    })
-    .await
-    .expect("the server's ack reaches the application");
+    // The server's ack reaches the application.
+    wa_pairing_e2e::server_acks(&mut events, &mut HashSet::from([sent.id.clone()])).await;
     let at_friend = friend
         .wait_for_message(Duration::from_secs(60), |m| m.id == sent.id)
         .await
@@ -880,7 +852,7 @@ async fn messages_go_both_ways_through_a_live_session_and_its_signal_sessions_su
     runner.shutdown().await;
     let served = stack.sim.counters().bundles_served;
     let runner = stack.runner(Stack::config("runner-messages-2"));
-    let live = live_session(&runner, d.id).await;
+    let live = runner.live_session(d.id).await;
     assert!(live.resumed());
     let wa = WhatsAppSession::of(&live).expect("WhatsApp");
     let again = wa

@@ -46,12 +46,17 @@ const STATUS = {
   unlinking: "Melepas tautan… · Unlinking…",
 };
 const words = (status) => STATUS[status] || status;
+// Waiting for pairing with no code or QR shown: the runner that asked for the last one is
+// gone (or another runner just took over), and a fresh one is being requested.
+const NEW_CODE_COMING = "Kode baru sedang dibuat… · A new code is coming…";
+const statusWords = (d) =>
+  d.status === "waiting_pairing" && !d.pairing_code && !d.qr_code ? NEW_CODE_COMING : words(d.status);
 
 function show(d) {
   current = d;
   $("device").hidden = false;
   $("device-name").textContent = d.device_name;
-  $("status").textContent = words(d.status);
+  $("status").textContent = statusWords(d);
   $("status").dataset.status = d.status;
   $("resume").hidden = !(d.linked && (d.status === "disconnected" || d.status === "failed"));
   $("disconnect").hidden = d.status === "disconnected";
@@ -102,7 +107,7 @@ async function refreshList() {
       const li = document.createElement("li");
       const a = document.createElement("a");
       a.href = "#";
-      a.textContent = d.device_name + " — " + words(d.status);
+      a.textContent = d.device_name + " — " + statusWords(d);
       a.onclick = (ev) => { ev.preventDefault(); show(d); follow(d.id); };
       li.append(a);
       return li;

@@ -45,21 +45,6 @@ impl ApiError {
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such device")
     }
-
-    /// 429 with the time to wait.
-    pub fn rate_limited(wait: Duration) -> Self {
-        Self {
-            retry_after: Some(wait),
-            ..Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!(
-                    "too many pairing actions: try again in {} s",
-                    wait.as_secs().max(1)
-                ),
-            )
-        }
-    }
 }
 
 impl From<StoreError> for ApiError {
@@ -82,6 +67,13 @@ impl From<StoreError> for ApiError {
             ErrorKind::Throttled => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "throttled",
+                e.message().to_owned(),
+            ),
+            // The owner's pace, kept by the store for every replica and every way a row is
+            // written.
+            ErrorKind::RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
                 e.message().to_owned(),
             ),
             ErrorKind::Unavailable | ErrorKind::Timeout => (

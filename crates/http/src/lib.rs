@@ -4,7 +4,6 @@
 mod auth;
 mod error;
 mod jwks;
-mod limit;
 mod router;
 
 pub use auth::{AuthConfig, AuthConfigError, Owner, OwnerFromHeaderOrQuery, Verified};

@@ -1,7 +1,6 @@
 //! The router: endpoints, the event stream and the page.
 
 use std::convert::Infallible;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +20,6 @@ use wa_pairing_store::{
 
 use crate::auth::{AuthConfig, Owner, OwnerFromHeaderOrQuery};
 use crate::error::ApiError;
-use crate::limit::UserLimiter;
 
 /// The router's settings.
 ///
@@ -30,36 +28,30 @@ use crate::limit::UserLimiter;
 /// use wa_pairing_http::{AuthConfig, HttpConfig};
 ///
 /// let config = HttpConfig::new(AuthConfig::new("https://abcd.supabase.co/auth/v1").hs256("secret"))
-///     .pairing_actions_per_minute(6)
 ///     .keep_alive(Duration::from_secs(15));
 /// # let _ = config;
 /// ```
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     auth: AuthConfig,
-    per_minute: NonZeroU32,
     keep_alive: Duration,
     poll: Duration,
 }
 
 impl HttpConfig {
-    /// Authentication as given; 6 pairing actions per user per minute; keep-alives every
-    /// 15 s; the event stream polls every second where the store has no change feed.
+    /// Authentication as given; keep-alives every 15 s; the event stream polls every second
+    /// where the store has no change feed.
+    ///
+    /// How often an owner may start pairing is the store's rule (the owner's pace,
+    /// [`DEFAULT_PAIRING_STARTS_PER_MINUTE`](wa_pairing_store::DEFAULT_PAIRING_STARTS_PER_MINUTE)),
+    /// the same for every replica and for rows written through Supabase directly: the API
+    /// answers its refusal with `429 rate_limited`.
     pub fn new(auth: AuthConfig) -> Self {
         Self {
             auth,
-            per_minute: NonZeroU32::new(6).unwrap_or(NonZeroU32::MIN),
             keep_alive: Duration::from_secs(15),
             poll: Duration::from_secs(1),
         }
-    }
-
-    /// How many actions that reach WhatsApp (start pairing, refresh) one user may take per
-    /// minute (at least 1).
-    #[must_use]
-    pub fn pairing_actions_per_minute(mut self, n: u32) -> Self {
-        self.per_minute = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
-        self
     }
 
     /// How often the event stream sends a keep-alive comment.
@@ -83,7 +75,6 @@ impl HttpConfig {
 pub struct ApiState {
     store: Arc<dyn DeviceStore>,
     auth: AuthConfig,
-    limiter: Arc<UserLimiter>,
     keep_alive: Duration,
     poll: Duration,
 }
@@ -257,7 +248,6 @@ pub fn router(stores: &Stores, config: HttpConfig) -> axum::Router {
     let state = ApiState {
         store: Arc::clone(stores.devices()),
         auth: config.auth,
-        limiter: Arc::new(UserLimiter::per_minute(config.per_minute)),
         keep_alive: config.keep_alive,
         poll: config.poll,
     };
@@ -308,13 +298,6 @@ async fn owned(state: &ApiState, owner: Owner, raw: &str) -> Result<Device, ApiE
     } else {
         Err(ApiError::not_found())
     }
-}
-
-fn limit(state: &ApiState, owner: Owner) -> Result<(), ApiError> {
-    state
-        .limiter
-        .check(owner.0.0)
-        .map_err(ApiError::rate_limited)
 }
 
 fn view(d: &Device) -> Json<DeviceView> {
@@ -398,7 +381,6 @@ async fn start_pairing(
         }
     };
     let d = owned(&state, owner, &id).await?;
-    limit(&state, owner)?;
     let d = state.store.start_pairing(d.id, request).await?;
     Ok((StatusCode::ACCEPTED, view(&d)))
 }
@@ -409,7 +391,6 @@ async fn refresh(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<DeviceView>), ApiError> {
     let d = owned(&state, owner, &id).await?;
-    limit(&state, owner)?;
     let d = state.store.refresh(d.id).await?;
     Ok((StatusCode::ACCEPTED, view(&d)))
 }

@@ -440,8 +440,10 @@ async fn a_bad_number_is_422_at_once_and_nothing_changes() {
 
 #[tokio::test]
 async fn pairing_actions_are_rate_limited_per_user() {
-    let a = app_with(
-        HttpConfig::new(AuthConfig::new(ISSUER).hs256(SECRET)).pairing_actions_per_minute(2),
+    // The owner's pace is the store's rule (one for every replica and every writer).
+    let a = app_on(
+        MemoryStore::new().with_pairing_starts_per_minute(2),
+        HttpConfig::new(AuthConfig::new(ISSUER).hs256(SECRET)),
     );
     let user = UserId::random();
     let token = hs(&claims(user));
@@ -644,6 +646,52 @@ async fn the_event_stream_clears_a_code_the_moment_it_expires() {
 fn store_whose_runners_are_gone() -> MemoryStore {
     let clock = wa_pairing_store::ManualClock::new(chrono::Utc::now() - chrono::Duration::hours(1));
     MemoryStore::with_clock(Arc::new(clock))
+}
+
+#[tokio::test]
+async fn a_code_is_not_shown_again_once_another_runner_claims_the_device() {
+    let clock = Arc::new(wa_pairing_store::ManualClock::new(chrono::Utc::now()));
+    let a = app_on(
+        MemoryStore::with_clock(clock.clone()),
+        HttpConfig::new(auth()),
+    );
+    let user = UserId::random();
+    let token = hs(&claims(user));
+    let id = a.device_for(user).await;
+    let phone = wa_pairing_store::phone::parse("081234567890").unwrap();
+    a.store
+        .start_pairing(
+            id.parse().unwrap(),
+            wa_pairing_store::PairingRequest::Code { phone },
+        )
+        .await
+        .unwrap();
+    let first = claim(&a.store).await;
+    let code = IssuedCode::new(
+        PairingCode::parse("ABCD-EFGH").unwrap(),
+        chrono::Utc::now(),
+        Duration::from_secs(180),
+    );
+    a.store
+        .update(
+            &first.lease,
+            DeviceUpdate::status(DeviceStatus::WaitingPairing).pairing_code(code),
+        )
+        .await
+        .unwrap();
+    let uri = format!("/api/devices/{id}");
+    let (_, shown, _) = a.call("GET", &uri, Some(&token), None).await;
+    assert_eq!(shown["pairing_code"], "ABCD-EFGH", "{shown}");
+    // The first runner dies; its lease lapses and another runner takes the device. Until that
+    // runner has its own code, the page is told that a new one is coming (no code).
+    clock.advance(Duration::from_secs(31));
+    let second = claim(&a.store).await;
+    assert!(second.lease.fence > first.lease.fence);
+    let (status, shown, _) = a.call("GET", &uri, Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shown["status"], "waiting_pairing");
+    assert!(shown["pairing_code"].is_null(), "{shown}");
+    assert!(shown["pairing_code_expires_at"].is_null(), "{shown}");
 }
 
 #[tokio::test]

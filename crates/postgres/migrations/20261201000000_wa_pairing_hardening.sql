@@ -456,6 +456,13 @@ end
 $$;
 
 -- ------------------------------------------------------------------ privileges
+-- The bookkeeping table of wa-pairing-postgres's migrator, created here too (the same
+-- definition), so that this file applies as plain SQL (`supabase db push`, psql) on a
+-- database the migrator never touched.
+create table if not exists public.wa_pairing_migrations (
+    version text primary key,
+    applied_at timestamptz not null default now()
+);
 alter table public.wa_pairing_migrations enable row level security;
 alter table public.wa_pairing_settings enable row level security;
 alter table public.wa_pairing_budget enable row level security;

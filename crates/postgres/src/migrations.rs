@@ -20,6 +20,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "20261202000000_wa_pairing_paced_claims",
         include_str!("../migrations/20261202000000_wa_pairing_paced_claims.sql"),
     ),
+    (
+        "20261207000000_wa_pairing_hardening_3",
+        include_str!("../migrations/20261207000000_wa_pairing_hardening_3.sql"),
+    ),
 ];
 
 /// A constant key for `pg_advisory_xact_lock`, so concurrent migrations run one at a time.

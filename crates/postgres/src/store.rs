@@ -12,10 +12,11 @@ use tracing::{debug, info, warn};
 use wa_pairing_code::PairingCode;
 use wa_pairing_store::sql::{DEVICE_COLUMNS, update_patch};
 use wa_pairing_store::{
-    AuthStateStore, BudgetConfig, BudgetDecision, BudgetKey, Change, ChangeStream, ClaimRequest,
-    ClaimedDevice, ConnectionMethod, Device, DeviceId, DeviceStatus, DeviceStore, DeviceUpdate,
-    Entry, ErrorKind, Fence, Lease, NewDevice, PairingBudget, PairingRequest, StoreError,
-    StoreResult, Stores, StoresBuilder, UserId, check_key, validate_device_name,
+    AuthStateStore, BudgetConfig, BudgetDecision, BudgetKey, BudgetSecret, Change, ChangeStream,
+    ClaimRequest, ClaimedDevice, CompanionKey, ConnectionMethod, Device, DeviceId, DeviceStatus,
+    DeviceStore, DeviceUpdate, Entry, ErrorKind, Fence, Lease, NewDevice, PairingBudget,
+    PairingRequest, StoreError, StoreResult, Stores, StoresBuilder, UserId, check_key,
+    validate_device_name,
 };
 
 use crate::classify::{from_pg, from_pool, timed_out};
@@ -183,12 +184,14 @@ impl PostgresStore {
     }
 
     /// Every store of this backend as [`Stores`]: devices, auth state (deleted with its
-    /// device) and the durable budget floor, with the change feed unless connections go
+    /// device) and the durable budget floor (its keys made with the database's own budget
+    /// secret, [`BudgetSecret`]), with the change feed unless connections go
     /// through a transaction pooler ([`PoolMode`]). Add a code cache (Redis)
     /// and keys ([`StoresBuilder::encrypt`]) before [`build`](StoresBuilder::build).
     pub fn stores(&self) -> StoresBuilder {
         Stores::builder(self.clone(), self.clone())
             .budget(self.clone())
+            .budget_secret(self.clone())
             .change_feed(self.inner.mode.has_change_feed())
             .auth_cascade(true)
     }
@@ -624,6 +627,31 @@ impl AuthStateStore for PostgresStore {
         Ok(())
     }
 
+    async fn seal(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
+        self.rows(
+            "auth seal",
+            "select public.wa_auth_seal($1, $2)",
+            &[p(&device.0), p(&fence.0)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn register_companion(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        companion: &CompanionKey,
+    ) -> StoreResult<()> {
+        self.rows(
+            "companion register",
+            "select public.wa_companion_register($1, $2, $3)",
+            &[p(&device.0), p(&fence.0), p(&companion.as_str())],
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn devices(&self, after: Option<DeviceId>, limit: usize) -> StoreResult<Vec<DeviceId>> {
         let after = after.map(|d| d.0);
         let limit = i32::try_from(limit).unwrap_or(i32::MAX);
@@ -659,6 +687,29 @@ impl AuthStateStore for PostgresStore {
             .and_then(|r| r.try_get::<_, bool>(0).ok())
             .unwrap_or(false))
     }
+}
+
+/// The secret budget keys are made with, kept in `wa_pairing_secrets` (made once, at random,
+/// by the migrations).
+#[async_trait]
+impl BudgetSecret for PostgresStore {
+    async fn budget_secret(&self) -> StoreResult<Vec<u8>> {
+        let rows = self
+            .rows("budget secret", "select public.wa_budget_secret()", &[])
+            .await?;
+        rows.first()
+            .and_then(|r| r.try_get::<_, Option<String>>(0).ok())
+            .flatten()
+            .map(String::into_bytes)
+            .ok_or_else(no_budget_secret)
+    }
+}
+
+fn no_budget_secret() -> StoreError {
+    StoreError::new(
+        ErrorKind::Configuration,
+        "the database holds no pairing-budget secret (wa_pairing_secrets): apply the migrations",
+    )
 }
 
 /// The durable floor of the pairing budget: a token bucket per key in

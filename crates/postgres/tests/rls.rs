@@ -348,6 +348,10 @@ async fn end_user_roles_reach_no_service_function_or_table() {
         "wa_transition_refusal(text,text)",
         "wa_check_owner_action(devices,text)",
         "wa_apply_owner_action(devices,text,text,text)",
+        "wa_device_name_check(text)",
+        "wa_normalize_device_name(text)",
+        // Runs as its owner and spends only the caller's own pairing starts.
+        "wa_pace_acquire(uuid)",
     ];
     for role in ["anon", "authenticated"] {
         for f in &functions {
@@ -366,6 +370,9 @@ async fn end_user_roles_reach_no_service_function_or_table() {
             "wa_pairing_migrations",
             "wa_pairing_budget",
             "device_auth_state",
+            "wa_owner_pace",
+            "device_companions",
+            "wa_pairing_secrets",
         ] {
             for privilege in ["select", "insert", "update", "delete"] {
                 let rows = admin

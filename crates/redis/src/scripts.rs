@@ -70,6 +70,48 @@ return #doomed"
 pub(crate) static CLEAR: LazyLock<Script> =
     LazyLock::new(|| fenced("redis.call('DEL', KEYS[2], KEYS[3])\nreturn 1"));
 
+/// Like CLEAR, then marks the fence one higher, so the caller's fence (and every older one)
+/// is refused from now on; a newer lease's fence is adopted as usual.
+pub(crate) static SEAL: LazyLock<Script> = LazyLock::new(|| {
+    fenced(
+        r"
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('SET', KEYS[1], tostring(tonumber(ARGV[1]) + 1))
+return 1",
+    )
+});
+
+/// KEYS[1]: the companions hash (`c:<companion>` -> device, `d:<device>` -> companion).
+/// ARGV: device, companion. Returns '' when registered, or the device that holds the
+/// companion.
+pub(crate) static REGISTER_COMPANION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local holder = redis.call('HGET', KEYS[1], 'c:' .. ARGV[2])
+if holder and holder ~= ARGV[1] then
+  return holder
+end
+local old = redis.call('HGET', KEYS[1], 'd:' .. ARGV[1])
+if old and old ~= ARGV[2] then
+  redis.call('HDEL', KEYS[1], 'c:' .. old)
+end
+redis.call('HSET', KEYS[1], 'c:' .. ARGV[2], ARGV[1], 'd:' .. ARGV[1], ARGV[2])
+return ''",
+    )
+});
+
+/// KEYS[1]: the companions hash. ARGV[1]: the device whose companion is forgotten.
+pub(crate) static FORGET_COMPANION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local old = redis.call('HGET', KEYS[1], 'd:' .. ARGV[1])
+if old then
+  redis.call('HDEL', KEYS[1], 'c:' .. old, 'd:' .. ARGV[1])
+end
+return 1",
+    )
+});
+
 /// KEYS: keys, vals. ARGV[1]: prefix. Returns key, value, key, value...
 pub(crate) static SCAN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(

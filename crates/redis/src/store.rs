@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use wa_pairing_code::IssuedCode;
 use wa_pairing_store::{
-    AuthStateStore, BudgetConfig, BudgetDecision, BudgetKey, CodeCache, DeviceId, Entry, ErrorKind,
-    Fence, PairingBudget, StoreError, StoreResult, check_key,
+    AuthStateStore, BudgetConfig, BudgetDecision, BudgetKey, CodeCache, CompanionKey, DeviceId,
+    Entry, ErrorKind, Fence, PairingBudget, StoreError, StoreResult, check_key,
 };
 
 use crate::classify::{classify, timed_out};
@@ -100,6 +100,8 @@ fn client(config: &RedisConfig) -> StoreResult<redis::Client> {
 /// - `{prefix}auth:{{device}}:keys` (sorted set, all scores 0, for prefix scans in byte
 ///   order), `...:vals` (hash of values), `...:fence` (the highest fence adopted); the braces
 ///   keep a device's keys in one cluster slot;
+/// - `{prefix}companions`: which device holds each companion, and each device's companion
+///   (a hash: `c:<companion>` and `d:<device>`);
 /// - `{prefix}budget:{key}`: a token bucket per [`BudgetKey`] (a keyed hash of the number:
 ///   the number itself is never stored, and cannot be recovered by hashing candidates).
 ///
@@ -177,6 +179,23 @@ impl RedisStore {
             format!("{base}:keys"),
             format!("{base}:vals"),
         ]
+    }
+
+    fn companions_key(&self) -> String {
+        format!("{}companions", self.config.prefix)
+    }
+
+    async fn forget_companion(&self, device: DeviceId) -> StoreResult<()> {
+        let (key, id) = (self.companions_key(), device.to_string());
+        self.run("companion forget", async move |c| {
+            scripts::FORGET_COMPANION
+                .key(&key)
+                .arg(&id)
+                .invoke_async::<i64>(c)
+                .await
+        })
+        .await?;
+        Ok(())
     }
 
     /// Runs one command or script within the timeout.
@@ -375,7 +394,48 @@ impl AuthStateStore for RedisStore {
     async fn clear(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
         self.fenced("auth clear", &scripts::CLEAR, device, fence, Vec::new())
             .await?;
-        Ok(())
+        self.forget_companion(device).await
+    }
+
+    async fn seal(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
+        self.fenced("auth seal", &scripts::SEAL, device, fence, Vec::new())
+            .await?;
+        self.forget_companion(device).await
+    }
+
+    /// The fence is checked first, then the companion registered (the registry lives in
+    /// one key of its own, outside the device's cluster slot, so the two are separate calls).
+    async fn register_companion(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        companion: &CompanionKey,
+    ) -> StoreResult<()> {
+        self.fenced(
+            "companion fence",
+            &scripts::ADOPT,
+            device,
+            fence,
+            Vec::new(),
+        )
+        .await?;
+        let key = self.companions_key();
+        let (id, companion) = (device.to_string(), companion.as_str().to_owned());
+        let holder: String = self
+            .run("companion register", async move |c| {
+                scripts::REGISTER_COMPANION
+                    .key(&key)
+                    .arg(&id)
+                    .arg(&companion)
+                    .invoke_async(c)
+                    .await
+            })
+            .await?;
+        if holder.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::companion_elsewhere(holder))
+        }
     }
 
     /// Walks the keyspace with `SCAN` (a device's keys live in its own cluster slot, so there

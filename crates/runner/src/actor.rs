@@ -313,8 +313,11 @@ impl Actor {
         phone: &PhoneNumber,
     ) -> Step<Result<IssuedCode, Exit>> {
         if let Some(budget) = self.ctx.stores.budget() {
-            let key = self.ctx.stores.budget_keyer().key(phone);
-            match budget.try_acquire(&key, &self.ctx.config.budget).await {
+            let acquired = match self.ctx.stores.budget_key(phone).await {
+                Ok(key) => budget.try_acquire(&key, &self.ctx.config.budget).await,
+                Err(e) => Err(e),
+            };
+            match acquired {
                 Ok(decision) if decision.retry_after().is_none() => {}
                 Ok(decision) => {
                     let retry_after = decision.retry_after().unwrap_or_default();
@@ -717,13 +720,16 @@ impl Actor {
 }
 
 impl Actor {
-    /// Deletes the device's auth state under the lease.
+    /// Deletes the device's auth state under the lease and seals it
+    /// ([`AuthStateStore::seal`](wa_pairing_store::AuthStateStore::seal)): nothing this
+    /// lease's session still writes (a write in flight, the client's last flush) can land
+    /// after the wipe, however late it comes.
     async fn wipe(&self) -> Step<()> {
         match self
             .ctx
             .stores
             .auth_state()
-            .clear(self.device.id, self.lease.fence)
+            .seal(self.device.id, self.lease.fence)
             .await
         {
             Ok(()) => Ok(()),

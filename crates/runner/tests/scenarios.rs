@@ -16,9 +16,9 @@ use wa_pairing_runner::{
     OpenedSession, RunSummary, Runner, RunnerConfig, SessionChange, SessionEvent, SessionMode,
 };
 use wa_pairing_store::{
-    AuthStateStore, BudgetConfig, ClaimRequest, ClaimedDevice, CodeCache, Device, DeviceId,
-    DeviceStatus, DeviceStore, DeviceUpdate, Lease, MemoryStore, NewDevice, PairingRequest,
-    StoreResult, UserId,
+    AuthStateStore, BudgetConfig, ClaimRequest, ClaimedDevice, CodeCache, CompanionKey, Device,
+    DeviceId, DeviceStatus, DeviceStore, DeviceUpdate, Entry, Fence, Lease, MemoryStore, NewDevice,
+    PairingRequest, StoreResult, UserId,
 };
 
 const PHONE: &str = "6281234567890";
@@ -1260,6 +1260,134 @@ async fn unlink_logs_in_removes_the_companion_and_wipes_the_state() {
     let err = h.store.resume(d.id).await.unwrap_err();
     assert!(err.to_string().contains("start pairing"), "{err}");
     stop(task, s).await;
+}
+
+/// Auth state whose every wipe is followed at once by a write under the same fence: the
+/// client's last flush of a session that is still closing, landing after the runner wiped
+/// the state but before the device was released.
+struct LateFlush(MemoryStore);
+
+impl LateFlush {
+    async fn flush(&self, device: DeviceId, fence: Fence) {
+        // Refused or not, the flush itself never fails the wipe.
+        let _ = AuthStateStore::put(&self.0, device, fence, "device", b"late flush").await;
+    }
+}
+
+#[async_trait::async_trait]
+impl AuthStateStore for LateFlush {
+    async fn get(&self, device: DeviceId, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        AuthStateStore::get(&self.0, device, key).await
+    }
+    async fn put(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        key: &str,
+        value: &[u8],
+    ) -> StoreResult<()> {
+        AuthStateStore::put(&self.0, device, fence, key, value).await
+    }
+    async fn put_many(&self, device: DeviceId, fence: Fence, entries: &[Entry]) -> StoreResult<()> {
+        self.0.put_many(device, fence, entries).await
+    }
+    async fn delete(&self, device: DeviceId, fence: Fence, key: &str) -> StoreResult<()> {
+        AuthStateStore::delete(&self.0, device, fence, key).await
+    }
+    async fn delete_many(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        keys: &[String],
+    ) -> StoreResult<()> {
+        self.0.delete_many(device, fence, keys).await
+    }
+    async fn scan_prefix(&self, device: DeviceId, prefix: &str) -> StoreResult<Vec<Entry>> {
+        self.0.scan_prefix(device, prefix).await
+    }
+    async fn delete_prefix(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        prefix: &str,
+    ) -> StoreResult<u64> {
+        self.0.delete_prefix(device, fence, prefix).await
+    }
+    async fn clear(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
+        self.0.clear(device, fence).await?;
+        self.flush(device, fence).await;
+        Ok(())
+    }
+    async fn seal(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
+        self.0.seal(device, fence).await?;
+        self.flush(device, fence).await;
+        Ok(())
+    }
+    async fn register_companion(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        companion: &CompanionKey,
+    ) -> StoreResult<()> {
+        self.0.register_companion(device, fence, companion).await
+    }
+    async fn devices(&self, after: Option<DeviceId>, limit: usize) -> StoreResult<Vec<DeviceId>> {
+        self.0.devices(after, limit).await
+    }
+    async fn replace(
+        &self,
+        device: DeviceId,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+    ) -> StoreResult<bool> {
+        self.0.replace(device, key, expected, value).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flush_landing_after_an_unlink_or_a_logout_wipes_the_state_leaves_nothing() {
+    for logged_out_from_the_phone in [false, true] {
+        let script = Arc::new(Script::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let store = MemoryStore::new();
+        let stores = wa_pairing_store::Stores::builder(store.clone(), LateFlush(store.clone()))
+            .change_feed(true)
+            .build();
+        let runner = Runner::new(stores, Arc::new(connector(&script, rx)), config()).unwrap();
+        let mut h = Harness {
+            store,
+            script,
+            events: tx,
+            runner: Some(runner),
+        };
+        let d = h.connected_device().await;
+        if !logged_out_from_the_phone {
+            h.store.unlink(d.id).await.unwrap();
+        }
+        let (task, s) = h.start();
+        h.opened(1).await;
+        h.send(SessionEvent::Connected);
+        if logged_out_from_the_phone {
+            h.until(d.id, "reconnected", |x| {
+                x.last_connected_at > d.last_connected_at
+            })
+            .await;
+            h.send(SessionEvent::LoggedOut {
+                reason: "removed on the phone".into(),
+            });
+        }
+        h.until(d.id, "disconnected and released", |x| {
+            x.status == DeviceStatus::Disconnected && x.lease_owner.is_none()
+        })
+        .await;
+        let left = h.store.scan_prefix(d.id, "").await.unwrap();
+        assert!(
+            left.is_empty(),
+            "logged out from the phone: {logged_out_from_the_phone}; left: {left:?}"
+        );
+        stop(task, s).await;
+    }
 }
 
 #[tokio::test(start_paused = true)]

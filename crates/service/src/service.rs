@@ -425,10 +425,7 @@ impl Service {
 /// Binds the HTTP API's address and builds its router over `stores`, with CORS for the
 /// allowed origins.
 async fn bind_api(http: &HttpSettings, stores: &Stores) -> Result<Api, BuildError> {
-    let mut config = HttpConfig::new(http.auth.clone());
-    if let Some(n) = http.pairing_actions_per_minute {
-        config = config.pairing_actions_per_minute(n);
-    }
+    let config = HttpConfig::new(http.auth.clone());
     let mut app = wa_pairing_http::router(stores, config);
     if !http.allowed_origins.is_empty() {
         let origins = if http.allowed_origins.iter().any(|o| o == "*") {

@@ -34,8 +34,6 @@ pub struct HttpSettings {
     /// Origins other than the service's own whose pages may call the API (CORS); empty:
     /// none (the device page the service serves needs none). `*` allows any origin.
     pub allowed_origins: Vec<String>,
-    /// Pairing actions (start, refresh) one owner may take per minute.
-    pub pairing_actions_per_minute: Option<u32>,
 }
 
 /// Everything the service needs, read and checked at once.
@@ -141,7 +139,8 @@ pub mod env {
     /// Comma-separated origins (`https://app.example.com`) whose pages may call the API, or
     /// `*`.
     pub const ALLOWED_ORIGINS: &str = "WA_PAIRING_ALLOWED_ORIGINS";
-    /// Pairing actions (start, refresh) one owner may take per minute (default 6).
+    /// Retired: the owner's pace is the store's rule now (`pairing_starts_per_minute` in
+    /// `wa_pairing_settings`); a start with it set is refused with that advice.
     pub const PAIRING_ACTIONS_PER_MINUTE: &str = "WA_PAIRING_PAIRING_ACTIONS_PER_MINUTE";
 }
 
@@ -176,6 +175,12 @@ impl Settings {
                 .filter(|v| !v.is_empty())
         };
         let mut problems = Vec::new();
+        if var(env::PAIRING_ACTIONS_PER_MINUTE).is_some() {
+            problems.push(format!(
+                "{} is no longer read: how often an owner may start pairing is now the database's rule, the same for every instance and for rows written through Supabase directly; unset it, and set the pace with SQL instead: update public.wa_pairing_settings set value = '10' where name = 'pairing_starts_per_minute'",
+                env::PAIRING_ACTIONS_PER_MINUTE
+            ));
+        }
 
         let store = match (
             var(env::DATABASE_URL),
@@ -378,7 +383,6 @@ fn http_settings(
             env::JWKS_URL,
             env::JWT_ISSUER,
             env::ALLOWED_ORIGINS,
-            env::PAIRING_ACTIONS_PER_MINUTE,
         ] {
             if var(name).is_some() {
                 problems.push(format!(
@@ -478,24 +482,11 @@ fn http_settings(
         })
         .collect();
 
-    let pairing_actions_per_minute =
-        var(env::PAIRING_ACTIONS_PER_MINUTE).and_then(|v| match v.parse::<u32>() {
-            Ok(n) if n > 0 => Some(n),
-            _ => {
-                problems.push(format!(
-                    "{} must be a positive whole number",
-                    env::PAIRING_ACTIONS_PER_MINUTE
-                ));
-                None
-            }
-        });
-
     match (addr, auth) {
         (Some(addr), Some(auth)) if problems.len() == before => Some(HttpSettings {
             addr,
             auth,
             allowed_origins,
-            pairing_actions_per_minute,
         }),
         _ => None,
     }
@@ -655,7 +646,6 @@ mod tests {
                 "WA_PAIRING_ALLOWED_ORIGINS",
                 "https://app.example.com/, http://localhost:5173",
             ),
-            ("WA_PAIRING_PAIRING_ACTIONS_PER_MINUTE", "10"),
         ]);
         let s = settings(&vars).unwrap();
         assert!(
@@ -668,7 +658,6 @@ mod tests {
             http.allowed_origins,
             ["https://app.example.com", "http://localhost:5173"]
         );
-        assert_eq!(http.pairing_actions_per_minute, Some(10));
         let shown = format!("{s:?}");
         assert!(
             shown.contains("https://abcd.supabase.co/auth/v1"),
@@ -685,7 +674,7 @@ mod tests {
                 "WA_PAIRING_ALLOWED_ORIGINS",
                 "https://app.example.com/login,*",
             ),
-            ("WA_PAIRING_PAIRING_ACTIONS_PER_MINUTE", "lots"),
+            ("WA_PAIRING_PAIRING_ACTIONS_PER_MINUTE", "10"),
         ])
         .unwrap_err();
         let text = e.to_string();
@@ -695,7 +684,8 @@ mod tests {
             "no key to check tokens",
             "`https://app.example.com/login` is not an origin",
             "`*` allows every origin",
-            "WA_PAIRING_PAIRING_ACTIONS_PER_MINUTE must be",
+            "WA_PAIRING_PAIRING_ACTIONS_PER_MINUTE is no longer read",
+            "pairing_starts_per_minute",
         ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }

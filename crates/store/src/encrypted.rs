@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{ErrorKind, StoreError, StoreResult};
 use crate::traits::{AuthStateStore, Entry};
-use crate::types::{BudgetKeyer, DeviceId, Fence};
+use crate::types::{BudgetKeyer, CompanionKey, DeviceId, Fence};
 
 /// Format version byte of sealed values.
 const VERSION: u8 = 1;
@@ -528,6 +528,21 @@ impl<S: AuthStateStore> AuthStateStore for EncryptedAuthState<S> {
 
     async fn clear(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
         self.inner.clear(device, fence).await
+    }
+
+    async fn seal(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
+        self.inner.seal(device, fence).await
+    }
+
+    async fn register_companion(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        companion: &CompanionKey,
+    ) -> StoreResult<()> {
+        self.inner
+            .register_companion(device, fence, companion)
+            .await
     }
 
     async fn devices(&self, after: Option<DeviceId>, limit: usize) -> StoreResult<Vec<DeviceId>> {

@@ -35,6 +35,10 @@ pub enum ErrorKind {
     Undecryptable,
     /// A limit on what one owner may have was reached (devices per user).
     QuotaExceeded,
+    /// The owner started pairing too often (the owner's pace,
+    /// [`DEFAULT_PAIRING_STARTS_PER_MINUTE`](crate::DEFAULT_PAIRING_STARTS_PER_MINUTE));
+    /// try again after the time given.
+    RateLimited,
     /// The credentials are wrong or lack a permission.
     PermissionDenied,
     /// The backend is misconfigured (missing table, wrong schema version...).
@@ -58,6 +62,7 @@ impl ErrorKind {
             Self::Corrupt => "corrupt",
             Self::Undecryptable => "undecryptable",
             Self::QuotaExceeded => "quota_exceeded",
+            Self::RateLimited => "rate_limited",
             Self::PermissionDenied => "permission_denied",
             Self::Configuration => "configuration",
             Self::Backend => "backend",
@@ -131,6 +136,44 @@ impl StoreError {
     /// WhatsApp throttled pairing; try again after `retry_after`.
     pub fn throttled(message: impl Into<String>, retry_after: Option<Duration>) -> Self {
         Self::new(ErrorKind::Throttled, message).with_verdict(Verdict::Throttled { retry_after })
+    }
+
+    /// The owner started pairing too often: the same words for every backend, and the
+    /// time until the next start is allowed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wa_pairing_retry::Classify;
+    /// use wa_pairing_store::{ErrorKind, StoreError};
+    ///
+    /// let err = StoreError::rate_limited(Duration::from_secs(9));
+    /// assert_eq!(err.kind(), ErrorKind::RateLimited);
+    /// assert_eq!(err.to_string(), "too many pairing actions: try again in 9 s");
+    /// assert_eq!(err.verdict().retry_after(), Some(Duration::from_secs(9)));
+    /// ```
+    pub fn rate_limited(wait: Duration) -> Self {
+        let secs = wait.as_secs_f64().ceil().max(1.0);
+        // Whole seconds, at least one: what a person can act on.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let secs = secs as u64;
+        Self::new(
+            ErrorKind::RateLimited,
+            format!("too many pairing actions: try again in {secs} s"),
+        )
+        .with_verdict(Verdict::Throttled {
+            retry_after: Some(Duration::from_secs(secs)),
+        })
+    }
+
+    /// A companion is already stored for device `other`: the same words for every backend
+    /// (the SQL function `wa_companion_register` writes them too).
+    pub fn companion_elsewhere(other: impl fmt::Display) -> Self {
+        Self::new(
+            ErrorKind::Conflict,
+            format!(
+                "this WhatsApp companion is already stored for device {other}: one companion runs on one device only (two would log each other out); unlink or delete that device first"
+            ),
+        )
     }
 
     /// Overrides the retry verdict (a backend classifier knows better than the kind).

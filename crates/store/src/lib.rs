@@ -20,14 +20,15 @@ pub mod testkit;
 pub use memory::{MAX_AUTH_KEY_BYTES, MemoryStore, check_key};
 pub use stores::{Capabilities, Stores, StoresBuilder};
 pub use traits::{
-    AuthStateStore, ChangeStream, Clock, CodeCache, DeviceStore, Entry, ManualClock, PairingBudget,
-    SystemClock,
+    AuthStateStore, BudgetSecret, ChangeStream, Clock, CodeCache, DeviceStore, Entry, ManualClock,
+    PairingBudget, SystemClock,
 };
 pub use types::{
     BudgetConfig, BudgetDecision, BudgetKey, BudgetKeyer, Change, ClaimRequest, ClaimedDevice,
-    ConnectionMethod, DEFAULT_MAX_DEVICES_PER_USER, Device, DeviceId, DeviceStatus, DeviceUpdate,
-    Fence, Field, Lease, NewDevice, OwnerAction, PairingRequest, TransitionError, UserId,
-    validate_device_name,
+    CompanionKey, ConnectionMethod, DEFAULT_MAX_DEVICES_PER_USER,
+    DEFAULT_PAIRING_STARTS_PER_MINUTE, Device, DeviceId, DeviceStatus, DeviceUpdate, Fence, Field,
+    Lease, NewDevice, OwnerAction, PairingRequest, TransitionError, UserId, is_direction_override,
+    is_invisible, validate_device_name,
 };
 
 // Re-exported so backends and callers use the same versions.

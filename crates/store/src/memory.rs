@@ -15,9 +15,10 @@ use crate::traits::{
     AuthStateStore, ChangeStream, Clock, CodeCache, DeviceStore, Entry, PairingBudget, SystemClock,
 };
 use crate::types::{
-    BudgetConfig, BudgetDecision, BudgetKey, Change, ClaimRequest, ClaimedDevice, ConnectionMethod,
-    DEFAULT_MAX_DEVICES_PER_USER, Device, DeviceId, DeviceStatus, DeviceUpdate, Fence, Lease,
-    NewDevice, OwnerAction, PairingRequest, UserId, validate_device_name,
+    BudgetConfig, BudgetDecision, BudgetKey, Change, ClaimRequest, ClaimedDevice, CompanionKey,
+    ConnectionMethod, DEFAULT_MAX_DEVICES_PER_USER, DEFAULT_PAIRING_STARTS_PER_MINUTE, Device,
+    DeviceId, DeviceStatus, DeviceUpdate, Fence, Lease, NewDevice, OwnerAction, PairingRequest,
+    UserId, validate_device_name,
 };
 
 /// Every store in one process: devices, auth state, the code cache and a pairing budget.
@@ -59,6 +60,14 @@ struct State {
     codes: HashMap<DeviceId, IssuedCode>,
     buckets: HashMap<BudgetKey, Bucket>,
     max_devices_per_user: usize,
+    /// The owner's pace: pairing starts per minute, and a bucket per owner.
+    pairing_starts_per_minute: u32,
+    pace: HashMap<UserId, Bucket>,
+    /// The fence each device's auth state was last sealed under.
+    sealed: HashMap<DeviceId, Fence>,
+    /// Which device holds each companion, and each device's companion.
+    companions: HashMap<CompanionKey, DeviceId>,
+    companion_of: HashMap<DeviceId, CompanionKey>,
 }
 
 impl Default for State {
@@ -69,6 +78,11 @@ impl Default for State {
             codes: HashMap::new(),
             buckets: HashMap::new(),
             max_devices_per_user: DEFAULT_MAX_DEVICES_PER_USER,
+            pairing_starts_per_minute: DEFAULT_PAIRING_STARTS_PER_MINUTE,
+            pace: HashMap::new(),
+            sealed: HashMap::new(),
+            companions: HashMap::new(),
+            companion_of: HashMap::new(),
         }
     }
 }
@@ -134,6 +148,15 @@ impl MemoryStore {
         self
     }
 
+    /// At most `n` pairing starts (or refreshes) per owner per minute, in a burst (default
+    /// [`DEFAULT_PAIRING_STARTS_PER_MINUTE`](crate::DEFAULT_PAIRING_STARTS_PER_MINUTE), at
+    /// least 1); shared by every clone.
+    #[must_use]
+    pub fn with_pairing_starts_per_minute(self, n: u32) -> Self {
+        self.lock().pairing_starts_per_minute = n.max(1);
+        self
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every critical section leaves the state consistent before it can panic.
         self.inner
@@ -169,6 +192,14 @@ impl MemoryStore {
             action.check(device, now)?;
             let mut next = device.clone();
             f(&mut next)?;
+            if matches!(action, OwnerAction::StartPairing | OwnerAction::Refresh) {
+                let (user, per_minute) = (next.user_id, st.pairing_starts_per_minute);
+                pace_acquire(&mut st.pace, user, per_minute, now)?;
+            }
+            let device = st
+                .devices
+                .get_mut(&id)
+                .ok_or_else(|| StoreError::not_found(format!("device {id}")))?;
             next.lease_owner = None;
             next.lease_expires_at = None;
             next.lease_fence = Fence(next.lease_fence.0 + 1);
@@ -189,6 +220,49 @@ impl MemoryStore {
             Some(_) => Err(StoreError::lease_lost()),
             None => Err(StoreError::not_found(format!("device {device}"))),
         }
+    }
+
+    /// The fence check of auth-state writes: the lease's, and never under a sealed fence.
+    fn check_auth_fence(st: &State, device: DeviceId, fence: Fence) -> StoreResult<()> {
+        Self::check_fence(st, device, fence)?;
+        match st.sealed.get(&device) {
+            Some(sealed) if fence <= *sealed => Err(StoreError::lease_lost()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Forgets `device`'s companion.
+fn forget_companion(st: &mut State, device: DeviceId) {
+    if let Some(c) = st.companion_of.remove(&device) {
+        st.companions.remove(&c);
+    }
+}
+
+/// Spends one of `user`'s pairing starts, or says how long to wait (the SQL's
+/// `wa_pace_acquire`).
+fn pace_acquire(
+    pace: &mut HashMap<UserId, Bucket>,
+    user: UserId,
+    per_minute: u32,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let capacity = f64::from(per_minute.max(1));
+    let per_token = 60.0 / capacity;
+    let bucket = pace.entry(user).or_insert(Bucket {
+        tokens: capacity,
+        at: now,
+    });
+    let elapsed = (now - bucket.at).to_std().unwrap_or_default().as_secs_f64();
+    bucket.tokens = (bucket.tokens + elapsed / per_token).min(capacity);
+    bucket.at = now;
+    if bucket.tokens >= 1.0 {
+        bucket.tokens -= 1.0;
+        Ok(())
+    } else {
+        Err(StoreError::rate_limited(Duration::from_secs_f64(
+            (1.0 - bucket.tokens) * per_token,
+        )))
     }
 }
 
@@ -338,6 +412,8 @@ impl DeviceStore for MemoryStore {
             }
             st.auth.remove(&id);
             st.codes.remove(&id);
+            st.sealed.remove(&id);
+            forget_companion(&mut st, id);
         }
         self.announce(id);
         Ok(())
@@ -375,6 +451,8 @@ impl DeviceStore for MemoryStore {
                     d.lease_fence = Fence(d.lease_fence.0 + 1);
                     d.lease_owner = Some(owner.to_owned());
                     d.lease_expires_at = Some(expires_at);
+                    // A code or QR belonged to an earlier lease's connection: gone with it.
+                    clear_code(d);
                     ClaimedDevice {
                         lease: Lease {
                             device_id: d.id,
@@ -488,7 +566,7 @@ impl AuthStateStore for MemoryStore {
     ) -> StoreResult<()> {
         check_key(key)?;
         let mut st = self.lock();
-        Self::check_fence(&st, device, fence)?;
+        Self::check_auth_fence(&st, device, fence)?;
         st.auth
             .entry(device)
             .or_default()
@@ -501,7 +579,7 @@ impl AuthStateStore for MemoryStore {
             check_key(k)?;
         }
         let mut st = self.lock();
-        Self::check_fence(&st, device, fence)?;
+        Self::check_auth_fence(&st, device, fence)?;
         let map = st.auth.entry(device).or_default();
         for (k, v) in entries {
             map.insert(k.clone(), v.clone());
@@ -511,7 +589,7 @@ impl AuthStateStore for MemoryStore {
 
     async fn delete(&self, device: DeviceId, fence: Fence, key: &str) -> StoreResult<()> {
         let mut st = self.lock();
-        Self::check_fence(&st, device, fence)?;
+        Self::check_auth_fence(&st, device, fence)?;
         if let Some(m) = st.auth.get_mut(&device) {
             m.remove(key);
         }
@@ -525,7 +603,7 @@ impl AuthStateStore for MemoryStore {
         keys: &[String],
     ) -> StoreResult<()> {
         let mut st = self.lock();
-        Self::check_fence(&st, device, fence)?;
+        Self::check_auth_fence(&st, device, fence)?;
         if let Some(m) = st.auth.get_mut(&device) {
             for k in keys {
                 m.remove(k);
@@ -556,7 +634,7 @@ impl AuthStateStore for MemoryStore {
         prefix: &str,
     ) -> StoreResult<u64> {
         let mut st = self.lock();
-        Self::check_fence(&st, device, fence)?;
+        Self::check_auth_fence(&st, device, fence)?;
         let Some(m) = st.auth.get_mut(&device) else {
             return Ok(0);
         };
@@ -573,8 +651,37 @@ impl AuthStateStore for MemoryStore {
 
     async fn clear(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
         let mut st = self.lock();
+        Self::check_auth_fence(&st, device, fence)?;
+        st.auth.remove(&device);
+        forget_companion(&mut st, device);
+        Ok(())
+    }
+
+    async fn seal(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
+        let mut st = self.lock();
         Self::check_fence(&st, device, fence)?;
         st.auth.remove(&device);
+        forget_companion(&mut st, device);
+        let sealed = st.sealed.entry(device).or_insert(fence);
+        *sealed = (*sealed).max(fence);
+        Ok(())
+    }
+
+    async fn register_companion(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        companion: &CompanionKey,
+    ) -> StoreResult<()> {
+        let mut st = self.lock();
+        Self::check_auth_fence(&st, device, fence)?;
+        match st.companions.get(companion) {
+            Some(other) if *other != device => return Err(StoreError::companion_elsewhere(*other)),
+            _ => {}
+        }
+        forget_companion(&mut st, device);
+        st.companions.insert(companion.clone(), device);
+        st.companion_of.insert(device, companion.clone());
         Ok(())
     }
 

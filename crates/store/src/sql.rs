@@ -35,6 +35,8 @@ pub struct SqlFailure<'a> {
 /// | `WAR01` (ours) | `Throttled` | throttled, the hint's seconds |
 /// | `WAI01` (ours), `22*` | `InvalidInput` | permanent |
 /// | `WAQ01` (ours) | `QuotaExceeded` | permanent |
+/// | `WAP01` (ours) | `RateLimited` (the owner's pace) | throttled, the hint's seconds |
+/// | `WAC01` (ours) | `Conflict` (a companion stored for another device) | permanent |
 /// | `23505` | `Conflict` | permanent |
 /// | `08*`, `53*`, `57P01`-`57P03`, `40001`, `40P01` | `Unavailable` | retry |
 /// | `28*`, `42501` | `PermissionDenied` | permanent |
@@ -60,13 +62,9 @@ pub fn classify(f: &SqlFailure<'_>) -> StoreError {
         "WAL01" => StoreError::lease_lost(),
         "WAT01" => StoreError::new(ErrorKind::InvalidTransition, f.message),
         "WAN01" => StoreError::new(ErrorKind::NotFound, "the device does not exist"),
-        "WAR01" => StoreError::throttled(
-            f.message,
-            f.hint
-                .and_then(|h| h.trim().parse::<f64>().ok())
-                .filter(|s| s.is_finite())
-                .map(|s| Duration::from_secs_f64(s.max(0.0))),
-        ),
+        "WAR01" => StoreError::throttled(f.message, hint_seconds(f.hint)),
+        "WAP01" => StoreError::rate_limited(hint_seconds(f.hint).unwrap_or(Duration::from_secs(1))),
+        "WAC01" => StoreError::new(ErrorKind::Conflict, f.message),
         "WAI01" => StoreError::new(ErrorKind::InvalidInput, f.message),
         "WAQ01" => StoreError::new(ErrorKind::QuotaExceeded, f.message),
         "23505" => StoreError::new(
@@ -109,6 +107,13 @@ pub fn classify(f: &SqlFailure<'_>) -> StoreError {
             format!("database error {code}: {}", f.message),
         ),
     }
+}
+
+/// The seconds a throttling error's hint carries.
+fn hint_seconds(hint: Option<&str>) -> Option<Duration> {
+    hint.and_then(|h| h.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite())
+        .map(|s| Duration::from_secs_f64(s.max(0.0)))
 }
 
 /// The error for an operation that outlived its timeout (retryable).
@@ -188,6 +193,8 @@ mod tests {
             (Some("WAN01"), ErrorKind::NotFound, false),
             (Some("WAR01"), ErrorKind::Throttled, true),
             (Some("WAI01"), ErrorKind::InvalidInput, false),
+            (Some("WAP01"), ErrorKind::RateLimited, true),
+            (Some("WAC01"), ErrorKind::Conflict, false),
             (Some("23505"), ErrorKind::Conflict, false),
             (Some("40001"), ErrorKind::Unavailable, true),
             (Some("40P01"), ErrorKind::Unavailable, true),
@@ -220,6 +227,16 @@ mod tests {
         assert_eq!(
             throttled.verdict().retry_after(),
             Some(Duration::from_secs(90))
+        );
+        let paced = classify(&SqlFailure {
+            code: Some("WAP01"),
+            message: "too many pairing actions: try again in 90 s",
+            hint: Some("90"),
+        });
+        assert_eq!(paced.verdict().retry_after(), Some(Duration::from_secs(90)));
+        assert_eq!(
+            paced.to_string(),
+            "too many pairing actions: try again in 90 s"
         );
         let bad_hint = classify(&SqlFailure {
             code: Some("WAR01"),

@@ -9,8 +9,11 @@ use tracing::warn;
 
 use crate::encrypted::{EncryptedAuthState, Keyring};
 use crate::error::{ErrorKind, StoreError, StoreResult};
-use crate::traits::{AuthStateStore, Clock, CodeCache, DeviceStore, PairingBudget, SystemClock};
+use crate::traits::{
+    AuthStateStore, BudgetSecret, Clock, CodeCache, DeviceStore, PairingBudget, SystemClock,
+};
 use crate::types::{BudgetConfig, BudgetDecision, BudgetKey, BudgetKeyer};
+use wa_pairing_phone::PhoneNumber;
 
 /// What a set of stores can do beyond the contract every backend meets.
 ///
@@ -62,9 +65,20 @@ pub struct Stores {
     encrypted: Option<Arc<EncryptedAuthState<Arc<dyn AuthStateStore>>>>,
     cache: Option<Arc<dyn CodeCache>>,
     budget: Option<Arc<Budgets>>,
-    keyer: BudgetKeyer,
+    keyer: Keyer,
     clock: Arc<dyn Clock>,
     capabilities: Capabilities,
+}
+
+/// How budget keys are made: a keyer known at build time, or one made from the backend's
+/// secret the first time a key is needed (so building stores never waits for a database).
+#[derive(Clone)]
+enum Keyer {
+    Ready(BudgetKeyer),
+    FromSecret {
+        source: Arc<dyn BudgetSecret>,
+        made: Arc<tokio::sync::OnceCell<BudgetKeyer>>,
+    },
 }
 
 impl fmt::Debug for Stores {
@@ -85,6 +99,7 @@ impl Stores {
             cache: None,
             budgets: Vec::new(),
             keyer: None,
+            budget_secret: None,
             clock: Arc::new(SystemClock),
             change_feed: false,
             auth_cascade: false,
@@ -117,9 +132,37 @@ impl Stores {
         self.budget.clone().map(|b| b as Arc<dyn PairingBudget>)
     }
 
-    /// The keys budgets count phone numbers under.
-    pub fn budget_keyer(&self) -> &BudgetKeyer {
-        &self.keyer
+    /// The key the budgets count `phone` under (a keyed hash, never the number).
+    ///
+    /// Made with, in this order: the keyer given to [`StoresBuilder::budget_keyer`]; the
+    /// secret of the backend's [`BudgetSecret`] (read once, on first use: the SQL backends
+    /// keep one in the database, so every instance counts alike and a rotation of the
+    /// auth-state keys changes nothing); a secret derived from the current auth-state key
+    /// (then a rotation starts the budgets afresh); a random one (budgets private to this
+    /// process).
+    ///
+    /// # Errors
+    ///
+    /// The backend's secret could not be read (it is read again next time).
+    pub async fn budget_key(&self, phone: &PhoneNumber) -> Result<BudgetKey, StoreError> {
+        match &self.keyer {
+            Keyer::Ready(k) => Ok(k.key(phone)),
+            Keyer::FromSecret { source, made } => {
+                let keyer = made
+                    .get_or_try_init(|| async {
+                        let secret = zeroize::Zeroizing::new(source.budget_secret().await?);
+                        if secret.len() < 16 {
+                            return Err(StoreError::new(
+                                ErrorKind::Configuration,
+                                "the stored pairing-budget secret is shorter than 16 bytes: apply the migrations again",
+                            ));
+                        }
+                        Ok(BudgetKeyer::new(&secret))
+                    })
+                    .await?;
+                Ok(keyer.key(phone))
+            }
+        }
     }
 
     /// The clock everything that keeps time outside the database reads.
@@ -142,6 +185,7 @@ pub struct StoresBuilder {
     cache: Option<Arc<dyn CodeCache>>,
     budgets: Vec<Arc<dyn PairingBudget>>,
     keyer: Option<BudgetKeyer>,
+    budget_secret: Option<Arc<dyn BudgetSecret>>,
     clock: Arc<dyn Clock>,
     change_feed: bool,
     auth_cascade: bool,
@@ -185,11 +229,18 @@ impl StoresBuilder {
         self
     }
 
-    /// Counts budgets under keys made with this secret (every instance sharing budgets needs
-    /// the same one). Default: derived from the keys given to [`encrypt`](Self::encrypt),
-    /// else random (budgets private to this process).
+    /// Counts budgets under keys made with this keyer (every instance sharing budgets needs
+    /// the same one). Default: see [`Stores::budget_key`].
     pub fn budget_keyer(mut self, keyer: BudgetKeyer) -> Self {
         self.keyer = Some(keyer);
+        self
+    }
+
+    /// Makes budget keys with the secret `source` keeps (read once, when the first key is
+    /// needed), unless a [`budget_keyer`](Self::budget_keyer) is given. The SQL backends'
+    /// `stores()` set themselves here.
+    pub fn budget_secret(mut self, source: impl BudgetSecret) -> Self {
+        self.budget_secret = Some(Arc::new(source));
         self
     }
 
@@ -214,11 +265,18 @@ impl StoresBuilder {
     /// The stores.
     pub fn build(self) -> Stores {
         let raw = self.auth;
-        let keyer = self.keyer.unwrap_or_else(|| {
-            self.keyring
-                .as_ref()
-                .map_or_else(BudgetKeyer::random, Keyring::budget_keyer)
-        });
+        let keyer = match (self.keyer, self.budget_secret) {
+            (Some(k), _) => Keyer::Ready(k),
+            (None, Some(source)) => Keyer::FromSecret {
+                source,
+                made: Arc::default(),
+            },
+            (None, None) => Keyer::Ready(
+                self.keyring
+                    .as_ref()
+                    .map_or_else(BudgetKeyer::random, Keyring::budget_keyer),
+            ),
+        };
         let (auth, encrypted): (Arc<dyn AuthStateStore>, _) = match self.keyring {
             Some(keyring) => {
                 let sealed = Arc::new(EncryptedAuthState::new(raw, keyring));

@@ -54,9 +54,9 @@ use wa_pairing_phone::PhoneNumber;
 
 use crate::{
     AuthStateStore, BudgetConfig, BudgetDecision, BudgetKeyer, Change, ClaimRequest, ClaimedDevice,
-    CodeCache, ConnectionMethod, DEFAULT_MAX_DEVICES_PER_USER, Device, DeviceId, DeviceStatus,
-    DeviceStore, DeviceUpdate, ErrorKind, Fence, Lease, NewDevice, PairingRequest, StoreError,
-    Stores, UserId,
+    CodeCache, CompanionKey, ConnectionMethod, DEFAULT_MAX_DEVICES_PER_USER,
+    DEFAULT_PAIRING_STARTS_PER_MINUTE, Device, DeviceId, DeviceStatus, DeviceStore, DeviceUpdate,
+    ErrorKind, Fence, Lease, NewDevice, PairingRequest, StoreError, Stores, UserId,
 };
 
 #[doc(hidden)]
@@ -294,6 +294,9 @@ macro_rules! __conformance_group {
     (devices, $f:path, $a:tt) => {
         $crate::__conformance_test!($f, create_and_get, $a);
         $crate::__conformance_test!($f, create_validates_the_name, $a);
+        $crate::__conformance_test!($f, device_names_keep_their_letters, $a);
+        $crate::__conformance_test!($f, pairing_starts_are_paced_per_owner, $a);
+        $crate::__conformance_test!($f, claim_drops_a_code_left_by_an_earlier_lease, $a);
         $crate::__conformance_test!($f, create_refuses_past_the_device_cap, $a);
         $crate::__conformance_test!($f, unicode_device_names, $a);
         $crate::__conformance_test!($f, get_missing_is_not_found, $a);
@@ -332,11 +335,14 @@ macro_rules! __conformance_group {
         $crate::__conformance_test!($f, auth_state_put_many_is_all_or_none, $a);
         $crate::__conformance_test!($f, auth_state_devices_are_listed_in_pages, $a);
         $crate::__conformance_test!($f, auth_state_replace_is_compare_and_swap, $a);
+        $crate::__conformance_test!($f, seal_refuses_every_later_write_under_its_fence, $a);
+        $crate::__conformance_test!($f, a_companion_is_stored_for_one_device_only, $a);
         $crate::__conformance_test!($f, concurrent_writes_to_different_devices, $a);
     };
     (auth_cascade, $f:path, $a:tt) => {
         $crate::__conformance_test!($f, delete_removes_the_auth_state, $a);
         $crate::__conformance_test!($f, owner_actions_fence_off_auth_writes, $a);
+        $crate::__conformance_test!($f, auth_writes_after_delete_are_refused, $a);
     };
     (code_cache, $f:path, $a:tt) => {
         $crate::__conformance_test!($f, code_cache_put_get_delete, $a);
@@ -493,9 +499,29 @@ pub async fn create_and_get(b: &TestBackend) {
 /// Names are trimmed, 1 to 100 characters.
 pub async fn create_validates_the_name(b: &TestBackend) {
     let user = UserId::random();
-    for bad in [String::new(), "   ".to_owned(), "x".repeat(101)] {
-        let r = b.devices.create(NewDevice::new(user, bad)).await;
-        assert_eq!(kind(r), ErrorKind::InvalidInput);
+    for bad in [
+        String::new(),
+        "   ".to_owned(),
+        "x".repeat(101),
+        // Only invisible characters: empty once trimmed.
+        "\u{200B}\u{200C}\u{200D}\u{2060}\u{FEFF}".to_owned(),
+        " \u{200B} \u{00AD} ".to_owned(),
+        // Direction overrides and isolates, which make a name read otherwise.
+        "Toko \u{202E}enohp".to_owned(),
+        "a\u{2066}b\u{2069}".to_owned(),
+        "line\nbreak".to_owned(),
+    ] {
+        let r = b.devices.create(NewDevice::new(user, bad.clone())).await;
+        assert_eq!(kind(r), ErrorKind::InvalidInput, "{bad:?}");
+    }
+    // Invisible characters go at the ends and stay inside (an emoji needs its joiners).
+    for (typed, stored) in [
+        (" \u{200B}Toko\u{FEFF}\t", "Toko"),
+        ("\u{200D}👩\u{200D}💻 desk\u{200C}", "👩\u{200D}💻 desk"),
+    ] {
+        let d = new_device(b, user, typed).await;
+        assert_eq!(d.device_name, stored, "{typed:?}");
+        b.devices.delete(d.id).await.unwrap();
     }
     let ok = b
         .devices
@@ -504,6 +530,83 @@ pub async fn create_validates_the_name(b: &TestBackend) {
         .unwrap();
     assert_eq!(ok.device_name.chars().count(), 100);
     assert!(b.devices.list_for_user(user).await.unwrap().len() == 1);
+}
+
+/// Names keep every letter they start and end with (an earlier rule trimmed the letter
+/// "v"), in every script.
+pub async fn device_names_keep_their_letters(b: &TestBackend) {
+    let letters = ('a'..='z')
+        .chain('A'..='Z')
+        .chain(['é', 'ß', 'Ж', 'ب', '中', 'ก', '9']);
+    let mut user = UserId::random();
+    for (i, c) in letters.enumerate() {
+        // Under the device cap, one user per batch.
+        if i % DEFAULT_MAX_DEVICES_PER_USER == 0 {
+            user = UserId::random();
+        }
+        for name in [format!("{c}"), format!("{c}ictim {c}"), format!("{c}{c}")] {
+            let d = new_device(b, user, &name).await;
+            assert_eq!(d.device_name, name, "stored as typed");
+            assert_eq!(b.devices.get(d.id).await.unwrap().device_name, name);
+            b.devices.delete(d.id).await.unwrap();
+        }
+    }
+}
+
+/// An owner may start (or refresh) pairing [`DEFAULT_PAIRING_STARTS_PER_MINUTE`] times in a
+/// burst, across all their devices; the next start is refused with `RateLimited` and the
+/// time to wait, and changes nothing. Other owners are not affected.
+pub async fn pairing_starts_are_paced_per_owner(b: &TestBackend) {
+    let user = UserId::random();
+    let first = new_device(b, user, "first").await;
+    let second = new_device(b, user, "second").await;
+    for i in 0..DEFAULT_PAIRING_STARTS_PER_MINUTE {
+        let id = if i % 2 == 0 { first.id } else { second.id };
+        if i < 2 {
+            b.devices
+                .start_pairing(id, PairingRequest::Code { phone: phone() })
+                .await
+                .unwrap_or_else(|e| panic!("start {i}: {e}"));
+        } else {
+            b.devices
+                .refresh(id)
+                .await
+                .unwrap_or_else(|e| panic!("refresh {i}: {e}"));
+        }
+    }
+    let before = b.devices.get(first.id).await.unwrap();
+    for refused in [
+        b.devices.refresh(first.id).await,
+        b.devices.start_pairing(second.id, PairingRequest::Qr).await,
+    ] {
+        let err = refused.expect_err("past the owner's pace");
+        assert_eq!(err.kind(), ErrorKind::RateLimited, "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("too many pairing actions: try again in"),
+            "{err}"
+        );
+        let wait = crate::retry::Classify::verdict(&err)
+            .retry_after()
+            .expect("the time to wait");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(61),
+            "{wait:?}"
+        );
+    }
+    let after = b.devices.get(first.id).await.unwrap();
+    assert_eq!(after.lease_fence, before.lease_fence, "nothing changed");
+    assert_eq!(
+        b.devices.get(second.id).await.unwrap().connection_method,
+        ConnectionMethod::Pairing
+    );
+    // Other actions are not paced; other owners have their own pace.
+    b.devices.disconnect(first.id).await.unwrap();
+    let other = new_device(b, UserId::random(), "other").await;
+    b.devices
+        .start_pairing(other.id, PairingRequest::Qr)
+        .await
+        .unwrap();
 }
 
 /// A user may have at most [`DEFAULT_MAX_DEVICES_PER_USER`] devices; other users are not
@@ -816,6 +919,21 @@ async fn claim_failed(b: &TestBackend, id: DeviceId) -> ClaimedDevice {
         .await
         .unwrap();
     c
+}
+
+/// Where the auth state lives beside the devices, a write of a deleted device's holder
+/// (a session still flushing) is refused and leaves nothing behind.
+pub async fn auth_writes_after_delete_are_refused(b: &TestBackend) {
+    let c = leased(b, "holder").await;
+    let (d, f) = (c.device.id, c.lease.fence);
+    b.auth.put(d, f, "device", b"identity").await.unwrap();
+    b.devices.delete(d).await.unwrap();
+    let r = b.auth.put(d, f, "device", b"late flush").await;
+    assert!(
+        matches!(kind(r), ErrorKind::NotFound | ErrorKind::LeaseLost),
+        "refused"
+    );
+    assert!(b.auth.scan_prefix(d, "").await.unwrap().is_empty());
 }
 
 /// Where the auth state lives beside the devices, an owner action fences off the holder's
@@ -1139,9 +1257,9 @@ pub async fn claim_paces_resumes_after_pairings(b: &TestBackend) {
 
 /// Never more than `limit` per call, and the next call takes the rest.
 pub async fn claim_honours_the_limit(b: &TestBackend) {
-    let user = UserId::random();
     for i in 0..7 {
-        let d = new_device(b, user, &format!("d{i}")).await;
+        // An owner each: one owner starts only so many pairings a minute.
+        let d = new_device(b, UserId::random(), &format!("d{i}")).await;
         b.devices
             .start_pairing(d.id, PairingRequest::Qr)
             .await
@@ -1280,6 +1398,52 @@ pub async fn expired_lease_is_claimable_with_higher_fence(b: &TestBackend) {
         .update(&first[0].lease, DeviceUpdate::new().error("late"))
         .await;
     assert_eq!(kind(r), ErrorKind::LeaseLost);
+}
+
+/// A code or QR shown under one lease is dropped when another lease claims the device: it
+/// belonged to the earlier holder's WhatsApp connection, which is gone.
+pub async fn claim_drops_a_code_left_by_an_earlier_lease(b: &TestBackend) {
+    for method in [ConnectionMethod::Pairing, ConnectionMethod::Qr] {
+        let d = new_device(b, UserId::random(), "d").await;
+        let request = match method {
+            ConnectionMethod::Pairing => PairingRequest::Code { phone: phone() },
+            _ => PairingRequest::Qr,
+        };
+        b.devices.start_pairing(d.id, request).await.unwrap();
+        let first = b
+            .devices
+            .claim(&ClaimRequest::new("a", 10, Duration::ZERO))
+            .await
+            .unwrap()
+            .remove(0);
+        let code = IssuedCode::new(
+            PairingCode::parse("ABCD-EFGH").unwrap(),
+            Utc::now(),
+            Duration::from_secs(180),
+        );
+        let shown = DeviceUpdate::status(DeviceStatus::WaitingPairing);
+        let shown = match method {
+            ConnectionMethod::Pairing => shown.pairing_code(code),
+            _ => shown.qr_code("2@qr-payload"),
+        };
+        let written = b.devices.update(&first.lease, shown).await.unwrap();
+        assert!(written.pairing_code.is_some() || written.qr_code.is_some());
+        let second = eventually(Duration::from_secs(10), "the lapsed lease", || async {
+            b.devices
+                .claim(&ClaimRequest::new("b", 10, LONG))
+                .await
+                .unwrap()
+                .pop()
+        })
+        .await;
+        assert_eq!(second.device.id, d.id);
+        for device in [second.device, b.devices.get(d.id).await.unwrap()] {
+            assert_eq!(device.status, DeviceStatus::WaitingPairing, "{method:?}");
+            assert_eq!(device.pairing_code, None, "{method:?}");
+            assert_eq!(device.pairing_code_expires_at, None, "{method:?}");
+            assert_eq!(device.qr_code, None, "{method:?}");
+        }
+    }
 }
 
 /// `renew` extends held leases; `release` frees a device for the next claim.
@@ -1453,6 +1617,113 @@ pub async fn stale_fence_is_refused_on_auth_writes(b: &TestBackend) {
     assert_eq!(
         b.auth.get(d.id, "keep").await.unwrap().as_deref(),
         Some(&b"new owner"[..])
+    );
+}
+
+/// `seal` wipes a device's auth state and refuses every later write under its fence (a
+/// session's late flush), while a newer lease writes again.
+pub async fn seal_refuses_every_later_write_under_its_fence(b: &TestBackend) {
+    let c = leased(b, "holder").await;
+    let (d, f) = (c.device.id, c.lease.fence);
+    b.auth.put(d, f, "device", b"identity").await.unwrap();
+    b.auth.put(d, f, "session/1", b"ratchet").await.unwrap();
+    b.auth.seal(d, f).await.unwrap();
+    assert!(b.auth.scan_prefix(d, "").await.unwrap().is_empty(), "wiped");
+    let entries = vec![("device".to_owned(), b"late".to_vec())];
+    assert_eq!(
+        kind(b.auth.put(d, f, "device", b"late").await),
+        ErrorKind::LeaseLost
+    );
+    assert_eq!(
+        kind(b.auth.put_many(d, f, &entries).await),
+        ErrorKind::LeaseLost
+    );
+    assert_eq!(
+        kind(b.auth.delete(d, f, "device").await),
+        ErrorKind::LeaseLost
+    );
+    assert_eq!(
+        kind(b.auth.delete_many(d, f, &["device".to_owned()]).await),
+        ErrorKind::LeaseLost
+    );
+    assert_eq!(
+        kind(b.auth.delete_prefix(d, f, "").await),
+        ErrorKind::LeaseLost
+    );
+    assert_eq!(kind(b.auth.clear(d, f).await), ErrorKind::LeaseLost);
+    let companion = CompanionKey::of_noise_key(d.0.as_bytes());
+    assert_eq!(
+        kind(b.auth.register_companion(d, f, &companion).await),
+        ErrorKind::LeaseLost
+    );
+    assert!(
+        b.auth.scan_prefix(d, "").await.unwrap().is_empty(),
+        "nothing came back"
+    );
+    // The device row itself is still the holder's to finish (sealing is about auth state).
+    b.devices
+        .update(&c.lease, DeviceUpdate::status(DeviceStatus::Failed))
+        .await
+        .expect("the holder finishes the device");
+    // The next lease writes again.
+    b.devices
+        .start_pairing(d, PairingRequest::Code { phone: phone() })
+        .await
+        .unwrap();
+    let next = claim_one(b, "next", d).await;
+    assert!(next.lease.fence > f);
+    b.auth
+        .put(d, next.lease.fence, "device", b"new companion")
+        .await
+        .unwrap();
+    assert_eq!(
+        b.auth.get(d, "device").await.unwrap().as_deref(),
+        Some(&b"new companion"[..])
+    );
+    // A stale fence cannot seal.
+    assert_eq!(kind(b.auth.seal(d, f).await), ErrorKind::LeaseLost);
+    assert!(b.auth.get(d, "device").await.unwrap().is_some());
+}
+
+/// One companion is stored for one device at most; clearing or sealing a device's state
+/// frees its companion for another.
+pub async fn a_companion_is_stored_for_one_device_only(b: &TestBackend) {
+    let a = leased(b, "holder").await;
+    let other = leased(b, "holder").await;
+    let (ida, fa) = (a.device.id, a.lease.fence);
+    let (idb, fb) = (other.device.id, other.lease.fence);
+    let one = CompanionKey::of_noise_key(&[1; 32]);
+    let two = CompanionKey::of_noise_key(&[2; 32]);
+    b.auth.register_companion(ida, fa, &one).await.unwrap();
+    b.auth.register_companion(ida, fa, &one).await.unwrap();
+    let err = b.auth.register_companion(idb, fb, &one).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(
+        err.to_string().contains(&ida.to_string()),
+        "names the other device: {err}"
+    );
+    b.auth.register_companion(idb, fb, &two).await.unwrap();
+    let err = b.auth.register_companion(ida, fa, &two).await.unwrap_err();
+    assert!(err.to_string().contains(&idb.to_string()), "{err}");
+    // A new companion replaces a device's old one.
+    let three = CompanionKey::of_noise_key(&[3; 32]);
+    b.auth.register_companion(ida, fa, &three).await.unwrap();
+    b.auth.register_companion(idb, fb, &one).await.unwrap();
+    // Clearing frees it.
+    b.auth.clear(idb, fb).await.unwrap();
+    b.auth.register_companion(ida, fa, &one).await.unwrap();
+    // Sealing frees it too.
+    b.auth.seal(ida, fa).await.unwrap();
+    b.auth.register_companion(idb, fb, &one).await.unwrap();
+    // A stale fence is refused.
+    b.devices
+        .start_pairing(idb, PairingRequest::Qr)
+        .await
+        .unwrap();
+    claim_one(b, "next", idb).await;
+    assert_eq!(
+        kind(b.auth.register_companion(idb, fb, &two).await),
+        ErrorKind::LeaseLost
     );
 }
 

@@ -13,8 +13,8 @@ use wa_pairing_code::IssuedCode;
 
 use crate::error::StoreResult;
 use crate::types::{
-    BudgetConfig, BudgetDecision, BudgetKey, Change, ClaimRequest, ClaimedDevice, Device, DeviceId,
-    DeviceUpdate, Fence, Lease, NewDevice, PairingRequest, UserId,
+    BudgetConfig, BudgetDecision, BudgetKey, Change, ClaimRequest, ClaimedDevice, CompanionKey,
+    Device, DeviceId, DeviceUpdate, Fence, Lease, NewDevice, PairingRequest, UserId,
 };
 
 /// A stream of device changes, from [`DeviceStore::subscribe`].
@@ -26,9 +26,12 @@ pub trait DeviceStore: Send + Sync + 'static {
     /// Creates a device in status `disconnected`, with no lease and fence 0.
     ///
     /// # Behavior
-    /// - The name is trimmed and must have 1 to 100 characters, else
+    /// - The name is checked as [`validate_device_name`](crate::validate_device_name) says
+    ///   (trimmed of white space and invisible characters, 1 to 100 characters, no control
+    ///   character, no direction override), else
     ///   [`InvalidInput`](crate::ErrorKind::InvalidInput) (test `create_validates_the_name`).
-    /// - Unicode names are stored exactly (test `unicode_device_names`).
+    /// - Unicode names are stored exactly, and no letter is ever trimmed (test
+    ///   `unicode_device_names`), (test `device_names_keep_their_letters`).
     /// - The new device is returned as stored, with a fresh id (test `create_and_get`).
     async fn create(&self, new: NewDevice) -> StoreResult<Device>;
 
@@ -57,6 +60,11 @@ pub trait DeviceStore: Send + Sync + 'static {
     ///   (test `start_pairing_sets_connecting_and_clears`), (test `start_pairing_refused_when_connected`).
     /// - Refused with [`Throttled`](crate::ErrorKind::Throttled) while the device's
     ///   `retry_after` lies in the future (test `start_pairing_refused_while_throttled`).
+    /// - Refused with [`RateLimited`](crate::ErrorKind::RateLimited) and the time to wait
+    ///   once the owner has started (or refreshed) pairing
+    ///   [`DEFAULT_PAIRING_STARTS_PER_MINUTE`](crate::DEFAULT_PAIRING_STARTS_PER_MINUTE)
+    ///   times (or the backend's configured pace) in the last minute, across all their
+    ///   devices; a refused start changes nothing (test `pairing_starts_are_paced_per_owner`).
     /// - Takes the device away from any runner holding it: the lease is cleared and the fence
     ///   bumped, so the holder's next write fails with `LeaseLost` and a runner claims it
     ///   afresh (test `owner_actions_revoke_the_lease`).
@@ -68,6 +76,7 @@ pub trait DeviceStore: Send + Sync + 'static {
     /// # Behavior
     /// - Refused with [`InvalidInput`](crate::ErrorKind::InvalidInput) when no pairing was
     ///   ever started (no method and number stored) (test `refresh_restarts_pairing`).
+    /// - Counts against the owner's pace like a start (test `pairing_starts_are_paced_per_owner`).
     async fn refresh(&self, id: DeviceId) -> StoreResult<Device>;
 
     /// The owner disconnects the device: `disconnected`, code and QR cleared, lease revoked.
@@ -104,7 +113,9 @@ pub trait DeviceStore: Send + Sync + 'static {
     ///
     /// # Behavior
     /// - Afterwards the device is not found and, where the backend keeps the auth state beside
-    ///   the devices, its auth state is gone (test `delete_removes_device_and_auth_state`).
+    ///   the devices, its auth state is gone, and a late auth-state write of its last holder
+    ///   is refused (test `delete_removes_the_device`),
+    ///   (test `delete_removes_the_auth_state`), (test `auth_writes_after_delete_are_refused`).
     /// - Deleting a missing device gives `NotFound`.
     async fn delete(&self, id: DeviceId) -> StoreResult<()>;
 
@@ -123,6 +134,8 @@ pub trait DeviceStore: Send + Sync + 'static {
     /// - Concurrent claimers never receive the same device (test `concurrent_claimers_never_share`).
     /// - A held, unexpired lease is not claimable; a lapsed one is, with a strictly higher
     ///   fence (test `expired_lease_is_claimable_with_higher_fence`).
+    /// - A claimed device's code and QR are dropped: they belonged to an earlier holder's
+    ///   WhatsApp connection (test `claim_drops_a_code_left_by_an_earlier_lease`).
     /// - The returned record shows the new lease.
     async fn claim(&self, request: &ClaimRequest) -> StoreResult<Vec<ClaimedDevice>>;
 
@@ -269,6 +282,39 @@ pub trait AuthStateStore: Send + Sync + 'static {
     /// - Afterwards a scan finds nothing; other devices keep theirs (test `auth_state_clear`).
     async fn clear(&self, device: DeviceId, fence: Fence) -> StoreResult<()>;
 
+    /// Wipes all of a device's state, like [`clear`](Self::clear), and from then on refuses
+    /// every write under `fence` (or an older fence) with
+    /// [`LeaseLost`](crate::ErrorKind::LeaseLost): only a newer lease writes again. For the
+    /// end of a companion (logged out, unlinked): a write of its session that was still in
+    /// flight, or its client's last flush, can never bring back what was wiped.
+    ///
+    /// # Behavior
+    /// - Afterwards a scan finds nothing, writes under `fence` are refused, and a newer
+    ///   lease's writes are accepted (test `seal_refuses_every_later_write_under_its_fence`).
+    /// - The device's companion is forgotten, like after `clear` (test
+    ///   `a_companion_is_stored_for_one_device_only`).
+    /// - Refused with `LeaseLost` for a stale fence.
+    async fn seal(&self, device: DeviceId, fence: Fence) -> StoreResult<()>;
+
+    /// Records that the device's state holds `companion` (a linked companion device, by its
+    /// Noise key), so that the same companion is never stored for a second device: two
+    /// sockets with one companion's keys log each other out.
+    ///
+    /// # Behavior
+    /// - Refused with [`Conflict`](crate::ErrorKind::Conflict), naming the other device's
+    ///   id, while another device holds `companion`; registering it again for the same device
+    ///   changes nothing, and a new companion replaces the device's old one (test
+    ///   `a_companion_is_stored_for_one_device_only`).
+    /// - [`clear`](Self::clear) and [`seal`](Self::seal) forget the device's companion, so
+    ///   another device may then hold it (same test).
+    /// - Refused with `LeaseLost` for a stale fence.
+    async fn register_companion(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        companion: &CompanionKey,
+    ) -> StoreResult<()>;
+
     /// The devices that have auth state, in id order, starting after `after`, at most
     /// `limit`: for maintenance that visits every stored value (re-encryption, key checks).
     ///
@@ -313,6 +359,19 @@ pub trait PairingBudget: Send + Sync + 'static {
         key: &BudgetKey,
         config: &BudgetConfig,
     ) -> StoreResult<BudgetDecision>;
+}
+
+/// Where a deployment keeps the secret its pairing-budget keys are made with
+/// ([`BudgetKeyer`](crate::BudgetKeyer)): one secret for every instance, independent of the
+/// auth-state keys, so that rotating those never starts the budgets afresh. The SQL
+/// backends keep one in the database (made once, at random, by the migrations).
+#[async_trait]
+pub trait BudgetSecret: Send + Sync + 'static {
+    /// The secret (at least 16 bytes).
+    ///
+    /// # Behavior
+    /// - The same secret on every call and from every instance of the backend.
+    async fn budget_secret(&self) -> StoreResult<Vec<u8>>;
 }
 
 /// The time source of backends that keep time themselves (the SQL backends use the server's
@@ -501,6 +560,17 @@ macro_rules! forward_store_traits {
             }
             async fn clear(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
                 (**self).clear(device, fence).await
+            }
+            async fn seal(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
+                (**self).seal(device, fence).await
+            }
+            async fn register_companion(
+                &self,
+                device: DeviceId,
+                fence: Fence,
+                companion: &CompanionKey,
+            ) -> StoreResult<()> {
+                (**self).register_companion(device, fence, companion).await
             }
             async fn devices(
                 &self,

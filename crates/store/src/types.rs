@@ -549,6 +549,56 @@ pub struct ClaimedDevice {
 /// SQL migrations read the same default from `wa_pairing_settings`).
 pub const DEFAULT_MAX_DEVICES_PER_USER: usize = 20;
 
+/// How many times one owner may start (or refresh) pairing per minute, in a burst, unless
+/// configured otherwise, in every backend (the SQL migrations read the same default from
+/// `wa_pairing_settings`, name `pairing_starts_per_minute`). Each start makes WhatsApp
+/// notify the number's phone, so one account must not start many.
+pub const DEFAULT_PAIRING_STARTS_PER_MINUTE: u32 = 6;
+
+/// A companion device as the store knows it: the SHA-256 of its Noise public key (how
+/// WhatsApp's server recognises a companion at login), in hex. One companion is stored for
+/// one device at most ([`AuthStateStore::register_companion`](crate::AuthStateStore::register_companion)):
+/// two sockets with the same companion's keys log each other out.
+///
+/// Not a secret (a digest of a public key); `Debug` shows its first characters only.
+///
+/// ```
+/// use wa_pairing_store::CompanionKey;
+///
+/// let key = CompanionKey::of_noise_key(&[7; 32]);
+/// assert_eq!(key.as_str().len(), 64);
+/// assert_eq!(key, CompanionKey::of_noise_key(&[7; 32]));
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CompanionKey(String);
+
+impl CompanionKey {
+    /// The key of the companion whose Noise public key is `public_key`.
+    pub fn of_noise_key(public_key: &[u8]) -> Self {
+        use sha2::Digest as _;
+        Self(hex::encode(sha2::Sha256::digest(public_key)))
+    }
+
+    /// A key as a backend stored it (64 lower-case hex digits), or `None`.
+    pub fn from_stored(s: &str) -> Option<Self> {
+        (s.len() == 64
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| Self(s.to_owned()))
+    }
+
+    /// The hex digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for CompanionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CompanionKey({}…)", &self.0[..self.0.len().min(8)])
+    }
+}
+
 /// What [`DeviceStore::create`](crate::DeviceStore::create) needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -584,9 +634,29 @@ impl NewDevice {
     }
 }
 
-/// Trims a device name and checks it has 1 to 100 characters and no control characters.
+/// Checks a device name and returns it as stored.
+///
+/// The rule, the same as the database's (`wa_device_name_check` in the migrations; a test
+/// compares the two for every Unicode character):
+/// - white space ([`char::is_whitespace`]) and invisible characters ([`is_invisible`]: zero
+///   width spaces and joiners, direction marks, variation selectors, fillers, tags) are
+///   trimmed from both ends; inside the name they stay (an emoji sequence needs its joiners);
+/// - what is left must have 1 to 100 characters (a name made only of invisible characters
+///   is empty);
+/// - no control character ([`char::is_control`]);
+/// - no direction override, embedding or isolate ([`is_direction_override`]): they make a
+///   name read differently from how it is stored.
+///
+/// ```
+/// use wa_pairing_store::validate_device_name;
+///
+/// assert_eq!(validate_device_name("  victim\u{200B} ").unwrap(), "victim");
+/// assert!(validate_device_name("\u{200B}\u{200D}").is_err());
+/// assert!(validate_device_name("Shop \u{202E}enohp").is_err());
+/// assert_eq!(validate_device_name("👩\u{200D}💻 desk").unwrap(), "👩\u{200D}💻 desk");
+/// ```
 pub fn validate_device_name(name: &str) -> Result<String, StoreError> {
-    let trimmed = name.trim();
+    let trimmed = name.trim_matches(|c: char| c.is_whitespace() || is_invisible(c));
     let len = trimmed.chars().count();
     if len == 0 {
         return Err(StoreError::new(
@@ -606,7 +676,50 @@ pub fn validate_device_name(name: &str) -> Result<String, StoreError> {
             "the device name contains control characters: use letters, digits, spaces and punctuation",
         ));
     }
+    if trimmed.chars().any(is_direction_override) {
+        return Err(StoreError::new(
+            ErrorKind::InvalidInput,
+            "the device name contains invisible direction overrides (they make text read differently from how it is stored): type the name again without them",
+        ));
+    }
     Ok(trimmed.to_owned())
+}
+
+/// Whether `c` is invisible: one of Unicode's default-ignorable code points (soft hyphen,
+/// combining grapheme joiner, Arabic letter mark, Hangul fillers, Khmer inherent vowels,
+/// Mongolian variation selectors and vowel separator, zero-width space, non-joiner and
+/// joiner, direction marks, embeddings, overrides and isolates, word joiner and the
+/// invisible operators, variation selectors, the byte-order mark, musical formatting
+/// characters, tags). A device name loses them at its ends.
+pub const fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
+}
+
+/// Whether `c` overrides the direction of the text around it: the embeddings and overrides
+/// (U+202A to U+202E) and the isolates (U+2066 to U+2069). A device name may not hold one.
+pub const fn is_direction_override(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// What the owner asks for when starting to link a device.

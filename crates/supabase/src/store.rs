@@ -10,10 +10,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use wa_pairing_store::sql::{DEVICE_COLUMNS, update_patch};
 use wa_pairing_store::{
-    AuthStateStore, BudgetConfig, BudgetDecision, BudgetKey, ChangeStream, ClaimRequest,
-    ClaimedDevice, Device, DeviceId, DeviceStore, DeviceUpdate, Entry, ErrorKind, Fence, Lease,
-    NewDevice, PairingBudget, PairingRequest, StoreError, StoreResult, Stores, StoresBuilder,
-    UserId, check_key, validate_device_name,
+    AuthStateStore, BudgetConfig, BudgetDecision, BudgetKey, BudgetSecret, ChangeStream,
+    ClaimRequest, ClaimedDevice, CompanionKey, Device, DeviceId, DeviceStore, DeviceUpdate, Entry,
+    ErrorKind, Fence, Lease, NewDevice, PairingBudget, PairingRequest, StoreError, StoreResult,
+    Stores, StoresBuilder, UserId, check_key, validate_device_name,
 };
 
 use crate::classify::{from_status, from_transport, unreadable};
@@ -104,21 +104,22 @@ fn one_device(op: &str, v: Value) -> StoreResult<Device> {
 }
 
 impl SupabaseStore {
+    /// Every store of this backend as [`Stores`]: devices, auth state (deleted with its
+    /// device) and the durable budget floor (its keys made with the database's own budget
+    /// secret, [`BudgetSecret`]); no change feed (the runner polls). Add a code cache and
+    /// keys before [`build`](StoresBuilder::build).
+    pub fn stores(&self) -> StoresBuilder {
+        Stores::builder(self.clone(), self.clone())
+            .budget(self.clone())
+            .budget_secret(self.clone())
+            .auth_cascade(true)
+    }
+
     /// A store for `config`; no request is made yet.
     ///
     /// # Errors
     ///
     /// `Configuration` when the HTTP client cannot be built (no TLS roots).
-    /// Every store of this backend as [`Stores`]: devices, auth state (deleted with its
-    /// device) and the durable budget floor; no change feed (the runner polls). Add a code
-    /// cache and keys before [`build`](StoresBuilder::build).
-    pub fn stores(&self) -> StoresBuilder {
-        Stores::builder(self.clone(), self.clone())
-            .budget(self.clone())
-            .auth_cascade(true)
-    }
-
-    /// A store for `config`.
     pub fn new(config: SupabaseConfig) -> StoreResult<Self> {
         let mut headers = HeaderMap::new();
         let key = HeaderValue::from_str(config.key()).map_err(|_| {
@@ -546,6 +547,32 @@ impl AuthStateStore for SupabaseStore {
         Ok(())
     }
 
+    async fn seal(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
+        let params = json!({"p_device_id": device, "p_fence": fence.0});
+        self.send("auth seal", self.rpc("wa_auth_seal", &params))
+            .await?;
+        Ok(())
+    }
+
+    async fn register_companion(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        companion: &CompanionKey,
+    ) -> StoreResult<()> {
+        let params = json!({
+            "p_device_id": device,
+            "p_fence": fence.0,
+            "p_companion": companion.as_str(),
+        });
+        self.send(
+            "companion register",
+            self.rpc("wa_companion_register", &params),
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn devices(&self, after: Option<DeviceId>, limit: usize) -> StoreResult<Vec<DeviceId>> {
         let params = json!({
             "p_after": after,
@@ -571,6 +598,22 @@ impl AuthStateStore for SupabaseStore {
         });
         self.send_as("auth replace", self.rpc("wa_auth_replace", &params))
             .await
+    }
+}
+
+/// The budget keys' secret, through the same SQL function the PostgreSQL store calls.
+#[async_trait]
+impl BudgetSecret for SupabaseStore {
+    async fn budget_secret(&self) -> StoreResult<Vec<u8>> {
+        let secret: Option<String> = self
+            .send_as("budget secret", self.rpc("wa_budget_secret", &json!({})))
+            .await?;
+        secret.map(String::into_bytes).ok_or_else(|| {
+            StoreError::new(
+                ErrorKind::Configuration,
+                "the project holds no pairing-budget secret (wa_pairing_secrets): apply the migrations with `supabase db push`",
+            )
+        })
     }
 }
 

@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use wa_pairing::store::testkit::{self, TestBackend};
 use wa_pairing::store::{
-    AuthStateStore, ClaimRequest, ClaimedDevice, Device, DeviceId, DeviceStore, DeviceUpdate,
-    Entry, Fence, Lease, MemoryStore, NewDevice, PairingRequest, StoreResult, Stores, UserId,
-    async_trait,
+    AuthStateStore, ClaimRequest, ClaimedDevice, CompanionKey, Device, DeviceId, DeviceStore,
+    DeviceUpdate, Entry, Fence, Lease, MemoryStore, NewDevice, PairingRequest, StoreResult, Stores,
+    UserId, async_trait,
 };
 
 /// Counts calls, then lets the inner store answer.
@@ -142,6 +142,21 @@ impl AuthStateStore for Counted {
     async fn clear(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
         self.tick();
         self.inner.clear(device, fence).await
+    }
+    async fn seal(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
+        self.tick();
+        self.inner.seal(device, fence).await
+    }
+    async fn register_companion(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        companion: &CompanionKey,
+    ) -> StoreResult<()> {
+        self.tick();
+        self.inner
+            .register_companion(device, fence, companion)
+            .await
     }
     async fn devices(&self, after: Option<DeviceId>, limit: usize) -> StoreResult<Vec<DeviceId>> {
         self.tick();

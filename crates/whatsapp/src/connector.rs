@@ -41,7 +41,9 @@ use crate::session::WaApp;
 /// # Behavior
 /// - [`SessionMode::PairWithCode`] and [`SessionMode::PairWithQr`] first clear the device's
 ///   stored state (with the fence) and start a fresh companion; [`SessionMode::Resume`]
-///   logs in from the stored state and is refused (permanently) when none is stored.
+///   logs in from the stored state and is refused (permanently) when none is stored, and
+///   refused as [`Unreadable`](ConnectorErrorKind::Unreadable), before WhatsApp is dialled,
+///   when any stored value cannot be opened with this process's keys.
 /// - The client never fetches WhatsApp Web's version over HTTP: the configured version is
 ///   pinned, so nothing but the WebSocket leaves the process.
 /// - [`Session::request_code`] returns the code with the validity the client reports;
@@ -186,7 +188,14 @@ impl WhatsAppConnector {
                 state.clear(device, fence).await?;
             }
             SessionMode::Resume => {
-                if !backend.is_linked().await.map_err(ConnectorError::from)? {
+                // Every stored value must open with this process's keys before WhatsApp is
+                // dialled: a login that meets a value it cannot read stops anyway, after
+                // logging the account in for nothing.
+                if !backend
+                    .check_resumable()
+                    .await
+                    .map_err(ConnectorError::from)?
+                {
                     return Err(ConnectorError::new(
                         ConnectorErrorKind::NotLinked,
                         "no linked WhatsApp session is stored for this device: link it again",

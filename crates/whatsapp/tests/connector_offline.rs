@@ -146,6 +146,44 @@ async fn state_sealed_with_a_key_this_process_lacks_is_unreadable_and_left_alone
     );
 }
 
+/// A rotation half done: the device record is sealed with the new key, a Signal value still
+/// with the old one, and this instance has only the new key. Nothing is dialled: the login
+/// would only meet the unreadable value later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_is_refused_before_dialling_when_any_stored_value_cannot_be_opened() {
+    let (store, lease) = common::memory_device().await;
+    let old = store.stores().encrypt(Keyring::new(1, [1; 32])).build();
+    let new_only = store.stores().encrypt(Keyring::new(2, [2; 32])).build();
+    old.auth_state()
+        .put(lease.device_id, lease.fence, "session/friend", b"ratchet")
+        .await
+        .unwrap();
+    let backend = connector(&new_only).backend(lease.device_id, lease.fence);
+    let mut device = wacore::store::Device::new();
+    device.pn = Some("6281234567890@s.whatsapp.net".parse().unwrap());
+    backend.save(&device).await.unwrap();
+    assert!(
+        backend.is_linked().await.unwrap(),
+        "the record itself opens"
+    );
+    let err = connector(&new_only)
+        .open(SessionSpec::new(lease.clone(), SessionMode::Resume))
+        .await
+        .expect_err("a value cannot be opened");
+    assert_eq!(err.kind(), ConnectorErrorKind::Unreadable, "{err}");
+    assert!(err.to_string().contains("key id 1"), "{err}");
+    // With both keys it resumes (the dead server is only dialled then).
+    let both = store
+        .stores()
+        .encrypt(Keyring::new(2, [2; 32]).with_old_key(1, [1; 32]))
+        .build();
+    let opened = connector(&both)
+        .open(SessionSpec::new(lease, SessionMode::Resume))
+        .await
+        .expect("everything opens");
+    opened.session.disconnect().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_lease_writes_nothing() {
     let (store, lease) = common::memory_device().await;

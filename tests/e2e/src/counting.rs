@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use wa_pairing_store::{AuthStateStore, DeviceId, Entry, Fence, StoreResult};
+use wa_pairing_store::{AuthStateStore, CompanionKey, DeviceId, Entry, Fence, StoreResult};
 
 /// An auth-state store that counts what the WhatsApp client asks of it: reads (`get`,
 /// `scan_prefix`) and writes (every call that changes something), each one round trip.
@@ -110,6 +110,21 @@ impl AuthStateStore for Counting<Arc<dyn AuthStateStore>> {
     async fn clear(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
         self.write("");
         self.inner.clear(device, fence).await
+    }
+    async fn seal(&self, device: DeviceId, fence: Fence) -> StoreResult<()> {
+        self.write("");
+        self.inner.seal(device, fence).await
+    }
+    async fn register_companion(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        companion: &CompanionKey,
+    ) -> StoreResult<()> {
+        self.write("");
+        self.inner
+            .register_companion(device, fence, companion)
+            .await
     }
     async fn devices(&self, after: Option<DeviceId>, limit: usize) -> StoreResult<Vec<DeviceId>> {
         self.inner.devices(after, limit).await

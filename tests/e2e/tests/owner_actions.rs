@@ -5,7 +5,7 @@
 
 use wa_pairing_e2e::Stack;
 use wa_pairing_store::testkit::skip;
-use wa_pairing_store::{DeviceStatus, ErrorKind};
+use wa_pairing_store::{DeviceStatus, ErrorKind, PairingRequest};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn disconnect_keeps_the_link_resume_needs_no_code_and_unlink_removes_the_companion() {
@@ -79,6 +79,75 @@ async fn disconnect_keeps_the_link_resume_needs_no_code_and_unlink_removes_the_c
     assert!(err.to_string().contains("start pairing"), "{err}");
 
     runner.shutdown().await;
+    person.abort();
+    db.drop().await;
+}
+
+/// Unlinks, each right after the session came up (while the client still writes its state),
+/// many times in a row: each leaves no auth state behind, whatever the client was writing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_unlinks_in_a_row_leave_no_auth_state_behind() {
+    const DEVICES: usize = 4;
+    const ROUNDS: usize = 2;
+    let (stores, db) = match wa_pairing_e2e::postgres().await {
+        Ok(x) => x,
+        Err(why) => return skip("many unlinks e2e", &why),
+    };
+    let stack = Stack::start(stores).await;
+    let person = stack.person();
+    let runner = stack.runner(Stack::config("many-unlinks"));
+    let devices = stack.stores.devices();
+    let auth = stack.stores.auth_state();
+    let phones: Vec<String> = (0..DEVICES).map(|i| format!("62812345006{i}")).collect();
+    let mut ids = Vec::new();
+    for phone in &phones {
+        ids.push(stack.device(phone).await.id);
+    }
+    let mut unlinks = 0;
+    for round in 0..ROUNDS {
+        for (id, phone) in ids.iter().zip(&phones) {
+            if round > 0 {
+                let number = wa_pairing_store::phone::parse(phone).unwrap();
+                devices
+                    .start_pairing(*id, PairingRequest::Code { phone: number })
+                    .await
+                    .unwrap();
+            }
+            stack.connected(*id).await;
+        }
+        // All at once, while each client is still busy after its login.
+        for id in &ids {
+            devices.unlink(*id).await.unwrap();
+        }
+        for (id, phone) in ids.iter().zip(&phones) {
+            stack
+                .until(*id, "unlinked and released", |x| {
+                    x.status == DeviceStatus::Disconnected
+                        && x.phone_number.is_none()
+                        && x.lease_owner.is_none()
+                })
+                .await;
+            let left: Vec<String> = auth
+                .scan_prefix(*id, "")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            assert!(left.is_empty(), "round {round}: keys left: {left:?}");
+            assert!(
+                !stack.sim.phone(phone).is_linked(),
+                "round {round}: the companion was removed"
+            );
+            unlinks += 1;
+        }
+    }
+    assert_eq!(unlinks, DEVICES * ROUNDS);
+    // Nothing comes back later either (a flush that was still on its way).
+    runner.shutdown().await;
+    for id in &ids {
+        assert!(auth.scan_prefix(*id, "").await.unwrap().is_empty());
+    }
     person.abort();
     db.drop().await;
 }

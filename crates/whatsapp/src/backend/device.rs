@@ -7,6 +7,11 @@ impl DeviceStore for WaBackend {
     async fn save(&self, device: &Device) -> Result<()> {
         let value = to_json(device)?;
         let _guard = self.locked().await;
+        // A linked companion is registered before its state is kept for this device.
+        self.check_writable()?;
+        self.register_companion(device)
+            .await
+            .map_err(|e| self.fail(e))?;
         self.put(keys::DEVICE, &value).await
     }
 

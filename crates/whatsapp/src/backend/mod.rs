@@ -73,6 +73,12 @@ pub struct WaBackend {
     logged_out: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// When the client's retention sweeps can find something (see `sweep`).
     sweeps: Arc<sweep::Sweeps>,
+    /// The companion this backend registered for its device (once per companion).
+    registered: std::sync::Mutex<Option<wa_pairing_store::CompanionKey>>,
+}
+
+fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Told about every value the store's keys cannot open.
@@ -98,6 +104,7 @@ impl WaBackend {
             on_undecryptable: None,
             logged_out: None,
             sweeps: Arc::default(),
+            registered: std::sync::Mutex::new(None),
         }
     }
 
@@ -162,6 +169,44 @@ impl WaBackend {
                 Ok(device.pn.is_some())
             }
         }
+    }
+
+    /// Like [`is_linked`](Self::is_linked), after opening every value stored for the device:
+    /// a value this process's keys cannot open fails here (an error of kind
+    /// [`Undecryptable`](crate::ErrorKind::Undecryptable)), before anything is sent to
+    /// WhatsApp. What a session checks before it logs in again.
+    pub async fn check_resumable(&self) -> std::result::Result<bool, Error> {
+        let entries = self.store.scan_prefix(self.device, "").await?;
+        let Some((_, bytes)) = entries.iter().find(|(k, _)| k == keys::DEVICE) else {
+            return Ok(false);
+        };
+        let device: Device = serde_json::from_slice(bytes).map_err(|_| Error::corrupt("device"))?;
+        if device.pn.is_none() {
+            return Ok(false);
+        }
+        self.register_companion(&device).await?;
+        Ok(true)
+    }
+
+    /// Registers the linked companion `device` holds for this device
+    /// ([`AuthStateStore::register_companion`]), once per companion: a companion already
+    /// stored for another device is refused (two sockets with its keys would log each other
+    /// out).
+    async fn register_companion(&self, device: &Device) -> std::result::Result<(), StoreError> {
+        if device.pn.is_none() {
+            return Ok(());
+        }
+        let companion = wa_pairing_store::CompanionKey::of_noise_key(
+            device.noise_key.public_key.public_key_bytes(),
+        );
+        if lock_std(&self.registered).as_ref() == Some(&companion) {
+            return Ok(());
+        }
+        self.store
+            .register_companion(self.device, self.fence, &companion)
+            .await?;
+        *lock_std(&self.registered) = Some(companion);
+        Ok(())
     }
 
     async fn locked(&self) -> MutexGuard<'_, ()> {

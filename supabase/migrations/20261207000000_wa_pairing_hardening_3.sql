@@ -1,0 +1,1 @@
+../../crates/postgres/migrations/20261207000000_wa_pairing_hardening_3.sql

@@ -1407,7 +1407,7 @@ pub async fn claim_drops_a_code_left_by_an_earlier_lease(b: &TestBackend) {
         let d = new_device(b, UserId::random(), "d").await;
         let request = match method {
             ConnectionMethod::Pairing => PairingRequest::Code { phone: phone() },
-            _ => PairingRequest::Qr,
+            ConnectionMethod::Qr => PairingRequest::Qr,
         };
         b.devices.start_pairing(d.id, request).await.unwrap();
         let first = b
@@ -1424,7 +1424,7 @@ pub async fn claim_drops_a_code_left_by_an_earlier_lease(b: &TestBackend) {
         let shown = DeviceUpdate::status(DeviceStatus::WaitingPairing);
         let shown = match method {
             ConnectionMethod::Pairing => shown.pairing_code(code),
-            _ => shown.qr_code("2@qr-payload"),
+            ConnectionMethod::Qr => shown.qr_code("2@qr-payload"),
         };
         let written = b.devices.update(&first.lease, shown).await.unwrap();
         assert!(written.pairing_code.is_some() || written.qr_code.is_some());

@@ -2,11 +2,13 @@
 //! stock Baileys 6.17.16 to the simulator, see `tests/fixtures/baileys/README.md`): both
 //! forms convert to the same companion, the import writes what the client reads back, is
 //! idempotent, never touches other state unless asked, and every malformed input is refused
-//! naming the field, never a value.
+//! naming the field, never a value; a folder is read within limits (regular files only, never
+//! blocking on a FIFO, each file and the whole capped).
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -14,8 +16,8 @@ use serde_json::{Value, json};
 use wa_pairing_store::{AuthStateStore, Fence};
 use wa_pairing_whatsapp::WaBackend;
 use wa_pairing_whatsapp::baileys::{
-    BaileysAuth, Existing, ImportErrorKind, ImportOutcome, Overwrite, existing_state,
-    import_baileys,
+    BaileysAuth, Existing, ImportError, ImportErrorKind, ImportOutcome, MAX_DIR_BYTES,
+    MAX_KEY_FILE_BYTES, Overwrite, existing_state, import_baileys,
 };
 use wacore::store::traits::{AppSyncStore as _, DeviceStore as _, SignalStore as _};
 
@@ -438,6 +440,100 @@ fn malformed_input_is_refused_naming_the_field_and_no_secret() {
         for secret in &leaks {
             assert!(!text.contains(secret), "{what}: a secret in {text}");
         }
+        // The text form says the same.
+        let from_text = BaileysAuth::from_session_json(&input.to_string())
+            .err()
+            .unwrap_or_else(|| panic!("{what}: accepted as text"));
+        assert_eq!(from_text.kind(), kind, "{what}: {from_text}");
+        assert_eq!(from_text.to_string(), text, "{what}");
+    }
+}
+
+#[test]
+fn an_account_number_that_is_not_a_phone_number_is_refused_without_showing_it() {
+    let s = session_data();
+    let long = "6".repeat(5_000);
+    for user in [long.as_str(), "999123456789", "0812345678901"] {
+        let input = edited(&s, "/creds/me/id", |v| {
+            *v = json!(format!("{user}:12@s.whatsapp.net"));
+        });
+        for err in [
+            BaileysAuth::from_session_data(&input).unwrap_err(),
+            BaileysAuth::from_session_json(&input.to_string()).unwrap_err(),
+        ] {
+            assert_eq!(err.kind(), ImportErrorKind::Malformed, "{user}: {err}");
+            let text = err.to_string();
+            assert!(text.starts_with("creds.me.id: "), "names the field: {text}");
+            assert!(text.contains("not a valid phone number"), "{text}");
+            assert!(!text.contains(&user[..8]), "the number in {text}");
+        }
+    }
+    // The real number is accepted, and shown redacted only.
+    let auth = BaileysAuth::from_session_json(&s.to_string()).unwrap();
+    assert!(
+        auth.summary().phone.contains("****"),
+        "{}",
+        auth.summary().phone
+    );
+}
+
+/// A session_data of `sessions` Signal sessions (in Node's `Buffer.toJSON` form, numbers),
+/// sender keys and app-state versions besides the fixture's credentials: what the import
+/// counts and skips.
+fn with_sessions(session: &Value, sessions: usize) -> String {
+    let mut s = session.clone();
+    let keys = s["keys"].as_object_mut().unwrap();
+    let record: Vec<u8> = (0..=255).collect();
+    let many = |n: usize| -> serde_json::Map<String, Value> {
+        (0..n)
+            .map(|i| {
+                (
+                    format!("628{i:010}.0"),
+                    json!({"type": "Buffer", "data": record}),
+                )
+            })
+            .collect()
+    };
+    keys.insert("session".into(), Value::Object(many(sessions)));
+    keys.insert("sender-key".into(), Value::Object(many(3)));
+    keys.insert(
+        "app-state-sync-version".into(),
+        json!({"regular": {"version": 3, "hash": "AAAA", "indexValueMap": {"a": {"valueMac": [1, 2]}}}}),
+    );
+    s.to_string()
+}
+
+#[test]
+fn the_text_form_reads_like_the_value_form_and_only_counts_what_is_not_carried() {
+    let session = session_data();
+    let from_value = BaileysAuth::from_session_data(&session).unwrap();
+    let text = with_sessions(&session, 2_000);
+    let from_text = BaileysAuth::from_session_json(&text).expect("the text converts");
+    let summary = from_text.summary();
+    assert_eq!(summary.pre_keys, from_value.summary().pre_keys);
+    assert_eq!(summary.app_state_keys, from_value.summary().app_state_keys);
+    assert_eq!(summary.not_carried.get("session"), Some(&2_000));
+    assert_eq!(summary.not_carried.get("sender-key"), Some(&3));
+    assert_eq!(summary.not_carried.get("app-state-sync-version"), Some(&1));
+    assert_eq!(from_text.phone_number(), from_value.phone_number());
+
+    // As a JSON string holding the JSON (a text column cast to jsonb), too.
+    let doubled = Value::String(session.to_string()).to_string();
+    assert_eq!(
+        BaileysAuth::from_session_json(&doubled).unwrap().summary(),
+        from_value.summary()
+    );
+    // Text that is not JSON says where, never what.
+    let cut = &text[..text.len() / 2];
+    let err = BaileysAuth::from_session_json(cut).unwrap_err();
+    assert_eq!(err.kind(), ImportErrorKind::Malformed);
+    assert!(
+        err.to_string()
+            .starts_with("session_data: not JSON (line 1, column "),
+        "{err}"
+    );
+    for secret in secrets(&session) {
+        assert!(!err.to_string().contains(&secret), "{err}");
     }
 }
 
@@ -462,5 +558,172 @@ fn a_damaged_folder_is_refused_with_the_file_named() {
     let err = BaileysAuth::from_dir(&dir).unwrap_err();
     assert_eq!(err.kind(), ImportErrorKind::Malformed);
     assert!(err.to_string().contains(&pre_key), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A copy of the fixture folder in a fresh temporary folder.
+fn fixture_copy() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wa-pairing-baileys-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(fixtures().join("auth")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
+/// `BaileysAuth::from_dir` on another thread, failing the test when it has not returned
+/// within 30 seconds (a FIFO opened for reading blocks until a writer comes: forever).
+fn from_dir_within_deadline(dir: &Path) -> Result<BaileysAuth, ImportError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let folder = dir.to_owned();
+    std::thread::spawn(move || {
+        let _ = tx.send(BaileysAuth::from_dir(folder));
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("from_dir returned within 30 s: it must never open a FIFO")
+}
+
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+#[test]
+fn a_fifo_named_like_a_baileys_file_is_refused_without_blocking() {
+    for name in [
+        "creds.json",
+        "pre-key-999.json",
+        "app-state-sync-key-AAAAAA.json",
+        "session-6281234567890.0.json",
+        "notes.json",
+    ] {
+        let dir = fixture_copy();
+        let _ = std::fs::remove_file(dir.join(name));
+        mkfifo(&dir.join(name));
+        let err = from_dir_within_deadline(&dir).unwrap_err();
+        assert_eq!(err.kind(), ImportErrorKind::Io, "{name}: {err}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "{name} is a FIFO (named pipe), not a regular file"
+            )),
+            "{text}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlink_is_followed_only_to_a_regular_file() {
+    use std::os::unix::fs::symlink;
+
+    // To a device: refused before anything is read (reading /dev/zero never ends).
+    for name in ["creds.json", "pre-key-999.json", "sender-key-x.json"] {
+        let dir = fixture_copy();
+        let _ = std::fs::remove_file(dir.join(name));
+        symlink("/dev/zero", dir.join(name)).unwrap();
+        let err = from_dir_within_deadline(&dir).unwrap_err();
+        assert_eq!(err.kind(), ImportErrorKind::Io, "{name}: {err}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{name} is a device, not a regular file")),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    // A directory named like a key file, and a symlink to nothing.
+    let dir = fixture_copy();
+    std::fs::create_dir(dir.join("pre-key-998.json")).unwrap();
+    let err = from_dir_within_deadline(&dir).unwrap_err();
+    assert_eq!(err.kind(), ImportErrorKind::Io);
+    assert!(
+        err.to_string()
+            .starts_with("pre-key-998.json is a directory, not a regular file"),
+        "{err}"
+    );
+    std::fs::remove_dir(dir.join("pre-key-998.json")).unwrap();
+    symlink(dir.join("gone"), dir.join("pre-key-997.json")).unwrap();
+    let err = from_dir_within_deadline(&dir).unwrap_err();
+    assert_eq!(err.kind(), ImportErrorKind::Io);
+    assert!(
+        err.to_string().starts_with("reading pre-key-997.json: "),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // To regular files (as Kubernetes mounts a Secret): read as if they were here.
+    let real = fixture_copy();
+    let linked = std::env::temp_dir().join(format!("wa-pairing-baileys-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&linked).unwrap();
+    for entry in std::fs::read_dir(&real).unwrap() {
+        let entry = entry.unwrap();
+        symlink(entry.path(), linked.join(entry.file_name())).unwrap();
+    }
+    let via_links = from_dir_within_deadline(&linked).expect("symlinks to regular files are read");
+    let direct = BaileysAuth::from_dir(fixtures().join("auth")).unwrap();
+    assert_eq!(via_links.summary(), direct.summary());
+    let _ = std::fs::remove_dir_all(&real);
+    let _ = std::fs::remove_dir_all(&linked);
+}
+
+#[test]
+fn files_larger_than_baileys_writes_are_refused_with_their_size() {
+    // Sparse files: their size is what counts, and nothing of them is read.
+    let sized = |path: &Path, len: u64| {
+        std::fs::File::create(path).unwrap().set_len(len).unwrap();
+    };
+    let dir = fixture_copy();
+    sized(&dir.join("creds.json"), 3 << 30);
+    let err = from_dir_within_deadline(&dir).unwrap_err();
+    assert_eq!(err.kind(), ImportErrorKind::TooLarge, "{err}");
+    assert!(
+        err.to_string().starts_with(
+            "creds.json is 3 GiB, more than the 1 MiB a Baileys creds file can be: is this the right folder?"
+        ),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let dir = fixture_copy();
+    sized(&dir.join("pre-key-5.json"), MAX_KEY_FILE_BYTES + 1);
+    let err = from_dir_within_deadline(&dir).unwrap_err();
+    assert_eq!(err.kind(), ImportErrorKind::TooLarge, "{err}");
+    assert!(
+        err.to_string().starts_with(
+            "pre-key-5.json is 1.0 MiB, more than the 1 MiB a Baileys key file can be"
+        ),
+        "{err}"
+    );
+    // A key file that is not carried is never read, whatever its size.
+    std::fs::remove_file(dir.join("pre-key-5.json")).unwrap();
+    sized(&dir.join("session-6281234567890.0.json"), 5 << 30);
+    let auth = from_dir_within_deadline(&dir).expect("a session file is only counted");
+    let before = BaileysAuth::from_dir(fixtures().join("auth")).unwrap();
+    let sessions = |a: &BaileysAuth| a.summary().not_carried.get("session").copied();
+    assert_eq!(sessions(&auth), Some(sessions(&before).unwrap_or(0) + 1));
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Files each within their cap, too many together.
+    let dir = fixture_copy();
+    let files = MAX_DIR_BYTES / MAX_KEY_FILE_BYTES + 1;
+    for id in 0..files {
+        sized(
+            &dir.join(format!("pre-key-{}.json", 1000 + id)),
+            MAX_KEY_FILE_BYTES,
+        );
+    }
+    let err = from_dir_within_deadline(&dir).unwrap_err();
+    assert_eq!(err.kind(), ImportErrorKind::TooLarge, "{err}");
+    assert!(
+        err.to_string()
+            .contains("more than the 64 MiB a Baileys folder can hold"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,23 +1,27 @@
 //! Baileys' credentials and keys, checked and converted to the client's state.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::Value;
+use serde::de::DeserializeSeed as _;
 use wacore::libsignal::protocol::{KeyPair, PrivateKey, PublicKey};
 use wacore::store::Device as ClientDevice;
 use wacore::store::traits::AppStateSyncKey;
 use wacore_binary::Jid;
 
-use super::json::{Field, malformed};
-use super::{BaileysAuth, ImportError, ImportErrorKind, ImportSummary};
-
-/// Baileys' key types that are carried over.
-const PRE_KEY: &str = "pre-key";
-const SYNC_KEY: &str = "app-state-sync-key";
+use super::dir::{self, Folder};
+use super::json::{
+    self, CREDS, Field, KEY_PAIR, Node, PRE_KEY, SYNC_KEY, SYNC_KEY_DATA, Seed, Shape, malformed,
+    position,
+};
+use super::{
+    BaileysAuth, ImportError, ImportErrorKind, ImportSummary, MAX_CREDS_FILE_BYTES,
+    MAX_KEY_FILE_BYTES,
+};
 
 /// Baileys' key types, longest first (file names are `<type>-<id>.json` and types contain
 /// dashes).
@@ -34,81 +38,102 @@ const KEY_TYPES: &[&str] = &[
     "tctoken",
 ];
 
-pub(super) fn from_session_data(value: &Value) -> Result<BaileysAuth, ImportError> {
+pub(super) fn from_session_value(value: &serde_json::Value) -> Result<BaileysAuth, ImportError> {
+    // A `Value` always reads: it is JSON already.
+    let node = Seed(&Shape::Session)
+        .deserialize(value)
+        .map_err(|_| malformed("session_data", "not readable as JSON"))?;
+    from_session_node(&node)
+}
+
+pub(super) fn from_session_json(text: &str) -> Result<BaileysAuth, ImportError> {
+    let node = json::parse(text.as_bytes(), &Shape::Session)
+        .map_err(|e| malformed("session_data", format!("not JSON ({})", position(&e))))?;
+    from_session_node(&node)
+}
+
+fn from_session_node(node: &Node<'_>) -> Result<BaileysAuth, ImportError> {
     // A JSON string holding the JSON (a text column cast to jsonb, or a double encode).
-    if let Value::String(s) = value {
-        let inner: Value = serde_json::from_str(s).map_err(|e| {
+    if let Node::Str(s) = node {
+        let inner = json::parse(s.as_bytes(), &Shape::Session).map_err(|e| {
             malformed(
                 "session_data",
-                format!(
-                    "a string that is not JSON (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ),
+                format!("a string that is not JSON ({})", position(&e)),
             )
         })?;
-        return from_session_data(&inner);
+        return from_session_node(&inner);
     }
-    let root = Field::root(value, "session_data");
+    let root = Field::root(node, "session_data");
     root.object()?;
     if root.at("creds").is_present() {
         let keys = root.at("keys");
         let keys = if keys.is_present() {
-            keys_by_type(&keys)?
+            key_set(&keys)?
         } else {
-            BTreeMap::new()
+            KeySet::default()
         };
         convert(&Field::root(root.at("creds").required()?, "creds"), &keys)
     } else {
         // The creds object alone (no keys).
-        convert(&Field::root(value, "creds"), &BTreeMap::new())
+        convert(&Field::root(node, "creds"), &KeySet::default())
     }
 }
 
-type Keys = BTreeMap<String, Vec<(String, Value)>>;
+/// The keys, as far as the import uses them: the carried ones by id, the others counted.
+#[derive(Default)]
+struct KeySet<'a> {
+    pre_keys: BTreeMap<&'a str, &'a Node<'a>>,
+    sync_keys: BTreeMap<&'a str, &'a Node<'a>>,
+    not_carried: BTreeMap<String, usize>,
+}
 
-fn keys_by_type(keys: &Field<'_>) -> Result<Keys, ImportError> {
-    let mut out = Keys::new();
-    for kind in keys.object()?.keys() {
-        let field = keys.at(kind);
-        let entries = field.object()?;
-        let list = out.entry(kind.clone()).or_default();
-        for (id, v) in entries {
-            if !v.is_null() {
-                list.push((id.clone(), v.clone()));
-            }
+fn key_set<'a>(keys: &Field<'a>) -> Result<KeySet<'a>, ImportError> {
+    let mut set = KeySet::default();
+    // A type (or an id) named twice: the last counts, as in any JSON reader.
+    let kinds: BTreeMap<&str, &Node<'_>> = keys.object()?.iter().map(|(k, v)| (&**k, v)).collect();
+    for (kind, value) in kinds {
+        if value.is_null() {
+            continue;
         }
+        let field = Field {
+            value: Some(value),
+            path: format!("{}.{kind}", keys.path),
+        };
+        let carried = match kind {
+            PRE_KEY => &mut set.pre_keys,
+            SYNC_KEY => &mut set.sync_keys,
+            _ => {
+                let n = field.count()?;
+                if n > 0 {
+                    set.not_carried.insert(kind.to_owned(), n);
+                }
+                continue;
+            }
+        };
+        carried.extend(field.object()?.iter().map(|(id, v)| (&**id, v)));
     }
-    Ok(out)
+    Ok(set)
 }
+
+/// What the files of a folder hold, for the errors about their size.
+const CREDS_FILE: &str = "a Baileys creds file";
+const KEY_FILE: &str = "a Baileys key file";
 
 pub(super) fn from_dir(dir: &Path) -> Result<BaileysAuth, ImportError> {
-    let io = |what: &str, e: &std::io::Error| {
-        ImportError::new(
-            ImportErrorKind::Io,
-            format!(
-                "{what}: {e} (give the folder useMultiFileAuthState wrote, with its creds.json)"
-            ),
-        )
-    };
-    let read_json = |path: &Path, name: &str| -> Result<Value, ImportError> {
-        let text = std::fs::read_to_string(path).map_err(|e| io(&format!("reading {name}"), &e))?;
-        serde_json::from_str(&text).map_err(|e| {
-            malformed(
-                name,
-                format!(
-                    "not JSON (line {}, column {}): the file is damaged or was cut short",
-                    e.line(),
-                    e.column()
-                ),
+    let mut folder = Folder::new(dir);
+    // First what is there, without opening anything: every file the import reads or counts
+    // must be a regular file, and what it reads must fit the caps.
+    let creds_size = folder.check_size("creds.json", MAX_CREDS_FILE_BYTES, CREDS_FILE)?;
+    let mut carried: Vec<(&'static str, String, String)> = Vec::new();
+    let mut carried_size = creds_size;
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for entry in folder.list()? {
+        let entry = entry.map_err(|e| {
+            ImportError::new(
+                ImportErrorKind::Io,
+                format!("listing the folder: {e} (give the folder useMultiFileAuthState wrote)"),
             )
-        })
-    };
-    let creds = read_json(&dir.join("creds.json"), "creds.json")?;
-    let mut keys = Keys::new();
-    let listing = std::fs::read_dir(dir).map_err(|e| io("listing the folder", &e))?;
-    for entry in listing {
-        let entry = entry.map_err(|e| io("listing the folder", &e))?;
+        })?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(stem) = name.strip_suffix(".json") else {
             continue;
@@ -116,31 +141,77 @@ pub(super) fn from_dir(dir: &Path) -> Result<BaileysAuth, ImportError> {
         if stem == "creds" {
             continue;
         }
-        let Some((kind, id)) = KEY_TYPES.iter().find_map(|t| {
+        let kind_and_id = KEY_TYPES.iter().find_map(|t| {
             stem.strip_prefix(t)
                 .and_then(|rest| rest.strip_prefix('-'))
                 .map(|id| (*t, id))
-        }) else {
-            keys.entry("other".to_owned())
-                .or_default()
-                .push((stem.to_owned(), Value::Null));
-            continue;
-        };
-        // useMultiFileAuthState writes `/` as `__` and `:` as `-` in file names; only the
-        // base64 ids of app-state keys can hold `/`.
-        let id = if kind == SYNC_KEY {
-            id.replace("__", "/")
-        } else {
-            id.to_owned()
-        };
-        let value = if kind == PRE_KEY || kind == SYNC_KEY {
-            read_json(&entry.path(), &name)?
-        } else {
-            Value::Null // counted, not carried: not even read
-        };
-        keys.entry(kind.to_owned()).or_default().push((id, value));
+        });
+        match kind_and_id {
+            Some((kind @ (PRE_KEY | SYNC_KEY), id)) => {
+                let size = folder.check_size(&name, MAX_KEY_FILE_BYTES, KEY_FILE)?;
+                carried_size = carried_size.saturating_add(size);
+                // useMultiFileAuthState writes `/` as `__` and `:` as `-` in file names; only
+                // the base64 ids of app-state keys can hold `/`.
+                let id = if kind == SYNC_KEY {
+                    id.replace("__", "/")
+                } else {
+                    id.to_owned()
+                };
+                carried.push((kind, id, name));
+            }
+            // Counted, not carried: never opened (a Signal session, a sender key, ...), but
+            // only a regular file counts.
+            other => {
+                folder.check_entry(&entry, &name)?;
+                let kind = other.map_or("other", |(kind, _)| kind);
+                *counts.entry(kind.to_owned()).or_default() += 1;
+            }
+        }
     }
-    convert(&Field::root(&creds, "creds.json"), &keys)
+    dir::fits(carried_size)?;
+    carried.sort();
+
+    let creds_text = folder.read("creds.json", MAX_CREDS_FILE_BYTES, CREDS_FILE)?;
+    let creds = parse_file(&creds_text, "creds.json", &CREDS)?;
+    let mut pre_keys = Vec::new();
+    let mut sync_keys = Vec::new();
+    for (kind, id, name) in carried {
+        let (list, shape) = if kind == PRE_KEY {
+            (&mut pre_keys, &KEY_PAIR)
+        } else {
+            (&mut sync_keys, &SYNC_KEY_DATA)
+        };
+        let text = folder.read(&name, MAX_KEY_FILE_BYTES, KEY_FILE)?;
+        let value = parse_file(&text, &name, shape)?.into_owned();
+        list.push((Cow::Owned(id), value));
+    }
+    let mut keys = vec![
+        (Cow::Borrowed(PRE_KEY), Node::Object(pre_keys)),
+        (Cow::Borrowed(SYNC_KEY), Node::Object(sync_keys)),
+    ];
+    keys.extend(
+        counts
+            .into_iter()
+            .map(|(kind, n)| (Cow::Owned(kind), Node::Count(n))),
+    );
+    let keys = Node::Object(keys);
+    convert(
+        &Field::root(&creds, "creds.json"),
+        &key_set(&Field::root(&keys, "keys"))?,
+    )
+}
+
+/// A file of the folder parsed as JSON of `shape`.
+fn parse_file<'a>(text: &'a [u8], name: &str, shape: &Shape) -> Result<Node<'a>, ImportError> {
+    json::parse(text, shape).map_err(|e| {
+        malformed(
+            name,
+            format!(
+                "not JSON ({}): the file is damaged or was cut short",
+                position(&e)
+            ),
+        )
+    })
 }
 
 fn key_pair(field: &Field<'_>) -> Result<KeyPair, ImportError> {
@@ -185,7 +256,7 @@ fn parse_jid(field: &Field<'_>, server: &str) -> Result<Jid, ImportError> {
 }
 
 #[allow(clippy::too_many_lines)]
-fn convert(creds: &Field<'_>, keys: &Keys) -> Result<BaileysAuth, ImportError> {
+fn convert(creds: &Field<'_>, keys: &KeySet<'_>) -> Result<BaileysAuth, ImportError> {
     creds.object()?;
     let noise_key = key_pair(&creds.at("noiseKey"))?;
     let identity_key = key_pair(&creds.at("signedIdentityKey"))?;
@@ -224,6 +295,17 @@ fn convert(creds: &Field<'_>, keys: &Keys) -> Result<BaileysAuth, ImportError> {
             "creds.me.id names the account but no companion device: the pairing did not finish in the original system; link the device again with wa-pairing",
         ));
     }
+    // The account's number, validated like any other (a JID can hold any digits).
+    let phone_number = pn.user.to_string();
+    let number = wa_pairing_phone::parse(&format!("+{phone_number}"))
+        .ok()
+        .filter(|n| n.digits() == phone_number)
+        .ok_or_else(|| {
+            malformed(
+                &id.path,
+                "the account's number is not a valid phone number in E.164 form: these are not the credentials of a WhatsApp account",
+            )
+        })?;
     let lid_field = me.at("lid");
     let lid = if lid_field.is_present() {
         Some(parse_jid(&lid_field, "lid")?)
@@ -260,8 +342,7 @@ fn convert(creds: &Field<'_>, keys: &Keys) -> Result<BaileysAuth, ImportError> {
     };
     let push_name = me
         .at("name")
-        .value
-        .and_then(Value::as_str)
+        .as_str()
         .filter(|n| *n != "~")
         .unwrap_or_default()
         .to_owned();
@@ -270,7 +351,7 @@ fn convert(creds: &Field<'_>, keys: &Keys) -> Result<BaileysAuth, ImportError> {
     let first_unuploaded = creds.at("firstUnuploadedPreKeyId").u32_or(1)?;
     let mut next_pre_key_id = creds.at("nextPreKeyId").u32_or(1)?;
     let mut pre_keys = Vec::new();
-    for (id, value) in keys.get(PRE_KEY).map(Vec::as_slice).unwrap_or_default() {
+    for (id, value) in &keys.pre_keys {
         let path = format!("keys.{PRE_KEY}.{id}");
         let n: u32 = id
             .parse()
@@ -284,7 +365,7 @@ fn convert(creds: &Field<'_>, keys: &Keys) -> Result<BaileysAuth, ImportError> {
     pre_keys.sort_by_key(|(id, _, _)| *id);
 
     let mut sync_keys = Vec::new();
-    for (id, value) in keys.get(SYNC_KEY).map(Vec::as_slice).unwrap_or_default() {
+    for (id, value) in &keys.sync_keys {
         let path = format!("keys.{SYNC_KEY}.{id}");
         let key_id = STANDARD
             .decode(id)
@@ -299,17 +380,7 @@ fn convert(creds: &Field<'_>, keys: &Keys) -> Result<BaileysAuth, ImportError> {
         }
         let fp = field.at("fingerprint");
         let fingerprint = if fp.is_present() {
-            let device_indexes = match fp.at("deviceIndexes").value {
-                None => Vec::new(),
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .map(|v| v.as_u64().and_then(|n| u32::try_from(n).ok()))
-                    .collect::<Option<Vec<u32>>>()
-                    .ok_or_else(|| {
-                        malformed(&fp.at("deviceIndexes").path, "expected whole numbers")
-                    })?,
-                Some(_) => return Err(malformed(&fp.at("deviceIndexes").path, "expected a list")),
-            };
+            let device_indexes = fp.at("deviceIndexes").u32_list()?;
             let fingerprint = waproto::whatsapp::message::AppStateSyncKeyFingerprint {
                 raw_id: Some(fp.at("rawId").u32_or(0)?),
                 current_index: Some(fp.at("currentIndex").u32_or(0)?),
@@ -343,24 +414,13 @@ fn convert(creds: &Field<'_>, keys: &Keys) -> Result<BaileysAuth, ImportError> {
             .map(|(id, _)| id.clone())
     });
 
-    let not_carried: BTreeMap<String, usize> = keys
-        .iter()
-        .filter(|(kind, list)| *kind != PRE_KEY && *kind != SYNC_KEY && !list.is_empty())
-        .map(|(kind, list)| (kind.clone(), list.len()))
-        .collect();
-
-    let phone_number = pn.user.to_string();
-    let phone = wa_pairing_phone::parse(&phone_number).map_or_else(
-        |_| "the account's number".to_owned(),
-        |p| p.redacted().to_string(),
-    );
     let summary = ImportSummary {
-        phone,
+        phone: number.redacted().to_string(),
         device: pn.device,
         has_lid: lid.is_some(),
         pre_keys: pre_keys.len(),
         app_state_keys: sync_keys.len(),
-        not_carried,
+        not_carried: keys.not_carried.clone(),
     };
 
     let mut device = ClientDevice::new();

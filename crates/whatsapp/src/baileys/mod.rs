@@ -23,6 +23,25 @@
 //!
 //! [`ImportSummary::not_carried`] counts what a given device leaves behind.
 //!
+//! # Limits
+//!
+//! - Only what is carried is built in memory: [`BaileysAuth::from_session_json`] reads the
+//!   text once, keeps the members the import uses, and skips the rest as it goes (the key
+//!   types that are not carried are only counted), so a `session_data` of tens of megabytes,
+//!   nearly all of it Signal sessions, needs little memory beyond its text.
+//!   [`MAX_SESSION_DATA_BYTES`] is the most the service's import fetches of one row.
+//! - [`BaileysAuth::from_dir`] reads regular files only. A symlink is followed (Kubernetes
+//!   mounts a Secret's files as symlinks) and what it points to must be a regular file; a
+//!   FIFO, a device, a socket or a directory named like one of the folder's JSON files
+//!   (`creds.json`, a key file, any `*.json`) is refused, naming the file, before it is
+//!   opened (opening a FIFO blocks). Each file is read through a bounded reader, so one
+//!   that grows or lies about its size stops at the cap: [`MAX_CREDS_FILE_BYTES`] for
+//!   `creds.json`, [`MAX_KEY_FILE_BYTES`] for each key file read, [`MAX_DIR_BYTES`] for all
+//!   of them together (checked before anything is read). Key files that are not carried are
+//!   counted, never opened.
+//! - The account's number (`creds.me.id`) must be a valid phone number
+//!   ([`wa_pairing_phone::parse`]), as any number wa-pairing links.
+//!
 //! # Safety
 //!
 //! - Parsing happens first and is complete: bad or partial JSON fails with an
@@ -45,6 +64,7 @@
 //! ```
 
 mod creds;
+mod dir;
 mod json;
 
 use std::collections::BTreeMap;
@@ -57,6 +77,45 @@ use wacore::store::Device as ClientDevice;
 use wacore::store::traits::AppStateSyncKey;
 
 use crate::keys;
+
+/// The largest `creds.json` [`BaileysAuth::from_dir`] reads: 1 MiB. Baileys writes a few
+/// kilobytes (keys, the account, some settings).
+pub const MAX_CREDS_FILE_BYTES: u64 = 1 << 20;
+
+/// The largest key file [`BaileysAuth::from_dir`] reads (`pre-key-*.json`,
+/// `app-state-sync-key-*.json`): 1 MiB. Baileys writes a few hundred bytes each.
+pub const MAX_KEY_FILE_BYTES: u64 = 1 << 20;
+
+/// The most [`BaileysAuth::from_dir`] reads from one folder in all (`creds.json` and the key
+/// files it carries): 64 MiB, room for hundreds of thousands of pre-keys where Baileys keeps
+/// about a thousand.
+pub const MAX_DIR_BYTES: u64 = 64 << 20;
+
+/// The largest `session_data` (as JSON text) the service's import fetches from one row:
+/// 128 MiB. A heavily used account's Baileys state reaches tens of megabytes, nearly all of it
+/// Signal sessions, which are not carried (trim them off a larger row and import it again).
+pub const MAX_SESSION_DATA_BYTES: usize = 128 << 20;
+
+/// `bytes` for a person: `512 bytes`, `1 MiB`, `3.2 GiB`.
+pub(crate) fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let unit = UNITS[unit];
+    if value.fract() == 0.0 {
+        format!("{value:.0} {unit}")
+    } else {
+        format!("{value:.1} {unit}")
+    }
+}
 
 /// What kind of failure an [`ImportError`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,8 +135,14 @@ pub enum ImportErrorKind {
     /// The auth-state store failed (a lost lease, an outage, keys that cannot open what is
     /// stored).
     Storage,
-    /// A `useMultiFileAuthState` folder could not be read.
+    /// A `useMultiFileAuthState` folder could not be read: it or a file is missing or
+    /// unreadable, or a file is not a regular file (a FIFO, a device, a directory). The
+    /// message names the file.
     Io,
+    /// The input is larger than Baileys' credentials can be: a file of the folder, the
+    /// folder's files together, or a row's `session_data`. The message says how large and
+    /// what the limit is.
+    TooLarge,
 }
 
 impl ImportErrorKind {
@@ -90,6 +155,7 @@ impl ImportErrorKind {
             Self::HasOtherState => "has_other_state",
             Self::Storage => "storage",
             Self::Io => "io",
+            Self::TooLarge => "too_large",
         }
     }
 }
@@ -125,6 +191,28 @@ impl ImportError {
             message: format!("{what}: {e}{hint}"),
             source: Some(e),
         }
+    }
+
+    /// The error for a `session_data` of `bytes` bytes (as JSON text) that is not read
+    /// because it is larger than `max` (usually [`MAX_SESSION_DATA_BYTES`]): what an import
+    /// reports for a row it does not fetch.
+    ///
+    /// ```
+    /// use wa_pairing_whatsapp::baileys::{ImportError, ImportErrorKind, MAX_SESSION_DATA_BYTES};
+    ///
+    /// let e = ImportError::session_data_too_large(300 << 20, MAX_SESSION_DATA_BYTES);
+    /// assert_eq!(e.kind(), ImportErrorKind::TooLarge);
+    /// assert!(e.to_string().starts_with("session_data is 300 MiB, more than the 128 MiB"));
+    /// ```
+    pub fn session_data_too_large(bytes: u64, max: usize) -> Self {
+        Self::new(
+            ImportErrorKind::TooLarge,
+            format!(
+                "session_data is {}, more than the {} the import reads: nothing was written. Nearly all of a large Baileys state is Signal sessions and sender keys, which are not carried: remove them from the row (docs/migrating-from-baileys.md shows how) and import it again",
+                human_size(bytes),
+                human_size(u64::try_from(max).unwrap_or(u64::MAX)),
+            ),
+        )
     }
 
     /// What went wrong.
@@ -204,21 +292,48 @@ impl BaileysAuth {
     /// {id: value}}}` with buffers as Baileys' `BufferJSON` writes them, or the `creds`
     /// object alone, or either as a JSON string.
     ///
+    /// For a value already parsed; [`Self::from_session_json`] reads the text without building
+    /// a `serde_json::Value` (what a large row needs).
+    ///
     /// # Errors
     ///
     /// [`ImportErrorKind::Malformed`], [`ImportErrorKind::NotLinked`] or
     /// [`ImportErrorKind::Inconsistent`], naming the field.
     pub fn from_session_data(value: &serde_json::Value) -> Result<Self, ImportError> {
-        creds::from_session_data(value)
+        creds::from_session_value(value)
+    }
+
+    /// Like [`Self::from_session_data`], from the JSON text (`session_data::text`): reads it
+    /// once and keeps only what the import uses, so the memory it needs beyond the text is
+    /// about the size of the carried keys, not of the Signal sessions it skips.
+    ///
+    /// ```
+    /// use wa_pairing_whatsapp::baileys::{BaileysAuth, ImportErrorKind};
+    ///
+    /// let err = BaileysAuth::from_session_json(r#"{"creds": {"noiseKey": "#).unwrap_err();
+    /// assert_eq!(err.kind(), ImportErrorKind::Malformed);
+    /// assert!(err.to_string().contains("line 1"), "says where, never what: {err}");
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::from_session_data`], and [`ImportErrorKind::Malformed`] when the text is not
+    /// JSON (with the line and column).
+    pub fn from_session_json(json: &str) -> Result<Self, ImportError> {
+        creds::from_session_json(json)
     }
 
     /// From a `useMultiFileAuthState` folder: `creds.json` and one `<type>-<id>.json` file per
     /// key.
     ///
+    /// Reads regular files only, within [`MAX_CREDS_FILE_BYTES`], [`MAX_KEY_FILE_BYTES`] and
+    /// [`MAX_DIR_BYTES`] (see the module's limits); never blocks on a FIFO.
+    ///
     /// # Errors
     ///
-    /// As [`Self::from_session_data`], and [`ImportErrorKind::Io`] when the folder or a file
-    /// cannot be read.
+    /// As [`Self::from_session_data`]; [`ImportErrorKind::Io`] when the folder or a file
+    /// cannot be read or a file is not a regular file; [`ImportErrorKind::TooLarge`] when a
+    /// file, or all of them, exceed the caps. The message names the file, never its content.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self, ImportError> {
         creds::from_dir(dir.as_ref())
     }
@@ -357,4 +472,34 @@ pub async fn import_baileys(
         .await
         .map_err(|e| ImportError::store("writing the imported state", e))?;
     Ok(ImportOutcome::Imported)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_for_people() {
+        assert_eq!(human_size(0), "0 bytes");
+        assert_eq!(human_size(1023), "1023 bytes");
+        assert_eq!(human_size(1024), "1 KiB");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(MAX_CREDS_FILE_BYTES), "1 MiB");
+        assert_eq!(human_size(MAX_DIR_BYTES), "64 MiB");
+        assert_eq!(human_size(3_200_000_000), "3.0 GiB");
+        assert_eq!(human_size(u64::MAX), "16384 PiB");
+    }
+
+    #[test]
+    fn a_row_too_large_to_read_is_reported_with_its_size() {
+        let e = ImportError::session_data_too_large(41_943_040, 1 << 20);
+        assert_eq!(e.kind(), ImportErrorKind::TooLarge);
+        assert_eq!(e.kind().as_str(), "too_large");
+        assert!(
+            e.to_string().starts_with(
+                "session_data is 40 MiB, more than the 1 MiB the import reads: nothing was written"
+            ),
+            "{e}"
+        );
+    }
 }

@@ -10,8 +10,8 @@ use tracing::{info, warn};
 use wa_pairing_postgres::{LegacySession, PostgresStore};
 use wa_pairing_store::{DeviceId, DeviceStatus, DeviceStore, DeviceUpdate, Lease, Stores};
 use wa_pairing_whatsapp::baileys::{
-    BaileysAuth, Existing, ImportErrorKind, ImportOutcome, Overwrite, existing_state,
-    import_baileys as import_device,
+    BaileysAuth, Existing, ImportError, ImportErrorKind, ImportOutcome, MAX_SESSION_DATA_BYTES,
+    Overwrite, existing_state, import_baileys as import_device,
 };
 
 use crate::service::BuildError;
@@ -20,12 +20,13 @@ use crate::settings::{Settings, StoreSettings};
 /// How long the import holds one device's lease (it needs well under a second).
 const IMPORT_LEASE: Duration = Duration::from_secs(60);
 
-/// Rows read from `devices` per round trip (a Baileys state with its keys can reach a
-/// megabyte: a page holds a few, not a table's worth).
-const PAGE: usize = 16;
-
 /// What `import-baileys` is asked to do.
-#[derive(Debug, Clone, Default)]
+///
+/// # Default
+///
+/// Every device with `session_data`, for real, never replacing other state, reading rows of
+/// up to [`MAX_SESSION_DATA_BYTES`].
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ImportOptions {
     /// Report what would be imported and why a device cannot be; write nothing.
@@ -37,6 +38,21 @@ pub struct ImportOptions {
     /// Read the credentials of the one device in [`Self::devices`] from this
     /// `useMultiFileAuthState` folder instead of `session_data`.
     pub from_dir: Option<PathBuf>,
+    /// The largest `session_data` (as JSON text, in bytes) fetched from a row: a larger row
+    /// is reported (`failed`, with its size) and never fetched.
+    pub max_session_data_bytes: usize,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            overwrite: Overwrite::default(),
+            devices: Vec::new(),
+            from_dir: None,
+            max_session_data_bytes: MAX_SESSION_DATA_BYTES,
+        }
+    }
 }
 
 impl ImportOptions {
@@ -70,6 +86,14 @@ impl ImportOptions {
     #[must_use]
     pub fn from_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.from_dir = Some(dir.into());
+        self
+    }
+
+    /// Fetches rows whose `session_data` is at most `bytes` long (as JSON text); larger
+    /// ones are reported and left alone.
+    #[must_use]
+    pub const fn max_session_data_bytes(mut self, bytes: usize) -> Self {
+        self.max_session_data_bytes = bytes;
         self
     }
 }
@@ -154,6 +178,11 @@ impl ImportReport {
 /// the auth state is sealed with `WA_PAIRING_AUTH_KEYS` as the service would. Each device
 /// is written under a lease of its own, taken only while no runner holds the device.
 ///
+/// One row is held at a time, as JSON text, parsed without building a JSON tree of it: the
+/// memory an import needs is about the size of its largest row. A row whose `session_data`
+/// is larger than [`ImportOptions::max_session_data_bytes`] is never fetched: its line says
+/// how large it is, and nothing is written.
+///
 /// # Errors
 ///
 /// Refused (exit 2) without a direct PostgreSQL store or auth-state keys, or with a folder
@@ -201,7 +230,13 @@ pub async fn import_baileys(
             .get(id)
             .await
             .map_err(|e| BuildError::store("reading the device", &e))?;
-        let parsed = BaileysAuth::from_dir(dir);
+        // Blocking file reads (bounded, and never of a FIFO: see `BaileysAuth::from_dir`).
+        let folder = dir.clone();
+        let parsed = match tokio::task::spawn_blocking(move || BaileysAuth::from_dir(folder)).await
+        {
+            Ok(parsed) => parsed.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("reading the folder stopped: {e}")),
+        };
         let line = importer
             .one(id, device.status, device.phone_number.as_deref(), parsed)
             .await;
@@ -209,43 +244,35 @@ pub async fn import_baileys(
         return Ok(report);
     }
 
-    let mut after = None;
-    loop {
-        let page = raw
-            .legacy_sessions(after, PAGE)
+    // One row per round trip: a row may hold up to `max` bytes, and one is held at a time.
+    let max = options.max_session_data_bytes;
+    let read_error = |e| BuildError::store("reading devices.session_data", &e);
+    if options.devices.is_empty() {
+        let mut after = None;
+        while let Some(session) = raw
+            .legacy_sessions(after, 1, max)
             .await
-            .map_err(|e| BuildError::store("reading devices.session_data", &e))?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id);
-        for session in page {
-            if !options.devices.is_empty() && !options.devices.contains(&session.id) {
-                continue;
-            }
-            let LegacySession {
-                id,
-                status,
-                phone_number,
-                session_data,
-                ..
-            } = session;
-            let parsed = BaileysAuth::from_session_data(&session_data);
-            drop(session_data);
-            let line = importer
-                .one(id, status, phone_number.as_deref(), parsed)
-                .await;
+            .map_err(read_error)?
+            .pop()
+        {
+            after = Some(session.id);
+            let line = importer.session(session, max).await;
             record(&mut report, line);
         }
-    }
-    for wanted in &options.devices {
-        if !report.lines.iter().any(|l| l.device == *wanted) {
-            record(
-                &mut report,
-                ImportLine {
-                    device: *wanted,
+    } else {
+        let mut wanted = options.devices.clone();
+        wanted.sort_unstable();
+        wanted.dedup();
+        for id in wanted {
+            let line = match raw.legacy_session(id, max).await.map_err(read_error)? {
+                Some(session) => importer.session(session, max).await,
+                None => ImportLine {
+                    device: id,
                     action: ImportAction::Skipped,
                     detail: "no such device with session_data: check the id".to_owned(),
                 },
-            );
+            };
+            record(&mut report, line);
         }
     }
     info!(
@@ -268,12 +295,29 @@ struct Importer<'a> {
 }
 
 impl Importer<'_> {
+    /// One row of `devices`: its text parsed (and dropped) before anything else is awaited.
+    async fn session(&self, session: LegacySession, max: usize) -> ImportLine {
+        let LegacySession {
+            id,
+            status,
+            phone_number,
+            session_data_len,
+            session_data,
+            ..
+        } = session;
+        let parsed = match session_data {
+            Some(text) => BaileysAuth::from_session_json(&text).map_err(|e| e.to_string()),
+            None => Err(ImportError::session_data_too_large(session_data_len, max).to_string()),
+        };
+        self.one(id, status, phone_number.as_deref(), parsed).await
+    }
+
     async fn one(
         &self,
         id: DeviceId,
         status: DeviceStatus,
         phone_number: Option<&str>,
-        parsed: Result<BaileysAuth, wa_pairing_whatsapp::baileys::ImportError>,
+        parsed: Result<BaileysAuth, String>,
     ) -> ImportLine {
         let line = |action, detail: String| ImportLine {
             device: id,
@@ -294,7 +338,7 @@ impl Importer<'_> {
         }
         let auth = match parsed {
             Ok(a) => a,
-            Err(e) => return line(ImportAction::Failed, e.to_string()),
+            Err(e) => return line(ImportAction::Failed, e),
         };
         if phone_number.is_some_and(|n| n != auth.phone_number()) {
             return line(
@@ -398,6 +442,11 @@ impl Importer<'_> {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::path::Path;
+
+    use wa_pairing_postgres::PostgresConfig;
+    use wa_pairing_store::AuthStateStore as _;
+    use wa_pairing_store::testkit::{Skip, skip};
 
     use super::*;
 
@@ -440,5 +489,220 @@ mod tests {
             assert_eq!(err.exit_code(), 2);
             assert!(err.to_string().contains("exactly one device"), "{err}");
         }
+    }
+
+    /// A fresh database with the migrations applied, dropped by [`Db::drop`].
+    struct Db {
+        url: String,
+        admin: String,
+        name: String,
+    }
+
+    impl Db {
+        async fn create() -> Result<(Self, PostgresStore), Skip> {
+            let admin = std::env::var("WA_PAIRING_TEST_POSTGRES_URL")
+                .map_err(|_| Skip::new("WA_PAIRING_TEST_POSTGRES_URL is not set"))?;
+            let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| {
+                    Skip::new(format!(
+                        "no PostgreSQL at WA_PAIRING_TEST_POSTGRES_URL: {e}"
+                    ))
+                })?;
+            tokio::spawn(conn);
+            let name = format!("wa_import_{}", uuid::Uuid::new_v4().simple());
+            client
+                .batch_execute(&format!("create database {name}"))
+                .await
+                .expect("create database");
+            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+            let db = Self {
+                url: format!("{base}/{name}"),
+                admin: admin.clone(),
+                name,
+            };
+            let raw = PostgresStore::connect(&PostgresConfig::new(&db.url)).expect("pool");
+            raw.migrate().await.expect("migrations");
+            Ok((db, raw))
+        }
+
+        /// A row as the original system wrote it.
+        async fn row(&self, phone: Option<&str>, session_data: &serde_json::Value) -> DeviceId {
+            let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(conn);
+            let row = client
+                .query_one(
+                    "insert into public.devices (user_id, device_name, status, connection_method, phone_number, session_data)
+                     values ($1, 'Baileys', 'connected', 'pairing', $2, $3) returning id",
+                    &[&uuid::Uuid::new_v4(), &phone, session_data],
+                )
+                .await
+                .expect("insert a row");
+            DeviceId(row.get(0))
+        }
+
+        async fn drop(self) {
+            if let Ok((client, conn)) =
+                tokio_postgres::connect(&self.admin, tokio_postgres::NoTls).await
+            {
+                tokio::spawn(conn);
+                let _ = client
+                    .batch_execute(&format!(
+                        "drop database if exists {} with (force)",
+                        self.name
+                    ))
+                    .await;
+            }
+        }
+    }
+
+    fn fixture() -> serde_json::Value {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../whatsapp/tests/fixtures/baileys/session_data.json");
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("JSON")
+    }
+
+    fn line(report: &ImportReport, id: DeviceId) -> &ImportLine {
+        report
+            .lines
+            .iter()
+            .find(|l| l.device == id)
+            .unwrap_or_else(|| panic!("no line for {id} in {report:?}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rows_over_the_limit_or_with_a_bad_number_are_reported_and_nothing_is_written() {
+        let (db, raw) = match Db::create().await {
+            Ok(x) => x,
+            Err(why) => return skip("import limits", &why),
+        };
+        let session = fixture();
+        let me = session["creds"]["me"]["id"]
+            .as_str()
+            .expect("me.id")
+            .to_owned();
+        let number = me.split(':').next().expect("number").to_owned();
+        let fits = db.row(Some(&number), &session).await;
+        // Signal sessions (not carried) make this one large.
+        let mut large = session.clone();
+        let record: Vec<u8> = (0..=255).collect();
+        large["keys"]["session"] = (0..200)
+            .map(|i| {
+                (
+                    format!("628{i:010}.0"),
+                    serde_json::json!({"type": "Buffer", "data": record}),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        let too_large = db.row(None, &large).await;
+        let digits = "6".repeat(5_000);
+        let mut absurd = session.clone();
+        absurd["creds"]["me"]["id"] = format!("{digits}:12@s.whatsapp.net").into();
+        let bad_number = db.row(None, &absurd).await;
+
+        // The limit: the first row fits, the second does not.
+        let fits_len = raw
+            .legacy_session(fits, usize::MAX)
+            .await
+            .unwrap()
+            .expect("the row")
+            .session_data_len;
+        // Room for the long number's row; the Signal sessions are far more.
+        let max = usize::try_from(fits_len).unwrap() + 16 * 1024;
+        let skipped = raw.legacy_session(too_large, max).await.unwrap().unwrap();
+        assert!(skipped.session_data.is_none(), "never fetched");
+        assert!(
+            skipped.session_data_len > u64::try_from(max).unwrap() * 4,
+            "{skipped:?}"
+        );
+        let fetched = raw.legacy_session(fits, max).await.unwrap().unwrap();
+        assert_eq!(
+            fetched.session_data.as_deref().map(str::len),
+            Some(usize::try_from(fits_len).unwrap())
+        );
+        let page = raw.legacy_sessions(None, 10, max).await.unwrap();
+        assert_eq!(page.len(), 3);
+        assert!(page.windows(2).all(|w| w[0].id < w[1].id), "id order");
+
+        let settings = settings(&[("DATABASE_URL", &db.url), ("WA_PAIRING_AUTH_KEYS", KEYS)]);
+        let options = ImportOptions::new().max_session_data_bytes(max);
+        let report = import_baileys(&settings, &options, |_| {}).await.unwrap();
+        assert_eq!(report.lines.len(), 3, "{report:?}");
+        assert_eq!(
+            line(&report, fits).action,
+            ImportAction::Imported,
+            "{report:?}"
+        );
+        let refused = line(&report, too_large);
+        assert_eq!(refused.action, ImportAction::Failed, "{refused}");
+        assert_eq!(
+            refused.detail,
+            ImportError::session_data_too_large(skipped.session_data_len, max).to_string()
+        );
+        assert!(
+            refused.detail.starts_with("session_data is ")
+                && refused.detail.contains("nothing was written"),
+            "{refused}"
+        );
+        let refused = line(&report, bad_number);
+        assert_eq!(refused.action, ImportAction::Failed, "{refused}");
+        assert!(refused.detail.starts_with("creds.me.id: "), "{refused}");
+        assert!(!refused.detail.contains("66666666"), "{refused}");
+        for id in [too_large, bad_number] {
+            assert!(
+                raw.scan_prefix(id, "").await.unwrap().is_empty(),
+                "nothing written"
+            );
+        }
+        assert!(!raw.scan_prefix(fits, "").await.unwrap().is_empty());
+
+        // Named devices, in id order; one that is not there is said so.
+        let missing = DeviceId::random();
+        let options = ImportOptions::new()
+            .dry_run(true)
+            .max_session_data_bytes(max)
+            .device(too_large)
+            .device(missing)
+            .device(fits)
+            .device(too_large);
+        let report = import_baileys(&settings, &options, |_| {}).await.unwrap();
+        let mut order = vec![too_large, missing, fits];
+        order.sort_unstable();
+        assert_eq!(
+            report.lines.iter().map(|l| l.device).collect::<Vec<_>>(),
+            order
+        );
+        assert_eq!(line(&report, fits).action, ImportAction::AlreadyImported);
+        assert_eq!(line(&report, too_large).action, ImportAction::Failed);
+        assert_eq!(line(&report, missing).action, ImportAction::Skipped);
+
+        // A folder whose creds.json is a FIFO: refused, never waited on.
+        let dir = std::env::temp_dir().join(format!("wa-pairing-import-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(dir.join("creds.json"))
+            .status()
+            .expect("mkfifo runs");
+        assert!(status.success());
+        let options = ImportOptions::new().device(bad_number).from_dir(&dir);
+        let report = tokio::time::timeout(
+            Duration::from_secs(30),
+            import_baileys(&settings, &options, |_| {}),
+        )
+        .await
+        .expect("the import returned within 30 s: it must never open a FIFO")
+        .unwrap();
+        let refused = line(&report, bad_number);
+        assert_eq!(refused.action, ImportAction::Failed, "{refused}");
+        assert!(
+            refused.detail.starts_with("creds.json is a FIFO"),
+            "{refused}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+
+        db.drop().await;
     }
 }

@@ -87,8 +87,10 @@ async fn disconnect_keeps_the_link_resume_needs_no_code_and_unlink_removes_the_c
 /// many times in a row: each leaves no auth state behind, whatever the client was writing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_unlinks_in_a_row_leave_no_auth_state_behind() {
-    const DEVICES: usize = 4;
-    const ROUNDS: usize = 2;
+    const DEVICES: usize = 6;
+    // Each round is one more pairing for each number and its owner: within the per-number
+    // budget (3 by default) and the owner's pace (6 a minute).
+    const ROUNDS: usize = 3;
     let (stores, db) = match wa_pairing_e2e::postgres().await {
         Ok(x) => x,
         Err(why) => return skip("many unlinks e2e", &why),

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use wa_pairing_store::{DeviceId, DeviceStatus, Fence, Lease, StoreResult};
+use wa_pairing_store::{CompanionKey, DeviceId, DeviceStatus, Fence, Lease, StoreResult};
 
 use crate::classify::from_pg;
 use crate::params::p;
@@ -125,6 +125,32 @@ impl PostgresStore {
             )
             .await?;
         rows.first().map(legacy_row).transpose()
+    }
+
+    /// The device whose auth state holds `companion`
+    /// ([`AuthStateStore::register_companion`](wa_pairing_store::AuthStateStore::register_companion)),
+    /// if any: what a dry run of an import checks, since the store would refuse the same
+    /// companion for a second device.
+    ///
+    /// # Errors
+    ///
+    /// The database cannot be reached.
+    pub async fn companion_holder(
+        &self,
+        companion: &CompanionKey,
+    ) -> StoreResult<Option<DeviceId>> {
+        let rows = self
+            .rows(
+                "companion holder",
+                "select public.wa_companion_of($1)",
+                &[p(&companion.as_str())],
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.try_get::<_, Option<uuid::Uuid>>(0).ok())
+            .flatten()
+            .map(DeviceId))
     }
 
     /// Takes the lease of one device for `owner` (raising its fence), but only while no one

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 use wa_pairing_postgres::{LegacySession, PostgresStore};
-use wa_pairing_store::{DeviceId, DeviceStatus, DeviceStore, DeviceUpdate, Lease, Stores};
+use wa_pairing_store::{
+    CompanionKey, DeviceId, DeviceStatus, DeviceStore, DeviceUpdate, Lease, Stores,
+};
 use wa_pairing_whatsapp::baileys::{
     BaileysAuth, Existing, ImportError, ImportErrorKind, ImportOutcome, MAX_SESSION_DATA_BYTES,
     Overwrite, existing_state, import_baileys as import_device,
@@ -216,6 +218,7 @@ pub async fn import_baileys(
         stores: &stores,
         options,
         owner: format!("import:{}", settings.instance_id),
+        seen: std::sync::Mutex::default(),
     };
     let mut report = ImportReport::default();
     let mut record = |report: &mut ImportReport, line: ImportLine| {
@@ -292,6 +295,10 @@ struct Importer<'a> {
     stores: &'a Stores,
     options: &'a ImportOptions,
     owner: String,
+    /// The companion of every device this run imported or would import: a dry run reports
+    /// a second device with the same credentials as the real run would (the store refuses
+    /// it there).
+    seen: std::sync::Mutex<std::collections::HashMap<CompanionKey, DeviceId>>,
 }
 
 impl Importer<'_> {
@@ -346,6 +353,35 @@ impl Importer<'_> {
                 "the row's phone_number is not the number these credentials are linked to: the session_data belongs to another device; nothing was imported".to_owned(),
             );
         }
+        // The store refuses a companion another device holds; a dry run says so too, for the
+        // devices of earlier imports and for those this run would import.
+        let companion = auth.companion();
+        let held = if self.options.dry_run {
+            match self.raw.companion_holder(&companion).await {
+                Ok(holder) => holder,
+                Err(e) => return line(ImportAction::Failed, e.to_string()),
+            }
+        } else {
+            None
+        };
+        let elsewhere = held
+            .or_else(|| {
+                self.seen
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get(&companion)
+                    .copied()
+            })
+            .filter(|other| *other != id);
+        if let Some(other) = elsewhere {
+            return line(
+                ImportAction::Failed,
+                format!(
+                    "{}; nothing was imported",
+                    wa_pairing_store::StoreError::companion_elsewhere(other)
+                ),
+            );
+        }
         let summary = auth.summary().to_string();
         let state = self.stores.auth_state().as_ref();
         let kept = match status {
@@ -354,19 +390,28 @@ impl Importer<'_> {
         };
         if self.options.dry_run {
             return match existing_state(state, id, &auth).await {
-                Ok(Existing::SameCompanion) => line(
-                    ImportAction::AlreadyImported,
-                    "wa-pairing already has this companion's state".to_owned(),
-                ),
+                Ok(Existing::SameCompanion) => {
+                    self.saw(companion, id);
+                    line(
+                        ImportAction::AlreadyImported,
+                        "wa-pairing already has this companion's state".to_owned(),
+                    )
+                }
                 Ok(Existing::Other) if self.options.overwrite == Overwrite::Never => line(
                     ImportAction::Skipped,
                     "the device already has wa-pairing state of another companion: left as it is (--overwrite replaces it)".to_owned(),
                 ),
-                Ok(Existing::Other) => line(
-                    ImportAction::WouldImport,
-                    format!("{summary}{kept}; replacing its other wa-pairing state"),
-                ),
-                Ok(_) => line(ImportAction::WouldImport, format!("{summary}{kept}")),
+                Ok(Existing::Other) => {
+                    self.saw(companion, id);
+                    line(
+                        ImportAction::WouldImport,
+                        format!("{summary}{kept}; replacing its other wa-pairing state"),
+                    )
+                }
+                Ok(_) => {
+                    self.saw(companion, id);
+                    line(ImportAction::WouldImport, format!("{summary}{kept}"))
+                }
                 Err(e) => line(ImportAction::Failed, e.to_string()),
             };
         }
@@ -389,6 +434,9 @@ impl Importer<'_> {
         if let Err(e) = self.stores.devices().release(&lease).await {
             warn!(device = %id, error = %e, "the import's lease was not released; it lapses in a minute");
         }
+        if result.is_ok() {
+            self.saw(companion, id);
+        }
         match result {
             Ok(ImportOutcome::AlreadyImported) => line(
                 ImportAction::AlreadyImported,
@@ -404,6 +452,13 @@ impl Importer<'_> {
                 message,
             ),
         }
+    }
+
+    fn saw(&self, companion: CompanionKey, device: DeviceId) {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(companion, device);
     }
 
     async fn write(

@@ -242,6 +242,34 @@ async fn a_baileys_session_moves_over_without_linking_again_and_survives_a_resta
     assert_eq!(row.status, DeviceStatus::Connected);
     assert!(row.lease_owner.is_none(), "the import's lease is released");
 
+    // The same credentials copied into nine more rows: one companion runs on one device
+    // only (two sockets with its keys log each other out), so each copy is refused, naming
+    // the device that holds it, in a dry run and in the import, and gets nothing.
+    let mut clones = Vec::new();
+    for _ in 0..9 {
+        clones.push(original_row(&db, "connected", Some(&phone), &session).await);
+    }
+    for (options, what) in [
+        (ImportOptions::new().dry_run(true), "dry run with copies"),
+        (ImportOptions::new(), "import with copies"),
+    ] {
+        let report = run_import(&db, &stack.sim, &options, what).await;
+        assert_eq!(line(&report, id).action, ImportAction::AlreadyImported);
+        for clone in &clones {
+            let refused = line(&report, *clone);
+            assert_eq!(refused.action, ImportAction::Failed, "{what}: {refused}");
+            assert!(
+                refused.detail.contains(&id.to_string()),
+                "{what}: names the device that holds the companion: {refused}"
+            );
+            assert!(!refused.detail.contains(&phone), "{refused}");
+        }
+    }
+    for clone in &clones {
+        assert!(values(&raw, *clone).await.is_empty(), "a copy got nothing");
+        stack.stores.devices().delete(*clone).await.expect("delete");
+    }
+
     // Again: idempotent, nothing rewritten; the folder form is the same companion.
     let report = run_import(&db, &stack.sim, &ImportOptions::new(), "import again").await;
     assert_eq!(line(&report, id).action, ImportAction::AlreadyImported);

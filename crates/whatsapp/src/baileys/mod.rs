@@ -50,6 +50,11 @@
 //!   the caller holds, so it never races a runner that holds the device.
 //! - A device that already has auth state is never touched unless the caller asks for it
 //!   ([`Overwrite::Replace`]); state of the same companion counts as already imported.
+//! - Credentials whose companion is already stored for another device are refused
+//!   ([`ImportErrorKind::CompanionElsewhere`], naming that device) before anything is
+//!   written: the store keeps one companion for one device
+//!   ([`AuthStateStore::register_companion`]), since two sockets with one companion's keys
+//!   log each other out.
 //! - `Debug` of [`BaileysAuth`] shows the summary only; errors hold no key material, no
 //!   code and no full number.
 //!
@@ -71,7 +76,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use wa_pairing_store::{AuthStateStore, DeviceId, Fence, StoreError};
+use wa_pairing_store::{AuthStateStore, CompanionKey, DeviceId, Fence, StoreError};
 use wacore::libsignal::protocol::KeyPair;
 use wacore::store::Device as ClientDevice;
 use wacore::store::traits::AppStateSyncKey;
@@ -143,6 +148,10 @@ pub enum ImportErrorKind {
     /// folder's files together, or a row's `session_data`. The message says how large and
     /// what the limit is.
     TooLarge,
+    /// The same companion (the same Noise key) is already stored for another device: one
+    /// companion runs on one device only, since two sockets with its keys log each other out.
+    /// The message names the other device.
+    CompanionElsewhere,
 }
 
 impl ImportErrorKind {
@@ -156,6 +165,7 @@ impl ImportErrorKind {
             Self::Storage => "storage",
             Self::Io => "io",
             Self::TooLarge => "too_large",
+            Self::CompanionElsewhere => "companion_elsewhere",
         }
     }
 }
@@ -348,6 +358,12 @@ impl BaileysAuth {
     pub fn phone_number(&self) -> &str {
         &self.phone_number
     }
+
+    /// The companion these credentials are (by its Noise key), as the store registers it:
+    /// one companion is stored for one device at most.
+    pub fn companion(&self) -> CompanionKey {
+        CompanionKey::of_noise_key(self.device.noise_key.public_key.public_key_bytes())
+    }
 }
 
 /// What a device's auth state holds before an import.
@@ -435,8 +451,9 @@ pub async fn existing_state(
 /// # Errors
 ///
 /// [`ImportErrorKind::HasOtherState`] when the device has other state and `overwrite` is
-/// [`Overwrite::Never`]; [`ImportErrorKind::Storage`] when the store fails (a stale fence
-/// included).
+/// [`Overwrite::Never`]; [`ImportErrorKind::CompanionElsewhere`] when the companion is
+/// already stored for another device (nothing is written); [`ImportErrorKind::Storage`] when
+/// the store fails (a stale fence included).
 pub async fn import_baileys(
     store: &dyn AuthStateStore,
     device: DeviceId,
@@ -444,19 +461,25 @@ pub async fn import_baileys(
     auth: &BaileysAuth,
     overwrite: Overwrite,
 ) -> Result<ImportOutcome, ImportError> {
-    match existing_state(store, device, auth).await? {
+    let existing = existing_state(store, device, auth).await?;
+    if existing == Existing::Other && overwrite == Overwrite::Never {
+        return Err(ImportError::new(
+            ImportErrorKind::HasOtherState,
+            "the device already has wa-pairing state of another companion (linked again, or imported from other credentials): it was left as it is; replace it only if you are sure the Baileys credentials are the ones to keep",
+        ));
+    }
+    // Before anything is touched: the companion must not be stored for another device.
+    let companion = auth.companion();
+    register(store, device, fence, &companion).await?;
+    match existing {
         Existing::SameCompanion => return Ok(ImportOutcome::AlreadyImported),
-        Existing::Other if overwrite == Overwrite::Never => {
-            return Err(ImportError::new(
-                ImportErrorKind::HasOtherState,
-                "the device already has wa-pairing state of another companion (linked again, or imported from other credentials): it was left as it is; replace it only if you are sure the Baileys credentials are the ones to keep",
-            ));
-        }
         Existing::Other => {
             store
                 .clear(device, fence)
                 .await
                 .map_err(|e| ImportError::store("clearing the device's previous state", e))?;
+            // Clearing forgot the device's companion: this one again.
+            register(store, device, fence, &companion).await?;
         }
         Existing::Nothing => {}
     }
@@ -472,6 +495,24 @@ pub async fn import_baileys(
         .await
         .map_err(|e| ImportError::store("writing the imported state", e))?;
     Ok(ImportOutcome::Imported)
+}
+
+/// Registers `companion` for `device`; another device holding it is a `CompanionElsewhere`
+/// refusal that names that device.
+async fn register(
+    store: &dyn AuthStateStore,
+    device: DeviceId,
+    fence: Fence,
+    companion: &CompanionKey,
+) -> Result<(), ImportError> {
+    match store.register_companion(device, fence, companion).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == wa_pairing_store::ErrorKind::Conflict => Err(ImportError::new(
+            ImportErrorKind::CompanionElsewhere,
+            format!("{e}; nothing was imported"),
+        )),
+        Err(e) => Err(ImportError::store("registering the companion", e)),
+    }
 }
 
 #[cfg(test)]

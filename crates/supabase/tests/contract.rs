@@ -826,3 +826,78 @@ async fn maintenance_and_the_budget_go_through_their_functions() {
         }
     );
 }
+
+#[tokio::test]
+async fn sealing_companions_and_the_budget_secret_go_through_their_functions() {
+    let server = MockServer::start().await;
+    rpc("wa_auth_seal")
+        .and(body_json(json!({"p_device_id": DEVICE, "p_fence": 7})))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let companion = wa_pairing_store::CompanionKey::of_noise_key(&[7; 32]);
+    rpc("wa_companion_register")
+        .and(body_json(json!({
+            "p_device_id": DEVICE, "p_fence": 7, "p_companion": companion.as_str()
+        })))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    rpc("wa_budget_secret")
+        .and(body_json(json!({})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!("0123456789abcdef0123")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let s = store(&server);
+    s.seal(id(), Fence(7)).await.unwrap();
+    s.register_companion(id(), Fence(7), &companion)
+        .await
+        .unwrap();
+    // Read once, on the first key a budget needs.
+    let stores = s.stores().build();
+    let phone = wa_pairing_phone::parse("+6281234567890").unwrap();
+    let key = stores.budget_key(&phone).await.unwrap();
+    assert_eq!(stores.budget_key(&phone).await.unwrap(), key);
+    assert_eq!(
+        key,
+        BudgetKeyer::new(b"0123456789abcdef0123").key(&phone),
+        "the database's secret"
+    );
+}
+
+#[tokio::test]
+async fn the_owners_pace_and_a_companion_elsewhere_keep_their_meaning_over_http() {
+    let server = MockServer::start().await;
+    rpc("wa_refresh_pairing")
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "code": "WAP01",
+            "message": "too many pairing actions: try again in 9 s",
+            "details": null,
+            "hint": "9"
+        })))
+        .mount(&server)
+        .await;
+    rpc("wa_companion_register")
+        .respond_with(error(
+            400,
+            "WAC01",
+            &format!("this WhatsApp companion is already stored for device {SKIPPED}: unlink or delete that device first"),
+        ))
+        .mount(&server)
+        .await;
+    let s = store(&server);
+    let e = s.refresh(id()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::RateLimited);
+    assert_eq!(e.verdict().retry_after(), Some(Duration::from_secs(9)));
+    assert_eq!(e.to_string(), "too many pairing actions: try again in 9 s");
+    let companion = wa_pairing_store::CompanionKey::of_noise_key(&[7; 32]);
+    let e = s
+        .register_companion(id(), Fence(7), &companion)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    assert!(e.to_string().contains(SKIPPED), "{e}");
+}

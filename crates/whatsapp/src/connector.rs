@@ -273,16 +273,28 @@ impl Connector for WhatsAppConnector {
         };
         // The runner records a device as linked (and a session as connected) when it hears
         // so; by then the client's linked state must be in the store, or an owner's stop that
-        // revokes the lease at once would refuse the client's last flush and leave nothing to
-        // resume from. `then` keeps the events in order.
+        // revokes the lease at once (or a crash) would leave nothing to resume from. `then`
+        // keeps the events in order.
         let persistence = session.client.persistence_manager();
+        let keeper = Arc::new(
+            WaBackend::new(
+                Arc::clone(&self.inner.state),
+                spec.device_id,
+                spec.lease.fence,
+            )
+            .stop_writing_when(Arc::clone(&session.shared.logged_out)),
+        );
         let events = rx.then(move |event| {
-            let persistence = Arc::clone(&persistence);
+            let (persistence, keeper) = (Arc::clone(&persistence), Arc::clone(&keeper));
             async move {
-                if matches!(event, SessionEvent::Paired { .. } | SessionEvent::Connected)
-                    && let Err(e) = persistence.flush().await
-                {
-                    warn!(error = %e, "could not save the client's state before reporting the session connected");
+                match &event {
+                    SessionEvent::Paired { .. } => keep_linked_state(&persistence, &keeper).await,
+                    SessionEvent::Connected => {
+                        if let Err(e) = persistence.flush().await {
+                            warn!(error = %e, "could not save the client's state before reporting the session connected");
+                        }
+                    }
+                    _ => {}
                 }
                 event
             }
@@ -292,6 +304,42 @@ impl Connector for WhatsAppConnector {
             events: Box::pin(events),
         })
     }
+}
+
+/// Makes sure the linked device is in the store before the runner hears of the link.
+///
+/// The client's own flush returns at once while its background saver is still writing (the
+/// saver took the pending change first), and that write dies with the client if the client
+/// is stopped meanwhile: so this reads the stored record back and, while it is not the
+/// linked one, saves the client's current state itself. The client's current state always
+/// holds the link once it reported pair-success; a write of an older state by the saver that
+/// lands after this one is caught by the next read.
+async fn keep_linked_state(
+    persistence: &whatsapp_rust::store::persistence_manager::PersistenceManager,
+    keeper: &WaBackend,
+) {
+    use wacore::store::traits::DeviceStore as _;
+    if let Err(e) = persistence.flush().await {
+        warn!(error = %e, "could not save the client's state before reporting the link");
+    }
+    for _ in 0..5 {
+        match keeper.is_linked().await {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => {
+                warn!(error = %e, "could not read back the client's linked state");
+                return;
+            }
+        }
+        let current = persistence.get_device_snapshot().to_serializable();
+        if let Err(e) = keeper.save(&current).await {
+            warn!(error = %e, "could not save the client's linked state before reporting the link");
+            return;
+        }
+    }
+    warn!(
+        "the client's linked state did not stay in the store; the link may have to be made again"
+    );
 }
 
 /// What the event handler, the watcher and the session share.

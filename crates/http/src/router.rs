@@ -75,6 +75,8 @@ impl HttpConfig {
 pub struct ApiState {
     store: Arc<dyn DeviceStore>,
     auth: AuthConfig,
+    /// Reads what owners type, in the deployment's region ([`Stores::phones`]).
+    phones: wa_pairing_phone::PhoneParser,
     keep_alive: Duration,
     poll: Duration,
 }
@@ -127,9 +129,9 @@ pub struct DeviceView {
     pub error_message: Option<String>,
     /// When trying again is worth it.
     pub retry_after: Option<DateTime<Utc>>,
-    /// The number being linked.
+    /// The number being linked, as E.164 digits (`6281234567890`).
     pub phone_for_pairing: Option<String>,
-    /// The linked number, once connected.
+    /// The linked number, once connected, as E.164 digits.
     pub phone_number: Option<String>,
     /// When a session last connected.
     pub last_connected_at: Option<DateTime<Utc>>,
@@ -158,11 +160,12 @@ impl DeviceView {
             qr_code: d.qr_code.clone().filter(|_| waiting),
             error_message: d.error_message.clone(),
             retry_after: d.retry_after.filter(|t| *t > now),
-            phone_for_pairing: d.phone_for_pairing.clone(),
+            phone_for_pairing: d.phone_for_pairing.as_ref().map(|p| p.digits().to_owned()),
             phone_number: d
                 .phone_number
-                .clone()
-                .filter(|_| d.status == DeviceStatus::Connected),
+                .as_ref()
+                .filter(|_| d.status == DeviceStatus::Connected)
+                .map(|p| p.digits().to_owned()),
             last_connected_at: d.last_connected_at,
             linked: d.phone_number.is_some(),
         }
@@ -248,6 +251,7 @@ pub fn router(stores: &Stores, config: HttpConfig) -> axum::Router {
     let state = ApiState {
         store: Arc::clone(stores.devices()),
         auth: config.auth,
+        phones: *stores.phones(),
         keep_alive: config.keep_alive,
         poll: config.poll,
     };
@@ -363,7 +367,7 @@ async fn start_pairing(
     let request = match (body.connection_method, body.phone_number) {
         (Some(ConnectionMethod::Qr), _) => PairingRequest::Qr,
         (_, Some(number)) => {
-            let phone = wa_pairing_phone::parse(&number).map_err(|e| {
+            let phone = state.phones.parse(&number).map_err(|e| {
                 ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "invalid_phone",

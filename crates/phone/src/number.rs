@@ -31,6 +31,9 @@ pub enum NumberType {
     Voicemail,
     /// Any other type the plan knows.
     Other,
+    /// Not looked up: a number read back from storage with
+    /// [`PhoneNumber::from_stored_digits`], whose plan was checked when it was stored.
+    Unknown,
 }
 
 impl NumberType {
@@ -49,6 +52,7 @@ impl NumberType {
             Self::Pager => "pager",
             Self::Voicemail => "voicemail",
             Self::Other => "other",
+            Self::Unknown => "unknown",
         }
     }
 }
@@ -81,22 +85,40 @@ impl fmt::Display for NumberType {
 /// assert_eq!(format!("{n:?}"), "PhoneNumber(62812****7890)");
 /// # Ok::<(), wa_pairing_phone::PhoneError>(())
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Two numbers are equal when their digits are: a number read back from storage
+/// ([`from_stored_digits`](Self::from_stored_digits), whose type is not looked up) equals the
+/// same number parsed from what a person typed.
+#[derive(Clone)]
 pub struct PhoneNumber {
     digits: Box<str>,
     country_code: u16,
     number_type: NumberType,
 }
 
-impl PartialOrd for NumberType {
+impl PartialEq for PhoneNumber {
+    fn eq(&self, other: &Self) -> bool {
+        self.digits == other.digits
+    }
+}
+
+impl Eq for PhoneNumber {}
+
+impl std::hash::Hash for PhoneNumber {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.digits.hash(state);
+    }
+}
+
+impl PartialOrd for PhoneNumber {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl Ord for NumberType {
+impl Ord for PhoneNumber {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_str().cmp(other.as_str())
+        self.digits.cmp(&other.digits)
     }
 }
 
@@ -107,6 +129,51 @@ impl PhoneNumber {
             country_code,
             number_type,
         }
+    }
+
+    /// A number stored earlier as E.164 digits without `+` (a device row, a WhatsApp
+    /// address), taken as it is: the trusted way back from storage, for values that were
+    /// validated when they were written.
+    ///
+    /// Only the shape is checked (7 to 15 ASCII digits, no leading zero, a country calling
+    /// code that exists), never today's numbering plan, so a number that was valid when it
+    /// was stored always reads back. Its [`number_type`](Self::number_type) is
+    /// [`NumberType::Unknown`]. What a person typed goes through [`parse`](crate::parse) or
+    /// [`PhoneParser::parse`](crate::PhoneParser::parse) instead.
+    ///
+    /// ```
+    /// use wa_pairing_phone::{NumberType, PhoneNumber};
+    ///
+    /// let n = PhoneNumber::from_stored_digits("60123456789")?;
+    /// assert_eq!(n.digits(), "60123456789");
+    /// assert_eq!(n.country_code(), 60);
+    /// assert_eq!(n.number_type(), NumberType::Unknown);
+    /// assert!(PhoneNumber::from_stored_digits("+60123456789").is_err());
+    /// assert!(PhoneNumber::from_stored_digits("0812345678").is_err());
+    /// # Ok::<(), wa_pairing_phone::PhoneError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The text is not 7 to 15 digits without a leading zero, or starts with no country
+    /// calling code.
+    pub fn from_stored_digits(digits: &str) -> Result<Self, crate::PhoneError> {
+        use crate::PhoneErrorKind as Kind;
+        if digits.is_empty() {
+            return Err(Kind::Empty.into());
+        }
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Kind::InvalidCharacter.into());
+        }
+        if digits.len() < 7 {
+            return Err(Kind::TooShort.into());
+        }
+        if digits.len() > crate::numbering::MAX_E164_DIGITS {
+            return Err(Kind::TooLong.into());
+        }
+        let code =
+            crate::numbering::country_code_of_e164(digits).ok_or(Kind::UnknownCountryCode)?;
+        Ok(Self::new(digits.to_owned(), code, NumberType::Unknown))
     }
 
     /// The number as E.164 digits without `+` (`6281234567890`): what WhatsApp's pairing

@@ -165,6 +165,11 @@ fn parse_prefix_as_idd<'a>(meta: &Metadata, digits: &'a str) -> Option<&'a str> 
     (!rest.starts_with('0')).then_some(rest)
 }
 
+/// The country calling code E.164 `digits` (without `+`) start with, if any.
+pub(crate) fn country_code_of_e164(digits: &str) -> Option<u16> {
+    extract_country_code(database(), digits).map(|(code, _)| code)
+}
+
 /// `extractCountryCode`: the first one, two or three digits that are a country calling code.
 fn extract_country_code<'a>(db: &Database, digits: &'a str) -> Option<(u16, &'a str)> {
     if digits.starts_with('0') {

@@ -103,12 +103,12 @@ fn device(row: &Row) -> StoreResult<Device> {
     d.connection_method = method
         .parse::<ConnectionMethod>()
         .map_err(|_| corrupt("connection_method"))?;
-    d.phone_for_pairing = row
-        .try_get("phone_for_pairing")
-        .map_err(|_| corrupt("phone_for_pairing"))?;
-    d.phone_number = row
-        .try_get("phone_number")
-        .map_err(|_| corrupt("phone_number"))?;
+    let phone = |column: &str| -> StoreResult<_> {
+        let text: Option<String> = row.try_get(column).map_err(|_| corrupt(column))?;
+        Ok(text.as_deref().and_then(Device::stored_phone))
+    };
+    d.phone_for_pairing = phone("phone_for_pairing")?;
+    d.phone_number = phone("phone_number")?;
     // Rows written by older software may hold codes in other shapes: not a live code then.
     d.pairing_code = code.and_then(|c| PairingCode::parse(&c).ok());
     d.pairing_code_expires_at = row

@@ -252,7 +252,13 @@ async fn end_users_write_under_the_owners_rules() {
         .await
         .unwrap();
     assert_eq!(
-        store.get(d.id).await.unwrap().phone_for_pairing.as_deref(),
+        store
+            .get(d.id)
+            .await
+            .unwrap()
+            .phone_for_pairing
+            .as_ref()
+            .map(wa_pairing_store::phone::PhoneNumber::digits),
         Some("447911123456")
     );
 

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 use wa_pairing_code::IssuedCode;
-use wa_pairing_phone::{PhoneNumber, PhoneParser, RedactedPhone};
+use wa_pairing_phone::PhoneNumber;
 use wa_pairing_retry::{Backoff, Classify as _, GiveUpReason, RetryPolicy, Verdict};
 use wa_pairing_store::{
     ClaimedDevice, ConnectionMethod, Device, DeviceStatus, DeviceUpdate, Lease, StoreError, Stores,
@@ -28,7 +28,6 @@ pub(crate) struct Ctx {
     pub(crate) stores: Stores,
     pub(crate) connector: Arc<dyn Connector>,
     pub(crate) config: RunnerConfig,
-    pub(crate) parser: PhoneParser,
     pub(crate) live: LiveSessions,
 }
 
@@ -74,9 +73,9 @@ pub(crate) async fn run(
     let redacted = claimed
         .device
         .phone_for_pairing
-        .as_deref()
-        .or(claimed.device.phone_number.as_deref())
-        .map(|p| RedactedPhone::of_digits(p).to_string())
+        .as_ref()
+        .or(claimed.device.phone_number.as_ref())
+        .map(|p| p.redacted().to_string())
         .unwrap_or_default();
     let span = info_span!(
         "device",
@@ -259,21 +258,13 @@ impl Actor {
 
     // ------------------------------------------------------------------ pairing by code
 
+    /// The number to link: stored typed (checked when the owner gave it); a row whose
+    /// number could not be read back holds none.
     fn phone(&self) -> Result<PhoneNumber, String> {
-        let Some(stored) = self.device.phone_for_pairing.as_deref() else {
-            return Err(messages::NO_PHONE.to_owned());
-        };
-        // Stored numbers are E.164 digits; older rows may hold what a person typed.
-        let candidate = if stored.chars().all(|c| c.is_ascii_digit()) && !stored.starts_with('0') {
-            format!("+{stored}")
-        } else {
-            stored.to_owned()
-        };
-        self.ctx
-            .parser
-            .parse(&candidate)
-            .or_else(|_| self.ctx.parser.parse(stored))
-            .map_err(|e| messages::invalid_phone(&e))
+        self.device
+            .phone_for_pairing
+            .clone()
+            .ok_or_else(|| messages::NO_PHONE.to_owned())
     }
 
     async fn pair_with_code(&mut self) -> Step<Exit> {
@@ -494,14 +485,14 @@ impl Actor {
         }
     }
 
-    async fn on_paired(&mut self, linked: &str) -> Step<()> {
+    async fn on_paired(&mut self, linked: &PhoneNumber) -> Step<()> {
         let now = self.now();
         metrics::time_to_link(self.started.elapsed());
         metrics::outcome("linked");
-        info!(phone = %RedactedPhone::of_digits(linked), "linked");
+        info!(phone = %linked.redacted(), "linked");
         self.write(
             DeviceUpdate::status(DeviceStatus::Connected)
-                .phone_number(linked)
+                .phone_number(linked.clone())
                 .clear_pairing_code()
                 .clear_qr_code()
                 .clear_error()

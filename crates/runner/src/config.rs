@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use wa_pairing_phone::Region;
 use wa_pairing_retry::{Backoff, RetryPolicy};
 use wa_pairing_store::BudgetConfig;
 
@@ -22,7 +21,6 @@ use wa_pairing_store::BudgetConfig;
 /// | `code_retry` | 3 attempts, exponential 2 s to 10 s with full jitter, 60 s deadline |
 /// | `code_refreshes` (automatic, after expiry) | 2 |
 /// | `code_lifetime` (how long a code is shown) | WhatsApp's validity (3 minutes) |
-/// | `default_region` | Indonesia (`ID`) |
 /// | `shutdown_grace` | 25 s |
 /// | `budget` (code requests per number) | 3 in a burst, one more every 200 s |
 /// | `unreadable_retry` (how long a device whose auth state this instance cannot open is left to others) | 10 minutes |
@@ -55,7 +53,6 @@ pub struct RunnerConfig {
     pub(crate) code_retry: RetryPolicy,
     pub(crate) code_refreshes: u32,
     pub(crate) code_lifetime: Option<Duration>,
-    pub(crate) default_region: Region,
     pub(crate) shutdown_grace: Duration,
     pub(crate) budget: BudgetConfig,
     pub(crate) unreadable_retry: Duration,
@@ -84,7 +81,6 @@ impl Default for RunnerConfig {
                 .deadline(Duration::from_secs(60)),
             code_refreshes: 2,
             code_lifetime: None,
-            default_region: Region::INDONESIA,
             shutdown_grace: Duration::from_secs(25),
             budget: BudgetConfig::default(),
             unreadable_retry: Duration::from_secs(600),
@@ -180,13 +176,6 @@ impl RunnerConfig {
     #[must_use]
     pub fn code_lifetime(mut self, d: Duration) -> Self {
         self.code_lifetime = Some(d);
-        self
-    }
-
-    /// The region for numbers stored without a country code.
-    #[must_use]
-    pub fn default_region(mut self, region: Region) -> Self {
-        self.default_region = region;
         self
     }
 

@@ -70,8 +70,8 @@ pub enum SessionEvent {
     /// The phone accepted the companion: linking succeeded (the socket reconnects right after;
     /// that is expected).
     Paired {
-        /// The linked account's number, E.164 digits.
-        phone: String,
+        /// The linked account's number.
+        phone: PhoneNumber,
     },
     /// Pairing failed on the phone's side (a wrong code after the last attempt, a bad
     /// signature...). The message is safe to show.
@@ -125,10 +125,7 @@ impl fmt::Debug for SessionEvent {
                 .finish_non_exhaustive(),
             Self::Paired { phone } => f
                 .debug_struct("Paired")
-                .field(
-                    "phone",
-                    &wa_pairing_phone::RedactedPhone::of_digits(phone).to_string(),
-                )
+                .field("phone", &phone.redacted().to_string())
                 .finish(),
             Self::PairingFailed { reason } => f
                 .debug_struct("PairingFailed")

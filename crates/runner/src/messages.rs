@@ -2,19 +2,12 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use wa_pairing_phone::PhoneError;
-
 use crate::connector::{ConnectorError, ConnectorErrorKind};
+use chrono::{DateTime, Utc};
 
-/// The stored number could not be used.
-pub(crate) fn invalid_phone(err: &PhoneError) -> String {
-    format!("{err}. Fix the number and start pairing again.")
-}
-
-/// No number was stored for a pairing-code device.
-pub(crate) const NO_PHONE: &str =
-    "no phone number was given for pairing: enter the WhatsApp number to link and start again";
+/// No usable number is stored for a pairing-code device (none was given, or a row written
+/// by older software holds one that cannot be read).
+pub(crate) const NO_PHONE: &str = "no valid phone number is stored for pairing: enter the WhatsApp number to link, with its country code, and start again";
 
 /// Throttled by WhatsApp or by our own per-number budget.
 pub(crate) fn throttled(until: DateTime<Utc>, ours: bool) -> String {

@@ -10,7 +10,6 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
-use wa_pairing_phone::PhoneParser;
 use wa_pairing_store::{
     Change, ChangeStream, ClaimRequest, ClaimedDevice, DeviceId, DeviceStatus, DeviceStore, Lease,
     Stores,
@@ -254,7 +253,6 @@ impl Runner {
         let ctx = Arc::new(Ctx {
             stores: self.stores.clone(),
             connector: Arc::clone(&self.connector),
-            parser: PhoneParser::new(config.default_region),
             config: config.clone(),
             live: self.live.clone(),
         });

@@ -241,7 +241,12 @@ pub async fn import_baileys(
             Err(e) => Err(format!("reading the folder stopped: {e}")),
         };
         let line = importer
-            .one(id, device.status, device.phone_number.as_deref(), parsed)
+            .one(
+                id,
+                device.status,
+                device.phone_number.as_ref().map(wa_pairing_phone::PhoneNumber::digits),
+                parsed,
+            )
             .await;
         record(&mut report, line);
         return Ok(report);
@@ -479,7 +484,10 @@ impl Importer<'_> {
         if set_number {
             self.stores
                 .devices()
-                .update(lease, DeviceUpdate::new().phone_number(auth.phone_number()))
+                .update(
+                    lease,
+                    DeviceUpdate::new().phone_number(auth.phone().clone()),
+                )
                 .await
                 .map_err(|e| {
                     (

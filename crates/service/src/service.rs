@@ -112,7 +112,9 @@ pub async fn connect_stores(settings: &Settings) -> Result<Stores, BuildError> {
             .map_err(|e| BuildError::store("Supabase", &e))?
             .stores(),
     };
-    let mut builder = builder.encrypt(settings.keyring.clone());
+    let mut builder = builder
+        .encrypt(settings.keyring.clone())
+        .default_region(settings.default_region);
     if let Some(redis) = &settings.redis {
         let redis = RedisStore::new(redis.clone()).map_err(|e| BuildError::store("Redis", &e))?;
         // A TLS or credentials mistake is refused now; an outage is survived (the cache is

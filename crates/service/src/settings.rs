@@ -71,6 +71,9 @@ pub struct Settings {
     pub whatsapp_push_name: Option<String>,
     /// The HTTP API and device page, when configured.
     pub http: Option<HttpSettings>,
+    /// The region numbers typed without a country code are read in, by the HTTP API and
+    /// every other part of the service (`WA_PAIRING_DEFAULT_REGION`, default `ID`).
+    pub default_region: wa_pairing_phone::Region,
 }
 
 /// Every setting that is missing or malformed, each with what to do.
@@ -110,6 +113,10 @@ pub mod env {
     pub const REDIS_ROOT_CERT: &str = wa_pairing_redis::REDIS_ROOT_CERT_ENV;
     /// The auth-state keys, `id:base64key[,id:base64key...]`, the first one current.
     pub const AUTH_KEYS: &str = wa_pairing_store::AUTH_KEYS_ENV;
+    /// The region (two letters, `ID`, `MY`, `SG`...) in which numbers typed without a
+    /// country code are read: by the HTTP API, and by every other part of the service.
+    /// Default `ID`.
+    pub const DEFAULT_REGION: &str = "WA_PAIRING_DEFAULT_REGION";
     /// This instance's name in leases (default: `HOSTNAME`, else random).
     pub const INSTANCE_ID: &str = "WA_PAIRING_INSTANCE_ID";
     /// Health endpoint address (default `0.0.0.0:8080`: it answers liveness and readiness
@@ -348,6 +355,17 @@ impl Settings {
 
         let http = http_settings(&var, health_addr, &mut problems);
 
+        let default_region = match var(env::DEFAULT_REGION) {
+            None => wa_pairing_phone::Region::default(),
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                problems.push(format!(
+                    "{} must be a two-letter region code such as ID, MY or SG (the country whose numbers owners type without a country code)",
+                    env::DEFAULT_REGION
+                ));
+                wa_pairing_phone::Region::default()
+            }),
+        };
+
         match (store, keyring) {
             (Some(store), Some(keyring)) if problems.is_empty() => Ok(Self {
                 store,
@@ -364,6 +382,7 @@ impl Settings {
                 whatsapp_display,
                 whatsapp_push_name: var(wa_pairing_whatsapp::PUSH_NAME_ENV),
                 http,
+                default_region,
             }),
             _ => Err(SettingsError { problems }),
         }
@@ -534,6 +553,25 @@ mod tests {
         let shown = format!("{s:?}");
         assert!(!shown.contains("pw@"), "{shown}");
         assert!(!shown.contains("AAECAwQF"), "{shown}");
+    }
+
+    #[test]
+    fn one_default_region_for_every_number_typed() {
+        let base = [
+            ("DATABASE_URL", "postgres://svc:pw@db:5432/app"),
+            ("WA_PAIRING_AUTH_KEYS", KEYS),
+        ];
+        assert_eq!(settings(&base).unwrap().default_region.as_str(), "ID");
+        let mut vars = base.to_vec();
+        vars.push(("WA_PAIRING_DEFAULT_REGION", "my"));
+        assert_eq!(settings(&vars).unwrap().default_region.as_str(), "MY");
+        vars.pop();
+        vars.push(("WA_PAIRING_DEFAULT_REGION", "Malaysia"));
+        let e = settings(&vars).unwrap_err().to_string();
+        assert!(
+            e.contains("WA_PAIRING_DEFAULT_REGION must be a two-letter region code"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::broadcast;
 use wa_pairing_code::IssuedCode;
+use wa_pairing_phone::PhoneNumber;
 
 use crate::error::{ErrorKind, StoreError, StoreResult};
 use crate::traits::{
@@ -266,7 +267,7 @@ fn pace_acquire(
     }
 }
 
-fn begin_pairing(device: &mut Device, method: ConnectionMethod, phone: Option<String>) {
+fn begin_pairing(device: &mut Device, method: ConnectionMethod, phone: Option<PhoneNumber>) {
     device.status = DeviceStatus::Connecting;
     device.connection_method = method;
     if method == ConnectionMethod::Pairing || phone.is_some() {
@@ -352,9 +353,7 @@ impl DeviceStore for MemoryStore {
 
     async fn start_pairing(&self, id: DeviceId, request: PairingRequest) -> StoreResult<Device> {
         let (method, phone) = match request {
-            PairingRequest::Code { phone } => {
-                (ConnectionMethod::Pairing, Some(phone.digits().to_owned()))
-            }
+            PairingRequest::Code { phone } => (ConnectionMethod::Pairing, Some(phone)),
             PairingRequest::Qr => (ConnectionMethod::Qr, None),
         };
         self.owner_action(id, OwnerAction::StartPairing, |d| {

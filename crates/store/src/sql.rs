@@ -150,7 +150,7 @@ pub fn update_patch(update: &DeviceUpdate) -> Value {
         m.insert(name.into(), f.unwrap_or(Value::Null));
     };
     if let Some(f) = &update.phone_number {
-        field("phone_number", f.as_option().map(|v| json!(v)));
+        field("phone_number", f.as_option().map(|v| json!(v.digits())));
     }
     if let Some(f) = &update.pairing_code {
         field(

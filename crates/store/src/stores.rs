@@ -13,7 +13,7 @@ use crate::traits::{
     AuthStateStore, BudgetSecret, Clock, CodeCache, DeviceStore, PairingBudget, SystemClock,
 };
 use crate::types::{BudgetConfig, BudgetDecision, BudgetKey, BudgetKeyer};
-use wa_pairing_phone::PhoneNumber;
+use wa_pairing_phone::{PhoneNumber, PhoneParser, Region};
 
 /// What a set of stores can do beyond the contract every backend meets.
 ///
@@ -67,6 +67,7 @@ pub struct Stores {
     budget: Option<Arc<Budgets>>,
     keyer: Keyer,
     clock: Arc<dyn Clock>,
+    phones: PhoneParser,
     capabilities: Capabilities,
 }
 
@@ -101,6 +102,7 @@ impl Stores {
             keyer: None,
             budget_secret: None,
             clock: Arc::new(SystemClock),
+            region: Region::default(),
             change_feed: false,
             auth_cascade: false,
         }
@@ -170,6 +172,22 @@ impl Stores {
         &self.clock
     }
 
+    /// How every component reads a number a person typed: national numbers in the
+    /// deployment's one default region ([`StoresBuilder::default_region`], Indonesia unless
+    /// set), international ones in their own country. The HTTP API, the import and the
+    /// embedding application all parse with it, so one setting decides for all of them.
+    ///
+    /// ```
+    /// use wa_pairing_store::{MemoryStore, phone::Region};
+    ///
+    /// let malaysia: Region = "MY".parse().unwrap();
+    /// let stores = MemoryStore::new().stores().default_region(malaysia).build();
+    /// assert_eq!(stores.phones().parse("012-345 6789").unwrap().digits(), "60123456789");
+    /// ```
+    pub const fn phones(&self) -> &PhoneParser {
+        &self.phones
+    }
+
     /// What these stores can do.
     pub const fn capabilities(&self) -> Capabilities {
         self.capabilities
@@ -187,6 +205,7 @@ pub struct StoresBuilder {
     keyer: Option<BudgetKeyer>,
     budget_secret: Option<Arc<dyn BudgetSecret>>,
     clock: Arc<dyn Clock>,
+    region: Region,
     change_feed: bool,
     auth_cascade: bool,
 }
@@ -250,6 +269,13 @@ impl StoresBuilder {
         self
     }
 
+    /// The region numbers typed without a country code are read in, for every component
+    /// ([`Stores::phones`]). Default: Indonesia (`ID`).
+    pub const fn default_region(mut self, region: Region) -> Self {
+        self.region = region;
+        self
+    }
+
     /// Declares that the device store pushes changes ([`DeviceStore::subscribe`]).
     pub const fn change_feed(mut self, yes: bool) -> Self {
         self.change_feed = yes;
@@ -299,6 +325,7 @@ impl StoresBuilder {
             budget: (!self.budgets.is_empty()).then(|| Arc::new(Budgets(self.budgets))),
             keyer,
             clock: self.clock,
+            phones: PhoneParser::new(self.region),
             capabilities,
         }
     }

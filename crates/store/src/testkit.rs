@@ -458,7 +458,7 @@ async fn linked_then_disconnected(b: &TestBackend) -> Device {
     b.devices
         .update(
             &c.lease,
-            DeviceUpdate::status(DeviceStatus::Connected).phone_number("6281234567890"),
+            DeviceUpdate::status(DeviceStatus::Connected).phone_number(phone()),
         )
         .await
         .unwrap();
@@ -782,7 +782,10 @@ pub async fn start_pairing_sets_connecting_and_clears(b: &TestBackend) {
         .unwrap();
     assert_eq!(d.status, DeviceStatus::Connecting);
     assert_eq!(d.connection_method, ConnectionMethod::Pairing);
-    assert_eq!(d.phone_for_pairing.as_deref(), Some("6281234567890"));
+    assert_eq!(
+        d.phone_for_pairing.as_ref().map(PhoneNumber::digits),
+        Some("6281234567890")
+    );
     assert!(d.pairing_code.is_none() && d.pairing_code_expires_at.is_none());
     assert!(d.qr_code.is_none() && d.error_message.is_none() && d.retry_after.is_none());
     assert_eq!(b.devices.get(d.id).await.unwrap(), d);
@@ -968,7 +971,10 @@ pub async fn refresh_restarts_pairing(b: &TestBackend) {
         .unwrap();
     let d = b.devices.refresh(c.device.id).await.unwrap();
     assert_eq!(d.status, DeviceStatus::Connecting);
-    assert_eq!(d.phone_for_pairing.as_deref(), Some("6281234567890"));
+    assert_eq!(
+        d.phone_for_pairing.as_ref().map(PhoneNumber::digits),
+        Some("6281234567890")
+    );
     assert!(d.error_message.is_none());
 
     let fresh = new_device(b, UserId::random(), "never paired").await;
@@ -1009,14 +1015,20 @@ pub async fn disconnect_from_any_status(b: &TestBackend) {
 pub async fn disconnect_keeps_the_link(b: &TestBackend) {
     let d = linked_then_disconnected(b).await;
     assert_eq!(d.status, DeviceStatus::Disconnected);
-    assert_eq!(d.phone_number.as_deref(), Some("6281234567890"));
+    assert_eq!(
+        d.phone_number.as_ref().map(PhoneNumber::digits),
+        Some("6281234567890")
+    );
     assert_eq!(
         b.auth.get(d.id, "identity").await.unwrap().as_deref(),
         Some(&b"keys"[..])
     );
     let resumed = b.devices.resume(d.id).await.unwrap();
     assert_eq!(resumed.status, DeviceStatus::Connected);
-    assert_eq!(resumed.phone_number.as_deref(), Some("6281234567890"));
+    assert_eq!(
+        resumed.phone_number.as_ref().map(PhoneNumber::digits),
+        Some("6281234567890")
+    );
     let c = claim_one(b, "r", d.id).await;
     assert_eq!(c.device.status, DeviceStatus::Connected);
 }
@@ -1760,14 +1772,17 @@ pub async fn update_returns_the_stored_device(b: &TestBackend) {
         .update(
             &c.lease,
             DeviceUpdate::status(DeviceStatus::Connected)
-                .phone_number("6281234567890")
+                .phone_number(phone())
                 .clear_pairing_code()
                 .last_connected_at(now),
         )
         .await
         .unwrap();
     assert_eq!(linked.status, DeviceStatus::Connected);
-    assert_eq!(linked.phone_number.as_deref(), Some("6281234567890"));
+    assert_eq!(
+        linked.phone_number.as_ref().map(PhoneNumber::digits),
+        Some("6281234567890")
+    );
     assert!(linked.pairing_code.is_none() && linked.pairing_code_expires_at.is_none());
     assert!(
         (linked.last_connected_at.unwrap() - now)
@@ -1779,7 +1794,10 @@ pub async fn update_returns_the_stored_device(b: &TestBackend) {
         linked.device_name, c.device.device_name,
         "untouched fields stay"
     );
-    assert_eq!(linked.phone_for_pairing.as_deref(), Some("6281234567890"));
+    assert_eq!(
+        linked.phone_for_pairing.as_ref().map(PhoneNumber::digits),
+        Some("6281234567890")
+    );
 }
 
 // ----------------------------------------------------------------------------- code cache

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use wa_pairing_code::{IssuedCode, PairingCode};
-use wa_pairing_phone::{PhoneNumber, RedactedPhone};
+use wa_pairing_phone::PhoneNumber;
 
 use crate::error::{ErrorKind, StoreError};
 
@@ -252,7 +252,7 @@ pub struct TransitionError {
 /// let mut d = Device::new_unchecked(DeviceId::random(), UserId::random(), "Shop".into(), DeviceStatus::Disconnected, Utc::now());
 /// // Never linked: nothing to resume.
 /// assert!(OwnerAction::Resume.check(&d, Utc::now()).is_err());
-/// d.phone_number = Some("6281234567890".into());
+/// d.phone_number = Some(wa_pairing_phone::PhoneNumber::from_stored_digits("6281234567890").unwrap());
 /// assert!(OwnerAction::Resume.check(&d, Utc::now()).is_ok());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -430,10 +430,12 @@ pub struct Device {
     pub status: DeviceStatus,
     /// How it links.
     pub connection_method: ConnectionMethod,
-    /// The number being linked (E.164 digits), set by the owner when pairing starts.
-    pub phone_for_pairing: Option<String>,
-    /// The linked account's number (E.164 digits), known once connected.
-    pub phone_number: Option<String>,
+    /// The number being linked, set by the owner when pairing starts.
+    #[serde(with = "stored_phone")]
+    pub phone_for_pairing: Option<PhoneNumber>,
+    /// The linked account's number, known once connected.
+    #[serde(with = "stored_phone")]
+    pub phone_number: Option<PhoneNumber>,
     /// The live pairing code, if one is shown.
     pub pairing_code: Option<PairingCode>,
     /// When the live pairing code expires.
@@ -507,12 +509,55 @@ impl Device {
     }
 }
 
+impl Device {
+    /// Reads a number column as a backend stored it: E.164 digits, taken as they are
+    /// ([`PhoneNumber::from_stored_digits`]: validated when they were written); a row an
+    /// older system wrote may hold what a person typed, which is parsed
+    /// ([`wa_pairing_phone::parse`]); anything else reads as no number.
+    ///
+    /// ```
+    /// use wa_pairing_store::Device;
+    ///
+    /// assert_eq!(Device::stored_phone("60123456789").unwrap().digits(), "60123456789");
+    /// assert_eq!(Device::stored_phone("+62 812-3456-7890").unwrap().digits(), "6281234567890");
+    /// assert!(Device::stored_phone("not a number").is_none());
+    /// ```
+    pub fn stored_phone(text: &str) -> Option<PhoneNumber> {
+        PhoneNumber::from_stored_digits(text)
+            .or_else(|_| wa_pairing_phone::parse(text))
+            .ok()
+    }
+}
+
+/// Serde for the number columns of a [`Device`]: E.164 digits out, read back with
+/// [`Device::stored_phone`].
+mod stored_phone {
+    use serde::{Deserialize as _, Deserializer, Serializer};
+    use wa_pairing_phone::PhoneNumber;
+
+    #[allow(clippy::ref_option)] // serde's `with` hands the field by reference
+    pub(super) fn serialize<S: Serializer>(
+        phone: &Option<PhoneNumber>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match phone {
+            Some(p) => s.serialize_some(p.digits()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<PhoneNumber>, D::Error> {
+        Ok(Option::<String>::deserialize(d)?
+            .as_deref()
+            .and_then(super::Device::stored_phone))
+    }
+}
+
 impl fmt::Debug for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let redact = |p: &Option<String>| {
-            p.as_deref()
-                .map(|d| RedactedPhone::of_digits(d).to_string())
-        };
+        let redact = |p: &Option<PhoneNumber>| p.as_ref().map(|n| n.redacted().to_string());
         f.debug_struct("Device")
             .field("id", &self.id)
             .field("user_id", &self.user_id)
@@ -753,7 +798,7 @@ pub struct DeviceUpdate {
     /// New status (checked with [`DeviceStatus::check_transition`]).
     pub status: Option<DeviceStatus>,
     /// New linked number.
-    pub phone_number: Option<Field<String>>,
+    pub phone_number: Option<Field<PhoneNumber>>,
     /// New pairing code and expiry.
     pub pairing_code: Option<Field<IssuedCode>>,
     /// New QR payload.
@@ -814,10 +859,10 @@ impl DeviceUpdate {
         self
     }
 
-    /// Records the linked number (E.164 digits).
+    /// Records the linked number.
     #[must_use]
-    pub fn phone_number(mut self, digits: impl Into<String>) -> Self {
-        self.phone_number = Some(Field::Set(digits.into()));
+    pub fn phone_number(mut self, phone: PhoneNumber) -> Self {
+        self.phone_number = Some(Field::Set(phone));
         self
     }
 

@@ -454,9 +454,17 @@ impl EventHandler for Forwarder {
             Event::PairingQrCodesExhausted(_) => {
                 debug!("QR refs exhausted while a pairing code is outstanding; still waiting");
             }
-            Event::PairSuccess(p) => s.send(SessionEvent::Paired {
-                phone: p.id.user.to_string(),
-            }),
+            Event::PairSuccess(p) => match PhoneNumber::from_stored_digits(&p.id.user) {
+                Ok(phone) => s.send(SessionEvent::Paired { phone }),
+                // WhatsApp addresses accounts by their E.164 digits; anything else is a
+                // server this service does not understand.
+                Err(e) => {
+                    warn!(error = %e, "WhatsApp reported a linked account whose address is not a phone number");
+                    s.send(SessionEvent::PairingFailed {
+                        reason: "WhatsApp reported a linked number this service cannot read; ask for a new code".to_owned(),
+                    });
+                }
+            },
             Event::PairError(p) => {
                 debug!(error = %p.error, "pairing failed on the phone's side");
                 s.send(SessionEvent::PairingFailed {

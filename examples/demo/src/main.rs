@@ -318,14 +318,11 @@ async fn run(ui: &display::Display, args: Args) -> Result<bool, String> {
                 }
             }
             DeviceStatus::Connected => {
-                let number = d.phone_number.unwrap_or_default();
-                ui.step(
-                    "✓",
-                    &format!(
-                        "linked! status: connected, as {}",
-                        wa_pairing_phone::RedactedPhone::of_digits(&number)
-                    ),
-                );
+                let number = d
+                    .phone_number
+                    .map(|n| n.redacted().to_string())
+                    .unwrap_or_default();
+                ui.step("✓", &format!("linked! status: connected, as {number}"));
                 break true;
             }
             DeviceStatus::Failed => {

@@ -86,7 +86,7 @@ async fn simulated_phones(sim: Sim, store: MemoryStore) {
             continue;
         };
         if typed.insert(code.to_string()) {
-            let phone = sim.phone(&number);
+            let phone = sim.phone(number.digits());
             tokio::spawn(async move {
                 tokio::time::sleep(TYPING_DELAY).await;
                 let _ = phone.enter_code(&code.to_string()).await;

@@ -348,7 +348,7 @@ impl Stack {
                         if let Ok(mut t) = typed_codes.lock() {
                             t.push(code.to_string());
                         }
-                        let phone = sim.phone(&phone);
+                        let phone = sim.phone(phone.digits());
                         tokio::spawn(async move {
                             let _ = phone.enter_code(&code.to_string()).await;
                         });

@@ -85,7 +85,13 @@ async fn the_service_pairs_a_device_on_postgres_and_redis_then_stops_cleanly() {
     let device = stack.device(&typed).await;
     let linked = stack.connected(device.id).await;
     assert_eq!(linked.lease_owner.as_deref(), Some("service-e2e"));
-    assert_eq!(linked.phone_number.as_deref(), Some(number.as_str()));
+    assert_eq!(
+        linked
+            .phone_number
+            .as_ref()
+            .map(wa_pairing_store::phone::PhoneNumber::digits),
+        Some(number.as_str())
+    );
     let stored = stack
         .stores
         .auth_state()

@@ -3,7 +3,8 @@
 //! simulator. An owner creates a device and starts pairing over HTTP with a Supabase-style
 //! token, reads the code from the event stream, types it on the simulated phone and sees
 //! "connected" arrive on the same stream; then Prometheus' scrape of `/metrics` shows the
-//! pairing. The `metrics` recorder is process-global, so this test has its own binary.
+//! pairing. The service is configured for Malaysia (`WA_PAIRING_DEFAULT_REGION=MY`), and the
+//! owner types a Malaysian number the national way. The `metrics` recorder is process-global, so this test has its own binary.
 #![allow(missing_docs)]
 
 use std::collections::HashMap;
@@ -101,6 +102,7 @@ async fn an_owner_links_a_phone_through_the_service_and_prometheus_sees_it() {
         ("WA_PAIRING_MIGRATE", "true".to_owned()),
         ("WA_PAIRING_WA_SERVER_URL", stack.sim.url()),
         ("WA_PAIRING_LOG_FORMAT", "text".to_owned()),
+        ("WA_PAIRING_DEFAULT_REGION", "MY".to_owned()),
     ]);
     let settings = Settings::from_lookup(|n| vars.get(n).cloned()).expect("settings");
     let service = Service::build(settings)
@@ -186,16 +188,23 @@ async fn an_owner_links_a_phone_through_the_service_and_prometheus_sees_it() {
     })
     .await;
 
-    // A number no earlier run used, so a quick re-run finds the pairing budget in Redis full.
-    let number = wa_pairing_e2e::fresh_number("6281277");
+    // A Malaysian mobile number no earlier run used (so a quick re-run does not find its
+    // pairing budget in Redis spent), typed the national way: 012-xxx xxxx.
+    let number = wa_pairing_e2e::fresh_number("6012");
+    let number = &number[..11];
+    let typed = format!("0{}-{} {}", &number[2..4], &number[4..7], &number[7..]);
     let (status, started) = call(
         &client,
         Method::POST,
         &format!("{base}/api/devices/{id}/pairing"),
         &owner,
-        json!({"phone_number": format!("+62 {}-{}-{}", &number[2..5], &number[5..9], &number[9..])}),
+        json!({"phone_number": typed}),
     )
     .await;
+    assert_eq!(
+        started["phone_for_pairing"], number,
+        "read in the configured region: {started}"
+    );
     assert_eq!(status, StatusCode::ACCEPTED, "{started}");
 
     let shown = until_event(&mut events, &mut buf, "a pairing code", |v| {
@@ -208,7 +217,7 @@ async fn an_owner_links_a_phone_through_the_service_and_prometheus_sees_it() {
     // The person types the code the page shows on the phone.
     stack
         .sim
-        .phone(&number)
+        .phone(number)
         .enter_code(&code)
         .await
         .expect("the code links");
@@ -216,7 +225,7 @@ async fn an_owner_links_a_phone_through_the_service_and_prometheus_sees_it() {
         v["status"] == "connected"
     })
     .await;
-    assert_eq!(linked["phone_number"], number.as_str());
+    assert_eq!(linked["phone_number"], number);
     assert!(linked["pairing_code"].is_null());
 
     // Prometheus' view of the same pairing. The device is stored as connected when the phone
@@ -260,7 +269,7 @@ async fn an_owner_links_a_phone_through_the_service_and_prometheus_sees_it() {
         "described: {text}"
     );
     assert!(
-        !text.contains(&code) && !text.contains(&number),
+        !text.contains(&code) && !text.contains(number),
         "no code or number in the metrics"
     );
 

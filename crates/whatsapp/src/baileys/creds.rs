@@ -441,7 +441,7 @@ fn convert(creds: &Field<'_>, keys: &KeySet<'_>) -> Result<BaileysAuth, ImportEr
 
     Ok(BaileysAuth {
         device,
-        phone_number,
+        phone: number,
         pre_keys,
         sync_keys,
         latest_sync_key,

@@ -282,7 +282,7 @@ impl fmt::Display for ImportSummary {
 /// `Debug` shows the [`ImportSummary`] only.
 pub struct BaileysAuth {
     device: ClientDevice,
-    phone_number: String,
+    phone: wa_pairing_phone::PhoneNumber,
     pre_keys: Vec<(u32, KeyPair, bool)>,
     sync_keys: Vec<(Vec<u8>, AppStateSyncKey)>,
     latest_sync_key: Option<Vec<u8>>,
@@ -356,7 +356,12 @@ impl BaileysAuth {
     /// The account's number in digits (`6281234567890`): for the device row's
     /// `phone_number`. Never log it; [`ImportSummary::phone`] is the redacted form.
     pub fn phone_number(&self) -> &str {
-        &self.phone_number
+        self.phone.digits()
+    }
+
+    /// The account's number (validated when the credentials were read).
+    pub const fn phone(&self) -> &wa_pairing_phone::PhoneNumber {
+        &self.phone
     }
 
     /// The companion these credentials are (by its Noise key), as the store registers it:

@@ -7,34 +7,11 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::TestDb;
-use tokio_postgres::NoTls;
+use common::{TestDb, as_role, code};
 use wa_pairing_store::testkit::skip;
 use wa_pairing_store::{
     DeviceStore, ErrorKind, Keyring, NewDevice, PairingRequest, UserId, validate_device_name,
 };
-
-async fn as_role(url: &str, role: &str, user: Option<UserId>) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
-    tokio::spawn(conn);
-    client
-        .batch_execute(&format!("set role {role}"))
-        .await
-        .unwrap();
-    if let Some(u) = user {
-        client
-            .batch_execute(&format!("set request.jwt.claim.sub = '{u}'"))
-            .await
-            .unwrap();
-    }
-    client
-}
-
-fn code(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map(|d| d.code().code().to_owned())
-        .unwrap_or_default()
-}
 
 /// What a name rule made of a name: the stored name, or the refusal's words.
 type Verdict = Result<String, String>;

@@ -3,32 +3,9 @@
 
 mod common;
 
-use common::TestDb;
-use tokio_postgres::NoTls;
+use common::{TestDb, as_role, code};
 use wa_pairing_store::testkit::skip;
 use wa_pairing_store::{DeviceStore, NewDevice, PairingRequest, UserId};
-
-async fn as_role(url: &str, role: &str, user: Option<UserId>) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
-    tokio::spawn(conn);
-    client
-        .batch_execute(&format!("set role {role}"))
-        .await
-        .unwrap();
-    if let Some(u) = user {
-        client
-            .batch_execute(&format!("set request.jwt.claim.sub = '{u}'"))
-            .await
-            .unwrap();
-    }
-    client
-}
-
-fn code(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map(|d| d.code().code().to_owned())
-        .unwrap_or_default()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_users_see_and_change_only_their_own_devices() {

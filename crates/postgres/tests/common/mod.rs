@@ -83,6 +83,35 @@ impl TestDb {
     }
 }
 
+/// A connection to `url` acting as `role` (Supabase's `anon`, `authenticated`...), as
+/// PostgREST would: `set role`, and the user's id where `auth.uid()` reads it.
+pub async fn as_role(
+    url: &str,
+    role: &str,
+    user: Option<wa_pairing_store::UserId>,
+) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("set role {role}"))
+        .await
+        .unwrap();
+    if let Some(u) = user {
+        client
+            .batch_execute(&format!("set request.jwt.claim.sub = '{u}'"))
+            .await
+            .unwrap();
+    }
+    client
+}
+
+/// The SQLSTATE of a database error (empty for other failures).
+pub fn code(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.code().code().to_owned())
+        .unwrap_or_default()
+}
+
 pub async fn backend() -> Result<TestBackend, Skip> {
     let db = TestDb::create().await?;
     let store = db.store().await;

@@ -244,7 +244,10 @@ pub async fn import_baileys(
             .one(
                 id,
                 device.status,
-                device.phone_number.as_ref().map(wa_pairing_phone::PhoneNumber::digits),
+                device
+                    .phone_number
+                    .as_ref()
+                    .map(wa_pairing_phone::PhoneNumber::digits),
                 parsed,
             )
             .await;

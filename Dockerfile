@@ -7,7 +7,7 @@
 # BuildKit's cache mounts keep the crates.io downloads and the build directory between
 # builds, so a change to the sources rebuilds only the workspace's crates.
 
-ARG RUST_VERSION=1.94
+ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS builder
 WORKDIR /src
@@ -24,11 +24,13 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 COPY --from=builder /out/wa-pairing-service /usr/local/bin/wa-pairing-service
 USER 65532:65532
-ENV WA_PAIRING_HEALTH_ADDR=0.0.0.0:8080 \
+# The health port listens on every address in a container (the service's own default is
+# loopback): probes and Prometheus reach it over the container's address.
+ENV WA_PAIRING_HEALTH_ADDR=0.0.0.0:9464 \
     WA_PAIRING_LOG_FORMAT=json
-# 8080: /livez, /readyz, /metrics (keep it private). 3000: the HTTP API when
+# 9464: /livez, /readyz, /metrics (keep it private). 3000: the HTTP API when
 # WA_PAIRING_HTTP_ADDR=0.0.0.0:3000.
-EXPOSE 8080 3000
+EXPOSE 9464 3000
 # The binary asks its own /livez: the image has no HTTP client.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["/usr/local/bin/wa-pairing-service", "healthcheck"]

@@ -235,7 +235,7 @@ struct PairBody {
 /// Built inside a Tokio runtime, it starts fetching the [JWKS](AuthConfig::jwks_url) in
 /// the background.
 ///
-/// The router takes the same [`Stores`] as the runner and the connector (it uses the devices).
+/// The router takes the same [`Stores`] as the runner (it uses the devices).
 ///
 /// ```
 /// use wa_pairing_http::{AuthConfig, HttpConfig, router};

@@ -56,7 +56,7 @@ impl Backoff {
 ///     .deadline(Duration::from_secs(60))
 ///     .attempt_timeout(Duration::from_secs(10))
 ///     .idempotent(true);
-/// assert_eq!(policy.get_max_attempts(), 5);
+/// assert_eq!(policy.attempt_limit(), 5);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -160,18 +160,18 @@ impl RetryPolicy {
         self
     }
 
-    /// The total number of attempts allowed.
-    pub const fn get_max_attempts(&self) -> u32 {
+    /// The total number of attempts allowed (set with [`max_attempts`](Self::max_attempts)).
+    pub const fn attempt_limit(&self) -> u32 {
         self.max_attempts
     }
 
-    /// The overall deadline, if any.
-    pub const fn get_deadline(&self) -> Option<Duration> {
+    /// The overall deadline, if any (set with [`deadline`](Self::deadline)).
+    pub const fn overall_deadline(&self) -> Option<Duration> {
         self.deadline
     }
 
-    /// The per-attempt timeout, if any.
-    pub const fn get_attempt_timeout(&self) -> Option<Duration> {
+    /// The per-attempt timeout, if any (set with [`attempt_timeout`](Self::attempt_timeout)).
+    pub const fn per_attempt_timeout(&self) -> Option<Duration> {
         self.attempt_timeout
     }
 
@@ -180,8 +180,9 @@ impl RetryPolicy {
         self.idempotent
     }
 
-    /// The wait after a throttled error that carries no server wait.
-    pub const fn get_throttle_wait(&self) -> Duration {
+    /// The wait after a throttled error that carries no server wait (set with
+    /// [`throttle_wait`](Self::throttle_wait)).
+    pub const fn default_throttle_wait(&self) -> Duration {
         self.throttle_wait
     }
 
@@ -350,7 +351,7 @@ mod tests {
 
     #[test]
     fn max_attempts_is_at_least_one() {
-        assert_eq!(RetryPolicy::default().max_attempts(0).get_max_attempts(), 1);
+        assert_eq!(RetryPolicy::default().max_attempts(0).attempt_limit(), 1);
         assert_eq!(RetryPolicy::no_retry().delays().count(), 0);
     }
 }

@@ -209,7 +209,11 @@ impl Actor {
         let ready_timeout = self.ctx.config.ready_timeout;
         let mut last = String::new();
         for attempt in 1..=attempts {
-            let spec = SessionSpec::new(self.lease.clone(), mode);
+            let spec = SessionSpec::new(
+                self.lease.clone(),
+                mode,
+                Arc::clone(self.ctx.stores.auth_state()),
+            );
             let opened = tokio::select! {
                 () = self.cancel.cancelled() => return Err(Stop(Exit::Stopped)),
                 r = self.ctx.connector.open(spec) => r,
@@ -223,11 +227,21 @@ impl Actor {
                         }
                         r = opened.session.wait_ready(ready_timeout) => r,
                     };
-                    if ready {
-                        return Ok(Ok(opened));
+                    match ready {
+                        Ok(()) => return Ok(Ok(opened)),
+                        Err(e) if e.kind() == ConnectorErrorKind::UntrustedServer => {
+                            opened.session.disconnect().await;
+                            // The connector logged what to change for the operator; the owner
+                            // reads that the service cannot reach WhatsApp. Never retried.
+                            debug!(error = %e, "the WhatsApp server is not trusted");
+                            return Ok(Err(messages::UNTRUSTED_SERVER.to_owned()));
+                        }
+                        Err(e) => {
+                            debug!(error = %e, "the WhatsApp socket was not ready");
+                            opened.session.disconnect().await;
+                            last = messages::unreachable(ready_timeout);
+                        }
                     }
-                    opened.session.disconnect().await;
-                    last = messages::unreachable(ready_timeout);
                 }
                 Err(e) if e.kind() == ConnectorErrorKind::Unreadable => {
                     warn!(error = %e, "the stored auth state cannot be opened with this instance's keys; leaving the device untouched for an instance that has them");
@@ -441,14 +455,13 @@ impl Actor {
                 Some(Some(SessionEvent::Disconnected { reason })) => {
                     // The code died with the socket; the client reconnects by itself.
                     info!(%reason, "socket dropped while a code was shown; re-issuing once ready");
-                    if !session.wait_ready(self.ctx.config.ready_timeout).await {
-                        let exit = self
-                            .fail(
-                                "connect_failed",
-                                messages::unreachable(self.ctx.config.ready_timeout),
-                                None,
-                            )
-                            .await?;
+                    if let Err(e) = session.wait_ready(self.ctx.config.ready_timeout).await {
+                        let message = if e.kind() == ConnectorErrorKind::UntrustedServer {
+                            messages::UNTRUSTED_SERVER.to_owned()
+                        } else {
+                            messages::unreachable(self.ctx.config.ready_timeout)
+                        };
+                        let exit = self.fail("connect_failed", message, None).await?;
                         return Ok(Paired::No(exit));
                     }
                     true

@@ -5,6 +5,7 @@
 //! [`mockall`] mocks behind the `mocks` feature.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,7 +14,7 @@ use futures::stream::BoxStream;
 use wa_pairing_code::IssuedCode;
 use wa_pairing_phone::PhoneNumber;
 use wa_pairing_retry::{Classify, Verdict};
-use wa_pairing_store::{DeviceId, Lease, StoreError};
+use wa_pairing_store::{AuthStateStore, DeviceId, Lease, StoreError};
 
 /// What the runner wants a session for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,8 +29,11 @@ pub enum SessionMode {
     Resume,
 }
 
-/// Everything a connector needs to open one device's session.
-#[derive(Debug, Clone)]
+/// Everything a connector needs to open one device's session, the store its state lives in
+/// included: the runner hands over the auth state of its own [`Stores`](wa_pairing_store::Stores)
+/// with every session, so the state a client writes is always the state the runner wipes
+/// after a logout or an unlink.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct SessionSpec {
     /// The device.
@@ -38,16 +42,29 @@ pub struct SessionSpec {
     pub lease: Lease,
     /// Pair or resume.
     pub mode: SessionMode,
+    /// Where the device's auth state lives (sealed when the runner's stores have keys).
+    pub auth_state: Arc<dyn AuthStateStore>,
 }
 
 impl SessionSpec {
-    /// A spec for `lease`'s device in `mode`.
-    pub fn new(lease: Lease, mode: SessionMode) -> Self {
+    /// A spec for `lease`'s device in `mode`, its state in `auth_state`.
+    pub fn new(lease: Lease, mode: SessionMode, auth_state: Arc<dyn AuthStateStore>) -> Self {
         Self {
             device_id: lease.device_id,
             lease,
             mode,
+            auth_state,
         }
+    }
+}
+
+impl fmt::Debug for SessionSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionSpec")
+            .field("device_id", &self.device_id)
+            .field("lease", &self.lease)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
     }
 }
 
@@ -185,8 +202,14 @@ impl fmt::Debug for OpenedSession {
 #[async_trait]
 pub trait Session: Send + Sync + 'static {
     /// Waits until the socket can carry a pairing request (the Noise handshake is done), at
-    /// most `timeout`. Returns whether it is ready.
-    async fn wait_ready(&self, timeout: Duration) -> bool;
+    /// most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// Not ready in time: a retryable [`ConnectorErrorKind::Timeout`] (or
+    /// [`Connection`](ConnectorErrorKind::Connection)). A server the client cannot trust:
+    /// a permanent [`ConnectorErrorKind::UntrustedServer`], as soon as the client refused it.
+    async fn wait_ready(&self, timeout: Duration) -> Result<(), ConnectorError>;
 
     /// Asks WhatsApp for a pairing code for `phone`. Returns the code once the server accepted
     /// the request, with its validity. Refusals are classified ([`Classify`]): throttling
@@ -238,6 +261,11 @@ pub enum ConnectorErrorKind {
     /// The configuration refuses this server (for example a non-loopback URL in a build that
     /// skips certificate checks).
     Configuration,
+    /// The server did not prove it is WhatsApp's: the client refused its Noise certificate
+    /// (a simulator met by a build that checks certificates, or a TLS-intercepting proxy in
+    /// the way). An operator's setting to change; never retried. The WhatsApp connector logs one
+    /// error line naming the server and the fix.
+    UntrustedServer,
     /// Anything else.
     Other,
 }

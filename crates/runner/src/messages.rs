@@ -59,6 +59,10 @@ pub(crate) fn unreachable(waited: Duration) -> String {
     )
 }
 
+/// The client refused the server as not WhatsApp's: the operator has a setting to change,
+/// the owner can only wait.
+pub(crate) const UNTRUSTED_SERVER: &str = "The service cannot reach WhatsApp right now: its connection to WhatsApp is misconfigured, and its operator has been told. Try again later.";
+
 /// Codes expired too many times.
 pub(crate) const EXPIRED: &str =
     "The pairing code expired before it was entered. Press refresh for a new code.";

@@ -14,7 +14,8 @@
 //! | `wa_pairing_code_retries_total` | counter | | code requests retried |
 //! | `wa_pairing_reconnects_total` | counter | | sessions reconnected after a dropped connection |
 //! | `wa_pairing_cache_failures_total` | counter | `op`: put, delete, budget | cache or budget calls the runner carried on without |
-//! | `wa_pairing_leases_lost_total` | counter | | leases another instance took over (this one paused too long) |
+//! | `wa_pairing_leases_lost_total` | counter | | leases this instance lost while it still wanted them: taken over by another instance, renewals failing for a lease period, or lapsed while it paused (alert on this) |
+//! | `wa_pairing_session_stops_total` | counter | `reason`: owner_action, deleted, taken_over, renewal_failed, lapsed | held sessions the runner stopped because their lease ended, by why (an owner's refresh, disconnect or unlink is `owner_action`, never a lost lease) |
 //! | `wa_pairing_actor_panics_total` | counter | | device actors that panicked (a bug) |
 //! | `wa_pairing_devices_unreadable` | gauge | | devices whose auth state this instance's keys cannot open |
 //! | `wa_pairing_resumes_waiting` | gauge | | sessions claimed to log in again, waiting for their turn at the resume rate |
@@ -22,7 +23,8 @@
 //! | `wa_pairing_redis_failures_total` | counter | `op` | Redis calls that failed (emitted by `wa-pairing-redis`; pairing carries on without Redis) |
 //!
 //! The constants below name the histograms, for a recorder that sets their buckets;
-//! [`describe`] gives every metric its help text.
+//! [`describe`] gives every metric its help text and makes every counter and gauge (each
+//! label value above included) exist at 0, so a dashboard or an alert sees them from start.
 
 /// `wa_pairing_outcomes_total`.
 pub const OUTCOMES: &str = "wa_pairing_outcomes_total";
@@ -39,6 +41,72 @@ pub const RENEW: &str = "wa_pairing_renew_seconds";
 pub const RESUME_WAIT: &str = "wa_pairing_resume_wait_seconds";
 /// `wa_pairing_redis_failures_total` (emitted by `wa-pairing-redis`).
 pub const REDIS_FAILURES: &str = "wa_pairing_redis_failures_total";
+/// `wa_pairing_session_stops_total`, labelled by `reason`.
+pub const SESSION_STOPS: &str = "wa_pairing_session_stops_total";
+/// `wa_pairing_leases_lost_total`: the alerting metric.
+pub const LEASES_LOST: &str = "wa_pairing_leases_lost_total";
+
+/// Every `kind` of [`OUTCOMES`].
+pub const OUTCOME_KINDS: &[&str] = &[
+    "linked",
+    "resumed",
+    "invalid_phone",
+    "throttled",
+    "budget",
+    "refused",
+    "code_request_failed",
+    "expired",
+    "pairing_failed",
+    "connect_failed",
+    "resume_failed",
+    "logged_out",
+    "replaced",
+    "banned",
+    "outdated",
+    "connection_lost",
+    "unreadable",
+    "unlinked",
+];
+
+/// Why the runner stopped a session it held because its lease ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopReason {
+    /// An owner's refresh, disconnect or unlink released the lease.
+    OwnerAction,
+    /// The device was deleted.
+    Deleted,
+    /// Another instance holds the lease.
+    TakenOver,
+    /// Renewals failed for nearly a lease period.
+    RenewalFailed,
+    /// This instance's own lease lapsed (it paused) and it claimed the device again.
+    Lapsed,
+}
+
+impl StopReason {
+    const ALL: [Self; 5] = [
+        Self::OwnerAction,
+        Self::Deleted,
+        Self::TakenOver,
+        Self::RenewalFailed,
+        Self::Lapsed,
+    ];
+
+    pub(crate) const fn label(self) -> &'static str {
+        match self {
+            Self::OwnerAction => "owner_action",
+            Self::Deleted => "deleted",
+            Self::TakenOver => "taken_over",
+            Self::RenewalFailed => "renewal_failed",
+            Self::Lapsed => "lapsed",
+        }
+    }
+
+    /// Whether this instance lost a lease it still wanted (what an operator alerts on).
+    pub(crate) const fn is_loss(self) -> bool {
+        matches!(self, Self::TakenOver | Self::RenewalFailed | Self::Lapsed)
+    }
+}
 
 /// Registers the help text and unit of every metric in the table with the installed
 /// recorder (Prometheus' `# HELP` lines). Call it once after installing a recorder; metrics
@@ -74,8 +142,12 @@ pub fn describe() {
         "Cache or budget calls the runner carried on without"
     );
     describe_counter!(
-        "wa_pairing_leases_lost_total",
-        "Leases taken over by another instance"
+        LEASES_LOST,
+        "Leases lost while still wanted: taken over, renewals failing, or lapsed"
+    );
+    describe_counter!(
+        SESSION_STOPS,
+        "Held sessions stopped because their lease ended, by reason"
     );
     describe_counter!(
         "wa_pairing_actor_panics_total",
@@ -95,6 +167,37 @@ pub fn describe() {
         "From claiming a session to its turn to log in again"
     );
     describe_counter!(REDIS_FAILURES, "Redis calls that failed");
+    register_at_zero();
+}
+
+/// Makes every counter and gauge of the table exist (at 0, or unchanged when it already has
+/// a value), each label value included.
+fn register_at_zero() {
+    for kind in OUTCOME_KINDS {
+        metrics::counter!(OUTCOMES, "kind" => *kind).increment(0);
+    }
+    for reason in StopReason::ALL {
+        metrics::counter!(SESSION_STOPS, "reason" => reason.label()).increment(0);
+    }
+    for op in ["put", "delete", "budget"] {
+        metrics::counter!("wa_pairing_cache_failures_total", "op" => op).increment(0);
+    }
+    for name in [
+        "wa_pairing_code_retries_total",
+        "wa_pairing_reconnects_total",
+        LEASES_LOST,
+        "wa_pairing_actor_panics_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    for name in [
+        "wa_pairing_sessions",
+        "wa_pairing_leases",
+        "wa_pairing_devices_unreadable",
+        "wa_pairing_resumes_waiting",
+    ] {
+        metrics::gauge!(name).increment(0.0);
+    }
 }
 
 use std::time::Duration;
@@ -144,8 +247,11 @@ pub(crate) fn cache_failure(op: &'static str) {
     metrics::counter!("wa_pairing_cache_failures_total", "op" => op).increment(1);
 }
 
-pub(crate) fn lease_lost() {
-    metrics::counter!("wa_pairing_leases_lost_total").increment(1);
+pub(crate) fn session_stopped(reason: StopReason) {
+    metrics::counter!(SESSION_STOPS, "reason" => reason.label()).increment(1);
+    if reason.is_loss() {
+        metrics::counter!(LEASES_LOST).increment(1);
+    }
 }
 
 pub(crate) fn actor_panicked() {

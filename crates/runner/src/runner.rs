@@ -11,15 +11,15 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 use wa_pairing_store::{
-    Change, ChangeStream, ClaimRequest, ClaimedDevice, DeviceId, DeviceStatus, DeviceStore, Lease,
-    Stores,
+    Change, ChangeStream, ClaimRequest, ClaimedDevice, Device, DeviceId, DeviceStatus, DeviceStore,
+    Lease, Stores,
 };
 
 use crate::actor::{self, Ctx, Exit};
 use crate::config::{ConfigError, RunnerConfig};
 use crate::connector::Connector;
 use crate::live::LiveSessions;
-use crate::metrics;
+use crate::metrics::{self, StopReason};
 use crate::pace::Pacer;
 
 /// How long to gather pushed changes before one claim serves them all.
@@ -173,10 +173,9 @@ struct Loop {
 }
 
 impl Runner {
-    /// A runner over `stores` reaching WhatsApp through `connector`.
-    ///
-    /// The stores' auth state is the one wiped after a logout or unlink, so hand the
-    /// connector the same [`Stores`] (the WhatsApp connector takes them too).
+    /// A runner over `stores` reaching WhatsApp through `connector`. Every session it opens
+    /// gets the stores' auth state with its [`SessionSpec`](crate::SessionSpec), the same
+    /// state the runner wipes after a logout or an unlink.
     pub fn new(
         stores: Stores,
         connector: Arc<dyn Connector>,
@@ -463,10 +462,18 @@ async fn renew(
             *last_renewed = Instant::now();
             let kept: std::collections::HashSet<DeviceId> =
                 kept.iter().map(|l| l.device_id).collect();
-            for (id, h) in held.iter_mut() {
-                if !h.lost && !kept.contains(id) {
-                    info!(device = %id, "lease lost; stopping its session");
-                    lose(h);
+            let gone: Vec<DeviceId> = held
+                .iter()
+                .filter(|(id, h)| !h.lost && !kept.contains(id))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in gone {
+                // An owner's action (refresh, disconnect, unlink, delete) also ends a lease:
+                // the device tells which it was.
+                let reason = why_gone(store, &config.instance_id, id).await;
+                if let Some(h) = held.get_mut(&id) {
+                    info!(device = %id, reason = reason.label(), "lease ended; stopping its session");
+                    lose(h, reason);
                 }
             }
         }
@@ -475,7 +482,7 @@ async fn renew(
             if last_renewed.elapsed() + config.heartbeat >= config.lease_for {
                 warn!("leases may lapse before the next renewal; stopping every session");
                 for h in held.values_mut() {
-                    lose(h);
+                    lose(h, StopReason::RenewalFailed);
                 }
             }
         }
@@ -510,11 +517,30 @@ fn publish_held(status: &RunnerStatus, n: usize) {
     metrics::leases(n);
 }
 
-fn lose(h: &mut Held) {
+fn lose(h: &mut Held, reason: StopReason) {
     if !h.lost {
         h.lost = true;
-        metrics::lease_lost();
+        metrics::session_stopped(reason);
         h.cancel.cancel();
+    }
+}
+
+/// Why a lease this instance renewed is no longer its own, read from the device.
+async fn why_gone(store: &dyn DeviceStore, instance: &str, id: DeviceId) -> StopReason {
+    match store.get(id).await {
+        Ok(d) => revoked_or_taken(&d, instance),
+        Err(e) if e.is_not_found() => StopReason::Deleted,
+        // Unknown: counted as lost, the side an alert should err on.
+        Err(_) => StopReason::TakenOver,
+    }
+}
+
+/// A device whose lease is not this instance's any more: held by another instance (taken
+/// over), or by nobody (an owner's action released it).
+fn revoked_or_taken(device: &Device, instance: &str) -> StopReason {
+    match device.lease_owner.as_deref() {
+        Some(owner) if owner != instance => StopReason::TakenOver,
+        _ => StopReason::OwnerAction,
     }
 }
 
@@ -541,11 +567,12 @@ async fn check_held(
     };
     match store.get(id).await {
         Ok(d) if d.lease_fence == h.lease.fence && d.lease_owner.as_deref() == Some(instance) => {}
-        Ok(_) => {
-            info!(device = %id, "lease revoked; stopping its session");
-            lose(h);
+        Ok(d) => {
+            let reason = revoked_or_taken(&d, instance);
+            info!(device = %id, reason = reason.label(), "lease ended; stopping its session");
+            lose(h, reason);
         }
-        Err(e) if e.is_not_found() => lose(h),
+        Err(e) if e.is_not_found() => lose(h, StopReason::Deleted),
         Err(e) => debug!(device = %id, error = %e, "could not check a changed device"),
     }
 }
@@ -587,7 +614,7 @@ async fn claim(
             // Our own lease lapsed and we claimed the device again: the old actor must close
             // its socket before a new one opens, never two sockets for one account.
             Some(old) => {
-                lose(old);
+                lose(old, StopReason::Lapsed);
                 st.pending.insert(c.device.id, c);
             }
             None => spawn(ctx, root, st, c),

@@ -47,7 +47,7 @@ fn refused(code: u16, verdict: Verdict) -> ConnectorError {
 #[derive(Default)]
 struct Script {
     codes: Mutex<VecDeque<Result<IssuedCode, ConnectorError>>>,
-    ready: Mutex<VecDeque<bool>>,
+    ready: Mutex<VecDeque<Result<(), ConnectorError>>>,
     requests: AtomicUsize,
     cancels: AtomicUsize,
     disconnects: AtomicUsize,
@@ -67,7 +67,23 @@ impl Script {
         self
     }
 
+    /// Whether each session opened gets ready in time (then: always).
     fn ready(self, ready: impl IntoIterator<Item = bool>) -> Self {
+        self.ready_as(ready.into_iter().map(|ok| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConnectorError::new(
+                    ConnectorErrorKind::Timeout,
+                    "not ready in time",
+                    Verdict::Retry,
+                ))
+            }
+        }))
+    }
+
+    /// What each session opened answers when the runner waits for it (then: ready).
+    fn ready_as(self, ready: impl IntoIterator<Item = Result<(), ConnectorError>>) -> Self {
         *self.ready.lock().unwrap() = ready.into_iter().collect();
         self
     }
@@ -102,7 +118,7 @@ fn connector(script: &Arc<Script>, rx: mpsc::UnboundedReceiver<SessionEvent>) ->
         let s = Arc::clone(&script);
         session
             .expect_wait_ready()
-            .returning(move |_| s.ready.lock().unwrap().pop_front().unwrap_or(true));
+            .returning(move |_| s.ready.lock().unwrap().pop_front().unwrap_or(Ok(())));
         let s = Arc::clone(&script);
         session.expect_request_code().returning(move |_| {
             s.requests.fetch_add(1, Ordering::SeqCst);
@@ -574,6 +590,38 @@ async fn the_budget_refuses_before_whatsapp_is_asked() {
     stop(task, s).await;
 }
 
+/// A server the client refused as not WhatsApp's is an operator's setting: the attempt fails
+/// at once (no second socket), and the owner reads that the service cannot reach WhatsApp.
+#[tokio::test(start_paused = true)]
+async fn an_untrusted_server_fails_the_pairing_at_once_without_retrying() {
+    let untrusted = || {
+        Err(ConnectorError::new(
+            ConnectorErrorKind::UntrustedServer,
+            "the WhatsApp server at ws://127.0.0.1:9/ws/chat did not prove it is WhatsApp's",
+            Verdict::Permanent,
+        ))
+    };
+    let mut h = Harness::with_config(
+        Script::default().ready_as([untrusted(), untrusted(), untrusted()]),
+        config().connect_attempts(3),
+    );
+    let d = h.pairing_device().await;
+    let (task, s) = h.start();
+    let failed = h
+        .until(d.id, "failed", |d| d.status == DeviceStatus::Failed)
+        .await;
+    let message = failed.error_message.unwrap();
+    assert!(message.contains("cannot reach WhatsApp"), "{message}");
+    assert!(
+        !message.contains("127.0.0.1"),
+        "no server address for the owner: {message}"
+    );
+    assert_eq!(h.count(|s| &s.opens), 1, "never retried");
+    assert_eq!(h.count(|s| &s.disconnects), 1, "its socket is closed");
+    assert_eq!(h.count(|s| &s.requests), 0);
+    stop(task, s).await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_socket_that_never_gets_ready_fails_after_the_attempts() {
     let mut h = Harness::with_config(
@@ -900,8 +948,8 @@ struct SlowToClose {
 
 #[async_trait::async_trait]
 impl wa_pairing_runner::Session for SlowToClose {
-    async fn wait_ready(&self, _timeout: Duration) -> bool {
-        true
+    async fn wait_ready(&self, _timeout: Duration) -> Result<(), ConnectorError> {
+        Ok(())
     }
     async fn request_code(
         &self,

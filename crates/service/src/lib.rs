@@ -23,9 +23,12 @@ pub use import::{ImportAction, ImportLine, ImportOptions, ImportReport, import_b
 pub use logging::{LogFormat, init_logging};
 pub use prometheus::{MetricsError, install_metrics, prometheus_builder};
 pub use service::{
-    BuildError, Service, check_keys, connect_stores, describe_unreadable, reencrypt,
+    BuildError, MIGRATE_WAIT, Service, check_keys, connect_stores, describe_unreadable, migrate,
+    reencrypt,
 };
-pub use settings::{HttpSettings, Settings, SettingsError, StoreSettings, env};
+pub use settings::{
+    DEFAULT_HEALTH_ADDR, HttpSettings, Settings, SettingsError, StoreSettings, env,
+};
 
 /// Completes on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {

@@ -37,6 +37,19 @@ static SECRETS: LazyLock<Regex> = LazyLock::new(|| {
     .unwrap_or_else(|e| unreachable!("a fixed pattern compiles: {e}"))
 });
 
+/// The location fields the `log` bridge adds to lines from crates that log through `log`
+/// (the WhatsApp client): `log.file` is an absolute path on the machine that built the
+/// binary, and the others repeat the line's `target`. Nothing an operator acts on.
+static LOG_LOCATION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#","log\.(?:file|line|module_path|target)":(?:"(?:[^"\\]|\\.)*"|[0-9]+)"#)
+        .unwrap_or_else(|e| unreachable!("a fixed pattern compiles: {e}"))
+});
+
+/// Drops the `log` bridge's location fields from a JSON log line (see [`LOG_LOCATION`]).
+fn strip_log_location(text: &str) -> std::borrow::Cow<'_, str> {
+    LOG_LOCATION.replace_all(text, "")
+}
+
 /// Redacts one piece of log output: runs of eight or more digits become a redacted phone
 /// number (`62812****7890`), code-shaped words become `****-****`; UUIDs stay.
 ///
@@ -88,7 +101,8 @@ impl<W: Write> RedactingWriter<W> {
     fn emit(&mut self, upto: usize) -> io::Result<()> {
         let chunk: Vec<u8> = self.pending.drain(..upto).collect();
         let text = String::from_utf8_lossy(&chunk);
-        self.inner.write_all(redact(&text).as_bytes())
+        self.inner
+            .write_all(redact(&strip_log_location(&text)).as_bytes())
     }
 }
 
@@ -183,6 +197,19 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_bridges_location_fields_are_dropped() {
+        let line = r#"{"level":"ERROR","message":"Failed to connect: \"x\". Will retry","log.target":"whatsapp_rust::client","log.module_path":"whatsapp_rust::client","log.file":"/root/.cargo/registry/src/x/whatsapp-rust-0.7.0/src/client/lifecycle.rs","log.line":587,"target":"whatsapp_rust::client"}"#;
+        let out = strip_log_location(line);
+        assert_eq!(
+            out,
+            r#"{"level":"ERROR","message":"Failed to connect: \"x\". Will retry","target":"whatsapp_rust::client"}"#
+        );
+        assert!(serde_json::from_str::<serde_json::Value>(&out).is_ok());
+        let ours = r#"{"level":"INFO","message":"service started","log_file":"kept"}"#;
+        assert_eq!(strip_log_location(ours), ours);
+    }
 
     #[test]
     fn numbers_and_codes_go_ids_and_ordinary_words_stay() {

@@ -4,7 +4,8 @@
 //! `GET /metrics` (Prometheus) answer on `WA_PAIRING_HEALTH_ADDR`; SIGTERM or Ctrl-C stops it
 //! gracefully (sessions closed, leases released, so another instance takes over at once).
 //!
-//! Commands: none (run the service), `check-keys` (open every stored value with the
+//! Commands: none (run the service), `migrate` (apply the database migrations and exit),
+//! `check-keys` (open every stored value with the
 //! configured keys and report, writing nothing), `reencrypt` (rewrite every value with the
 //! current key, safe while the service runs), `import-baileys` (move the original system's
 //! Baileys sessions over without linking again), `healthcheck` (ask a running service's
@@ -15,13 +16,16 @@ use std::time::Duration;
 
 use wa_pairing_service::{
     ImportAction, ImportOptions, Service, Settings, check_keys, describe_unreadable,
-    import_baileys, init_logging, install_metrics, probe, reencrypt, shutdown_signal,
+    import_baileys, init_logging, install_metrics, migrate, probe, reencrypt, shutdown_signal,
 };
 use wa_pairing_store::DeviceId;
 use wa_pairing_whatsapp::baileys::Overwrite;
 
-const USAGE: &str = "usage: wa-pairing-service [check-keys | reencrypt | import-baileys [options] | healthcheck [ready]]
+const USAGE: &str = "usage: wa-pairing-service [migrate | check-keys | reencrypt | import-baileys [options] | healthcheck [ready] | help]
   (no command)  run the service
+  help          print this and exit 0 (also --help, -h)
+  migrate       apply the database migrations (DATABASE_URL) and exit, waiting up to 5 min
+                for a database that does not answer yet (exit 2 on a setting to change)
   check-keys    open every stored auth-state value with WA_PAIRING_AUTH_KEYS and report
                 which key ids hold them; changes nothing (exit 1 when any value is on an
                 older key or cannot be opened)
@@ -42,6 +46,10 @@ const USAGE: &str = "usage: wa-pairing-service [check-keys | reencrypt | import-
 #[tokio::main]
 async fn main() -> ExitCode {
     let command = std::env::args().nth(1);
+    if matches!(command.as_deref(), Some("help" | "--help" | "-h")) {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     if command.as_deref() == Some("healthcheck") {
         return healthcheck(std::env::args().nth(2).as_deref()).await;
     }
@@ -56,11 +64,13 @@ async fn main() -> ExitCode {
     } else {
         None
     };
-    if !matches!(
-        command.as_deref(),
-        None | Some("check-keys" | "reencrypt" | "import-baileys")
-    ) {
-        eprintln!("{USAGE}");
+    if let Some(other) = command.as_deref().filter(|c| {
+        !matches!(
+            *c,
+            "migrate" | "check-keys" | "reencrypt" | "import-baileys"
+        )
+    }) {
+        eprintln!("unknown command `{other}`\n{USAGE}");
         return ExitCode::from(2);
     }
     let settings = match Settings::from_env() {
@@ -72,6 +82,16 @@ async fn main() -> ExitCode {
     };
     init_logging(settings.log_format);
     match command.as_deref() {
+        Some("migrate") => match migrate(&settings).await {
+            Ok(applied) => {
+                tracing::info!(applied, "migrations applied");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the migrations were not applied");
+                ExitCode::from(e.exit_code())
+            }
+        },
         Some("check-keys") => keys(&settings).await,
         Some("reencrypt") => match reencrypt(&settings).await {
             Ok(report) if report.unreadable == 0 => ExitCode::SUCCESS,

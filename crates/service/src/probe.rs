@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use crate::settings::env;
 
 /// The address the health endpoint listens on per `WA_PAIRING_HEALTH_ADDR` (default
-/// `0.0.0.0:8080`), as a client reaches it from the same host: an unspecified address
+/// [`DEFAULT_HEALTH_ADDR`](crate::DEFAULT_HEALTH_ADDR)), as a client reaches it from the same host: an unspecified address
 /// (`0.0.0.0`, `[::]`) becomes loopback.
 ///
 /// # Errors
@@ -17,10 +17,10 @@ use crate::settings::env;
 /// When the setting is not `host:port`.
 pub fn local_health_addr(lookup: impl Fn(&str) -> Option<String>) -> Result<SocketAddr, String> {
     let mut addr = match lookup(env::HEALTH_ADDR).filter(|v| !v.trim().is_empty()) {
-        None => SocketAddr::from(([0, 0, 0, 0], 8080)),
+        None => crate::DEFAULT_HEALTH_ADDR,
         Some(v) => v.trim().parse().map_err(|_| {
             format!(
-                "{} must be host:port, for example 0.0.0.0:8080",
+                "{} must be host:port, for example 0.0.0.0:9464",
                 env::HEALTH_ADDR
             )
         })?,
@@ -83,7 +83,7 @@ mod tests {
     fn unspecified_addresses_are_probed_on_loopback() {
         assert_eq!(
             local_health_addr(|_| None).unwrap(),
-            "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+            "127.0.0.1:9464".parse::<SocketAddr>().unwrap()
         );
         assert_eq!(
             local_health_addr(|_| Some("[::]:9000".into())).unwrap(),

@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 use wa_pairing_http::HttpConfig;
 use wa_pairing_postgres::PostgresStore;
 use wa_pairing_redis::RedisStore;
+use wa_pairing_retry::{Backoff, RetryPolicy};
 use wa_pairing_runner::{RunSummary, Runner, RunnerConfig, RunnerStatus};
 use wa_pairing_store::{DeviceId, DeviceStore, ErrorKind, KeyReport, StoreError, Stores};
 use wa_pairing_supabase::SupabaseStore;
@@ -60,6 +61,12 @@ impl BuildError {
         let mut error = Self::new(what, e);
         if e.kind() == ErrorKind::Configuration {
             error.exit_code = 2;
+            if e.message().contains("apply the migrations") {
+                // The stores name the backends' own ways; this service has two more.
+                error.message.push_str(
+                    "; with this service: set WA_PAIRING_MIGRATE=true, or run `wa-pairing-service migrate` once",
+                );
+            }
         }
         error
     }
@@ -100,10 +107,7 @@ pub async fn connect_stores(settings: &Settings) -> Result<Stores, BuildError> {
             let store =
                 PostgresStore::connect(config).map_err(|e| BuildError::store("PostgreSQL", &e))?;
             if settings.migrate {
-                let applied = store
-                    .migrate()
-                    .await
-                    .map_err(|e| BuildError::store("applying the migrations", &e))?;
+                let applied = migrate_when_reachable(&store).await?;
                 info!(applied, "migrations applied");
             }
             store.stores()
@@ -133,6 +137,67 @@ pub async fn connect_stores(settings: &Settings) -> Result<Stores, BuildError> {
         builder = builder.code_cache(redis.resilient_cache()).budget(redis);
     }
     Ok(builder.build())
+}
+
+/// How long the service waits at start for a database that does not answer yet, to apply
+/// the migrations (`WA_PAIRING_MIGRATE=true`): a database starting beside the service (a
+/// Compose file, a pod restarted with its database) is waited for, as the runner waits for
+/// one that goes away later.
+pub const MIGRATE_WAIT: Duration = Duration::from_secs(300);
+
+/// Applies the migrations, waiting with backoff (1 s, doubling, at most 30 s apart) up to
+/// [`MIGRATE_WAIT`] while the database cannot be reached; a setting the database refuses (a
+/// wrong password, TLS) is not waited for.
+async fn migrate_when_reachable(store: &PostgresStore) -> Result<usize, BuildError> {
+    let policy = RetryPolicy::default()
+        .max_attempts(u32::MAX)
+        .backoff(Backoff::exponential(
+            Duration::from_secs(1),
+            Duration::from_secs(30),
+        ))
+        .deadline(MIGRATE_WAIT);
+    policy
+        .run_notify(
+            |_| store.migrate(),
+            |event| {
+                if let Some(e) = event.failure.error() {
+                    warn!(
+                        attempt = event.attempt,
+                        retry_in_s = event.delay.as_secs_f32(),
+                        error = %e,
+                        "the database cannot be reached yet to apply the migrations; waiting for it"
+                    );
+                }
+            },
+        )
+        .await
+        .map_err(|e| match e.into_error() {
+            Some(e) => BuildError::store("applying the migrations", &e),
+            None => BuildError::new(
+                "applying the migrations",
+                "the database did not answer in time",
+            ),
+        })
+}
+
+/// The `migrate` command: applies the migrations to the configured PostgreSQL database
+/// (waiting for it as [`MIGRATE_WAIT`] says) and returns how many were applied.
+///
+/// # Errors
+///
+/// The store is Supabase's REST API (migrations go through `supabase db push` there), or
+/// the migrations failed.
+pub async fn migrate(settings: &Settings) -> Result<usize, BuildError> {
+    match &settings.store {
+        StoreSettings::Postgres(config) => {
+            let store =
+                PostgresStore::connect(config).map_err(|e| BuildError::store("PostgreSQL", &e))?;
+            migrate_when_reachable(&store).await
+        }
+        StoreSettings::Supabase(_) => Err(BuildError::refused(
+            "migrate: the store is Supabase's REST API, which cannot change the schema: apply the migrations with `supabase db push`, or set DATABASE_URL to the project's database".to_owned(),
+        )),
+    }
 }
 
 /// Opens every stored value of up to `devices` devices with the configured keys, writing
@@ -265,7 +330,7 @@ impl Service {
             Err(e) => warn!(error = %e, "could not check the auth-state keys at start"),
         }
 
-        let mut whatsapp = WhatsAppConfig::new(&stores);
+        let mut whatsapp = WhatsAppConfig::new();
         if let Some(url) = &settings.whatsapp_server {
             whatsapp = whatsapp.server_url(url.clone());
         }

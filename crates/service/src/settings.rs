@@ -95,6 +95,12 @@ impl fmt::Display for SettingsError {
 
 impl std::error::Error for SettingsError {}
 
+/// Where `/livez`, `/readyz` and `/metrics` answer unless [`env::HEALTH_ADDR`] says otherwise:
+/// `127.0.0.1:9464`, loopback (these answer without authentication), and a port of its own,
+/// apart from the HTTP API's and from the demo's and the simulator's examples.
+pub const DEFAULT_HEALTH_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
+
 /// The environment variables [`Settings`] reads.
 pub mod env {
     /// A direct PostgreSQL URL (preferred store); TLS with `?sslmode=verify-full&sslrootcert=...`.
@@ -119,9 +125,11 @@ pub mod env {
     pub const DEFAULT_REGION: &str = "WA_PAIRING_DEFAULT_REGION";
     /// This instance's name in leases (default: `HOSTNAME`, else random).
     pub const INSTANCE_ID: &str = "WA_PAIRING_INSTANCE_ID";
-    /// Health endpoint address (default `0.0.0.0:8080`: it answers liveness and readiness
-    /// only, without authentication and without secrets, and must be reachable by the
-    /// orchestrator's probes).
+    /// Health and metrics endpoint address (default [`DEFAULT_HEALTH_ADDR`](super::DEFAULT_HEALTH_ADDR),
+    /// loopback: `/livez`, `/readyz` and `/metrics` answer without authentication, so the
+    /// port is reachable only from the same host unless this is set, for example to
+    /// `0.0.0.0:9464` in a Kubernetes pod, whose probes and scrapes come over the pod's
+    /// address).
     pub const HEALTH_ADDR: &str = "WA_PAIRING_HEALTH_ADDR";
     /// `true` to apply the migrations at start (direct PostgreSQL only).
     pub const MIGRATE: &str = "WA_PAIRING_MIGRATE";
@@ -276,13 +284,13 @@ impl Settings {
             });
 
         let health_addr = match var(env::HEALTH_ADDR) {
-            None => SocketAddr::from(([0, 0, 0, 0], 8080)),
+            None => DEFAULT_HEALTH_ADDR,
             Some(a) => a.parse().unwrap_or_else(|_| {
                 problems.push(format!(
-                    "{} must be host:port, for example 0.0.0.0:8080",
+                    "{} must be host:port, for example 0.0.0.0:9464",
                     env::HEALTH_ADDR
                 ));
-                SocketAddr::from(([0, 0, 0, 0], 8080))
+                DEFAULT_HEALTH_ADDR
             }),
         };
 
@@ -547,7 +555,8 @@ mod tests {
         assert!(matches!(s.store, StoreSettings::Postgres(_)));
         assert!(s.redis.is_none());
         assert_eq!(s.instance_id, "runner-7");
-        assert_eq!(s.health_addr.port(), 8080);
+        assert_eq!(s.health_addr, DEFAULT_HEALTH_ADDR);
+        assert!(s.health_addr.ip().is_loopback(), "private by default");
         assert_eq!(s.log_format, LogFormat::Json);
         assert!(!s.migrate);
         let shown = format!("{s:?}");
@@ -707,7 +716,7 @@ mod tests {
     #[test]
     fn http_problems_are_reported_with_the_others() {
         let e = settings(&[
-            ("WA_PAIRING_HTTP_ADDR", "0.0.0.0:8080"),
+            ("WA_PAIRING_HTTP_ADDR", "0.0.0.0:9464"),
             (
                 "WA_PAIRING_ALLOWED_ORIGINS",
                 "https://app.example.com/login,*",
@@ -717,7 +726,7 @@ mod tests {
         .unwrap_err();
         let text = e.to_string();
         for needle in [
-            "same port 8080",
+            "same port 9464",
             "the tokens' issuer",
             "no key to check tokens",
             "`https://app.example.com/login` is not an origin",

@@ -9,15 +9,26 @@ use waproto::whatsapp as wa;
 /// The chain is structurally what WhatsApp sends, with zero signatures (only clients built
 /// with `danger-skip-cert-chain-verify` accept it) and validity windows that ended in 2023, so
 /// the client never caches it for a Noise IK resume and always performs a full XX handshake.
+/// A foreign chain certifies another key than the static one: every client refuses it.
 pub(crate) struct ServerIdentity {
     pub(crate) static_kp: KeyPair,
     pub(crate) cert_chain: Vec<u8>,
 }
 
 impl ServerIdentity {
-    pub(crate) fn generate() -> Self {
+    pub(crate) fn generate(foreign: bool) -> Self {
+        let new_key = || {
+            KeyPair::generate(&mut rand::make_rng::<rand::rngs::StdRng>())
+                .public_key
+                .public_key_bytes()
+                .to_vec()
+        };
         let static_kp = KeyPair::generate(&mut rand::make_rng::<rand::rngs::StdRng>());
-        let key = static_kp.public_key.public_key_bytes().to_vec();
+        let key = if foreign {
+            new_key()
+        } else {
+            static_kp.public_key.public_key_bytes().to_vec()
+        };
         let details = |serial, issuer, key: Vec<u8>| {
             wa::cert_chain::noise_certificate::Details {
                 serial: Some(serial),
@@ -32,10 +43,7 @@ impl ServerIdentity {
             details: Some(details),
             signature: Some(vec![0u8; 64]),
         };
-        let intermediate_key = KeyPair::generate(&mut rand::make_rng::<rand::rngs::StdRng>())
-            .public_key
-            .public_key_bytes()
-            .to_vec();
+        let intermediate_key = new_key();
         let chain = wa::CertChain {
             intermediate: waproto::buffa::MessageField::some(cert(details(1, 0, intermediate_key))),
             leaf: waproto::buffa::MessageField::some(cert(details(2, 1, key))),

@@ -79,9 +79,10 @@ impl Sim {
         let addr = listener.local_addr().map_err(SimError::Bind)?;
         let (events, _) = broadcast::channel(4096);
         let (shutdown, mut stop) = watch::channel(false);
+        let identity = identity::ServerIdentity::generate(config.foreign_certificate);
         let shared = Arc::new(Shared {
             config,
-            identity: identity::ServerIdentity::generate(),
+            identity,
             addr,
             state: Mutex::new(State::default()),
             events,

@@ -31,6 +31,7 @@ pub struct SimConfig {
     pub(crate) qr_refs: usize,
     pub(crate) qr_first_ref: Duration,
     pub(crate) qr_ref: Duration,
+    pub(crate) foreign_certificate: bool,
 }
 
 impl Default for SimConfig {
@@ -42,6 +43,7 @@ impl Default for SimConfig {
             qr_refs: 6,
             qr_first_ref: Duration::from_secs(60),
             qr_ref: Duration::from_secs(20),
+            foreign_certificate: false,
         }
     }
 }
@@ -84,6 +86,17 @@ impl SimConfig {
     #[must_use]
     pub fn qr_ref(mut self, d: Duration) -> Self {
         self.qr_ref = d;
+        self
+    }
+
+    /// Presents a certificate chain whose leaf names another key than the one the server
+    /// proves in the Noise handshake, as any server that is not WhatsApp's does (a
+    /// TLS-intercepting proxy, a simulator met by a client that checks certificates). Every
+    /// client refuses such a handshake, even one built to skip the chain's signatures, so a
+    /// test can show what an operator sees when the client meets a server it cannot trust.
+    #[must_use]
+    pub fn foreign_certificate(mut self, on: bool) -> Self {
+        self.foreign_certificate = on;
         self
     }
 

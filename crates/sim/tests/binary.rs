@@ -22,14 +22,22 @@ struct Binary {
     child: Child,
     stdin: ChildStdin,
     lines: mpsc::UnboundedReceiver<String>,
+    /// Where the binary's log (standard error) goes: a file, as under a process manager.
+    log: std::path::PathBuf,
 }
 
 impl Binary {
     async fn start() -> (Self, String) {
+        let log = std::env::temp_dir().join(format!(
+            "wa-pairing-sim-binary-{}-{}.log",
+            std::process::id(),
+            uuid_like()
+        ));
         let mut child = Command::new(env!("CARGO_BIN_EXE_wa-pairing-sim"))
+            .env("RUST_LOG", "debug")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("a log file"))
             .spawn()
             .expect("the binary starts");
         let stdin = child.stdin.take().expect("stdin");
@@ -47,6 +55,7 @@ impl Binary {
             child,
             stdin,
             lines,
+            log,
         };
         let first = bin.next_line().await;
         let url = first
@@ -85,7 +94,15 @@ impl Drop for Binary {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// A name no other run of this test uses at the same time.
+fn uuid_like() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,5 +147,12 @@ async fn the_binary_pairs_two_clients_at_once_by_code_and_by_qr() {
     );
     by_code.stop().await;
     by_qr.stop().await;
+    // Its log, written to a file, holds lines and no terminal colour codes.
+    let log = std::fs::read_to_string(&bin.log).expect("the log file");
+    assert!(
+        log.contains("connection"),
+        "the debug log was written: {log}"
+    );
+    assert!(!log.contains('\u{1b}'), "no escape codes in a file: {log}");
     drop(bin);
 }

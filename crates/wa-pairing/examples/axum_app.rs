@@ -60,7 +60,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let auth = AuthConfig::supabase(&project)?.hs256(secret);
 
     // The runner, on the same stores, in the same process.
-    let connector = WhatsAppConfig::from_env(&stores)?.build()?;
+    let connector = WhatsAppConfig::from_env()?.build()?;
     let runner = Runner::new(stores.clone(), Arc::new(connector), RunnerConfig::default())?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let runner = tokio::spawn(runner.run(async {

@@ -2,10 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
-
-use wa_pairing_store::{AuthStateStore, Stores};
 
 use crate::connector::WhatsAppConnector;
 use crate::error::Error;
@@ -251,8 +248,10 @@ impl FromStr for DeviceDisplay {
 /// - WhatsApp Web version: [`WebVersion::DEFAULT`], pinned (never fetched);
 /// - display: "Chrome (Linux)";
 /// - push name: none (the account's own);
-/// - the client's state: the [`Stores`]' auth state, sealed when the stores were built with
-///   keys ([`StoresBuilder::encrypt`](wa_pairing_store::StoresBuilder::encrypt): do it in
+/// - the client's state: wherever the runner says with each session
+///   ([`SessionSpec::auth_state`](wa_pairing_runner::SessionSpec::auth_state), the runner's
+///   stores' auth state, sealed when the stores were built with keys:
+///   [`StoresBuilder::encrypt`](wa_pairing_store::StoresBuilder::encrypt), do it in
 ///   production);
 /// - history sync: skipped (a pairing gateway does not need the chat history);
 /// - push notification on the phone for a pairing code: on, as WhatsApp Web does;
@@ -263,12 +262,9 @@ impl FromStr for DeviceDisplay {
 /// `Debug` never shows keys.
 ///
 /// ```
-/// use wa_pairing_store::{Keyring, MemoryStore};
 /// use wa_pairing_whatsapp::{DEFAULT_SERVER_URL, DeviceDisplay, ErrorKind, WhatsAppConfig};
 ///
-/// let (keyring, _base64) = Keyring::generate(1);
-/// let stores = MemoryStore::new().stores().encrypt(keyring).build();
-/// let config = WhatsAppConfig::new(&stores)
+/// let config = WhatsAppConfig::new()
 ///     .display("Firefox (Windows)".parse::<DeviceDisplay>()?);
 /// match config.build() {
 ///     Ok(connector) => assert_eq!(connector.config().server(), DEFAULT_SERVER_URL),
@@ -280,7 +276,6 @@ impl FromStr for DeviceDisplay {
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct WhatsAppConfig {
-    pub(crate) store: Arc<dyn AuthStateStore>,
     pub(crate) server_url: String,
     pub(crate) web_version: WebVersion,
     pub(crate) display: DeviceDisplay,
@@ -304,12 +299,16 @@ impl fmt::Debug for WhatsAppConfig {
     }
 }
 
+impl Default for WhatsAppConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl WhatsAppConfig {
-    /// The defaults, keeping the client's state in the auth state of `stores` (the same
-    /// stores the runner gets, so both see one view of it; see `# Default`).
-    pub fn new(stores: &Stores) -> Self {
+    /// The defaults (see `# Default`).
+    pub fn new() -> Self {
         Self {
-            store: Arc::clone(stores.auth_state()),
             server_url: DEFAULT_SERVER_URL.to_owned(),
             web_version: WebVersion::DEFAULT,
             display: DeviceDisplay::default(),
@@ -323,15 +322,15 @@ impl WhatsAppConfig {
     /// The defaults, overridden by the environment: [`SERVER_URL_ENV`],
     /// [`WEB_VERSION_ENV`], [`DISPLAY_ENV`], [`PUSH_NAME_ENV`]. Unset or empty variables
     /// keep the default; a malformed one is an error. (The auth-state keys belong to the
-    /// [`Stores`].)
-    pub fn from_env(stores: &Stores) -> Result<Self, Error> {
+    /// runner's [`Stores`](wa_pairing_store::Stores).)
+    pub fn from_env() -> Result<Self, Error> {
         let var = |name: &str| {
             std::env::var(name)
                 .ok()
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let mut config = Self::new(stores);
+        let mut config = Self::new();
         if let Some(url) = var(SERVER_URL_ENV) {
             config = config.server_url(url);
         }

@@ -5,13 +5,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::transport::NoDelayTransport;
+use crate::transport::{NoDelayTransport, OnRefused};
 use async_trait::async_trait;
 use chrono::Utc;
 use futures::StreamExt as _;
 use futures::channel::mpsc;
 use tokio::sync::oneshot;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 use wa_pairing_code::{IssuedCode, PairingCode, WHATSAPP_CODE_VALIDITY};
 use wa_pairing_phone::PhoneNumber;
 use wa_pairing_retry::Verdict;
@@ -19,7 +19,6 @@ use wa_pairing_runner::{
     Connector, ConnectorError, ConnectorErrorKind, OpenedSession, Session, SessionEvent,
     SessionMode, SessionSpec,
 };
-use wa_pairing_store::{AuthStateStore, DeviceId, Fence};
 use wacore::store::DevicePropsOverride;
 use wacore::types::events::{ConnectFailureReason, Event, EventHandler, EventInterest, EventKind};
 use whatsapp_rust::bot::{Bot, BotHandle};
@@ -36,7 +35,8 @@ use crate::guard::check_server_url;
 use crate::session::WaApp;
 
 /// Opens `whatsapp-rust` sessions for the runner: one client per device, with its state in
-/// the auth-state store ([`WaBackend`]), behind the lease's fence.
+/// the auth-state store the runner hands over with each session
+/// ([`SessionSpec::auth_state`], through a [`WaBackend`]), behind the lease's fence.
 ///
 /// # Behavior
 /// - [`SessionMode::PairWithCode`] and [`SessionMode::PairWithQr`] first clear the device's
@@ -52,6 +52,12 @@ use crate::session::WaApp;
 ///   failed, connected, disconnected (unexpected drops, the client reconnects), logged out,
 ///   replaced, temporarily banned, client outdated, and gave up (the client stopped on its
 ///   own). The stream ends once the client has stopped.
+/// - A server the client refuses in the Noise handshake (its certificate does not prove it is
+///   WhatsApp's: a simulator met by a build that checks certificates, a TLS-intercepting
+///   proxy) fails [`Session::wait_ready`] at once with a permanent
+///   [`UntrustedServer`](ConnectorErrorKind::UntrustedServer) error that names the server and
+///   what to change, and ends a live session with [`SessionEvent::GaveUp`], instead of the
+///   client retrying for ever.
 /// - A build that skips WhatsApp's certificate checks refuses any server outside loopback,
 ///   at [`build`](WhatsAppConfig::build) and again at every [`open`](Connector::open).
 /// - Dropping a session without [`Session::disconnect`] still closes its socket (in the
@@ -65,7 +71,7 @@ use crate::session::WaApp;
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let stores = MemoryStore::new().stores().encrypt(Keyring::from_env()?).build();
-/// let connector = WhatsAppConfig::from_env(&stores)?.build()?;
+/// let connector = WhatsAppConfig::from_env()?.build()?;
 /// let runner = Runner::new(stores, Arc::new(connector), RunnerConfig::default())?;
 /// # let _ = runner;
 /// # Ok(())
@@ -78,8 +84,6 @@ pub struct WhatsAppConnector {
 
 struct Inner {
     config: WhatsAppConfig,
-    /// The store the client's state goes to (encrypted when a keyring is configured).
-    state: Arc<dyn AuthStateStore>,
 }
 
 impl fmt::Debug for WhatsAppConnector {
@@ -117,26 +121,14 @@ impl WhatsAppConnector {
                 "the push name is empty: leave it unset or give a name",
             ));
         }
-        let state = Arc::clone(&config.store);
         Ok(Self {
-            inner: Arc::new(Inner { config, state }),
+            inner: Arc::new(Inner { config }),
         })
     }
 
     /// The configuration.
     pub fn config(&self) -> &WhatsAppConfig {
         &self.inner.config
-    }
-
-    /// The auth-state store the client writes (the [`Stores`](wa_pairing_store::Stores)'
-    /// auth state, sealed when the stores were built with keys).
-    pub fn auth_state(&self) -> Arc<dyn AuthStateStore> {
-        self.inner.state.clone()
-    }
-
-    /// The storage backend of `device` under `fence`, over the same store the sessions use.
-    pub fn backend(&self, device: DeviceId, fence: Fence) -> WaBackend {
-        WaBackend::new(self.inner.state.clone(), device, fence)
     }
 
     fn props(&self) -> DevicePropsOverride {
@@ -168,7 +160,7 @@ impl WhatsAppConnector {
         spec: &SessionSpec,
         shared: &Arc<SessionShared>,
     ) -> Result<WaBackend, ConnectorError> {
-        let state = &self.inner.state;
+        let state = &spec.auth_state;
         let (device, fence) = (spec.device_id, spec.lease.fence);
         state.adopt_fence(device, fence).await?;
         let reporter = Arc::clone(shared);
@@ -228,12 +220,16 @@ impl Connector for WhatsAppConnector {
             closing: AtomicBool::new(false),
             logged_out: Arc::new(AtomicBool::new(false)),
             app: Mutex::new(None),
+            untrusted: tokio::sync::watch::Sender::new(None),
         });
         let backend = self.prepare(&spec, &shared).await?;
+        let refused = Arc::clone(&shared);
+        let server = config.server_url.clone();
+        let on_refused: OnRefused = Arc::new(move || refused.server_refused(&server));
 
         let mut builder = Bot::builder()
             .with_backend(backend)
-            .with_transport_factory(NoDelayTransport::new(config.server_url.clone()))
+            .with_transport_factory(NoDelayTransport::new(config.server_url.clone(), on_refused))
             .with_http_client(NoHttp)
             .with_runtime(TokioRuntime)
             .with_version(config.web_version.triple())
@@ -278,7 +274,7 @@ impl Connector for WhatsAppConnector {
         let persistence = session.client.persistence_manager();
         let keeper = Arc::new(
             WaBackend::new(
-                Arc::clone(&self.inner.state),
+                Arc::clone(&spec.auth_state),
                 spec.device_id,
                 spec.lease.fence,
             )
@@ -304,6 +300,22 @@ impl Connector for WhatsAppConnector {
             events: Box::pin(events),
         })
     }
+}
+
+/// The client refused `server` as not WhatsApp's: what the operator must change.
+fn untrusted_server(server: &str) -> ConnectorError {
+    let fix = if crate::guard::server_certificates_verified() {
+        "a simulator needs a build with the insecure-sim feature (loopback only); a real deployment must reach WhatsApp directly, not through a TLS-intercepting proxy"
+    } else {
+        "even this build, made with the insecure-sim feature to skip the certificate signatures, refused it: the server is neither WhatsApp's nor a faithful simulator"
+    };
+    ConnectorError::new(
+        ConnectorErrorKind::UntrustedServer,
+        format!(
+            "the WhatsApp server at {server} did not prove it is WhatsApp's (the client refused its Noise certificate): {fix}"
+        ),
+        Verdict::Permanent,
+    )
 }
 
 /// Makes sure the linked device is in the store before the runner hears of the link.
@@ -356,6 +368,8 @@ struct SessionShared {
     logged_out: Arc<AtomicBool>,
     /// Where the application hears messages and receipts (set once the client exists).
     app: Mutex<Option<tokio::sync::broadcast::Sender<Arc<Event>>>>,
+    /// Why the client refused the server as not WhatsApp's, once it did.
+    untrusted: tokio::sync::watch::Sender<Option<ConnectorError>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -363,6 +377,33 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl SessionShared {
+    /// The client refused `server`'s handshake: wakes a [`Session::wait_ready`] with the
+    /// reason, and ends a session that was live (the client would retry for ever). Our own
+    /// close is not a refusal.
+    fn server_refused(&self, server: &str) {
+        if self.closing.load(Ordering::SeqCst) {
+            return;
+        }
+        let error = untrusted_server(server);
+        let first = self.untrusted.send_if_modified(|why| {
+            if why.is_some() {
+                return false;
+            }
+            *why = Some(error.clone());
+            true
+        });
+        if !first {
+            return;
+        }
+        // The operator's one line (the client's own retries stop with the session).
+        error!(error = %error, "the WhatsApp server was refused as untrusted");
+        if !self.terminal.swap(true, Ordering::SeqCst) {
+            self.send(SessionEvent::GaveUp {
+                reason: "the service's connection to WhatsApp is misconfigured (its operator has been told)".to_owned(),
+            });
+        }
+    }
+
     fn send(&self, event: SessionEvent) {
         if let Some(tx) = lock(&self.tx).as_ref() {
             let _ = tx.unbounded_send(event);
@@ -578,8 +619,24 @@ impl Drop for WaSession {
 
 #[async_trait]
 impl Session for WaSession {
-    async fn wait_ready(&self, timeout: Duration) -> bool {
-        self.client.wait_for_socket(timeout).await.is_ok()
+    async fn wait_ready(&self, timeout: Duration) -> Result<(), ConnectorError> {
+        let mut untrusted = self.shared.untrusted.subscribe();
+        let refused = async move {
+            match untrusted.wait_for(Option::is_some).await {
+                Ok(why) => why.clone(),
+                Err(_) => None,
+            }
+        };
+        tokio::select! {
+            ready = self.client.wait_for_socket(timeout) => ready.map_err(|e| {
+                ConnectorError::new(
+                    ConnectorErrorKind::Timeout,
+                    format!("the WhatsApp socket was not ready in time: {e}"),
+                    Verdict::Retry,
+                )
+            }),
+            Some(why) = refused => Err(why),
+        }
     }
 
     async fn request_code(&self, phone: &PhoneNumber) -> Result<IssuedCode, ConnectorError> {

@@ -116,7 +116,7 @@ pub(crate) fn check_server_url(url: &str) -> Result<(), Error> {
         Some("ws" | "wss") => {}
         _ => {
             return Err(Error::configuration(format!(
-                "the WhatsApp server URL {url:?} must start with wss:// (or ws:// for a local test server)"
+                "the WhatsApp server URL {url:?} must start with wss:// (WhatsApp's is wss://web.whatsapp.com/ws/chat; ws:// is for wa-pairing-sim on loopback, which only a build with the insecure-sim feature can talk to)"
             )));
         }
     }

@@ -1,4 +1,8 @@
 #![doc = include_str!("../README.md")]
+//!
+//! ## Feature flags
+//!
+#![doc = document_features::document_features!()]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
@@ -22,3 +26,14 @@ pub use connector::WhatsAppConnector;
 pub use error::{Error, ErrorKind};
 pub use guard::{is_loopback_url, server_certificates_verified};
 pub use session::{IncomingText, SendError, SentMessage, WhatsAppSession};
+
+// The WhatsApp client crates, at the exact version this crate is built against: the types in
+// this crate's API ([`WhatsAppSession::client`], [`WhatsAppSession::events`], [`WaBackend`]'s
+// storage trait, [`classify_pair_error`]) come from them, so reach them through here instead
+// of pinning the same versions yourself.
+pub use wacore;
+/// What a live session's client reports ([`WhatsAppSession::events`]).
+pub use wacore::types::events::Event;
+pub use whatsapp_rust;
+/// The client a live session hands out ([`WhatsAppSession::client`]).
+pub use whatsapp_rust::Client;

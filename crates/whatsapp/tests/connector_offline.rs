@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -10,7 +11,7 @@ use wa_pairing_retry::{Classify, Verdict};
 use wa_pairing_runner::{Connector, ConnectorErrorKind, SessionMode, SessionSpec};
 use wa_pairing_store::{AuthStateStore, Fence, Keyring, Lease, MemoryStore, Stores};
 use wa_pairing_whatsapp::{
-    ErrorKind, WhatsAppConfig, WhatsAppConnector, server_certificates_verified,
+    ErrorKind, WaBackend, WhatsAppConfig, WhatsAppConnector, server_certificates_verified,
 };
 use wacore::store::traits::DeviceStore as _;
 
@@ -22,16 +23,30 @@ fn plain(memory: &MemoryStore) -> Stores {
     memory.stores().build()
 }
 
-fn connector(stores: &Stores) -> WhatsAppConnector {
-    WhatsAppConfig::new(stores)
+fn connector() -> WhatsAppConnector {
+    WhatsAppConfig::new()
         .server_url(DEAD_LOCAL_SERVER)
         .build()
         .expect("a loopback server is accepted in every build")
 }
 
+/// A session of `lease`'s device in `mode`, its state in the auth state of `stores`.
+fn spec(stores: &Stores, lease: &Lease, mode: SessionMode) -> SessionSpec {
+    SessionSpec::new(lease.clone(), mode, Arc::clone(stores.auth_state()))
+}
+
+/// The storage a client of `lease`'s device writes through, over `stores`.
+fn backend(stores: &Stores, lease: &Lease) -> WaBackend {
+    WaBackend::new(
+        Arc::clone(stores.auth_state()),
+        lease.device_id,
+        lease.fence,
+    )
+}
+
 #[test]
 fn whatsapp_itself_is_refused_exactly_when_certificates_are_not_verified() {
-    let result = WhatsAppConfig::new(&plain(&MemoryStore::new())).build();
+    let result = WhatsAppConfig::new().build();
     if server_certificates_verified() {
         assert!(result.is_ok(), "a product build connects to WhatsApp");
     } else {
@@ -47,14 +62,13 @@ fn whatsapp_itself_is_refused_exactly_when_certificates_are_not_verified() {
 #[cfg(feature = "insecure-sim")]
 #[test]
 fn insecure_sim_refuses_whatsapp_and_accepts_loopback() {
-    let store = plain(&MemoryStore::new());
     assert!(!server_certificates_verified());
     for url in [
         "wss://web.whatsapp.com/ws/chat",
         "ws://192.168.1.10/ws/chat",
         "ws://127.0.0.1@web.whatsapp.com/ws/chat",
     ] {
-        let err = WhatsAppConfig::new(&store)
+        let err = WhatsAppConfig::new()
             .server_url(url)
             .build()
             .expect_err(url);
@@ -66,7 +80,7 @@ fn insecure_sim_refuses_whatsapp_and_accepts_loopback() {
         "ws://[::1]:9/ws/chat",
     ] {
         assert!(
-            WhatsAppConfig::new(&store).server_url(url).build().is_ok(),
+            WhatsAppConfig::new().server_url(url).build().is_ok(),
             "{url}"
         );
     }
@@ -74,15 +88,14 @@ fn insecure_sim_refuses_whatsapp_and_accepts_loopback() {
 
 #[test]
 fn malformed_configuration_is_refused_with_a_reason() {
-    let store = plain(&MemoryStore::new());
     for url in ["web.whatsapp.com", "https://web.whatsapp.com/ws/chat", ""] {
-        let err = WhatsAppConfig::new(&store)
+        let err = WhatsAppConfig::new()
             .server_url(url)
             .build()
             .expect_err(url);
         assert_eq!(err.kind(), ErrorKind::Configuration, "{url}");
     }
-    let err = WhatsAppConfig::new(&store)
+    let err = WhatsAppConfig::new()
         .server_url(DEAD_LOCAL_SERVER)
         .push_name("  ")
         .build()
@@ -90,12 +103,17 @@ fn malformed_configuration_is_refused_with_a_reason() {
     assert_eq!(err.kind(), ErrorKind::Configuration);
 }
 
-#[test]
-fn debug_never_shows_keys() {
+#[tokio::test]
+async fn debug_never_shows_keys() {
     let (keyring, encoded) = Keyring::generate(1);
     let stores = MemoryStore::new().stores().encrypt(keyring).build();
-    let config = WhatsAppConfig::new(&stores).server_url(DEAD_LOCAL_SERVER);
-    let shown = format!("{config:?} {:?}", config.clone().build().unwrap());
+    let config = WhatsAppConfig::new().server_url(DEAD_LOCAL_SERVER);
+    let (_, lease) = common::memory_device().await;
+    let shown = format!(
+        "{config:?} {:?} {:?}",
+        config.clone().build().unwrap(),
+        spec(&stores, &lease, SessionMode::Resume)
+    );
     assert!(!shown.contains(&encoded), "{shown}");
     assert!(shown.contains(DEAD_LOCAL_SERVER));
 }
@@ -103,9 +121,8 @@ fn debug_never_shows_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_without_stored_state_is_refused_for_good() {
     let (store, lease) = common::memory_device().await;
-    let c = connector(&plain(&store));
-    let err = c
-        .open(SessionSpec::new(lease, SessionMode::Resume))
+    let err = connector()
+        .open(spec(&plain(&store), &lease, SessionMode::Resume))
         .await
         .expect_err("nothing to resume");
     assert_eq!(err.kind(), ConnectorErrorKind::NotLinked);
@@ -117,7 +134,7 @@ async fn state_sealed_with_a_key_this_process_lacks_is_unreadable_and_left_alone
     let (store, lease) = common::memory_device().await;
     let sealed_with = store.stores().encrypt(Keyring::new(1, [1; 32])).build();
     // A linked device's state, written with key 1.
-    let backend = connector(&sealed_with).backend(lease.device_id, lease.fence);
+    let backend = backend(&sealed_with, &lease);
     let mut device = wacore::store::Device::new();
     device.pn = Some("6281234567890@s.whatsapp.net".parse().unwrap());
     backend.save(&device).await.unwrap();
@@ -126,8 +143,8 @@ async fn state_sealed_with_a_key_this_process_lacks_is_unreadable_and_left_alone
         .unwrap();
     for keys in [Keyring::new(2, [2; 32]), Keyring::new(1, [9; 32])] {
         let wrong = store.stores().encrypt(keys).build();
-        let err = connector(&wrong)
-            .open(SessionSpec::new(lease.clone(), SessionMode::Resume))
+        let err = connector()
+            .open(spec(&wrong, &lease, SessionMode::Resume))
             .await
             .expect_err("the state cannot be opened");
         assert_eq!(err.kind(), ConnectorErrorKind::Unreadable, "{err}");
@@ -158,7 +175,7 @@ async fn a_resume_is_refused_before_dialling_when_any_stored_value_cannot_be_ope
         .put(lease.device_id, lease.fence, "session/friend", b"ratchet")
         .await
         .unwrap();
-    let backend = connector(&new_only).backend(lease.device_id, lease.fence);
+    let backend = backend(&new_only, &lease);
     let mut device = wacore::store::Device::new();
     device.pn = Some("6281234567890@s.whatsapp.net".parse().unwrap());
     backend.save(&device).await.unwrap();
@@ -166,8 +183,8 @@ async fn a_resume_is_refused_before_dialling_when_any_stored_value_cannot_be_ope
         backend.is_linked().await.unwrap(),
         "the record itself opens"
     );
-    let err = connector(&new_only)
-        .open(SessionSpec::new(lease.clone(), SessionMode::Resume))
+    let err = connector()
+        .open(spec(&new_only, &lease, SessionMode::Resume))
         .await
         .expect_err("a value cannot be opened");
     assert_eq!(err.kind(), ConnectorErrorKind::Unreadable, "{err}");
@@ -177,8 +194,8 @@ async fn a_resume_is_refused_before_dialling_when_any_stored_value_cannot_be_ope
         .stores()
         .encrypt(Keyring::new(2, [2; 32]).with_old_key(1, [1; 32]))
         .build();
-    let opened = connector(&both)
-        .open(SessionSpec::new(lease, SessionMode::Resume))
+    let opened = connector()
+        .open(spec(&both, &lease, SessionMode::Resume))
         .await
         .expect("everything opens");
     opened.session.disconnect().await;
@@ -195,8 +212,8 @@ async fn a_stale_lease_writes_nothing() {
         .put(lease.device_id, lease.fence, "session/keep", b"theirs")
         .await
         .unwrap();
-    let err = connector(&plain(&store))
-        .open(SessionSpec::new(stale, SessionMode::PairWithCode))
+    let err = connector()
+        .open(spec(&plain(&store), &stale, SessionMode::PairWithCode))
         .await
         .expect_err("a lost lease cannot open a pairing session");
     assert_eq!(err.kind(), ConnectorErrorKind::Storage);
@@ -221,13 +238,13 @@ async fn pairing_starts_from_empty_state_and_a_dead_server_is_never_ready() {
         )
         .await
         .unwrap();
-    let c = connector(&plain(&store));
-    let opened = c
-        .open(SessionSpec::new(lease.clone(), SessionMode::PairWithCode))
+    let stores = plain(&store);
+    let opened = connector()
+        .open(spec(&stores, &lease, SessionMode::PairWithCode))
         .await
         .expect("open never waits for the server");
     // The old state is gone; the fresh companion's identity is stored.
-    let backend = c.backend(lease.device_id, lease.fence);
+    let backend = backend(&stores, &lease);
     assert!(backend.exists().await.unwrap());
     assert!(!backend.is_linked().await.unwrap());
     assert_eq!(
@@ -236,7 +253,12 @@ async fn pairing_starts_from_empty_state_and_a_dead_server_is_never_ready() {
             .unwrap(),
         None
     );
-    assert!(!opened.session.wait_ready(Duration::from_millis(300)).await);
+    let not_ready = opened
+        .session
+        .wait_ready(Duration::from_millis(300))
+        .await
+        .expect_err("nothing answers");
+    assert!(not_ready.verdict().is_retryable(), "{not_ready}");
     opened.session.disconnect().await;
     // After a close the stream ends (whatever it said before).
     let rest: Vec<_> = opened.events.collect().await;
@@ -251,14 +273,18 @@ async fn pairing_starts_from_empty_state_and_a_dead_server_is_never_ready() {
 async fn state_is_encrypted_at_rest_when_the_stores_have_keys() {
     let (store, lease) = common::memory_device().await;
     let (keyring, _) = Keyring::generate(1);
-    let c = connector(&store.stores().encrypt(keyring).build());
-    let opened = c
-        .open(SessionSpec::new(lease.clone(), SessionMode::PairWithCode))
+    let stores = store.stores().encrypt(keyring).build();
+    let opened = connector()
+        .open(spec(&stores, &lease, SessionMode::PairWithCode))
         .await
         .unwrap();
     opened.session.disconnect().await;
-    // Readable through the connector, sealed in the raw store.
-    let through = c.auth_state().get(lease.device_id, "device").await.unwrap();
+    // Readable through the stores the session was handed, sealed in the raw store.
+    let through = stores
+        .auth_state()
+        .get(lease.device_id, "device")
+        .await
+        .unwrap();
     let raw = AuthStateStore::get(&*store, lease.device_id, "device")
         .await
         .unwrap();

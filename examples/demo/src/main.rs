@@ -156,6 +156,11 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| "error".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal: never escape codes in a file or a pipe.
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .init();
     let ui = display::Display::new();
     let args = match args() {
@@ -456,7 +461,7 @@ pub(crate) type Started = (
 pub(crate) fn start_runner(sim: &Sim, store: &MemoryStore) -> Result<Started, String> {
     let (keyring, _) = Keyring::generate(1);
     let stores = store.stores().encrypt(keyring).build();
-    let connector = WhatsAppConfig::new(&stores)
+    let connector = WhatsAppConfig::new()
         .server_url(sim.url())
         .push_name("wa-pairing demo")
         .build()

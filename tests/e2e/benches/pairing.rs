@@ -471,7 +471,7 @@ async fn runner_process(store: &str) {
         .install_recorder()
         .expect("the bench's metrics recorder");
     let (phones, url) = Phones::start().await;
-    let connector = WhatsAppConfig::new(&stores)
+    let connector = WhatsAppConfig::new()
         .server_url(url)
         .push_name("wa-pairing bench")
         .build()
@@ -634,7 +634,7 @@ async fn dying_process() {
     )
     .expect("pool");
     let stores = pg.stores().encrypt(wa_pairing_e2e::test_keyring()).build();
-    let connector = WhatsAppConfig::new(&stores)
+    let connector = WhatsAppConfig::new()
         .server_url(sim)
         .push_name("wa-pairing bench")
         .build()
@@ -718,7 +718,7 @@ async fn takeover_process() {
     // The two instances left, with the defaults a deployment has.
     let mut left = Vec::new();
     for name in ["left-1", "left-2"] {
-        let connector = WhatsAppConfig::new(&stores)
+        let connector = WhatsAppConfig::new()
             .server_url(url.clone())
             .push_name("wa-pairing bench")
             .build()

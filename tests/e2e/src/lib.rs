@@ -239,6 +239,11 @@ impl Stack {
     /// Starts a simulator over these stores. Logs go to the test's output, filtered by
     /// `RUST_LOG` (nothing when it is unset).
     pub async fn start(stores: Stores) -> Self {
+        Self::start_with(stores, SimConfig::default()).await
+    }
+
+    /// [`start`](Self::start) with a simulator configured so.
+    pub async fn start_with(stores: Stores, sim: SimConfig) -> Self {
         if std::env::var_os("RUST_LOG").is_some() {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -246,7 +251,7 @@ impl Stack {
                 .try_init();
         }
         Self {
-            sim: Sim::start(SimConfig::default()).await.expect("sim"),
+            sim: Sim::start(sim).await.expect("sim"),
             stores,
             watched: Arc::default(),
             typed: Arc::default(),
@@ -270,7 +275,7 @@ impl Stack {
     /// Starts a runner instance over other stores (other keys, say) with the real connector
     /// pointed at the simulator.
     pub fn runner_over(&self, stores: &Stores, config: RunnerConfig) -> RunningRunner {
-        let connector = WhatsAppConfig::new(stores)
+        let connector = WhatsAppConfig::new()
             .server_url(self.sim.url())
             .push_name("wa-pairing e2e")
             .close_timeout(Duration::from_secs(5))

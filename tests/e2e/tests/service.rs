@@ -118,3 +118,76 @@ async fn the_service_pairs_a_device_on_postgres_and_redis_then_stops_cleanly() {
     person.abort();
     db.drop().await;
 }
+
+/// `url` with its host and port replaced by `127.0.0.1:port`, and the original `host:port`.
+fn through_port(url: &str, port: u16) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (user, host) = authority
+        .rsplit_once('@')
+        .map_or((None, authority), |(u, h)| (Some(u), h));
+    let host = if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    };
+    let user = user.map(|u| format!("{u}@")).unwrap_or_default();
+    (format!("{scheme}://{user}127.0.0.1:{port}/{path}"), host)
+}
+
+/// A database that answers only after the service started waits for it, when the service
+/// applies the migrations at start, instead of exiting (as a Compose file or a pod starting
+/// beside its database needs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_at_start_wait_for_a_database_that_answers_later() {
+    let (store, db) = match wa_pairing_e2e::postgres_store().await {
+        Ok(x) => x,
+        Err(why) => return skip("migrate wait e2e", &why),
+    };
+    drop(store);
+    // A port nothing listens on yet; the database appears there a moment later.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        l.local_addr().expect("its address").port()
+    };
+    let (url, upstream) = through_port(&db.url, port);
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("DATABASE_URL", url),
+        ("WA_PAIRING_AUTH_KEYS", wa_pairing_e2e::test_keys_setting()),
+        ("WA_PAIRING_INSTANCE_ID", "migrate-wait-e2e".to_owned()),
+        // Never dialled: the service is built, not run.
+        ("WA_PAIRING_WA_SERVER_URL", "ws://127.0.0.1:9/ws/chat".to_owned()),
+        ("WA_PAIRING_HEALTH_ADDR", "127.0.0.1:0".to_owned()),
+        ("WA_PAIRING_MIGRATE", "true".to_owned()),
+    ]);
+    let settings = Settings::from_lookup(|n| vars.get(n).cloned()).expect("settings");
+    let building = tokio::spawn(Service::build(settings));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !building.is_finished(),
+        "the service gave up on a database that does not answer yet: {:?}",
+        building.await.map(|r| r.map(|_| ()))
+    );
+    // The database comes up: a forwarder to the real server on the port the service dials.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("the port is still free");
+    let forwarder = tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    let service = tokio::time::timeout(Duration::from_secs(120), building)
+        .await
+        .expect("the service builds once the database answers")
+        .expect("the build task")
+        .expect("the service builds");
+    drop(service);
+    forwarder.abort();
+    db.drop().await;
+}

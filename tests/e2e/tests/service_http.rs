@@ -118,6 +118,19 @@ async fn an_owner_links_a_phone_through_the_service_and_prometheus_sees_it() {
     let client: HttpClient = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let base = format!("http://{api}");
 
+    // Every counter and gauge the docs name is there from the start, at 0.
+    let idle = scrape(&client, health).await;
+    for name in [
+        "wa_pairing_sessions",
+        "wa_pairing_leases",
+        "wa_pairing_leases_lost_total",
+        "wa_pairing_session_stops_total{reason=\"owner_action\"}",
+        "wa_pairing_outcomes_total{kind=\"linked\"}",
+        "wa_pairing_actor_panics_total",
+    ] {
+        assert_eq!(sample(&idle, name), Some(0.0), "{name} at start: {idle}");
+    }
+
     // The device page is served, and the API answers only with a valid token.
     let page = client
         .get(format!("{base}/").parse().expect("a URI"))
@@ -234,7 +247,8 @@ async fn an_owner_links_a_phone_through_the_service_and_prometheus_sees_it() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let text = loop {
         let text = scrape(&client, health).await;
-        if sample(&text, "wa_pairing_sessions").is_some() || tokio::time::Instant::now() > deadline
+        if sample(&text, "wa_pairing_sessions") == Some(1.0)
+            || tokio::time::Instant::now() > deadline
         {
             break text;
         }
@@ -272,6 +286,66 @@ async fn an_owner_links_a_phone_through_the_service_and_prometheus_sees_it() {
         !text.contains(&code) && !text.contains(number),
         "no code or number in the metrics"
     );
+
+    // The owner disconnects: the runner stops the session for an owner's action, which is
+    // counted as such and never as a lost lease (the metric operators alert on).
+    let (status, body) = call(
+        &client,
+        Method::POST,
+        &format!("{base}/api/devices/{id}/disconnect"),
+        &owner,
+        Value::Null,
+    )
+    .await;
+    assert!(status.is_success(), "{status} {body}");
+    until_event(&mut events, &mut buf, "disconnected", |v| {
+        v["status"] == "disconnected"
+    })
+    .await;
+    let stops = "wa_pairing_session_stops_total{reason=\"owner_action\"}";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = scrape(&client, health).await;
+        if (sample(&text, stops) == Some(1.0) && sample(&text, "wa_pairing_sessions") == Some(0.0))
+            || tokio::time::Instant::now() > deadline
+        {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(sample(&text, stops), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "wa_pairing_sessions"), Some(0.0), "{text}");
+    assert_eq!(
+        sample(&text, "wa_pairing_leases_lost_total"),
+        Some(0.0),
+        "an owner's action is not a lost lease: {text}"
+    );
+
+    // Connected again without a code, so that the stop below has a lease to release.
+    let (status, body) = call(
+        &client,
+        Method::POST,
+        &format!("{base}/api/devices/{id}/resume"),
+        &owner,
+        Value::Null,
+    )
+    .await;
+    assert!(status.is_success(), "{status} {body}");
+    // The row reads connected at once; the session is back when a runner resumed it.
+    let resumed = "wa_pairing_outcomes_total{kind=\"resumed\"}";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = scrape(&client, health).await;
+        if (sample(&text, resumed) == Some(1.0)
+            && sample(&text, "wa_pairing_sessions") == Some(1.0))
+            || tokio::time::Instant::now() > deadline
+        {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(sample(&text, resumed), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "wa_pairing_sessions"), Some(1.0), "{text}");
 
     // SIGTERM with the owner's event stream still open: it never ends by itself, and the
     // service stops anyway once the API's drain is over.

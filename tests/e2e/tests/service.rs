@@ -156,7 +156,10 @@ async fn migrations_at_start_wait_for_a_database_that_answers_later() {
         ("WA_PAIRING_AUTH_KEYS", wa_pairing_e2e::test_keys_setting()),
         ("WA_PAIRING_INSTANCE_ID", "migrate-wait-e2e".to_owned()),
         // Never dialled: the service is built, not run.
-        ("WA_PAIRING_WA_SERVER_URL", "ws://127.0.0.1:9/ws/chat".to_owned()),
+        (
+            "WA_PAIRING_WA_SERVER_URL",
+            "ws://127.0.0.1:9/ws/chat".to_owned(),
+        ),
         ("WA_PAIRING_HEALTH_ADDR", "127.0.0.1:0".to_owned()),
         ("WA_PAIRING_MIGRATE", "true".to_owned()),
     ]);

@@ -60,6 +60,14 @@ pub struct TestClient {
 
 impl TestClient {
     pub async fn start(url: &str, backend: Arc<InMemoryBackend>) -> Self {
+        // The client's and the simulator's logs in the test's output, filtered by `RUST_LOG`
+        // (nothing when it is unset).
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let bot = Bot::builder()
             .with_backend_arc(backend.clone())
@@ -86,17 +94,31 @@ impl TestClient {
     }
 
     /// Waits for the first event matching `pred`, failing after the deadline.
+    ///
+    /// A timeout names the events seen meanwhile, so a failure explains itself without a
+    /// second run under `RUST_LOG`.
     pub async fn wait(&mut self, what: &str, pred: impl Fn(&Event) -> bool) -> Arc<Event> {
-        tokio::time::timeout(DEADLINE, async {
+        let mut seen: Vec<String> = Vec::new();
+        let found = tokio::time::timeout(DEADLINE, async {
             while let Some(e) = self.events.recv().await {
                 if pred(&e) {
-                    return e;
+                    return Some(e);
                 }
+                let name = format!("{e:?}");
+                seen.push(name.chars().take(80).collect());
             }
-            panic!("event stream ended while waiting for {what}");
+            None
         })
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+        .await;
+        match found {
+            Ok(Some(e)) => e,
+            Ok(None) => panic!("event stream ended while waiting for {what}; seen: {seen:?}"),
+            Err(_) => panic!(
+                "timed out waiting for {what}; seen meanwhile: {seen:?}; client connected: {}, logged in: {}",
+                self.client.is_connected(),
+                self.client.is_logged_in()
+            ),
+        }
     }
 
     pub async fn request_code(

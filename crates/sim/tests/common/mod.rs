@@ -113,7 +113,7 @@ impl TestClient {
         match found {
             Ok(Some(e)) => e,
             Ok(None) => panic!("event stream ended while waiting for {what}; seen: {seen:?}"),
-            Err(_) => panic!(
+            Err(tokio::time::error::Elapsed { .. }) => panic!(
                 "timed out waiting for {what}; seen meanwhile: {seen:?}; client connected: {}, logged in: {}",
                 self.client.is_connected(),
                 self.client.is_logged_in()

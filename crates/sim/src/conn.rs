@@ -516,8 +516,12 @@ fn handle(shared: &Arc<Shared>, conn: u64, node: Node) {
         match attr(reg, "stage").as_deref() {
             Some("companion_hello") => code_request(shared, conn, &id, reg),
             Some("companion_finish") => {
-                companion_finish(shared, reg);
+                // The server acknowledges the IQ first; the phone's part (and pair-success)
+                // comes after a round trip to the phone. Acknowledging after handing the
+                // bundle over let pair-success overtake the acknowledgement, and the client
+                // wrote its companion_finish off as failed.
                 reply(result(&id).build());
+                companion_finish(shared, reg);
             }
             _ => reply(error(&id, 400, "bad-request", None)),
         }

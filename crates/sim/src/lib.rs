@@ -146,14 +146,16 @@ impl Sim {
         self.shared.events.subscribe()
     }
 
-    /// Waits for the first event (from now on) that satisfies `pred`, at most `timeout`.
-    pub async fn wait_for(
+    /// Waits for the first event from now on (from this call, not from the first poll of
+    /// the future it returns, so an action started between the two is not missed) that
+    /// satisfies `pred`, at most `timeout`.
+    pub fn wait_for(
         &self,
         timeout: Duration,
         pred: impl Fn(&SimEvent) -> bool,
-    ) -> Result<SimEvent, SimError> {
+    ) -> impl Future<Output = Result<SimEvent, SimError>> {
         let mut rx = self.events();
-        tokio::time::timeout(timeout, async {
+        let waiting = tokio::time::timeout(timeout, async move {
             loop {
                 match rx.recv().await {
                     Ok(e) if pred(&e) => return Ok(e),
@@ -163,9 +165,12 @@ impl Sim {
                     }
                 }
             }
-        })
-        .await
-        .map_err(|_| SimError::Timeout("the awaited simulator event"))?
+        });
+        async move {
+            waiting
+                .await
+                .map_err(|_| SimError::Timeout("the awaited simulator event"))?
+        }
     }
 
     /// Waits until the counters satisfy `pred`, at most `timeout`, and returns them.

@@ -166,6 +166,7 @@ impl WhatsAppConnector {
         let reporter = Arc::clone(shared);
         let backend = WaBackend::new(state.clone(), device, fence)
             .stop_writing_when(Arc::clone(&shared.logged_out))
+            .quiet_when_closing(Arc::clone(&shared.closing))
             .on_undecryptable(move |e| {
             // Once: the session cannot go on without the state it needed.
             if !reporter.terminal.swap(true, Ordering::SeqCst) {
@@ -217,7 +218,7 @@ impl Connector for WhatsAppConnector {
             tx: Mutex::new(Some(tx)),
             last_code: Mutex::new(None),
             terminal: AtomicBool::new(false),
-            closing: AtomicBool::new(false),
+            closing: Arc::new(AtomicBool::new(false)),
             logged_out: Arc::new(AtomicBool::new(false)),
             app: Mutex::new(None),
             untrusted: tokio::sync::watch::Sender::new(None),
@@ -362,7 +363,7 @@ struct SessionShared {
     /// A terminal event (logged out, replaced, banned, outdated, gave up) was sent.
     terminal: AtomicBool,
     /// The session was asked to close.
-    closing: AtomicBool,
+    closing: Arc<AtomicBool>,
     /// The companion was logged out (by us or from the phone): its state is dead, and the
     /// backend writes nothing more.
     logged_out: Arc<AtomicBool>,

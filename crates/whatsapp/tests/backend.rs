@@ -62,6 +62,29 @@ async fn load_restores_the_default_device_props() {
     assert!(loaded.device_props.os.is_some());
 }
 
+/// The client's saver can write a snapshot taken before pair-success after the linked state
+/// was written (both under the same lease): the stored companion stays linked, and a new
+/// companion (other keys) is still written.
+#[tokio::test]
+async fn an_older_unlinked_snapshot_never_unlinks_the_stored_companion() {
+    let (_store, _lease, b) = setup().await;
+    let before = wacore::store::Device::new();
+    let mut linked = before.clone();
+    linked.pn = Some("6281234567890@s.whatsapp.net".parse().unwrap());
+    b.save(&linked).await.unwrap();
+    b.save(&before).await.unwrap();
+    assert!(
+        b.is_linked().await.unwrap(),
+        "the late snapshot was written over the link"
+    );
+    let other = wacore::store::Device::new();
+    b.save(&other).await.unwrap();
+    assert!(
+        !b.is_linked().await.unwrap(),
+        "another companion's state is written as given"
+    );
+}
+
 #[tokio::test]
 async fn create_allocates_ids_across_restarts_and_keeps_the_device() {
     let (store, lease, b) = setup().await;

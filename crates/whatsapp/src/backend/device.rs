@@ -7,12 +7,25 @@ impl DeviceStore for WaBackend {
     async fn save(&self, device: &Device) -> Result<()> {
         let value = to_json(device)?;
         let _guard = self.locked().await;
-        // A linked companion is registered before its state is kept for this device.
-        self.check_writable()?;
-        self.register_companion(device)
-            .await
-            .map_err(|e| self.fail(e))?;
-        self.put(keys::DEVICE, &value).await
+        let saved = async {
+            // A linked companion is registered before its state is kept for this device.
+            self.check_writable()?;
+            if self.is_stale_snapshot(device).await? {
+                return Ok(());
+            }
+            self.register_companion(device)
+                .await
+                .map_err(|e| self.fail(e))?;
+            self.put(keys::DEVICE, &value).await
+        }
+        .await;
+        match saved {
+            Err(e) if self.closing() => {
+                tracing::debug!(device = %self.device, error = %e, "the closing session's last save was not kept");
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     async fn load(&self) -> Result<Option<Device>> {
@@ -48,5 +61,35 @@ impl DeviceStore for WaBackend {
         }
         self.put_many(&writes).await?;
         Ok(id)
+    }
+}
+
+impl WaBackend {
+    /// Whether `device` is an older snapshot of the companion already stored as linked: the
+    /// same companion (noise key) without the account it has since been linked to.
+    ///
+    /// Within one session a companion only ever goes from unlinked to linked (a logout stops
+    /// every write, and a new pairing clears the state first), but the client's background
+    /// saver can take a snapshot before pair-success and write it after the linked state was
+    /// written; under the same lease's fence that late write would unlink the stored device,
+    /// and the next instance would find nothing to resume (seen once in a cold CI run of
+    /// `a_killed_runner_is_taken_over_and_the_session_resumes_without_pairing`).
+    async fn is_stale_snapshot(&self, device: &Device) -> Result<bool> {
+        if device.pn.is_some() {
+            return Ok(false);
+        }
+        let Some(bytes) = self.get(keys::DEVICE).await? else {
+            return Ok(false);
+        };
+        let Ok(stored) = serde_json::from_slice::<Device>(&bytes) else {
+            return Ok(false);
+        };
+        let same_companion = stored.noise_key.public_key.public_key_bytes()
+            == device.noise_key.public_key.public_key_bytes();
+        if stored.pn.is_some() && same_companion {
+            tracing::debug!(device = %self.device, "an unlinked snapshot of a linked companion was not written over it");
+            return Ok(true);
+        }
+        Ok(false)
     }
 }

@@ -71,6 +71,8 @@ pub struct WaBackend {
     on_undecryptable: Option<Reporter>,
     /// Set once the companion is logged out: nothing more is written for it.
     logged_out: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Set once the session is closing: a last save that cannot land is expected.
+    closing: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// When the client's retention sweeps can find something (see `sweep`).
     sweeps: Arc<sweep::Sweeps>,
     /// The companion this backend registered for its device (once per companion).
@@ -103,6 +105,7 @@ impl WaBackend {
             lock: device_lock(device),
             on_undecryptable: None,
             logged_out: None,
+            closing: None,
             sweeps: Arc::default(),
             registered: std::sync::Mutex::new(None),
         }
@@ -115,6 +118,24 @@ impl WaBackend {
     pub fn stop_writing_when(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Self {
         self.logged_out = Some(flag);
         self
+    }
+
+    /// Once `flag` is set (the session is closing), a save of the device record that cannot
+    /// land (the lease is gone, or the companion was logged out) is dropped quietly: the
+    /// client's last flush after an owner's refresh, disconnect or unlink is expected to be
+    /// refused, and is not an error for the client to log. Nothing else changes: the write
+    /// is refused either way.
+    #[must_use]
+    pub fn quiet_when_closing(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.closing = Some(flag);
+        self
+    }
+
+    /// Whether the session this backend serves is closing.
+    fn closing(&self) -> bool {
+        self.closing
+            .as_ref()
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     fn check_writable(&self) -> Result<()> {

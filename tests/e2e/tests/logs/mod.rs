@@ -5,10 +5,12 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use wa_pairing_e2e::Stack;
 use wa_pairing_service::logging::{LogFormat, init_logging_with};
 use wa_pairing_service::{Service, Settings};
+use wa_pairing_sim::SimEvent;
 use wa_pairing_store::testkit::{Skip, skip};
 
 /// Everything the process logs, kept in memory.
@@ -68,6 +70,18 @@ pub async fn pair_and_check(filter: &str, dependencies_at_info: bool) {
     let phone = wa_pairing_e2e::fresh_number("6281255");
     let device = stack.device(&phone).await;
     stack.connected(device.id).await;
+    // The owner disconnects: the runner closes the session (the client's last flush is then
+    // refused, as the lease is gone); that is no error either.
+    let closed = stack.sim.wait_for(Duration::from_secs(30), |e| {
+        matches!(e, SimEvent::Disconnected { .. })
+    });
+    stack
+        .stores
+        .devices()
+        .disconnect(device.id)
+        .await
+        .expect("the owner's disconnect");
+    closed.await.expect("the session's socket closed");
     let _ = stop.send(());
     running.await.expect("the service task");
     person.abort();
@@ -84,6 +98,16 @@ pub async fn pair_and_check(filter: &str, dependencies_at_info: bool) {
             "the client's own lines about the number were not logged, so nothing was tested:\n{text}"
         );
     }
+    // A successful link and an owner's disconnect are no errors, in our lines or the
+    // client's.
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\"level\":\"ERROR\""))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "error lines on a successful link: {errors:#?}"
+    );
     let codes = stack.typed_codes();
     assert!(!codes.is_empty(), "a code was shown and typed");
     for code in &codes {

@@ -442,7 +442,7 @@ async fn a_bad_number_is_422_at_once_and_nothing_changes() {
 async fn pairing_actions_are_rate_limited_per_user() {
     // The owner's pace is the store's rule (one for every replica and every writer).
     let a = app_on(
-        MemoryStore::new().with_pairing_starts_per_minute(2),
+        MemoryStore::new().with_pairing_starts_per_minute(std::num::NonZeroU32::new(2).unwrap()),
         HttpConfig::new(AuthConfig::new(ISSUER).hs256(SECRET)),
     );
     let user = UserId::random();

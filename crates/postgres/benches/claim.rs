@@ -43,7 +43,7 @@ async fn main() {
             .await
             .unwrap();
         let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
-        let store = PostgresStore::connect(&PostgresConfig::new(&url)).unwrap();
+        let store = PostgresStore::new(&PostgresConfig::new(&url)).unwrap();
         store.migrate().await.unwrap();
         let (db, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
         tokio::spawn(conn);

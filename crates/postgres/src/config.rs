@@ -188,22 +188,121 @@ impl PostgresConfig {
         }
     }
 
-    /// The store for this configuration (connections open lazily, on first use); the same
-    /// as [`PostgresStore::connect`](crate::PostgresStore::connect).
+    /// Checks the configuration without any I/O: the URL parses as a PostgreSQL URL, its
+    /// `sslmode` and `pool_mode` are known, the pool holds at least one connection and every
+    /// timeout is more than zero. [`build`](Self::build) and [`connect`](Self::connect)
+    /// check the same, and read the root certificate file.
+    ///
+    /// ```
+    /// use wa_pairing_postgres::PostgresConfig;
+    ///
+    /// let refused = PostgresConfig::new("postgres://app@db/app").pool_size(0).validate();
+    /// assert!(refused.unwrap_err().message().contains("pool_size is 0"));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `Configuration`, naming the setting and what to write.
+    pub fn validate(&self) -> StoreResult<()> {
+        if self.pool_size == 0 {
+            return Err(StoreError::new(
+                ErrorKind::Configuration,
+                "pool_size is 0: allow at least one connection (the default is 16)",
+            ));
+        }
+        for (name, d) in [
+            ("operation_timeout", self.operation_timeout),
+            ("connect_timeout", self.connect_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(StoreError::new(
+                    ErrorKind::Configuration,
+                    format!("{name} is 0: give the database time to answer, such as 5s"),
+                ));
+            }
+        }
+        // Parses the URL and its TLS parameters; the root certificate file is read when the
+        // store is built.
+        self.effective_pool_mode().map(drop)
+    }
+
+    /// The store for this configuration, with no connection yet (connections open on first
+    /// use, so this works before the database is up); the same as
+    /// [`PostgresStore::new`](crate::PostgresStore::new).
+    ///
+    /// # Errors
+    ///
+    /// `Configuration` when [`validate`](Self::validate) refuses the configuration.
     pub fn build(&self) -> StoreResult<crate::PostgresStore> {
-        crate::PostgresStore::connect(self)
+        crate::PostgresStore::new(self)
+    }
+
+    /// The store for this configuration, once the database has answered one round trip
+    /// ([`PostgresStore::ping`](crate::PostgresStore::ping)).
+    ///
+    /// # Errors
+    ///
+    /// `Configuration` when [`validate`](Self::validate) refuses the configuration; the
+    /// ping's error when the database does not answer within the timeouts (retryable) or
+    /// refuses the credentials or the TLS settings (permanent, saying what to change).
+    pub async fn connect(&self) -> StoreResult<crate::PostgresStore> {
+        let store = self.build()?;
+        store.ping().await?;
+        Ok(store)
     }
 
     /// Reads [`DATABASE_URL_ENV`] (`DATABASE_URL`), and libpq's `PGSSLMODE` and
-    /// `PGSSLROOTCERT` for what the URL does not say.
+    /// `PGSSLROOTCERT` for what the URL does not say, and checks them
+    /// ([`validate`](Self::validate)).
+    ///
+    /// # Errors
+    ///
+    /// `Configuration` naming the variable that is missing or malformed.
     pub fn from_env() -> Result<Self, StoreError> {
-        let config = std::env::var(DATABASE_URL_ENV).map(Self::new).map_err(|_| {
+        Self::from_lookup(|name| std::env::var(name).ok())?.ok_or_else(|| {
             StoreError::new(
                 ErrorKind::Configuration,
                 "DATABASE_URL is not set: set it to postgres://user:password@host:5432/database",
             )
-        })?;
-        config.with_libpq_env(|name| std::env::var(name).ok())
+        })
+    }
+
+    /// Reads the same variables as [`from_env`](Self::from_env) through `lookup` (a
+    /// variable's name to its value; empty counts as unset), and checks them: `None` when
+    /// `DATABASE_URL` is not set. The one reader of these variables: `from_env` and the
+    /// service both use it.
+    ///
+    /// ```
+    /// use wa_pairing_postgres::PostgresConfig;
+    ///
+    /// let env = |name: &str| (name == "DATABASE_URL").then(|| "mysql://db/app".to_owned());
+    /// let refused = PostgresConfig::from_lookup(env).unwrap_err();
+    /// assert!(refused.message().contains("postgres://"));
+    /// assert!(PostgresConfig::from_lookup(|_| None)?.is_none());
+    /// # Ok::<(), wa_pairing_store::StoreError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `Configuration` naming the variable that is malformed.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> StoreResult<Option<Self>> {
+        let var = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let Some(url) = var(DATABASE_URL_ENV) else {
+            return Ok(None);
+        };
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(StoreError::new(
+                ErrorKind::Configuration,
+                "DATABASE_URL must be a postgres:// URL (postgres://user:password@host:5432/database)",
+            ));
+        }
+        let config = Self::new(url).with_libpq_env(var)?;
+        config.validate()?;
+        Ok(Some(config))
     }
 
     /// Applies libpq's `PGSSLMODE` and `PGSSLROOTCERT`, read through `lookup` (empty values
@@ -237,10 +336,10 @@ impl PostgresConfig {
         Ok(self)
     }
 
-    /// At most this many connections.
+    /// At most this many connections (at least one: [`validate`](Self::validate) refuses 0).
     #[must_use]
     pub fn pool_size(mut self, n: usize) -> Self {
-        self.pool_size = n.max(1);
+        self.pool_size = n;
         self
     }
 
@@ -390,6 +489,69 @@ mod tests {
                 vec![("pool_mode".to_owned(), "session".to_owned())]
             )
         );
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_the_setting_named_and_without_io() {
+        let url = "postgres://u:secret@db.example.com/db";
+        let refused = |config: PostgresConfig| config.validate().unwrap_err().to_string();
+        assert!(refused(PostgresConfig::new(url).pool_size(0)).contains("pool_size is 0"));
+        assert!(
+            refused(PostgresConfig::new(url).operation_timeout(Duration::ZERO))
+                .contains("operation_timeout is 0")
+        );
+        assert!(
+            refused(PostgresConfig::new(url).connect_timeout(Duration::ZERO))
+                .contains("connect_timeout is 0")
+        );
+        // A root certificate that does not exist is read when the store is built, not here.
+        let later = PostgresConfig::new(format!("{url}?sslmode=verify-full"))
+            .ssl_root_cert("/nonexistent/ca.crt");
+        assert!(later.validate().is_ok());
+        assert_eq!(later.build().unwrap_err().kind(), ErrorKind::Configuration);
+        // From a file, the same checks.
+        let from_file: PostgresConfig =
+            serde_json::from_str(r#"{"url": "postgres://u@h/db", "pool_size": 0}"#).unwrap();
+        assert!(refused(from_file).contains("pool_size is 0"));
+        for text in [
+            refused(PostgresConfig::new(url).pool_size(0)),
+            refused(PostgresConfig::new(format!("{url}?pool_mode=sometimes"))),
+        ] {
+            assert!(!text.contains("secret"), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_environment_is_read_by_one_function() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert!(PostgresConfig::from_lookup(env(&[])).unwrap().is_none());
+        assert!(
+            PostgresConfig::from_lookup(env(&[("DATABASE_URL", "  ")]))
+                .unwrap()
+                .is_none()
+        );
+        let config = PostgresConfig::from_lookup(env(&[
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("PGSSLMODE", "verify-full"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(config.ssl_mode, Some(SslMode::VerifyFull));
+        let e = PostgresConfig::from_lookup(env(&[
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("PGSSLMODE", "sometimes"),
+        ]))
+        .unwrap_err();
+        assert!(e.message().starts_with("PGSSLMODE"), "{e}");
+        let e = PostgresConfig::from_lookup(env(&[("DATABASE_URL", "mysql://h/db")])).unwrap_err();
+        assert!(e.message().starts_with("DATABASE_URL"), "{e}");
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub const CHANNEL: &str = "wa_device_changes";
 /// use wa_pairing_store::{DeviceStore, NewDevice, UserId};
 ///
 /// # async fn demo() -> Result<(), wa_pairing_store::StoreError> {
-/// let store = PostgresStore::connect(&PostgresConfig::from_env()?)?;
+/// let store = PostgresConfig::from_env()?.connect().await?;
 /// store.migrate().await?;
 /// let device = store.create(NewDevice::new(UserId::random(), "Shop phone")).await?;
 /// # let _ = device;
@@ -141,8 +141,16 @@ fn device(row: &Row) -> StoreResult<Device> {
 }
 
 impl PostgresStore {
-    /// Creates the pool (connections open lazily, on first use).
-    pub fn connect(config: &PostgresConfig) -> StoreResult<Self> {
+    /// The store for `config`, with no connection yet: connections open on first use, so
+    /// this works before the database is up. [`PostgresConfig::connect`] also checks that the
+    /// database answers. The same as [`PostgresConfig::build`].
+    ///
+    /// # Errors
+    ///
+    /// `Configuration`, saying what to write, when the configuration is refused
+    /// ([`PostgresConfig::validate`]).
+    pub fn new(config: &PostgresConfig) -> StoreResult<Self> {
+        config.validate()?;
         let (pg, tls) = config.pg()?;
         let mode = config.effective_pool_mode()?;
         if !mode.has_change_feed() {
@@ -202,6 +210,13 @@ impl PostgresStore {
     pub async fn migrate(&self) -> StoreResult<usize> {
         let mut client = self.inner.pool.get().await.map_err(|e| from_pool(&e))?;
         migrations::apply(&mut client).await
+    }
+
+    /// One round trip (`select 1`) within the operation timeout: `Ok` when the database
+    /// answers. Credentials or TLS refused are permanent errors that say what to change; an
+    /// outage is a retryable one.
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.rows("ping", "select 1", &[]).await.map(drop)
     }
 
     pub(crate) async fn rows(

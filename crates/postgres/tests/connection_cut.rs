@@ -118,7 +118,7 @@ async fn a_cut_connection_is_retryable_and_loses_nothing() {
         &format!("127.0.0.1:{}", proxy.port),
         1,
     );
-    let store = PostgresStore::connect(
+    let store = PostgresStore::new(
         &PostgresConfig::new(&via_proxy)
             .pool_size(2)
             .operation_timeout(Duration::from_secs(3)),

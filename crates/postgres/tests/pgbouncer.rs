@@ -26,7 +26,7 @@ async fn through_pooler() -> Result<(PostgresStore, PgBouncer, common::TestDb), 
     };
     let config = PostgresConfig::new(bouncer.url(&db.name)).pool_size(8);
     assert_eq!(config.effective_pool_mode().unwrap(), PoolMode::Transaction);
-    let store = PostgresStore::connect(&config).expect("pool");
+    let store = PostgresStore::new(&config).expect("pool");
     store
         .migrate()
         .await

@@ -30,7 +30,7 @@ fn server(test: &str) -> Option<&'static TlsServer> {
 /// The migrations (idempotent, safe concurrently) and one lookup through a store of
 /// `config`: `Ok` when the server answered (a device that does not exist is "not found").
 async fn probe(config: &PostgresConfig) -> Result<(), StoreError> {
-    let store = PostgresStore::connect(config)?;
+    let store = PostgresStore::new(config)?;
     let work = async {
         store.migrate().await?;
         match store.get(DeviceId::random()).await {
@@ -173,7 +173,7 @@ async fn migrate_reports_the_tls_problem_not_an_outage() {
         return;
     };
     let url = server.url("localhost", "postgres", "sslmode=verify-full");
-    let store = PostgresStore::connect(&PostgresConfig::new(url)).unwrap();
+    let store = PostgresStore::new(&PostgresConfig::new(url)).unwrap();
     let e = store.migrate().await.expect_err("untrusted certificate");
     assert_eq!(e.kind(), ErrorKind::Configuration, "{e}");
     assert!(!e.message().contains("could not be reached"), "{e}");
@@ -189,7 +189,7 @@ async fn the_change_feed_listens_over_tls() {
         return;
     };
     let db = server.create_db().await;
-    let store = PostgresStore::connect(&PostgresConfig::new(server.url(
+    let store = PostgresStore::new(&PostgresConfig::new(server.url(
         "localhost",
         &db,
         &server.verify_full(),
@@ -258,7 +258,7 @@ async fn require_against_a_server_without_tls_says_so() {
 
 #[tokio::test]
 async fn an_unreadable_root_certificate_is_refused_at_build() {
-    let e = PostgresStore::connect(
+    let e = PostgresStore::new(
         &PostgresConfig::new("postgres://app:s3cret@db.example.com/app?sslmode=verify-full")
             .ssl_root_cert("/nonexistent/supabase-ca.crt"),
     )

@@ -25,7 +25,7 @@ async fn main() {
         eprintln!("set WA_PAIRING_TEST_REDIS_URL to run this benchmark");
         return;
     };
-    let store = RedisStore::new(RedisConfig::new(&url).prefix("wa-bench:")).unwrap();
+    let store = RedisStore::new(&RedisConfig::new(&url).prefix("wa-bench:")).unwrap();
     let code = IssuedCode::new(
         PairingCode::generate(),
         chrono::Utc::now(),
@@ -66,7 +66,7 @@ async fn main() {
         .local_addr()
         .unwrap()
         .port();
-    let down = RedisStore::new(RedisConfig::new(format!("redis://127.0.0.1:{port}"))).unwrap();
+    let down = RedisStore::new(&RedisConfig::new(format!("redis://127.0.0.1:{port}"))).unwrap();
     let cache = down.resilient_cache();
     let mut misses = Vec::new();
     for id in ids.iter().take(50) {

@@ -86,25 +86,110 @@ impl RedisConfig {
         }
     }
 
-    /// The store for this configuration (lazy: no connection yet; call it inside a Tokio
-    /// runtime); the same as [`RedisStore::new`](crate::RedisStore::new).
-    pub fn build(self) -> StoreResult<crate::RedisStore> {
+    /// Checks the configuration without any I/O: a `redis://` or `rediss://` URL without
+    /// `#insecure`, a root certificate only with `rediss://`, a timeout above zero.
+    /// [`build`](Self::build) and [`connect`](Self::connect) check the same, and read the
+    /// root certificate file.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wa_pairing_redis::RedisConfig;
+    ///
+    /// let refused = RedisConfig::new("redis://127.0.0.1:6379").timeout(Duration::ZERO).validate();
+    /// assert!(refused.unwrap_err().message().contains("timeout is 0"));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `Configuration`, naming the setting and what to write.
+    pub fn validate(&self) -> StoreResult<()> {
+        if self.timeout.is_zero() {
+            return Err(StoreError::new(
+                ErrorKind::Configuration,
+                "timeout is 0: give Redis time to answer, such as 250ms",
+            ));
+        }
+        crate::store::check_url(self).map(drop)
+    }
+
+    /// The store for this configuration, with no connection yet (nothing happens until the
+    /// first call, so this works before Redis is up); the same as
+    /// [`RedisStore::new`](crate::RedisStore::new).
+    ///
+    /// # Errors
+    ///
+    /// `Configuration` when [`validate`](Self::validate) refuses the configuration.
+    pub fn build(&self) -> StoreResult<crate::RedisStore> {
         crate::RedisStore::new(self)
     }
 
+    /// The store for this configuration, once Redis has answered a `PING`
+    /// ([`RedisStore::ping`](crate::RedisStore::ping)).
+    ///
+    /// # Errors
+    ///
+    /// `Configuration` when [`validate`](Self::validate) refuses the configuration; the
+    /// ping's error when Redis does not answer within the timeout (retryable) or refuses the
+    /// credentials or TLS (permanent, saying what to change).
+    pub async fn connect(&self) -> StoreResult<crate::RedisStore> {
+        let store = self.build()?;
+        store.ping().await?;
+        Ok(store)
+    }
+
     /// Reads [`REDIS_URL_ENV`] (`REDIS_URL`), and [`REDIS_ROOT_CERT_ENV`]
-    /// (`REDIS_ROOT_CERT`) when set.
+    /// (`REDIS_ROOT_CERT`) when set, and checks them ([`validate`](Self::validate)).
+    ///
+    /// # Errors
+    ///
+    /// `Configuration` naming the variable that is missing or malformed.
     pub fn from_env() -> StoreResult<Self> {
-        let config = std::env::var(REDIS_URL_ENV).map(Self::new).map_err(|_| {
+        Self::from_lookup(|name| std::env::var(name).ok())?.ok_or_else(|| {
             StoreError::new(
                 ErrorKind::Configuration,
                 "REDIS_URL is not set: set it to redis://host:6379 (or rediss:// for TLS)",
             )
-        })?;
-        Ok(match std::env::var(REDIS_ROOT_CERT_ENV) {
-            Ok(path) if !path.trim().is_empty() => config.root_cert(path.trim()),
-            _ => config,
         })
+    }
+
+    /// Reads the same variables as [`from_env`](Self::from_env) through `lookup` (a
+    /// variable's name to its value; empty counts as unset), and checks them: `None` when
+    /// neither is set (Redis is optional). The one reader of these variables: `from_env`
+    /// and the service both use it.
+    ///
+    /// ```
+    /// use wa_pairing_redis::RedisConfig;
+    ///
+    /// let env = |name: &str| (name == "REDIS_URL").then(|| "http://cache:6379".to_owned());
+    /// let refused = RedisConfig::from_lookup(env).unwrap_err();
+    /// assert!(refused.message().starts_with("REDIS_URL"));
+    /// assert!(RedisConfig::from_lookup(|_| None)?.is_none());
+    /// # Ok::<(), wa_pairing_store::StoreError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `Configuration` naming the variable that is malformed, or a root certificate without
+    /// a URL.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> StoreResult<Option<Self>> {
+        let var = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let config = match (var(REDIS_URL_ENV), var(REDIS_ROOT_CERT_ENV)) {
+            (None, None) => return Ok(None),
+            (Some(url), None) => Self::new(url),
+            (Some(url), Some(ca)) => Self::new(url).root_cert(ca),
+            (None, Some(_)) => {
+                return Err(StoreError::new(
+                    ErrorKind::Configuration,
+                    "REDIS_ROOT_CERT is set but REDIS_URL is not: set the rediss:// URL too, or remove the root certificate",
+                ));
+            }
+        };
+        config.validate()?;
+        Ok(Some(config))
     }
 
     /// The limit on every operation, connecting included.

@@ -18,7 +18,7 @@ use wa_pairing_store::{CodeCache, DeviceId, StoreResult};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), wa_pairing_store::StoreError> {
-/// let store = RedisStore::new(RedisConfig::new("redis://127.0.0.1:6379"))?;
+/// let store = RedisStore::new(&RedisConfig::new("redis://127.0.0.1:6379"))?;
 /// let cache = store.resilient_cache();
 /// # let _ = cache;
 /// # Ok(())

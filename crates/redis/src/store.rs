@@ -1,11 +1,12 @@
 //! The code cache, the auth state and the pairing budget on Redis.
 
 use std::fmt;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::OnceCell;
 use wa_pairing_code::IssuedCode;
 use wa_pairing_store::{
     AuthStateStore, BudgetConfig, BudgetDecision, BudgetKey, CodeCache, CompanionKey, DeviceId,
@@ -30,24 +31,40 @@ fn install_crypto_provider() {
     });
 }
 
-/// The client for `config`: its URL, with the CA certificates of `root_cert` when given;
-/// `#insecure` (no certificate check) refused.
-fn client(config: &RedisConfig) -> StoreResult<redis::Client> {
-    let invalid = || {
-        StoreError::new(
+fn invalid_url() -> StoreError {
+    StoreError::new(
+        ErrorKind::Configuration,
+        "REDIS_URL is not a valid Redis URL: write redis://[:password@]host:6379[/db] or rediss:// for TLS",
+    )
+}
+
+/// The URL checked without any I/O: a Redis URL, `#insecure` (no certificate check)
+/// refused, a root certificate only with `rediss://`.
+pub(crate) fn check_url(config: &RedisConfig) -> StoreResult<redis::Client> {
+    let client = redis::Client::open(config.url.as_str()).map_err(|_| invalid_url())?;
+    if let redis::ConnectionAddr::TcpTls { insecure: true, .. } =
+        client.get_connection_info().addr()
+    {
+        return Err(StoreError::new(
             ErrorKind::Configuration,
-            "REDIS_URL is not a valid Redis URL: write redis://[:password@]host:6379[/db] or rediss:// for TLS",
-        )
-    };
+            "REDIS_URL ends in #insecure (TLS without checking the server's certificate), which wa-pairing refuses: remove it, and set the Redis root certificate (REDIS_ROOT_CERT) to the CA that signed the server's certificate",
+        ));
+    }
+    if config.root_cert.is_some() && !config.url.trim_start().starts_with("rediss://") {
+        return Err(StoreError::new(
+            ErrorKind::Configuration,
+            "a Redis root certificate is set but REDIS_URL is not a rediss:// (TLS) URL: use rediss://, or remove the root certificate",
+        ));
+    }
+    Ok(client)
+}
+
+/// The client for `config`: its URL, with the CA certificates of `root_cert` when given.
+fn client(config: &RedisConfig) -> StoreResult<redis::Client> {
+    let client = check_url(config)?;
     let client = match &config.root_cert {
-        None => redis::Client::open(config.url.as_str()).map_err(|_| invalid())?,
+        None => client,
         Some(path) => {
-            if !config.url.trim_start().starts_with("rediss://") {
-                return Err(StoreError::new(
-                    ErrorKind::Configuration,
-                    "a Redis root certificate is set but REDIS_URL is not a rediss:// (TLS) URL: use rediss://, or remove the root certificate",
-                ));
-            }
             let shown = path.display();
             let pem = std::fs::read(path).map_err(|e| {
                 StoreError::new(
@@ -69,7 +86,7 @@ fn client(config: &RedisConfig) -> StoreResult<redis::Client> {
             };
             redis::Client::build_with_tls(config.url.as_str(), certificates).map_err(|e| {
                 if e.kind() == redis::ErrorKind::InvalidClientConfig {
-                    invalid()
+                    invalid_url()
                 } else {
                     StoreError::new(
                         ErrorKind::Configuration,
@@ -79,14 +96,6 @@ fn client(config: &RedisConfig) -> StoreResult<redis::Client> {
             })?
         }
     };
-    if let redis::ConnectionAddr::TcpTls { insecure: true, .. } =
-        client.get_connection_info().addr()
-    {
-        return Err(StoreError::new(
-            ErrorKind::Configuration,
-            "REDIS_URL ends in #insecure (TLS without checking the server's certificate), which wa-pairing refuses: remove it, and set the Redis root certificate (REDIS_ROOT_CERT) to the CA that signed the server's certificate",
-        ));
-    }
     Ok(client)
 }
 
@@ -111,7 +120,9 @@ fn client(config: &RedisConfig) -> StoreResult<redis::Client> {
 /// installed one itself (install yours first to choose another).
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    /// Made on the first call, inside the runtime that makes it (the manager runs a task).
+    conn: Arc<OnceCell<ConnectionManager>>,
+    client: redis::Client,
     config: RedisConfig,
 }
 
@@ -124,28 +135,40 @@ impl fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// A store for `config`; no connection is made yet.
+    /// The store for `config`, with no connection yet: nothing happens until the first
+    /// call, so this works before Redis is up and outside an async runtime.
+    /// [`RedisConfig::connect`] also checks that Redis answers. The same as
+    /// [`RedisConfig::build`].
     ///
     /// # Errors
     ///
-    /// `Configuration` when the URL is not a Redis URL, or when called outside a Tokio
-    /// runtime (the connection manager runs a task on it).
-    pub fn new(config: RedisConfig) -> StoreResult<Self> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(StoreError::new(
-                ErrorKind::Configuration,
-                "RedisStore::new must be called inside a Tokio runtime: create the store from async code",
-            ));
-        }
+    /// `Configuration`, saying what to write, when [`RedisConfig::validate`] refuses the
+    /// configuration (the URL is not a Redis URL, the root certificate cannot be used, a
+    /// zero timeout).
+    pub fn new(config: &RedisConfig) -> StoreResult<Self> {
+        config.validate()?;
         install_crypto_provider();
-        let client = client(&config)?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_number_of_retries(0)
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout));
-        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
-            .map_err(|e| classify(&e))?;
-        Ok(Self { conn, config })
+        Ok(Self {
+            conn: Arc::new(OnceCell::new()),
+            client: client(config)?,
+            config: config.clone(),
+        })
+    }
+
+    /// The connection manager, made on first use (it reconnects by itself afterwards).
+    async fn manager(&self) -> StoreResult<ConnectionManager> {
+        let made = self
+            .conn
+            .get_or_try_init(|| async {
+                let manager_config = ConnectionManagerConfig::new()
+                    .set_number_of_retries(0)
+                    .set_connection_timeout(Some(self.config.timeout))
+                    .set_response_timeout(Some(self.config.timeout));
+                ConnectionManager::new_lazy_with_config(self.client.clone(), manager_config)
+                    .map_err(|e| classify(&e))
+            })
+            .await?;
+        Ok(made.clone())
     }
 
     /// One `PING`, within the timeout: `Ok` when Redis answers. A TLS or credentials problem
@@ -204,7 +227,7 @@ impl RedisStore {
         op: &'static str,
         f: impl AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
     ) -> StoreResult<T> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.manager().await?;
         match tokio::time::timeout(self.config.timeout, f(&mut conn)).await {
             Ok(r) => r.map_err(|e| classify(&e)),
             Err(_) => Err(timed_out(op)),
@@ -545,7 +568,7 @@ mod tests {
         assert_eq!(redact("redis://:pw@h:6379/0"), "redis://***@h:6379/0");
         assert_eq!(redact("rediss://default:pw@h:6379"), "rediss://***@h:6379");
         assert_eq!(redact("redis://h:6379"), "redis://h:6379");
-        let err = RedisStore::new(RedisConfig::new("http://:secret@nope")).unwrap_err();
+        let err = RedisStore::new(&RedisConfig::new("http://:secret@nope")).unwrap_err();
         assert!(!err.to_string().contains("secret"));
         assert_eq!(err.kind(), ErrorKind::Configuration);
     }

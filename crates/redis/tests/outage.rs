@@ -24,7 +24,7 @@ fn code() -> IssuedCode {
 }
 
 async fn every_call_fails_fast_and_the_cache_degrades(url: &str) {
-    let store = RedisStore::new(RedisConfig::new(url)).unwrap();
+    let store = RedisStore::new(&RedisConfig::new(url)).unwrap();
     let id = DeviceId::random();
     let put = tokio::time::timeout(HANG, CodeCache::put(&store, id, &code()))
         .await
@@ -97,7 +97,7 @@ async fn a_tls_url_to_a_plain_port_fails_cleanly() {
             drop(sock);
         }
     });
-    let store = RedisStore::new(RedisConfig::new(format!(
+    let store = RedisStore::new(&RedisConfig::new(format!(
         "rediss://user:pw@127.0.0.1:{port}"
     )))
     .unwrap();
@@ -106,13 +106,13 @@ async fn a_tls_url_to_a_plain_port_fails_cleanly() {
         .expect("returned");
     let err = r.unwrap_err();
     assert!(!err.to_string().contains("pw"), "{err}");
-    assert!(RedisStore::new(RedisConfig::new("rediss://example.com:6380/0")).is_ok());
+    assert!(RedisStore::new(&RedisConfig::new("rediss://example.com:6380/0")).is_ok());
 }
 
 async fn live() -> Result<String, Skip> {
     let url = std::env::var("WA_PAIRING_TEST_REDIS_URL")
         .map_err(|_| Skip::new("WA_PAIRING_TEST_REDIS_URL is not set"))?;
-    let store = RedisStore::new(RedisConfig::new(&url)).map_err(|e| Skip::new(e.to_string()))?;
+    let store = RedisStore::new(&RedisConfig::new(&url)).map_err(|e| Skip::new(e.to_string()))?;
     CodeCache::get(&store, DeviceId::random())
         .await
         .map_err(|e| Skip::new(format!("no Redis at WA_PAIRING_TEST_REDIS_URL: {e}")))?;
@@ -126,7 +126,7 @@ async fn the_budget_refuses_then_refills() {
         Err(why) => return skip("budget", &why),
     };
     let prefix = format!("wa-test-{}:", uuid::Uuid::new_v4().simple());
-    let store = RedisStore::new(RedisConfig::new(&url).prefix(&prefix)).unwrap();
+    let store = RedisStore::new(&RedisConfig::new(&url).prefix(&prefix)).unwrap();
     let budget = BudgetConfig::new(2, Duration::from_millis(400));
     let keyer = BudgetKeyer::random();
     let phone = keyer.key(&wa_pairing_phone::parse("081234567890").unwrap());
@@ -185,11 +185,28 @@ async fn the_budget_refuses_then_refills() {
 }
 
 #[test]
-fn building_the_store_outside_a_runtime_is_a_clear_error_not_a_panic() {
-    let e = wa_pairing_redis::RedisStore::new(wa_pairing_redis::RedisConfig::new(
-        "redis://127.0.0.1:6379",
-    ))
-    .unwrap_err();
+fn the_store_is_built_outside_a_runtime_and_connects_inside_one() {
+    let Ok(url) = std::env::var("WA_PAIRING_TEST_REDIS_URL") else {
+        return skip(
+            "built outside a runtime",
+            &Skip::new("WA_PAIRING_TEST_REDIS_URL is not set"),
+        );
+    };
+    // Built in plain synchronous code, as a settings loader does: no connection yet.
+    let store = wa_pairing_redis::RedisConfig::new(&url)
+        .build()
+        .expect("a lazy store needs no runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(store.ping())
+        .expect("the first call connects");
+    // Refused settings are refused at build time, still without a runtime.
+    let e = wa_pairing_redis::RedisConfig::new("http://127.0.0.1:6379")
+        .build()
+        .unwrap_err();
     assert_eq!(e.kind(), wa_pairing_store::ErrorKind::Configuration);
-    assert!(e.message().contains("Tokio runtime"), "{e}");
+    assert!(e.message().contains("redis://"), "{e}");
 }

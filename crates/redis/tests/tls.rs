@@ -17,7 +17,7 @@ async fn backend() -> Result<TestBackend, Skip> {
     let server = TlsRedis::get()?;
     let prefix = format!("wa-tls-test-{}:", uuid::Uuid::new_v4().simple());
     let store = RedisStore::new(
-        RedisConfig::new(server.url("localhost"))
+        &RedisConfig::new(server.url("localhost"))
             .root_cert(&server.ca)
             .prefix(&prefix)
             .timeout(Duration::from_secs(5)),
@@ -60,7 +60,7 @@ fn server(test: &str) -> Option<&'static TlsRedis> {
 /// The error a store of `config` reports on its first call, checked to be a permanent
 /// configuration error without the password.
 async fn refused(server: &TlsRedis, config: RedisConfig) -> StoreError {
-    let store = RedisStore::new(config.timeout(Duration::from_secs(5))).unwrap();
+    let store = RedisStore::new(&config.timeout(Duration::from_secs(5))).unwrap();
     let e = store.ping().await.expect_err("the connection is refused");
     assert_eq!(e.kind(), ErrorKind::Configuration, "{e}");
     assert!(!e.verdict().is_retryable(), "{e}");
@@ -74,7 +74,7 @@ async fn the_ca_and_the_certificates_name_connect() {
         return;
     };
     let store =
-        RedisStore::new(RedisConfig::new(server.url("localhost")).root_cert(&server.ca)).unwrap();
+        RedisStore::new(&RedisConfig::new(server.url("localhost")).root_cert(&server.ca)).unwrap();
     store.ping().await.expect("rediss:// with the CA");
 }
 
@@ -104,7 +104,7 @@ async fn a_certificate_from_an_untrusted_ca_is_refused() {
     );
 
     // The resilient cache turns it into a miss, as for any other cache failure.
-    let store = RedisStore::new(RedisConfig::new(server.url("localhost"))).unwrap();
+    let store = RedisStore::new(&RedisConfig::new(server.url("localhost"))).unwrap();
     let cache = store.resilient_cache();
     assert_eq!(cache.get(DeviceId::random()).await.unwrap(), None);
     assert!(cache.is_down());
@@ -135,7 +135,7 @@ async fn a_tls_url_to_the_wrong_kind_of_port_says_so() {
     // A plaintext client to the TLS port: the server drops it; an outage-like error, never a
     // hang.
     let store = RedisStore::new(
-        RedisConfig::new(format!(
+        &RedisConfig::new(format!(
             "redis://:{}@localhost:{}",
             server.password, server.port
         ))
@@ -151,7 +151,7 @@ async fn a_tls_url_to_the_wrong_kind_of_port_says_so() {
 
 #[tokio::test]
 async fn insecure_urls_and_unusable_root_certificates_are_refused_at_build() {
-    let e = RedisStore::new(RedisConfig::new(
+    let e = RedisStore::new(&RedisConfig::new(
         "rediss://:s3cret@cache.example.com:6380/#insecure",
     ))
     .unwrap_err();
@@ -160,7 +160,7 @@ async fn insecure_urls_and_unusable_root_certificates_are_refused_at_build() {
     assert!(!e.to_string().contains("s3cret"), "{e}");
 
     let e = RedisStore::new(
-        RedisConfig::new("rediss://:s3cret@cache.example.com:6380")
+        &RedisConfig::new("rediss://:s3cret@cache.example.com:6380")
             .root_cert("/nonexistent/ca.pem"),
     )
     .unwrap_err();
@@ -168,7 +168,7 @@ async fn insecure_urls_and_unusable_root_certificates_are_refused_at_build() {
     assert!(e.message().contains("/nonexistent/ca.pem"), "{e}");
 
     let e = RedisStore::new(
-        RedisConfig::new("redis://cache.example.com:6379").root_cert("/nonexistent/ca.pem"),
+        &RedisConfig::new("redis://cache.example.com:6379").root_cert("/nonexistent/ca.pem"),
     )
     .unwrap_err();
     assert!(e.message().contains("rediss://"), "{e}");

@@ -39,23 +39,49 @@ use wa_pairing_store::BudgetConfig;
 ///     .code_refreshes(3);
 /// assert!(config.validate().is_ok());
 /// ```
-#[derive(Debug, Clone)]
+///
+/// Plain data: it deserialises from a configuration file, every field optional, with the
+/// names above (durations as `"30s"`; `budget` as `{ capacity = 3, refill_every = "200s" }`;
+/// `code_retry` is set in code only). [`Runner::new`](crate::Runner::new) refuses what
+/// [`validate`](Self::validate) refuses.
+///
+/// ```
+/// use wa_pairing_runner::RunnerConfig;
+///
+/// let config: RunnerConfig =
+///     serde_json::from_str(r#"{"lease_for": "20s", "heartbeat": "5s", "resume_rate": 2}"#)?;
+/// assert!(config.validate().is_ok());
+/// let zero: RunnerConfig = serde_json::from_str(r#"{"resume_rate": 0}"#)?;
+/// assert!(zero.validate().unwrap_err().to_string().contains("resume_rate"));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RunnerConfig {
     pub(crate) instance_id: String,
+    #[serde(with = "humantime_serde")]
     pub(crate) claim_interval: Duration,
+    #[serde(with = "humantime_serde")]
     pub(crate) lease_for: Duration,
+    #[serde(with = "humantime_serde")]
     pub(crate) heartbeat: Duration,
     pub(crate) max_sessions: usize,
     pub(crate) claim_batch: usize,
+    #[serde(with = "humantime_serde")]
     pub(crate) ready_timeout: Duration,
     pub(crate) connect_attempts: u32,
+    #[serde(skip)]
     pub(crate) code_retry: RetryPolicy,
     pub(crate) code_refreshes: u32,
+    #[serde(with = "humantime_serde")]
     pub(crate) code_lifetime: Option<Duration>,
+    #[serde(with = "humantime_serde")]
     pub(crate) shutdown_grace: Duration,
     pub(crate) budget: BudgetConfig,
+    #[serde(with = "humantime_serde")]
     pub(crate) unreadable_retry: Duration,
+    #[serde(with = "humantime_serde")]
     pub(crate) unlink_timeout: Duration,
     pub(crate) resume_rate: f64,
     pub(crate) resume_jitter: f64,
@@ -149,10 +175,11 @@ impl RunnerConfig {
         self
     }
 
-    /// How many times to open the socket and wait for it before giving up.
+    /// How many times to open the socket and wait for it before giving up (at least once:
+    /// [`validate`](Self::validate) refuses 0).
     #[must_use]
     pub fn connect_attempts(mut self, n: u32) -> Self {
-        self.connect_attempts = n.max(1);
+        self.connect_attempts = n;
         self
     }
 
@@ -298,6 +325,16 @@ impl RunnerConfig {
                 "claim_batch is 0: let each claim take at least one device".into(),
             ));
         }
+        if self.budget.capacity == 0 || self.budget.refill_every.is_zero() {
+            return Err(ConfigError(
+                "budget allows no code request: give it a capacity and a refill time above zero, such as 3 every 200s".into(),
+            ));
+        }
+        if self.connect_attempts == 0 {
+            return Err(ConfigError(
+                "connect_attempts is 0: open the socket at least once (the default is 3)".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -322,6 +359,11 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(e.to_string().contains("claim_batch"), "{e}");
+        let e = RunnerConfig::default()
+            .connect_attempts(0)
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("connect_attempts is 0"), "{e}");
         assert!(
             RunnerConfig::default()
                 .code_lifetime(Duration::ZERO)

@@ -206,7 +206,7 @@ pub async fn import_baileys(
                 .to_owned(),
         ));
     }
-    let raw = PostgresStore::connect(config).map_err(|e| BuildError::store("PostgreSQL", &e))?;
+    let raw = PostgresStore::new(config).map_err(|e| BuildError::store("PostgreSQL", &e))?;
     if settings.migrate {
         raw.migrate()
             .await
@@ -587,7 +587,7 @@ mod tests {
                 admin: admin.clone(),
                 name,
             };
-            let raw = PostgresStore::connect(&PostgresConfig::new(&db.url)).expect("pool");
+            let raw = PostgresStore::new(&PostgresConfig::new(&db.url)).expect("pool");
             raw.migrate().await.expect("migrations");
             Ok((db, raw))
         }

@@ -19,10 +19,9 @@ use wa_pairing_http::HttpConfig;
 use wa_pairing_postgres::PostgresStore;
 use wa_pairing_redis::RedisStore;
 use wa_pairing_retry::{Backoff, RetryPolicy};
-use wa_pairing_runner::{RunSummary, Runner, RunnerConfig, RunnerStatus};
+use wa_pairing_runner::{RunSummary, Runner, RunnerStatus};
 use wa_pairing_store::{DeviceId, DeviceStore, ErrorKind, KeyReport, StoreError, Stores};
 use wa_pairing_supabase::SupabaseStore;
-use wa_pairing_whatsapp::WhatsAppConfig;
 
 use crate::settings::env::AUTH_KEYS;
 use crate::settings::{HttpSettings, Settings, StoreSettings};
@@ -105,14 +104,14 @@ pub async fn connect_stores(settings: &Settings) -> Result<Stores, BuildError> {
     let builder = match &settings.store {
         StoreSettings::Postgres(config) => {
             let store =
-                PostgresStore::connect(config).map_err(|e| BuildError::store("PostgreSQL", &e))?;
+                PostgresStore::new(config).map_err(|e| BuildError::store("PostgreSQL", &e))?;
             if settings.migrate {
                 let applied = migrate_when_reachable(&store).await?;
                 info!(applied, "migrations applied");
             }
             store.stores()
         }
-        StoreSettings::Supabase(config) => SupabaseStore::new(config.clone())
+        StoreSettings::Supabase(config) => SupabaseStore::new(config)
             .map_err(|e| BuildError::store("Supabase", &e))?
             .stores(),
     };
@@ -120,7 +119,7 @@ pub async fn connect_stores(settings: &Settings) -> Result<Stores, BuildError> {
         .encrypt(settings.keyring.clone())
         .default_region(settings.default_region);
     if let Some(redis) = &settings.redis {
-        let redis = RedisStore::new(redis.clone()).map_err(|e| BuildError::store("Redis", &e))?;
+        let redis = RedisStore::new(redis).map_err(|e| BuildError::store("Redis", &e))?;
         // A TLS or credentials mistake is refused now; an outage is survived (the cache is
         // a hint, and the runner carries on without it).
         match redis.ping().await {
@@ -191,7 +190,7 @@ pub async fn migrate(settings: &Settings) -> Result<usize, BuildError> {
     match &settings.store {
         StoreSettings::Postgres(config) => {
             let store =
-                PostgresStore::connect(config).map_err(|e| BuildError::store("PostgreSQL", &e))?;
+                PostgresStore::new(config).map_err(|e| BuildError::store("PostgreSQL", &e))?;
             migrate_when_reachable(&store).await
         }
         StoreSettings::Supabase(_) => Err(BuildError::refused(
@@ -330,24 +329,16 @@ impl Service {
             Err(e) => warn!(error = %e, "could not check the auth-state keys at start"),
         }
 
-        let mut whatsapp = WhatsAppConfig::new();
-        if let Some(url) = &settings.whatsapp_server {
-            whatsapp = whatsapp.server_url(url.clone());
-        }
-        if let Some(v) = settings.whatsapp_version {
-            whatsapp = whatsapp.web_version(v);
-        }
-        if let Some(d) = settings.whatsapp_display {
-            whatsapp = whatsapp.display(d);
-        }
-        if let Some(n) = &settings.whatsapp_push_name {
-            whatsapp = whatsapp.push_name(n.clone());
-        }
-        let connector = whatsapp
+        let connector = settings
+            .whatsapp
             .build()
             .map_err(|e| BuildError::new("the WhatsApp connector", e))?;
 
-        let mut config = RunnerConfig::default().instance_id(settings.instance_id.clone());
+        let mut config = settings
+            .runner
+            .clone()
+            .unwrap_or_default()
+            .instance_id(settings.instance_id.clone());
         if let Some(n) = settings.max_sessions {
             config = config.max_sessions(n);
         }

@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use wa_pairing_http::AuthConfig;
 use wa_pairing_postgres::PostgresConfig;
 use wa_pairing_redis::RedisConfig;
+use wa_pairing_runner::RunnerConfig;
 use wa_pairing_store::Keyring;
 use wa_pairing_supabase::SupabaseConfig;
+use wa_pairing_whatsapp::WhatsAppConfig;
 
 use crate::logging::LogFormat;
 
@@ -61,19 +63,66 @@ pub struct Settings {
     pub resume_rate: Option<f64>,
     /// Log line format.
     pub log_format: LogFormat,
-    /// WhatsApp connection overrides: server URL, web version, device display, push name.
-    pub whatsapp_server: Option<String>,
-    /// `WA_PAIRING_WA_VERSION`.
-    pub whatsapp_version: Option<wa_pairing_whatsapp::WebVersion>,
-    /// `WA_PAIRING_WA_DISPLAY`.
-    pub whatsapp_display: Option<wa_pairing_whatsapp::DeviceDisplay>,
-    /// `WA_PAIRING_WA_PUSH_NAME`.
-    pub whatsapp_push_name: Option<String>,
+    /// The WhatsApp connection: server URL, web version, device display, push name
+    /// (`WA_PAIRING_WA_*`, read by [`WhatsAppConfig::from_lookup`]).
+    pub whatsapp: WhatsAppConfig,
     /// The HTTP API and device page, when configured.
     pub http: Option<HttpSettings>,
     /// The region numbers typed without a country code are read in, by the HTTP API and
     /// every other part of the service (`WA_PAIRING_DEFAULT_REGION`, default `ID`).
     pub default_region: wa_pairing_phone::Region,
+    /// The runner's configuration from the file's `[runner]` section (its instance id and,
+    /// unless set there, `max_sessions` and `resume_rate` come from the fields above).
+    pub runner: Option<RunnerConfig>,
+}
+
+/// The sections of the configuration file ([`env::CONFIG`]): each crate's own serde
+/// configuration, read and checked by that crate.
+#[derive(Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSections {
+    postgres: Option<PostgresConfig>,
+    supabase: Option<SupabaseConfig>,
+    redis: Option<RedisConfig>,
+    whatsapp: Option<WhatsAppConfig>,
+    runner: Option<toml::Table>,
+}
+
+/// The file at `path`, parsed; the problem, naming the file and what to fix, otherwise.
+fn read_file(path: &str) -> Result<FileSections, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: {path} cannot be read: {e}", env::CONFIG))?;
+    // The parser's message names the line and the field, never a value.
+    toml::from_str(&text).map_err(|e| {
+        let why = e.message();
+        let line = e.span().map(|s| {
+            text.get(..s.start)
+                .map_or(0, |before| before.matches('\n').count())
+                + 1
+        });
+        match line {
+            Some(line) => format!("{}: {path}, line {line}: {why}", env::CONFIG),
+            None => format!("{}: {path}: {why}", env::CONFIG),
+        }
+    })
+}
+
+/// A problem when a section of the file and some of the variables it replaces are both set.
+fn both_set(
+    var: &impl Fn(&str) -> Option<String>,
+    section: &str,
+    present: bool,
+    names: &[&str],
+) -> Option<String> {
+    let set: Vec<&str> = names.iter().copied().filter(|n| var(n).is_some()).collect();
+    (present && !set.is_empty()).then(|| {
+        format!(
+            "[{section}] in {} and {} in the environment set the same thing: keep one (unset {} or remove the section)",
+            env::CONFIG,
+            set.join(", "),
+            set.join(", ")
+        )
+    })
 }
 
 /// Every setting that is missing or malformed, each with what to do.
@@ -154,6 +203,12 @@ pub mod env {
     /// Comma-separated origins (`https://app.example.com`) whose pages may call the API, or
     /// `*`.
     pub const ALLOWED_ORIGINS: &str = "WA_PAIRING_ALLOWED_ORIGINS";
+    /// An optional configuration file (TOML) holding the libraries' own configurations, one
+    /// section each: `[postgres]` or `[supabase]`, `[redis]`, `[whatsapp]`, `[runner]`, with
+    /// the field names of `PostgresConfig`, `SupabaseConfig`, `RedisConfig`,
+    /// `WhatsAppConfig` and `RunnerConfig`. A section replaces that part's environment
+    /// variables; giving both is refused, so there is never a question of which one wins.
+    pub const CONFIG: &str = "WA_PAIRING_CONFIG";
     /// Retired: the owner's pace is the store's rule now (`pairing_starts_per_minute` in
     /// `wa_pairing_settings`); a start with it set is refused with that advice.
     pub const PAIRING_ACTIONS_PER_MINUTE: &str = "WA_PAIRING_PAIRING_ACTIONS_PER_MINUTE";
@@ -197,67 +252,146 @@ impl Settings {
             ));
         }
 
-        let store = match (
-            var(env::DATABASE_URL),
-            var(env::SUPABASE_URL),
-            var(env::SUPABASE_SERVICE_ROLE_KEY),
-        ) {
-            (Some(url), _, _) => {
-                if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                    match PostgresConfig::new(url).with_libpq_env(|name: &str| var(name)) {
-                        Ok(config) => Some(StoreSettings::Postgres(config)),
-                        Err(e) => {
-                            problems.push(e.message().to_owned());
-                            None
-                        }
-                    }
-                } else {
+        let mut file_unread = false;
+        let file = match var(env::CONFIG) {
+            None => FileSections::default(),
+            Some(path) => read_file(&path).unwrap_or_else(|p| {
+                problems.push(p);
+                file_unread = true;
+                FileSections::default()
+            }),
+        };
+        let store_vars = [
+            env::DATABASE_URL,
+            env::PGSSLMODE,
+            env::PGSSLROOTCERT,
+            env::SUPABASE_URL,
+            env::SUPABASE_SERVICE_ROLE_KEY,
+        ];
+        let file_store = file.postgres.is_some() || file.supabase.is_some();
+        problems.extend(both_set(
+            &var,
+            "postgres] or [supabase",
+            file_store,
+            &store_vars,
+        ));
+        problems.extend(both_set(
+            &var,
+            "redis",
+            file.redis.is_some(),
+            &[env::REDIS_URL, env::REDIS_ROOT_CERT],
+        ));
+        problems.extend(both_set(
+            &var,
+            "whatsapp",
+            file.whatsapp.is_some(),
+            &[
+                wa_pairing_whatsapp::SERVER_URL_ENV,
+                wa_pairing_whatsapp::WEB_VERSION_ENV,
+                wa_pairing_whatsapp::DISPLAY_ENV,
+                wa_pairing_whatsapp::PUSH_NAME_ENV,
+            ],
+        ));
+        problems.extend(both_set(
+            &var,
+            "runner",
+            file.runner.is_some(),
+            &[env::MAX_SESSIONS, env::RESUME_RATE],
+        ));
+        let mut checked = |what: Result<(), String>| what.map_err(|p| problems.push(p)).is_ok();
+        let file_postgres = file.postgres.filter(|c| {
+            checked(
+                c.validate()
+                    .map_err(|e| format!("[postgres] {}", e.message())),
+            )
+        });
+        let file_supabase = file.supabase.filter(|c| {
+            checked(
+                c.validate()
+                    .map_err(|e| format!("[supabase] {}", e.message())),
+            )
+        });
+        let file_redis = file
+            .redis
+            .filter(|c| checked(c.validate().map_err(|e| format!("[redis] {}", e.message()))));
+        let file_whatsapp = file
+            .whatsapp
+            .filter(|c| checked(c.validate().map_err(|e| format!("[whatsapp] {e}"))));
+        let runner = file.runner.and_then(|table| {
+            if table.contains_key("instance_id") {
+                problems.push(format!(
+                    "[runner] instance_id in {}: name the instance with {} (or the HOSTNAME) instead, so every instance can share the file",
+                    env::CONFIG,
+                    env::INSTANCE_ID
+                ));
+                return None;
+            }
+            let runner: RunnerConfig = table
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    problems.push(format!("[runner] in {}: {}", env::CONFIG, e.message()));
+                })
+                .ok()?;
+            runner
+                .validate()
+                .map_err(|e| problems.push(format!("[runner] {e}")))
+                .ok()?;
+            Some(runner)
+        });
+        if file_postgres.is_some() && file_supabase.is_some() {
+            problems.push(format!(
+                "[postgres] and [supabase] in {}: give one store",
+                env::CONFIG
+            ));
+        }
+
+        // Each crate reads its own variables (one parser per setting); this only decides
+        // between the two stores and gathers every problem.
+        let store = if file_store {
+            file_postgres
+                .map(StoreSettings::Postgres)
+                .or(file_supabase.map(StoreSettings::Supabase))
+        } else if var(env::DATABASE_URL).is_some() {
+            PostgresConfig::from_lookup(var)
+                .map_err(|e| problems.push(e.message().to_owned()))
+                .ok()
+                .flatten()
+                .map(StoreSettings::Postgres)
+        } else {
+            match SupabaseConfig::from_lookup(var) {
+                Ok(Some(config)) => Some(StoreSettings::Supabase(config)),
+                // The file that could not be read may hold the store: its problem says so.
+                Ok(None) if file_unread => None,
+                Ok(None) => {
                     problems.push(format!(
-                        "{} must be a postgres:// URL (postgres://user:password@host:5432/database)",
-                        env::DATABASE_URL
+                        "no store: set {} (a direct PostgreSQL connection, preferred) or {} and {}",
+                        env::DATABASE_URL,
+                        env::SUPABASE_URL,
+                        env::SUPABASE_SERVICE_ROLE_KEY
                     ));
                     None
                 }
-            }
-            (None, Some(url), Some(key)) => match SupabaseConfig::new(url, key) {
-                Ok(c) => Some(StoreSettings::Supabase(c)),
                 Err(e) => {
                     problems.push(e.message().to_owned());
                     None
                 }
-            },
-            (None, Some(_), None) => {
-                problems.push(format!(
-                    "{} is set but {} is not: set the project's secret key too (or set {} for a direct connection)",
-                    env::SUPABASE_URL,
-                    env::SUPABASE_SERVICE_ROLE_KEY,
-                    env::DATABASE_URL
-                ));
-                None
-            }
-            (None, None, _) => {
-                problems.push(format!(
-                    "no store: set {} (a direct PostgreSQL connection, preferred) or {} and {}",
-                    env::DATABASE_URL,
-                    env::SUPABASE_URL,
-                    env::SUPABASE_SERVICE_ROLE_KEY
-                ));
-                None
             }
         };
 
-        let redis = match (var(env::REDIS_URL), var(env::REDIS_ROOT_CERT)) {
-            (Some(url), Some(ca)) => Some(RedisConfig::new(url).root_cert(ca)),
-            (Some(url), None) => Some(RedisConfig::new(url)),
-            (None, Some(_)) => {
-                problems.push(format!(
-                    "{} is set but {} is not: set the rediss:// URL too, or remove the root certificate",
-                    env::REDIS_ROOT_CERT,
-                    env::REDIS_URL
-                ));
-                None
-            }
-            (None, None) => None,
+        let redis = if file_redis.is_some() {
+            file_redis
+        } else {
+            RedisConfig::from_lookup(var)
+                .map_err(|e| problems.push(e.message().to_owned()))
+                .ok()
+                .flatten()
+        };
+        let whatsapp = if file_whatsapp.is_some() {
+            file_whatsapp
+        } else {
+            WhatsAppConfig::from_lookup(var)
+                .map_err(|e| problems.push(e.message().to_owned()))
+                .ok()
         };
 
         let keyring = match var(env::AUTH_KEYS) {
@@ -348,19 +482,6 @@ impl Settings {
             }
         };
 
-        let whatsapp_version = var(wa_pairing_whatsapp::WEB_VERSION_ENV).and_then(|v| {
-            v.parse()
-                .map_err(|e| {
-                    problems.push(format!("{}: {e}", wa_pairing_whatsapp::WEB_VERSION_ENV));
-                })
-                .ok()
-        });
-        let whatsapp_display = var(wa_pairing_whatsapp::DISPLAY_ENV).and_then(|v| {
-            v.parse()
-                .map_err(|e| problems.push(format!("{}: {e}", wa_pairing_whatsapp::DISPLAY_ENV)))
-                .ok()
-        });
-
         let http = http_settings(&var, health_addr, &mut problems);
 
         let default_region = match var(env::DEFAULT_REGION) {
@@ -374,8 +495,8 @@ impl Settings {
             }),
         };
 
-        match (store, keyring) {
-            (Some(store), Some(keyring)) if problems.is_empty() => Ok(Self {
+        match (store, keyring, whatsapp) {
+            (Some(store), Some(keyring), Some(whatsapp)) if problems.is_empty() => Ok(Self {
                 store,
                 redis,
                 keyring,
@@ -385,12 +506,10 @@ impl Settings {
                 max_sessions,
                 resume_rate,
                 log_format,
-                whatsapp_server: var(wa_pairing_whatsapp::SERVER_URL_ENV),
-                whatsapp_version,
-                whatsapp_display,
-                whatsapp_push_name: var(wa_pairing_whatsapp::PUSH_NAME_ENV),
+                whatsapp,
                 http,
                 default_region,
+                runner,
             }),
             _ => Err(SettingsError { problems }),
         }
@@ -581,6 +700,145 @@ mod tests {
             e.contains("WA_PAIRING_DEFAULT_REGION must be a two-letter region code"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn whatsapp_settings_are_read_by_the_connector_crate_and_refused_with_the_others() {
+        let e = settings(&[
+            ("DATABASE_URL", "postgres://svc:pw@db:5432/app"),
+            ("WA_PAIRING_AUTH_KEYS", KEYS),
+            ("WA_PAIRING_WA_SERVER_URL", "http://127.0.0.1:5280/ws/chat"),
+            ("REDIS_URL", "http://cache:6379"),
+        ])
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("WA_PAIRING_WA_SERVER_URL: "), "{text}");
+        assert!(text.contains("must start with wss://"), "{text}");
+        assert!(
+            text.contains("REDIS_URL is not a valid Redis URL"),
+            "{text}"
+        );
+        assert_eq!(e.problems.len(), 2, "{text}");
+        let s = settings(&[
+            ("DATABASE_URL", "postgres://svc:pw@db:5432/app"),
+            ("WA_PAIRING_AUTH_KEYS", KEYS),
+            ("WA_PAIRING_WA_DISPLAY", "Firefox (Windows)"),
+        ])
+        .unwrap();
+        assert!(format!("{:?}", s.whatsapp).contains("Firefox"), "{s:?}");
+    }
+
+    /// A configuration file with `text`, removed when dropped.
+    struct ConfigFile(std::path::PathBuf);
+
+    impl ConfigFile {
+        fn new(text: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "wa-pairing-settings-{}.toml",
+                uuid::Uuid::new_v4().simple()
+            ));
+            std::fs::write(&path, text).unwrap();
+            Self(path)
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for ConfigFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_configuration_file_holds_the_libraries_own_configurations() {
+        let file = ConfigFile::new(
+            r#"
+[postgres]
+url = "postgres://svc:pw@db.example.com:5432/app"
+pool_size = 32
+operation_timeout = "3s"
+
+[redis]
+url = "redis://127.0.0.1:6379"
+prefix = "shop-a:"
+
+[whatsapp]
+display = "Edge (Windows)"
+
+[runner]
+max_sessions = 200
+lease_for = "20s"
+heartbeat = "5s"
+"#,
+        );
+        let s = settings(&[
+            ("WA_PAIRING_CONFIG", file.path()),
+            ("WA_PAIRING_AUTH_KEYS", KEYS),
+        ])
+        .unwrap();
+        let shown = format!("{s:?}");
+        assert!(matches!(s.store, StoreSettings::Postgres(_)), "{shown}");
+        assert!(shown.contains("pool_size: 32"), "{shown}");
+        assert!(!shown.contains(":pw@"), "the password is redacted: {shown}");
+        assert!(shown.contains("shop-a:"), "{shown}");
+        assert!(shown.contains("Edge"), "{shown}");
+        assert!(shown.contains("max_sessions: 200"), "{shown}");
+    }
+
+    #[test]
+    fn the_readme_example_file_is_accepted() {
+        let readme = include_str!("../README.md");
+        let section = &readme[readme.find("### A configuration file").unwrap()..];
+        let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+        let example = &section[start..start + section[start..].find("```").unwrap()];
+        let file = ConfigFile::new(example);
+        let s = settings(&[
+            ("WA_PAIRING_CONFIG", file.path()),
+            ("WA_PAIRING_AUTH_KEYS", KEYS),
+        ])
+        .unwrap();
+        assert!(s.redis.is_some() && s.runner.is_some(), "{s:?}");
+    }
+
+    #[test]
+    fn a_file_and_the_environment_never_set_the_same_thing_and_mistakes_name_the_line() {
+        let file = ConfigFile::new(
+            "[postgres]\nurl = \"postgres://svc@db/app\"\npool_size = 0\n\n[runner]\ninstance_id = \"a\"\n",
+        );
+        let e = settings(&[
+            ("WA_PAIRING_CONFIG", file.path()),
+            ("DATABASE_URL", "postgres://svc@db/app"),
+            ("WA_PAIRING_AUTH_KEYS", KEYS),
+        ])
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("DATABASE_URL in the environment set the same thing"),
+            "{text}"
+        );
+        assert!(text.contains("[postgres] pool_size is 0"), "{text}");
+        assert!(text.contains("[runner] instance_id"), "{text}");
+
+        let typo = ConfigFile::new("[postgres]\nurl = \"postgres://svc@db/app\"\npool_sise = 4\n");
+        let e = settings(&[
+            ("WA_PAIRING_CONFIG", typo.path()),
+            ("WA_PAIRING_AUTH_KEYS", KEYS),
+        ])
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("line 3"), "{text}");
+        assert!(text.contains("pool_sise"), "{text}");
+
+        let e = settings(&[
+            ("WA_PAIRING_CONFIG", "/nonexistent/wa-pairing.toml"),
+            ("DATABASE_URL", "postgres://svc@db/app"),
+            ("WA_PAIRING_AUTH_KEYS", KEYS),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("cannot be read"), "{e}");
     }
 
     #[test]

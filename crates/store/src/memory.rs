@@ -150,11 +150,20 @@ impl MemoryStore {
     }
 
     /// At most `n` pairing starts (or refreshes) per owner per minute, in a burst (default
-    /// [`DEFAULT_PAIRING_STARTS_PER_MINUTE`](crate::DEFAULT_PAIRING_STARTS_PER_MINUTE), at
-    /// least 1); shared by every clone.
+    /// [`DEFAULT_PAIRING_STARTS_PER_MINUTE`](crate::DEFAULT_PAIRING_STARTS_PER_MINUTE));
+    /// shared by every clone. Never zero, as in the database (`pairing_starts_per_minute`
+    /// is at least 1 there too).
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use wa_pairing_store::MemoryStore;
+    ///
+    /// let store = MemoryStore::new().with_pairing_starts_per_minute(NonZeroU32::new(2).unwrap());
+    /// # let _ = store;
+    /// ```
     #[must_use]
-    pub fn with_pairing_starts_per_minute(self, n: u32) -> Self {
-        self.lock().pairing_starts_per_minute = n.max(1);
+    pub fn with_pairing_starts_per_minute(self, n: std::num::NonZeroU32) -> Self {
+        self.lock().pairing_starts_per_minute = n.get();
         self
     }
 

@@ -1117,12 +1117,14 @@ impl fmt::Debug for BudgetKeyer {
 /// # Default
 /// 3 requests per phone number in a burst, one more earned back every 200 s (3 per 10
 /// minutes).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct BudgetConfig {
     /// Requests allowed in a burst.
     pub capacity: u32,
-    /// Time to earn back one request.
+    /// Time to earn back one request (`"200s"` in a configuration file).
+    #[serde(with = "humantime_serde")]
     pub refill_every: Duration,
 }
 

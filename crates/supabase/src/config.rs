@@ -31,37 +31,58 @@ pub enum KeyKind {
 /// use std::time::Duration;
 /// use wa_pairing_supabase::{KeyKind, SupabaseConfig};
 ///
-/// let config = SupabaseConfig::new("https://abcd.supabase.co", "sb_secret_0123456789abcdef")?
+/// let config = SupabaseConfig::new("https://abcd.supabase.co", "sb_secret_0123456789abcdef")
 ///     .timeout(Duration::from_secs(5));
-/// assert_eq!(config.key_kind(), KeyKind::Secret);
-/// assert_eq!(config.rest_url(), "https://abcd.supabase.co/rest/v1");
+/// config.validate()?;
+/// assert_eq!(config.key_kind()?, KeyKind::Secret);
+/// assert_eq!(config.rest_url()?, "https://abcd.supabase.co/rest/v1");
 /// assert!(!format!("{config:?}").contains("0123456789"));
 /// # Ok::<(), wa_pairing_store::StoreError>(())
 /// ```
 ///
 /// Plain data: it deserialises from a configuration file (`url` and `key` required; durations
-/// as `"10s"`), checked as [`SupabaseConfig::new`] checks them.
+/// as `"10s"`), and [`validate`](Self::validate) (which [`build`](Self::build) and
+/// [`connect`](Self::connect) call) checks it.
 #[derive(Clone, serde::Deserialize)]
-#[serde(try_from = "SupabaseConfigData")]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct SupabaseConfig {
-    rest_url: String,
+    url: String,
     key: String,
-    kind: KeyKind,
+    #[serde(default = "defaults::timeout", with = "humantime_serde")]
     pub(crate) timeout: Duration,
+    #[serde(default = "defaults::connect_timeout", with = "humantime_serde")]
     pub(crate) connect_timeout: Duration,
+    #[serde(default)]
     pub(crate) schema: Option<String>,
+}
+
+mod defaults {
+    use std::time::Duration;
+
+    pub(super) const fn timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+
+    pub(super) const fn connect_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
 }
 
 impl fmt::Debug for SupabaseConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rest_url = self.rest_url();
         f.debug_struct("SupabaseConfig")
-            .field("rest_url", &self.rest_url)
+            .field(
+                "rest_url",
+                &rest_url.as_deref().unwrap_or("<not a valid project URL>"),
+            )
             .field("key", &"<redacted>")
-            .field("key_kind", &self.kind)
+            .field("key_kind", &self.key_kind().ok())
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("schema", &self.schema)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -69,91 +90,124 @@ fn config_error(message: impl Into<String>) -> StoreError {
     StoreError::new(ErrorKind::Configuration, message)
 }
 
-/// What a configuration file holds, before it is checked.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SupabaseConfigData {
-    url: String,
-    key: String,
-    #[serde(default, with = "humantime_serde")]
-    timeout: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    connect_timeout: Option<Duration>,
-    #[serde(default)]
-    schema: Option<String>,
-}
-
-impl TryFrom<SupabaseConfigData> for SupabaseConfig {
-    type Error = StoreError;
-
-    fn try_from(data: SupabaseConfigData) -> Result<Self, StoreError> {
-        let mut config = Self::new(data.url, data.key)?;
-        if let Some(t) = data.timeout {
-            config = config.timeout(t);
-        }
-        if let Some(t) = data.connect_timeout {
-            config = config.connect_timeout(t);
-        }
-        if let Some(schema) = data.schema {
-            config = config.schema(schema);
-        }
-        Ok(config)
-    }
-}
-
 impl SupabaseConfig {
     /// The project at `url` (`https://<ref>.supabase.co`, with or without `/rest/v1`) with
     /// the service key: a new secret key (`sb_secret_...`) or the legacy `service_role` JWT.
+    /// Nothing is checked yet: [`validate`](Self::validate) does, and so do
+    /// [`build`](Self::build) and [`connect`](Self::connect).
+    pub fn new(url: impl Into<String>, key: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            key: key.into().trim().to_owned(),
+            timeout: defaults::timeout(),
+            connect_timeout: defaults::connect_timeout(),
+            schema: None,
+        }
+    }
+
+    /// Checks the configuration.
     ///
     /// # Errors
     ///
     /// `Configuration`, saying what to fix, when the URL is not an `https` URL (plain
     /// `http` is accepted only for this machine: `localhost`, `127.0.0.0/8`, `::1`, as the
-    /// local Supabase CLI serves), or the key is empty, cannot travel in a header, is a
-    /// publishable key, or is a JWT for another role than `service_role`.
+    /// local Supabase CLI serves), the key is empty, cannot travel in a header, is a
+    /// publishable key, or is a JWT for another role than `service_role`, a timeout is zero
+    /// or the schema is empty.
     ///
     /// ```
     /// use wa_pairing_supabase::SupabaseConfig;
     ///
     /// // The local Supabase CLI: plain HTTP on this machine is fine.
-    /// assert!(SupabaseConfig::new("http://127.0.0.1:54321", "sb_secret_x").is_ok());
+    /// assert!(SupabaseConfig::new("http://127.0.0.1:54321", "sb_secret_x").validate().is_ok());
     /// // Anywhere else the key would cross the network in clear text.
-    /// let refused = SupabaseConfig::new("http://abcd.supabase.co", "sb_secret_x").unwrap_err();
+    /// let refused = SupabaseConfig::new("http://abcd.supabase.co", "sb_secret_x")
+    ///     .validate()
+    ///     .unwrap_err();
     /// assert!(refused.message().contains("use https://"));
     /// ```
-    pub fn new(url: impl AsRef<str>, key: impl Into<String>) -> StoreResult<Self> {
-        let rest_url = rest_url(url.as_ref())?;
-        let key = key.into().trim().to_owned();
-        let kind = key_kind(&key)?;
-        Ok(Self {
-            rest_url,
-            key,
-            kind,
-            timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(5),
-            schema: None,
-        })
+    pub fn validate(&self) -> StoreResult<()> {
+        self.rest_url()?;
+        self.key_kind()?;
+        for (name, d) in [
+            ("timeout", self.timeout),
+            ("connect_timeout", self.connect_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(config_error(format!(
+                    "{name} is 0: give Supabase time to answer, such as 5s"
+                )));
+            }
+        }
+        if self.schema.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            return Err(config_error(
+                "schema is empty: leave it unset for `public`, or name an exposed schema",
+            ));
+        }
+        Ok(())
     }
 
-    /// Reads [`SUPABASE_URL_ENV`] and [`SUPABASE_SERVICE_ROLE_KEY_ENV`].
+    /// Reads [`SUPABASE_URL_ENV`] and [`SUPABASE_SERVICE_ROLE_KEY_ENV`], and checks them.
     ///
     /// # Errors
     ///
     /// `Configuration` naming the variable that is missing or malformed.
     pub fn from_env() -> StoreResult<Self> {
-        let url = std::env::var(SUPABASE_URL_ENV).map_err(|_| {
-            config_error("SUPABASE_URL is not set: set it to your project's URL, https://<project-ref>.supabase.co")
-        })?;
-        let key = std::env::var(SUPABASE_SERVICE_ROLE_KEY_ENV).map_err(|_| {
-            config_error("SUPABASE_SERVICE_ROLE_KEY is not set: set it to the project's secret key (sb_secret_...) or legacy service_role key, from Project Settings > API Keys")
-        })?;
-        Self::new(url, key)
+        Self::from_lookup(|name| std::env::var(name).ok())?.ok_or_else(|| {
+            config_error(
+                "SUPABASE_URL is not set: set it to your project's URL, https://<project-ref>.supabase.co",
+            )
+        })
     }
 
-    /// The store for this configuration; the same as
+    /// Reads [`SUPABASE_URL_ENV`] and [`SUPABASE_SERVICE_ROLE_KEY_ENV`] through `lookup` (a
+    /// variable's name to its value; empty counts as unset), and checks them: `None` when
+    /// neither is set. The one reader of these variables: [`from_env`](Self::from_env) and
+    /// the service both use it.
+    ///
+    /// # Errors
+    ///
+    /// `Configuration` naming the variable that is missing or malformed.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> StoreResult<Option<Self>> {
+        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        match (var(SUPABASE_URL_ENV), var(SUPABASE_SERVICE_ROLE_KEY_ENV)) {
+            (None, None) => Ok(None),
+            (Some(url), Some(key)) => {
+                let config = Self::new(url, key);
+                config.validate()?;
+                Ok(Some(config))
+            }
+            (Some(_), None) => Err(config_error(
+                "SUPABASE_SERVICE_ROLE_KEY is not set: set it to the project's secret key (sb_secret_...) or legacy service_role key, from Project Settings > API Keys",
+            )),
+            (None, Some(_)) => Err(config_error(
+                "SUPABASE_SERVICE_ROLE_KEY is set but SUPABASE_URL is not: set it to your project's URL, https://<project-ref>.supabase.co",
+            )),
+        }
+    }
+
+    /// The store for this configuration, with no request made yet; the same as
     /// [`SupabaseStore::new`](crate::SupabaseStore::new).
-    pub fn build(self) -> StoreResult<crate::SupabaseStore> {
+    ///
+    /// # Errors
+    ///
+    /// `Configuration` when [`validate`](Self::validate) refuses the configuration.
+    pub fn build(&self) -> StoreResult<crate::SupabaseStore> {
         crate::SupabaseStore::new(self)
+    }
+
+    /// The store for this configuration, once the project's REST API has answered one
+    /// request with the key ([`SupabaseStore::ping`](crate::SupabaseStore::ping)).
+    ///
+    /// # Errors
+    ///
+    /// `Configuration` when [`validate`](Self::validate) refuses the configuration; the
+    /// ping's error when the project does not answer (retryable) or refuses the key
+    /// (permanent, saying what to change).
+    pub async fn connect(&self) -> StoreResult<crate::SupabaseStore> {
+        let store = self.build()?;
+        store.ping().await?;
+        Ok(store)
     }
 
     /// The limit on every request, connecting included (default 10 s).
@@ -179,13 +233,21 @@ impl SupabaseConfig {
     }
 
     /// The REST endpoint, `<project URL>/rest/v1`.
-    pub fn rest_url(&self) -> &str {
-        &self.rest_url
+    ///
+    /// # Errors
+    ///
+    /// `Configuration` when the URL is refused (see [`validate`](Self::validate)).
+    pub fn rest_url(&self) -> StoreResult<String> {
+        rest_url(&self.url)
     }
 
     /// How the key is sent.
-    pub const fn key_kind(&self) -> KeyKind {
-        self.kind
+    ///
+    /// # Errors
+    ///
+    /// `Configuration` when the key is refused (see [`validate`](Self::validate)).
+    pub fn key_kind(&self) -> StoreResult<KeyKind> {
+        key_kind(&self.key)
     }
 
     pub(crate) fn key(&self) -> &str {
@@ -305,8 +367,8 @@ mod tests {
             ),
             ("http://127.0.0.1:54321", "http://127.0.0.1:54321/rest/v1"),
         ] {
-            let c = SupabaseConfig::new(given, "sb_secret_x").unwrap();
-            assert_eq!(c.rest_url(), want, "{given}");
+            let c = SupabaseConfig::new(given, "sb_secret_x");
+            assert_eq!(c.rest_url().unwrap(), want, "{given}");
         }
         for bad in [
             "",
@@ -315,7 +377,9 @@ mod tests {
             "https://u:p@abc.supabase.co",
             "https://abc?x=1",
         ] {
-            let e = SupabaseConfig::new(bad, "sb_secret_x").unwrap_err();
+            let e = SupabaseConfig::new(bad, "sb_secret_x")
+                .validate()
+                .unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Configuration, "{bad}");
             assert!(e.message().contains("SUPABASE_URL"), "{bad}: {e}");
         }
@@ -333,7 +397,7 @@ mod tests {
             "https://10.0.0.5:8443",
         ] {
             assert!(
-                SupabaseConfig::new(local, "sb_secret_x").is_ok(),
+                SupabaseConfig::new(local, "sb_secret_x").validate().is_ok(),
                 "{local} should be allowed"
             );
         }
@@ -348,7 +412,9 @@ mod tests {
             "http://kong:8000",
             "http://0.0.0.0:54321",
         ] {
-            let e = SupabaseConfig::new(remote, "sb_secret_TOPSECRET").unwrap_err();
+            let e = SupabaseConfig::new(remote, "sb_secret_TOPSECRET")
+                .validate()
+                .unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Configuration, "{remote}");
             assert!(!e.verdict().is_retryable(), "{remote}");
             let m = e.message();
@@ -366,14 +432,14 @@ mod tests {
         let url = "https://abc.supabase.co";
         assert_eq!(
             SupabaseConfig::new(url, "sb_secret_abc")
-                .unwrap()
-                .key_kind(),
+                .key_kind()
+                .unwrap(),
             KeyKind::Secret
         );
         assert_eq!(
             SupabaseConfig::new(url, jwt("service_role"))
-                .unwrap()
-                .key_kind(),
+                .key_kind()
+                .unwrap(),
             KeyKind::Jwt
         );
         let cases = [
@@ -385,7 +451,9 @@ mod tests {
             ("hunter2".to_owned(), "neither"),
         ];
         for (key, why) in cases {
-            let e = SupabaseConfig::new(url, key.clone()).unwrap_err();
+            let e = SupabaseConfig::new(url, key.clone())
+                .validate()
+                .unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Configuration);
             assert!(e.message().contains(why), "{why}: {e}");
             if key.len() > 4 {
@@ -395,8 +463,73 @@ mod tests {
     }
 
     #[test]
+    fn one_shape_new_never_fails_and_validate_names_the_setting() {
+        let ok = SupabaseConfig::new("https://abc.supabase.co", "sb_secret_abc");
+        assert!(ok.validate().is_ok());
+        for (config, needle) in [
+            (ok.clone().timeout(Duration::ZERO), "timeout is 0"),
+            (
+                ok.clone().connect_timeout(Duration::ZERO),
+                "connect_timeout is 0",
+            ),
+            (ok.clone().schema(" "), "schema is empty"),
+        ] {
+            let e = config.validate().unwrap_err();
+            assert!(e.message().contains(needle), "{needle}: {e}");
+            assert_eq!(config.build().unwrap_err().message(), e.message());
+        }
+        let from_file: SupabaseConfig = serde_json::from_str(
+            r#"{"url": "http://abc.supabase.co", "key": "sb_secret_abc", "timeout": "3s"}"#,
+        )
+        .unwrap();
+        assert_eq!(from_file.timeout, Duration::from_secs(3));
+        assert!(
+            from_file
+                .validate()
+                .unwrap_err()
+                .message()
+                .contains("https://")
+        );
+        assert!(
+            serde_json::from_str::<SupabaseConfig>(
+                r#"{"url": "https://a", "key": "k", "tiemout": "3s"}"#
+            )
+            .is_err(),
+            "unknown fields are refused"
+        );
+    }
+
+    #[test]
+    fn the_environment_is_read_by_one_function() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert!(SupabaseConfig::from_lookup(env(&[])).unwrap().is_none());
+        assert!(
+            SupabaseConfig::from_lookup(env(&[
+                ("SUPABASE_URL", "https://abc.supabase.co"),
+                ("SUPABASE_SERVICE_ROLE_KEY", "sb_secret_abc"),
+            ]))
+            .unwrap()
+            .is_some()
+        );
+        let e = SupabaseConfig::from_lookup(env(&[("SUPABASE_URL", "https://abc.supabase.co")]))
+            .unwrap_err();
+        assert!(e.message().starts_with("SUPABASE_SERVICE_ROLE_KEY"), "{e}");
+        let e = SupabaseConfig::from_lookup(env(&[("SUPABASE_SERVICE_ROLE_KEY", "sb_secret_x")]))
+            .unwrap_err();
+        assert!(e.message().contains("SUPABASE_URL is not"), "{e}");
+        assert!(!e.message().contains("sb_secret_x"), "{e}");
+    }
+
+    #[test]
     fn debug_hides_the_key() {
-        let c = SupabaseConfig::new("https://abc.supabase.co", "sb_secret_TOPSECRET").unwrap();
+        let c = SupabaseConfig::new("https://abc.supabase.co", "sb_secret_TOPSECRET");
         let shown = format!("{c:?}");
         assert!(!shown.contains("TOPSECRET"));
         assert!(shown.contains("redacted"));

@@ -26,7 +26,7 @@ use crate::config::{KeyKind, SupabaseConfig};
 /// There is no change feed (PostgREST cannot push), so the runner polls: leave its claim
 /// interval at a few seconds. Cheap to clone.
 ///
-/// The key goes only to [`SupabaseConfig::rest_url`]: redirects are never followed, and a
+/// The key goes only to [`SupabaseConfig::rest_url`]'s endpoint: redirects are never followed, and a
 /// 3xx answer is a permanent `Configuration` error saying to check `SUPABASE_URL`.
 ///
 /// ```no_run
@@ -34,7 +34,7 @@ use crate::config::{KeyKind, SupabaseConfig};
 /// use wa_pairing_store::{DeviceStore, NewDevice, UserId};
 ///
 /// # async fn demo() -> Result<(), wa_pairing_store::StoreError> {
-/// let store = SupabaseStore::new(SupabaseConfig::from_env()?)?;
+/// let store: SupabaseStore = SupabaseConfig::from_env()?.connect().await?;
 /// let device = store.create(NewDevice::new(UserId::random(), "Shop phone")).await?;
 /// # let _ = device;
 /// # Ok(())
@@ -44,6 +44,7 @@ use crate::config::{KeyKind, SupabaseConfig};
 pub struct SupabaseStore {
     http: reqwest::Client,
     headers: HeaderMap,
+    rest_url: String,
     config: SupabaseConfig,
 }
 
@@ -115,12 +116,17 @@ impl SupabaseStore {
             .auth_cascade(true)
     }
 
-    /// A store for `config`; no request is made yet.
+    /// The store for `config`, with no request made yet, so this works before the project
+    /// answers; [`SupabaseConfig::connect`] also checks that it does. The same as
+    /// [`SupabaseConfig::build`].
     ///
     /// # Errors
     ///
-    /// `Configuration` when the HTTP client cannot be built (no TLS roots).
-    pub fn new(config: SupabaseConfig) -> StoreResult<Self> {
+    /// `Configuration`, saying what to write, when [`SupabaseConfig::validate`] refuses the
+    /// configuration or the HTTP client cannot be built (no TLS roots).
+    pub fn new(config: &SupabaseConfig) -> StoreResult<Self> {
+        config.validate()?;
+        let rest_url = config.rest_url()?;
         let mut headers = HeaderMap::new();
         let key = HeaderValue::from_str(config.key()).map_err(|_| {
             StoreError::new(
@@ -129,7 +135,7 @@ impl SupabaseStore {
             )
         })?;
         headers.insert("apikey", key.clone());
-        if config.key_kind() == KeyKind::Jwt {
+        if config.key_kind()? == KeyKind::Jwt {
             let bearer =
                 HeaderValue::from_str(&format!("Bearer {}", config.key())).map_err(|_| {
                     StoreError::new(
@@ -160,8 +166,18 @@ impl SupabaseStore {
         Ok(Self {
             http,
             headers,
-            config,
+            rest_url,
+            config: config.clone(),
         })
+    }
+
+    /// One request (the `devices` table, no rows) within the timeout: `Ok` when the project
+    /// answers and accepts the key. A refused key or a missing schema is a permanent error
+    /// that says what to change; an outage is a retryable one.
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.send("ping", self.table("devices").select("id").limit(0))
+            .await
+            .map(drop)
     }
 
     /// The configuration.
@@ -174,7 +190,7 @@ impl SupabaseStore {
     // not used.
     fn table(&self, table: &str) -> Builder {
         Builder::new(
-            format!("{}/{table}", self.config.rest_url()),
+            format!("{}/{table}", self.rest_url),
             self.config.schema.clone(),
             self.headers.clone(),
             self.http.clone(),
@@ -183,7 +199,7 @@ impl SupabaseStore {
 
     fn rpc(&self, function: &str, params: &Value) -> Builder {
         Builder::new(
-            format!("{}/rpc/{function}", self.config.rest_url()),
+            format!("{}/rpc/{function}", self.rest_url),
             self.config.schema.clone(),
             self.headers.clone(),
             self.http.clone(),

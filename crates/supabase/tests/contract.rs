@@ -25,10 +25,10 @@ const SKIPPED: &str = "0b7d4f4e-2c1a-4c55-9c1e-3b2f0a9d8e12";
 const USER: &str = "0b9d6a0e-2a43-4c3e-9a57-5f1b2f0c7d22";
 
 fn store_for(server: &MockServer, key: &str) -> SupabaseStore {
-    let config = SupabaseConfig::new(server.uri(), key)
+    SupabaseConfig::new(server.uri(), key)
+        .timeout(Duration::from_millis(500))
+        .build()
         .unwrap()
-        .timeout(Duration::from_millis(500));
-    SupabaseStore::new(config).unwrap()
 }
 
 fn store(server: &MockServer) -> SupabaseStore {
@@ -778,10 +778,10 @@ async fn nobody_listening_is_unavailable() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let config = SupabaseConfig::new(format!("http://{addr}"), SECRET)
-        .unwrap()
-        .timeout(Duration::from_secs(2));
-    let s = SupabaseStore::new(config).unwrap();
+    let s = SupabaseConfig::new(format!("http://{addr}"), SECRET)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
     let e = DeviceStore::get(&s, id()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unavailable);
     assert!(e.verdict().is_retryable());

@@ -10,7 +10,7 @@
 #![allow(missing_docs)]
 
 use wa_pairing_store::testkit::{Skip, TestBackend};
-use wa_pairing_supabase::{SupabaseConfig, SupabaseStore};
+use wa_pairing_supabase::SupabaseConfig;
 
 const URL_ENV: &str = "WA_PAIRING_TEST_SUPABASE_URL";
 const KEY_ENV: &str = "WA_PAIRING_TEST_SUPABASE_KEY";
@@ -22,8 +22,9 @@ async fn live_backend() -> Result<TestBackend, Skip> {
             "set {URL_ENV} and {KEY_ENV} to a Supabase project with the migrations applied"
         )));
     };
-    let config = SupabaseConfig::new(url, key).map_err(|e| Skip::new(e.to_string()))?;
-    let store = SupabaseStore::new(config).map_err(|e| Skip::new(e.to_string()))?;
+    let store = SupabaseConfig::new(url, key)
+        .build()
+        .map_err(|e| Skip::new(e.to_string()))?;
     Ok(TestBackend::new(store.stores().build()))
 }
 

@@ -273,16 +273,52 @@ impl FromStr for DeviceDisplay {
 /// }
 /// # Ok::<(), wa_pairing_whatsapp::Error>(())
 /// ```
-#[derive(Clone)]
+///
+/// Plain data: it deserialises from a configuration file, every field optional
+/// (`web_version` as `"2.3000.1042742319"`, `display` as `"Firefox (Windows)"`,
+/// `close_timeout` as `"10s"`), and [`validate`](Self::validate) (which
+/// [`build`](Self::build) calls) checks it.
+///
+/// ```
+/// use wa_pairing_whatsapp::WhatsAppConfig;
+///
+/// let config: WhatsAppConfig = serde_json::from_str(
+///     r#"{"display": "Edge (Windows)", "close_timeout": "5s"}"#,
+/// )?;
+/// assert_eq!(config.server(), wa_pairing_whatsapp::DEFAULT_SERVER_URL);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct WhatsAppConfig {
+    #[serde(rename = "server")]
     pub(crate) server_url: String,
+    #[serde(with = "from_str")]
     pub(crate) web_version: WebVersion,
+    #[serde(with = "from_str")]
     pub(crate) display: DeviceDisplay,
     pub(crate) push_name: Option<String>,
     pub(crate) skip_history_sync: bool,
     pub(crate) show_push_notification: bool,
+    #[serde(with = "humantime_serde")]
     pub(crate) close_timeout: Duration,
+}
+
+/// Values written as their `Display` text and read with `FromStr`.
+mod from_str {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    pub(super) fn deserialize<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+        T: FromStr,
+        T::Err: Display,
+    {
+        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 impl fmt::Debug for WhatsAppConfig {
@@ -323,27 +359,83 @@ impl WhatsAppConfig {
     /// [`WEB_VERSION_ENV`], [`DISPLAY_ENV`], [`PUSH_NAME_ENV`]. Unset or empty variables
     /// keep the default; a malformed one is an error. (The auth-state keys belong to the
     /// runner's [`Stores`](wa_pairing_store::Stores).)
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Configuration`](crate::ErrorKind::Configuration) naming the variable
+    /// that is malformed (see [`validate`](Self::validate)).
     pub fn from_env() -> Result<Self, Error> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the same variables as [`from_env`](Self::from_env) through `lookup` (a
+    /// variable's name to its value; empty counts as unset), and checks the result
+    /// ([`validate`](Self::validate)). The one reader of these variables: `from_env` and the
+    /// service both use it.
+    ///
+    /// ```
+    /// use wa_pairing_whatsapp::WhatsAppConfig;
+    ///
+    /// let env = |name: &str| (name == "WA_PAIRING_WA_SERVER_URL").then(|| "https://x".to_owned());
+    /// let refused = WhatsAppConfig::from_lookup(env).unwrap_err();
+    /// assert!(refused.to_string().contains("WA_PAIRING_WA_SERVER_URL"));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Configuration`](crate::ErrorKind::Configuration) naming the variable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let var = |name: &str| {
-            std::env::var(name)
-                .ok()
+            lookup(name)
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
+        let named = |name: &str, e: Error| Error::new(e.kind(), format!("{name}: {}", e.message()));
         let mut config = Self::new();
         if let Some(url) = var(SERVER_URL_ENV) {
             config = config.server_url(url);
+            crate::guard::check_server_url_shape(&config.server_url)
+                .map_err(|e| named(SERVER_URL_ENV, e))?;
         }
         if let Some(v) = var(WEB_VERSION_ENV) {
-            config = config.web_version(v.parse()?);
+            config = config.web_version(v.parse().map_err(|e| named(WEB_VERSION_ENV, e))?);
         }
         if let Some(d) = var(DISPLAY_ENV) {
-            config = config.display(d.parse()?);
+            config = config.display(d.parse().map_err(|e| named(DISPLAY_ENV, e))?);
         }
         if let Some(name) = var(PUSH_NAME_ENV) {
             config = config.push_name(name);
         }
+        config.validate()?;
         Ok(config)
+    }
+
+    /// Checks the configuration: the server URL is a `ws://` or `wss://` URL with a host,
+    /// the push name is not blank, the close timeout is above zero. [`build`](Self::build)
+    /// checks the same, and what this build allows: a build that skips certificate checks
+    /// (feature `insecure-sim`) reaches servers on loopback only.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Configuration`](crate::ErrorKind::Configuration) naming the setting and
+    /// what to write.
+    pub fn validate(&self) -> Result<(), Error> {
+        crate::guard::check_server_url_shape(&self.server_url)?;
+        if self
+            .push_name
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty())
+        {
+            return Err(Error::configuration(
+                "push_name is empty: leave it unset or give a name",
+            ));
+        }
+        if self.close_timeout.is_zero() {
+            return Err(Error::configuration(
+                "close_timeout is 0: give the client time to save its state on close, such as 10s",
+            ));
+        }
+        Ok(())
     }
 
     /// The WebSocket URL of the server (`wss://`, or `ws://` for a local test server).
@@ -414,7 +506,7 @@ impl WhatsAppConfig {
     /// - When this build skips WhatsApp's certificate checks (feature `insecure-sim`, or the
     ///   client's danger feature enabled anywhere in the build), a server outside loopback is
     ///   refused ([`ErrorKind::InsecureServer`](crate::ErrorKind::InsecureServer)).
-    pub fn build(self) -> Result<WhatsAppConnector, Error> {
+    pub fn build(&self) -> Result<WhatsAppConnector, Error> {
         WhatsAppConnector::new(self)
     }
 }

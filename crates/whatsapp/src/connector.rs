@@ -109,20 +109,21 @@ impl HttpClient for NoHttp {
 }
 
 impl WhatsAppConnector {
-    /// Checks `config` (see [`WhatsAppConfig::build`]) and makes the connector.
-    pub fn new(config: WhatsAppConfig) -> Result<Self, Error> {
+    /// Checks `config` ([`WhatsAppConfig::validate`]) and makes the connector; the same as
+    /// [`WhatsAppConfig::build`].
+    ///
+    /// # Errors
+    ///
+    /// What [`WhatsAppConfig::validate`] refuses, and
+    /// [`ErrorKind::InsecureServer`](crate::ErrorKind::InsecureServer) for a server off
+    /// loopback in a build that skips certificate checks.
+    pub fn new(config: &WhatsAppConfig) -> Result<Self, Error> {
+        config.validate()?;
         check_server_url(&config.server_url)?;
-        if config
-            .push_name
-            .as_deref()
-            .is_some_and(|n| n.trim().is_empty())
-        {
-            return Err(Error::configuration(
-                "the push name is empty: leave it unset or give a name",
-            ));
-        }
         Ok(Self {
-            inner: Arc::new(Inner { config }),
+            inner: Arc::new(Inner {
+                config: config.clone(),
+            }),
         })
     }
 

@@ -107,6 +107,25 @@ fn is_loopback_host(host: &str) -> bool {
 /// Checks a server URL: a `ws` or `wss` URL with a host, and, when this build skips the
 /// certificate checks, a loopback host.
 pub(crate) fn check_server_url(url: &str) -> Result<(), Error> {
+    check_server_url_shape(url)?;
+    if !server_certificates_verified() && !is_loopback_url(url) {
+        return Err(Error::new(
+            ErrorKind::InsecureServer,
+            format!(
+                "refusing to connect to {url:?}: this build does not verify WhatsApp's server \
+                 certificates (feature `insecure-sim`, or whatsapp-rust's \
+                 `danger-skip-cert-chain-verify` enabled by another crate in the build), so it \
+                 may only talk to a test server on this machine's loopback interface \
+                 (127.0.0.0/8, ::1 or localhost); \
+                 build without that feature to reach WhatsApp"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a server URL's shape only: a `ws` or `wss` URL with a host.
+pub(crate) fn check_server_url_shape(url: &str) -> Result<(), Error> {
     let uri: http::Uri = url.parse().map_err(|_| {
         Error::configuration(format!(
             "the WhatsApp server URL {url:?} is not a valid URL: use a WebSocket URL such as wss://web.whatsapp.com/ws/chat"
@@ -124,19 +143,6 @@ pub(crate) fn check_server_url(url: &str) -> Result<(), Error> {
         return Err(Error::configuration(format!(
             "the WhatsApp server URL {url:?} has no host"
         )));
-    }
-    if !server_certificates_verified() && !is_loopback_url(url) {
-        return Err(Error::new(
-            ErrorKind::InsecureServer,
-            format!(
-                "refusing to connect to {url:?}: this build does not verify WhatsApp's server \
-                 certificates (feature `insecure-sim`, or whatsapp-rust's \
-                 `danger-skip-cert-chain-verify` enabled by another crate in the build), so it \
-                 may only talk to a test server on this machine's loopback interface \
-                 (127.0.0.0/8, ::1 or localhost); \
-                 build without that feature to reach WhatsApp"
-            ),
-        ));
     }
     Ok(())
 }

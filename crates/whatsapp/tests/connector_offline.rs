@@ -293,3 +293,62 @@ async fn state_is_encrypted_at_rest_when_the_stores_have_keys() {
     assert!(serde_json::from_slice::<serde_json::Value>(&raw).is_err());
     assert_ne!(through, raw);
 }
+
+#[test]
+fn the_config_is_plain_data_and_refuses_nonsense_by_name() {
+    let from_file: WhatsAppConfig = serde_json::from_str(
+        r#"{"server": "wss://127.0.0.1:5280/ws/chat", "display": "Edge (Windows)", "close_timeout": "5s"}"#,
+    )
+    .unwrap();
+    assert_eq!(from_file.server(), "wss://127.0.0.1:5280/ws/chat");
+    assert!(from_file.validate().is_ok());
+    assert!(
+        serde_json::from_str::<WhatsAppConfig>(r#"{"display": "Netscape (BeOS)"}"#).is_err(),
+        "a display the client cannot announce is refused while reading"
+    );
+    assert!(
+        serde_json::from_str::<WhatsAppConfig>(r#"{"sever": "wss://x"}"#).is_err(),
+        "unknown fields are refused"
+    );
+    let zero = WhatsAppConfig::new().close_timeout(std::time::Duration::ZERO);
+    let e = zero.validate().unwrap_err();
+    assert!(e.to_string().contains("close_timeout is 0"), "{e}");
+    assert_eq!(zero.build().unwrap_err().kind(), ErrorKind::Configuration);
+    let blank = WhatsAppConfig::new()
+        .push_name("  ")
+        .validate()
+        .unwrap_err();
+    assert!(blank.to_string().contains("push_name is empty"), "{blank}");
+}
+
+#[test]
+fn the_environment_is_read_by_one_function_that_names_the_variable() {
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    };
+    let config = WhatsAppConfig::from_lookup(env(&[])).unwrap();
+    assert_eq!(config.server(), wa_pairing_whatsapp::DEFAULT_SERVER_URL);
+    for (pairs, variable) in [
+        (
+            &[("WA_PAIRING_WA_SERVER_URL", "http://127.0.0.1:5280/ws/chat")][..],
+            "WA_PAIRING_WA_SERVER_URL",
+        ),
+        (
+            &[("WA_PAIRING_WA_VERSION", "two")][..],
+            "WA_PAIRING_WA_VERSION",
+        ),
+        (
+            &[("WA_PAIRING_WA_DISPLAY", "Netscape (BeOS)")][..],
+            "WA_PAIRING_WA_DISPLAY",
+        ),
+    ] {
+        let e = WhatsAppConfig::from_lookup(env(pairs)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Configuration, "{variable}");
+        assert!(e.to_string().starts_with(variable), "{variable}: {e}");
+    }
+}

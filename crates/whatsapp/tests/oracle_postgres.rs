@@ -33,7 +33,7 @@ async fn database() -> Result<(String, String, String), Skip> {
         .unwrap_or_else(|e| panic!("cannot create a test database: {e}"));
     let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
     let url = format!("{base}/{name}");
-    let store = PostgresStore::connect(&PostgresConfig::new(&url)).expect("the pool");
+    let store = PostgresStore::new(&PostgresConfig::new(&url)).expect("the pool");
     store
         .migrate()
         .await
@@ -61,7 +61,7 @@ fn same_answers_as_the_in_memory_backend_over_postgres() {
         Ok(db) => db,
         Err(why) => return skip("the PostgreSQL oracle test", &why),
     };
-    let store = Arc::new(PostgresStore::connect(&PostgresConfig::new(&url)).unwrap());
+    let store = Arc::new(PostgresStore::new(&PostgresConfig::new(&url)).unwrap());
     // Every call is a round trip: fewer cases than over memory, each on a fresh device.
     let mut runner = TestRunner::new(Config {
         cases: 32,

@@ -629,7 +629,7 @@ async fn dying_process() {
         .ok()
         .and_then(|v| v.parse().ok())
         .expect("the number of sessions");
-    let pg = wa_pairing_postgres::PostgresStore::connect(
+    let pg = wa_pairing_postgres::PostgresStore::new(
         &wa_pairing_postgres::PostgresConfig::new(&db).pool_size(8),
     )
     .expect("pool");

@@ -71,7 +71,7 @@ pub fn memory() -> Stores {
 /// build their own [`Stores`] around it).
 pub async fn postgres_store() -> Result<(PostgresStore, PgDb), Skip> {
     let db = PgDb::create().await?;
-    let store = PostgresStore::connect(&PostgresConfig::new(&db.url).pool_size(8)).expect("pool");
+    let store = PostgresStore::new(&PostgresConfig::new(&db.url).pool_size(8)).expect("pool");
     store.migrate().await.expect("migrations");
     Ok((store, db))
 }
@@ -96,7 +96,7 @@ pub async fn postgres_through_pooler() -> Result<(Stores, PgDb, PgBouncer), Skip
         }
     };
     let config = PostgresConfig::new(bouncer.url(&db.name)).pool_size(8);
-    let store = PostgresStore::connect(&config).expect("pool");
+    let store = PostgresStore::new(&config).expect("pool");
     store
         .migrate()
         .await

@@ -10,7 +10,7 @@ use wa_pairing_store::{BudgetConfig, BudgetKeyer, PairingBudget, Stores};
 
 fn redis_at(url: &str) -> RedisStore {
     let prefix = format!("wa-test-{}:", uuid::Uuid::new_v4().simple());
-    RedisStore::new(RedisConfig::new(url).prefix(prefix)).expect("a lazy client")
+    RedisStore::new(&RedisConfig::new(url).prefix(prefix)).expect("a lazy client")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -376,7 +376,7 @@ async fn redis_down_for_the_whole_run_does_not_stop_pairing() {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let redis = wa_pairing_redis::RedisStore::new(wa_pairing_redis::RedisConfig::new(format!(
+    let redis = wa_pairing_redis::RedisStore::new(&wa_pairing_redis::RedisConfig::new(format!(
         "redis://127.0.0.1:{port}"
     )))
     .expect("a lazy client");

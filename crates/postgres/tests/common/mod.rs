@@ -59,8 +59,7 @@ impl TestDb {
     }
 
     pub async fn store(&self) -> PostgresStore {
-        let store =
-            PostgresStore::connect(&PostgresConfig::new(&self.url).pool_size(8)).expect("pool");
+        let store = PostgresStore::new(&PostgresConfig::new(&self.url).pool_size(8)).expect("pool");
         store.migrate().await.expect("migrations");
         store
     }

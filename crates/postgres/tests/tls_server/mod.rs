@@ -109,7 +109,7 @@ pub async fn backend() -> Result<TestBackend, Skip> {
     let db = server.create_db().await;
     let config =
         PostgresConfig::new(server.url("localhost", &db, &server.verify_full())).pool_size(8);
-    let store = PostgresStore::connect(&config).expect("pool");
+    let store = PostgresStore::new(&config).expect("pool");
     store.migrate().await.expect("migrations over TLS");
     Ok(TestBackend::new(store.stores().build()).with_cleanup(move || server.drop_db(db)))
 }

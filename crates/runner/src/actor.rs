@@ -248,6 +248,11 @@ impl Actor {
                     metrics::outcome("unreadable");
                     return Err(Stop(Exit::Unreadable(e.message().to_owned())));
                 }
+                Err(e) if e.kind() == ConnectorErrorKind::OtherServer => {
+                    warn!(error = %e, "the device belongs to another WhatsApp server; leaving it untouched for an instance configured for that server");
+                    metrics::outcome("other_server");
+                    return Err(Stop(Exit::Unreadable(e.message().to_owned())));
+                }
                 Err(e) if e.verdict().is_retryable() => last = messages::unreachable(ready_timeout),
                 Err(e) => {
                     warn!(error = %e, kind = ?e.kind(), "the session could not be opened");

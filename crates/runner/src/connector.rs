@@ -261,6 +261,12 @@ pub enum ConnectorErrorKind {
     /// The configuration refuses this server (for example a non-loopback URL in a build that
     /// skips certificate checks).
     Configuration,
+    /// The device's state belongs to another WhatsApp server than this instance's (linked,
+    /// or pairing, with a simulator, and now met by an instance configured for WhatsApp, or
+    /// the reverse): an operator's configuration problem. Nothing is dialled; the device is
+    /// left untouched, like an [`Unreadable`](Self::Unreadable) one, for an instance
+    /// configured for its server.
+    OtherServer,
     /// The server did not prove it is WhatsApp's: the client refused its Noise certificate
     /// (a simulator met by a build that checks certificates, or a TLS-intercepting proxy in
     /// the way). An operator's setting to change; never retried. The WhatsApp connector logs one

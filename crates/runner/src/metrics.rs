@@ -65,6 +65,7 @@ pub const OUTCOME_KINDS: &[&str] = &[
     "outdated",
     "connection_lost",
     "unreadable",
+    "other_server",
     "unlinked",
 ];
 

@@ -1219,12 +1219,30 @@ fn unreadable_error() -> ConnectorError {
 
 #[tokio::test(start_paused = true)]
 async fn a_session_sealed_with_a_missing_key_is_left_untouched_for_another_instance() {
+    left_untouched_for_another_instance(unreadable_error, "key id 1").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_of_another_whatsapp_server_is_left_untouched_for_another_instance() {
+    let other_server = || {
+        ConnectorError::new(
+            ConnectorErrorKind::OtherServer,
+            "this device's WhatsApp state belongs to the server at wss://127.0.0.1:5280/ws/chat",
+            Verdict::Permanent,
+        )
+    };
+    left_untouched_for_another_instance(other_server, "127.0.0.1:5280").await;
+}
+
+/// A connected device whose session this instance cannot open (`error`) keeps its status,
+/// state and number, is reported (`reason` in the status) and left for another instance.
+async fn left_untouched_for_another_instance(error: fn() -> ConnectorError, reason: &'static str) {
     let opens = Arc::new(AtomicUsize::new(0));
     let mut connector = MockConnector::new();
     let o = Arc::clone(&opens);
     connector.expect_open().returning(move |_| {
         o.fetch_add(1, Ordering::SeqCst);
-        Err(unreadable_error())
+        Err(error())
     });
     let h = Harness::new(Script::default());
     let d = h.connected_device().await;
@@ -1252,7 +1270,7 @@ async fn a_session_sealed_with_a_missing_key_is_left_untouched_for_another_insta
     assert_eq!(h.store.scan_prefix(d.id, "").await.unwrap(), before);
     assert_eq!(status.unreadable_devices(), 1);
     assert!(
-        status.unreadable_reasons()[0].contains("key id 1"),
+        status.unreadable_reasons()[0].contains(reason),
         "{:?}",
         status.unreadable_reasons()
     );

@@ -32,6 +32,7 @@ use crate::classify::classify_pair_error;
 use crate::config::{Browser, WhatsAppConfig};
 use crate::error::{Error, ErrorKind};
 use crate::guard::check_server_url;
+use crate::keys;
 use crate::session::WaApp;
 
 /// Opens `whatsapp-rust` sessions for the runner: one client per device, with its state in
@@ -177,9 +178,17 @@ impl WhatsAppConnector {
                 });
             }
         });
+        let server = self.inner.config.server_url.as_str();
+        let bound = state.get(device, keys::SERVER).await?;
+        if let Some(bound) = bound.as_deref().filter(|b| *b != server.as_bytes()) {
+            return Err(other_server(&String::from_utf8_lossy(bound), server));
+        }
         match spec.mode {
             SessionMode::PairWithCode | SessionMode::PairWithQr => {
                 state.clear(device, fence).await?;
+                state
+                    .put(device, fence, keys::SERVER, server.as_bytes())
+                    .await?;
             }
             SessionMode::Resume => {
                 // Every stored value must open with this process's keys before WhatsApp is
@@ -195,6 +204,13 @@ impl WhatsAppConnector {
                         "no linked WhatsApp session is stored for this device: link it again",
                         Verdict::Permanent,
                     ));
+                }
+                if bound.is_none() {
+                    // Stored before the server was recorded: it belongs to the server it
+                    // logs in to now.
+                    state
+                        .put(device, fence, keys::SERVER, server.as_bytes())
+                        .await?;
                 }
             }
             _ => {
@@ -302,6 +318,18 @@ impl Connector for WhatsAppConnector {
             events: Box::pin(events),
         })
     }
+}
+
+/// The device's state belongs to `bound`, not to `server`: what the operator must change.
+fn other_server(bound: &str, server: &str) -> ConnectorError {
+    ConnectorError::new(
+        ConnectorErrorKind::OtherServer,
+        format!(
+            "this device's WhatsApp state belongs to the server at {bound}, and this instance is configured for {server}: serve it from an instance whose {} is {bound}, or unlink the device there and link it again here; it is left untouched",
+            crate::SERVER_URL_ENV
+        ),
+        Verdict::Permanent,
+    )
 }
 
 /// The client refused `server` as not WhatsApp's: what the operator must change.

@@ -34,6 +34,7 @@
 //! | `sent/<chat>/<message-id>` | 8-byte big-endian unix seconds, then the sent payload |
 //! | `pending/<chat>/<sender>/<id>` | 8-byte big-endian unix seconds, then the buffered message |
 //! | `msg-secret/<chat>/<sender>/<message-id>` | the 32-byte secret, then `expires_at` and `message_ts` (8 bytes big-endian each) |
+//! | `server` | the WhatsApp server URL this state belongs to (UTF-8): written by wa-pairing when a pairing starts (or, for state stored before it was recorded, on the first login), compared on every open |
 
 use std::fmt::Write as _;
 
@@ -61,6 +62,8 @@ pub(crate) const TC_TOKEN: &str = "tc/";
 pub(crate) const SENT: &str = "sent/";
 pub(crate) const PENDING: &str = "pending/";
 pub(crate) const MSG_SECRET: &str = "msg-secret/";
+/// Not the client's: which server the state belongs to.
+pub(crate) const SERVER: &str = "server";
 
 /// Escapes one component: `%` -> `%25`, `/` -> `%2F`.
 pub(crate) fn escape(component: &str) -> String {

@@ -352,3 +352,90 @@ fn the_environment_is_read_by_one_function_that_names_the_variable() {
         assert!(e.to_string().starts_with(variable), "{variable}: {e}");
     }
 }
+
+/// A device linked (or pairing) with one server is never dialled to another: a simulator's
+/// device met by an instance configured for WhatsApp, or the reverse, is left untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_of_another_server_is_left_untouched_and_never_dialled() {
+    const SIMULATOR: &str = "wss://127.0.0.1:5280/ws/chat";
+    let (store, lease) = common::memory_device().await;
+    let stores = plain(&store);
+    let mut device = wacore::store::Device::new();
+    device.pn = Some("6281234567890@s.whatsapp.net".parse().unwrap());
+    backend(&stores, &lease).save(&device).await.unwrap();
+    stores
+        .auth_state()
+        .put(lease.device_id, lease.fence, "server", SIMULATOR.as_bytes())
+        .await
+        .unwrap();
+    let before = AuthStateStore::scan_prefix(&*store, lease.device_id, "")
+        .await
+        .unwrap();
+    for mode in [
+        SessionMode::Resume,
+        SessionMode::PairWithCode,
+        SessionMode::PairWithQr,
+    ] {
+        let err = connector()
+            .open(spec(&stores, &lease, mode))
+            .await
+            .expect_err("another server's device");
+        assert_eq!(
+            err.kind(),
+            ConnectorErrorKind::OtherServer,
+            "{mode:?}: {err}"
+        );
+        assert_eq!(err.verdict(), Verdict::Permanent);
+        let text = err.to_string();
+        assert!(
+            text.contains(SIMULATOR) && text.contains(DEAD_LOCAL_SERVER),
+            "{text}"
+        );
+        assert!(text.contains("WA_PAIRING_WA_SERVER_URL"), "{text}");
+    }
+    assert_eq!(
+        AuthStateStore::scan_prefix(&*store, lease.device_id, "")
+            .await
+            .unwrap(),
+        before,
+        "nothing was wiped or written"
+    );
+}
+
+/// State stored before the server was recorded belongs to the server it next logs in to; a
+/// pairing records its server from the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_is_recorded_by_a_pairing_and_adopted_by_an_older_linked_state() {
+    let server_of = async |store: &MemoryStore, lease: &Lease| {
+        AuthStateStore::get(store, lease.device_id, "server")
+            .await
+            .unwrap()
+            .map(|v| String::from_utf8(v).unwrap())
+    };
+    let (store, lease) = common::memory_device().await;
+    let stores = plain(&store);
+    let mut device = wacore::store::Device::new();
+    device.pn = Some("6281234567890@s.whatsapp.net".parse().unwrap());
+    backend(&stores, &lease).save(&device).await.unwrap();
+    assert_eq!(server_of(&store, &lease).await, None);
+    let opened = connector()
+        .open(spec(&stores, &lease, SessionMode::Resume))
+        .await
+        .expect("an older linked state resumes");
+    opened.session.disconnect().await;
+    assert_eq!(
+        server_of(&store, &lease).await.as_deref(),
+        Some(DEAD_LOCAL_SERVER)
+    );
+
+    let (store, lease) = common::memory_device().await;
+    let opened = connector()
+        .open(spec(&plain(&store), &lease, SessionMode::PairWithCode))
+        .await
+        .expect("a pairing opens");
+    opened.session.disconnect().await;
+    assert_eq!(
+        server_of(&store, &lease).await.as_deref(),
+        Some(DEAD_LOCAL_SERVER)
+    );
+}

@@ -52,6 +52,19 @@ pub(crate) fn classify(e: &redis::RedisError) -> StoreError {
     if let Some(tls) = rustls_error(e) {
         return tls_failure(tls);
     }
+    if e.kind() == redis::ErrorKind::AuthenticationFailed {
+        return StoreError::new(
+            ErrorKind::PermissionDenied,
+            "Redis refused the password (authentication failed): check the user and password in REDIS_URL",
+        );
+    }
+    // The server's own words for a database number it does not have (it names no secret).
+    if e.to_string().contains("DB index is out of range") {
+        return StoreError::new(
+            ErrorKind::Configuration,
+            "REDIS_URL names a database number Redis does not have (DB index is out of range): use one below the server's `databases` setting (16 by default), such as redis://host:6379/0",
+        );
+    }
     classify_failure(Failure {
         code: e.code(),
         io: e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped(),

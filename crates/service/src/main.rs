@@ -76,7 +76,10 @@ async fn main() -> ExitCode {
     let settings = match Settings::from_env() {
         Ok(s) => s,
         Err(e) => {
-            eprint!("{e}");
+            match command.as_deref() {
+                Some(command) => eprint!("{}", e.report(&format!("{command} cannot run"))),
+                None => eprint!("{e}"),
+            }
             return ExitCode::from(2);
         }
     };

@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 use wa_pairing_http::HttpConfig;
 use wa_pairing_postgres::PostgresStore;
 use wa_pairing_redis::RedisStore;
-use wa_pairing_retry::{Backoff, RetryPolicy};
+use wa_pairing_retry::{Backoff, Classify as _, RetryPolicy};
 use wa_pairing_runner::{RunSummary, Runner, RunnerStatus};
 use wa_pairing_store::{DeviceId, DeviceStore, ErrorKind, KeyReport, StoreError, Stores};
 use wa_pairing_supabase::SupabaseStore;
@@ -120,16 +120,21 @@ pub async fn connect_stores(settings: &Settings) -> Result<Stores, BuildError> {
         .default_region(settings.default_region);
     if let Some(redis) = &settings.redis {
         let redis = RedisStore::new(redis).map_err(|e| BuildError::store("Redis", &e))?;
-        // A TLS or credentials mistake is refused now; an outage is survived (the cache is
-        // a hint, and the runner carries on without it).
+        // Anything Redis refuses (TLS, a wrong password, a database number it does not have)
+        // is a setting to change: refused now. An outage is survived (the cache is a hint,
+        // and the runner carries on without it), and the log says which it was.
         match redis.ping().await {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::Configuration => {
-                return Err(BuildError::store("Redis", &e));
+            Ok(()) => {
+                info!("Redis reached: live codes are cached and the pairing budget is kept there")
+            }
+            Err(e) if !e.verdict().is_retryable() => {
+                return Err(BuildError::refused(format!(
+                    "Redis refused the connection: {e}; fix REDIS_URL (or REDIS_ROOT_CERT), or unset REDIS_URL to run without Redis"
+                )));
             }
             Err(e) => warn!(
                 error = %e,
-                "Redis does not answer at start; carrying on without the cache until it does"
+                "Redis not reached at start: pairing goes on without it (codes from the database, the database's budget) until it answers"
             ),
         }
         // Redis is the fast budget; the primary store's budget stays the durable floor.
@@ -360,12 +365,11 @@ impl Service {
         let listener = tokio::net::TcpListener::bind(settings.health_addr)
             .await
             .map_err(|e| {
-                BuildError::new(
-                    &format!(
-                        "the health endpoint cannot listen on {}",
-                        settings.health_addr
-                    ),
-                    e,
+                cannot_listen(
+                    "the health endpoint",
+                    settings.health_addr,
+                    "WA_PAIRING_HEALTH_ADDR",
+                    &e,
                 )
             })?;
         Ok(Self {
@@ -507,8 +511,29 @@ async fn bind_api(http: &HttpSettings, stores: &Stores) -> Result<Api, BuildErro
     }
     let listener = tokio::net::TcpListener::bind(http.addr)
         .await
-        .map_err(|e| BuildError::new(&format!("the HTTP API cannot listen on {}", http.addr), e))?;
+        .map_err(|e| cannot_listen("the HTTP API", http.addr, "WA_PAIRING_HTTP_ADDR", &e))?;
     Ok(Api { listener, app })
+}
+
+/// An address the service cannot listen on: a setting to change (exit status 2), with what
+/// to change.
+fn cannot_listen(
+    what: &str,
+    addr: std::net::SocketAddr,
+    setting: &str,
+    e: &std::io::Error,
+) -> BuildError {
+    let why = match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "the port is already in use (another process, or another instance on this host)"
+        }
+        std::io::ErrorKind::PermissionDenied => "this process may not use that port",
+        std::io::ErrorKind::AddrNotAvailable => "that address is not one of this host's",
+        _ => "it cannot be opened",
+    };
+    BuildError::refused(format!(
+        "{what} cannot listen on {addr}: {why} ({e}); set {setting} to a free address"
+    ))
 }
 
 /// Serves the API until `stop` turns true, then gives requests in flight [`API_DRAIN`] and

@@ -132,13 +132,31 @@ pub struct SettingsError {
     pub problems: Vec<String>,
 }
 
+impl SettingsError {
+    /// The problems, introduced by what cannot run: `"the service cannot start"` for the
+    /// service itself (the `Display` text), `"check-keys cannot run"` for a command.
+    ///
+    /// ```
+    /// use wa_pairing_service::Settings;
+    ///
+    /// let err = Settings::from_lookup(|_| None).unwrap_err();
+    /// assert!(err.report("reencrypt cannot run").starts_with("reencrypt cannot run; fix these settings:"));
+    /// ```
+    #[must_use]
+    pub fn report(&self, what: &str) -> String {
+        let mut text = format!("{what}; fix these settings:\n");
+        for p in &self.problems {
+            text.push_str("  - ");
+            text.push_str(p);
+            text.push('\n');
+        }
+        text
+    }
+}
+
 impl fmt::Display for SettingsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "the service cannot start; fix these settings:")?;
-        for p in &self.problems {
-            writeln!(f, "  - {p}")?;
-        }
-        Ok(())
+        f.write_str(&self.report("the service cannot start"))
     }
 }
 

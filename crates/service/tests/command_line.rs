@@ -38,3 +38,25 @@ fn an_unknown_command_is_named_and_exits_2() {
     assert!(stderr.contains("usage: wa-pairing-service"), "{stderr}");
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn a_command_missing_its_settings_speaks_of_itself_and_exits_2() {
+    for command in ["check-keys", "reencrypt", "migrate"] {
+        let out = service(&[command]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.starts_with(&format!("{command} cannot run; fix these settings:")),
+            "{command}: {stderr}"
+        );
+        assert!(!stderr.contains("the service cannot start"), "{stderr}");
+        assert!(stderr.contains("WA_PAIRING_AUTH_KEYS"), "{stderr}");
+    }
+    let out = service(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("the service cannot start; fix these settings:"),
+        "{stderr}"
+    );
+}

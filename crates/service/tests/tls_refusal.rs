@@ -65,3 +65,81 @@ async fn an_unreadable_root_certificate_refuses_to_start() {
     assert_eq!(err.exit_code(), 2, "{err}");
     assert!(err.to_string().contains("/nonexistent/ca.crt"), "{err}");
 }
+
+/// The test Redis, or why the test cannot run (a failure under `WA_PAIRING_TEST_STRICT=1`).
+fn test_redis() -> Option<String> {
+    match std::env::var("WA_PAIRING_TEST_REDIS_URL") {
+        Ok(url) => Some(url),
+        Err(_) => {
+            assert!(
+                std::env::var("WA_PAIRING_TEST_STRICT").as_deref() != Ok("1"),
+                "WA_PAIRING_TEST_REDIS_URL is required (WA_PAIRING_TEST_STRICT=1)"
+            );
+            eprintln!("skipped: WA_PAIRING_TEST_REDIS_URL is not set");
+            None
+        }
+    }
+}
+
+/// Redis refusing the connection is a setting to change, like PostgreSQL's: a wrong
+/// password, a database number the server does not have. The
+/// database is never reached: Redis is checked first, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_mistakes_refuse_to_start() {
+    let Some(redis) = test_redis() else { return };
+    let (host, port) = redis
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_owned(), p.to_owned()))
+        .expect("redis://host:port");
+    for (url, needle) in [
+        (
+            format!("redis://:not-the-password@{host}:{port}"),
+            "password",
+        ),
+        (format!("redis://{host}:{port}/999"), "database number"),
+    ] {
+        let vars: HashMap<&str, String> = HashMap::from([
+            ("DATABASE_URL", "postgres://svc@127.0.0.1:1/app".to_owned()),
+            ("WA_PAIRING_AUTH_KEYS", KEYS.to_owned()),
+            ("WA_PAIRING_HEALTH_ADDR", "127.0.0.1:0".to_owned()),
+            ("REDIS_URL", url.clone()),
+        ]);
+        let settings = Settings::from_lookup(|name| vars.get(name).cloned()).expect("settings");
+        let err = Service::build(settings)
+            .await
+            .expect_err("the service must not start");
+        let text = err.to_string();
+        assert_eq!(err.exit_code(), 2, "{url}: {text}");
+        assert!(text.contains("Redis refused"), "{url}: {text}");
+        assert!(text.contains(needle), "{url}: {text}");
+        assert!(!text.contains("not-the-password"), "{text}");
+    }
+}
+
+/// A port already taken is a setting to change (exit status 2), naming the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_use_refuses_to_start_naming_the_setting() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("DATABASE_URL", "postgres://svc@127.0.0.1:1/app".to_owned()),
+        ("WA_PAIRING_AUTH_KEYS", KEYS.to_owned()),
+        ("WA_PAIRING_HEALTH_ADDR", addr.clone()),
+        (
+            "WA_PAIRING_WA_SERVER_URL",
+            "wss://127.0.0.1:1/ws/chat".to_owned(),
+        ),
+    ]);
+    let settings = Settings::from_lookup(|name| vars.get(name).cloned()).expect("settings");
+    let err = Service::build(settings)
+        .await
+        .expect_err("the port is taken");
+    let text = err.to_string();
+    assert_eq!(err.exit_code(), 2, "{text}");
+    assert!(text.contains("already in use"), "{text}");
+    assert!(text.contains("WA_PAIRING_HEALTH_ADDR"), "{text}");
+    assert!(text.contains(&addr), "{text}");
+    drop(taken);
+}

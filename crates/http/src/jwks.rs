@@ -1,17 +1,15 @@
-//! Fetching a JWKS document: one HTTP/1.1 `GET` over TLS (rustls with the webpki roots), or
-//! over plain HTTP to a loopback address only (a local Supabase, tests). Redirects are never
-//! followed: anything but `200` is a failed fetch.
+//! Fetching a JWKS document: one `GET` with reqwest over TLS (rustls with the webpki roots),
+//! or over plain HTTP to a loopback address only (a local Supabase, tests). Redirects are
+//! never followed: anything but `200` is a failed fetch. The body is read in chunks and the
+//! fetch fails as soon as it grows past [`MAX_DOCUMENT_BYTES`].
 
+use std::error::Error as _;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::http::{Request, StatusCode, Uri, header};
-use http_body_util::{BodyExt as _, Empty, Limited};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use axum::http::{StatusCode, Uri, header};
 
 use crate::auth::AuthConfigError;
 
@@ -25,8 +23,6 @@ pub(crate) const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct JwksUrl {
     uri: Uri,
-    host: String,
-    port: u16,
     tls: bool,
 }
 
@@ -81,13 +77,7 @@ impl JwksUrl {
                 "plain http is accepted only for localhost (a local Supabase)",
             ));
         }
-        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        Ok(Self {
-            uri,
-            host,
-            port,
-            tls,
-        })
+        Ok(Self { uri, tls })
     }
 
     /// The URL's path (no query), for deriving other addresses.
@@ -113,84 +103,95 @@ impl fmt::Display for FetchError {
     }
 }
 
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, FetchError> {
-    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
-    CONFIG
+/// Mozilla's roots (webpki-roots) and the ring provider, whatever else the build carries:
+/// neither the platform's certificate store nor another crate's provider choice changes
+/// which servers are trusted. HTTP/1.1 only.
+fn tls_config() -> Result<rustls::ClientConfig, String> {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(
+        rustls::crypto::ring::default_provider().into(),
+    )
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS setup failed: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The one client every fetch uses: no redirects, no proxy (the connection goes straight to
+/// the configured host, as the URL check assumes), the [`FETCH_TIMEOUT`] over the whole
+/// fetch, and no idle connections kept between fetches (they are minutes apart).
+fn client() -> Result<&'static reqwest::Client, FetchError> {
+    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+    CLIENT
         .get_or_init(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS setup failed: {e}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            config.alpn_protocols = vec![b"http/1.1".to_vec()];
-            Ok(Arc::new(config))
+            reqwest::Client::builder()
+                .use_preconfigured_tls(tls_config()?)
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .timeout(FETCH_TIMEOUT)
+                .pool_max_idle_per_host(0)
+                .user_agent("wa-pairing-http")
+                .build()
+                .map_err(|e| format!("cannot set up the HTTP client: {}", describe(&e)))
         })
-        .clone()
-        .map_err(FetchError)
+        .as_ref()
+        .map_err(|e| FetchError(e.clone()))
+}
+
+/// Words for a failed request, from the errors under reqwest's own (whose message carries
+/// the URL, query included).
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return format!("no answer within {} s", FETCH_TIMEOUT.as_secs());
+    }
+    let mut tls = None;
+    let mut innermost = None;
+    let mut source = e.source();
+    while let Some(err) = source {
+        if let Some(t) = rustls_error(err) {
+            tls = Some(t.to_string());
+        }
+        innermost = Some(err.to_string());
+        source = err.source();
+    }
+    if let Some(t) = tls {
+        return format!("TLS handshake failed: {t}");
+    }
+    let why = innermost.unwrap_or_else(|| "unknown error".to_owned());
+    if e.is_connect() {
+        format!("cannot connect: {why}")
+    } else if e.is_body() || e.is_decode() {
+        format!("cannot read the document: {why}")
+    } else {
+        format!("the request failed: {why}")
+    }
+}
+
+/// The rustls error in `err`, which arrives wrapped in io::Errors (whose `source` skips what
+/// they wrap).
+fn rustls_error<'e>(mut err: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
+    loop {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        err = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)?;
+    }
 }
 
 /// Fetches the document at `url` within [`FETCH_TIMEOUT`].
 pub(crate) async fn fetch(url: &JwksUrl) -> Result<String, FetchError> {
-    tokio::time::timeout(FETCH_TIMEOUT, fetch_inner(url))
-        .await
-        .map_err(|_| FetchError(format!("no answer within {} s", FETCH_TIMEOUT.as_secs())))?
-}
-
-async fn fetch_inner(url: &JwksUrl) -> Result<String, FetchError> {
-    let tcp = TcpStream::connect((
-        url.host.trim_start_matches('[').trim_end_matches(']'),
-        url.port,
-    ))
-    .await
-    .map_err(|e| FetchError(format!("cannot connect: {e}")))?;
-    if url.tls {
-        let name = rustls::pki_types::ServerName::try_from(url.host.clone())
-            .map_err(|_| FetchError("the host is not a valid TLS server name".into()))?;
-        let stream = tokio_rustls::TlsConnector::from(tls_config()?)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| FetchError(format!("TLS handshake failed: {e}")))?;
-        get(TokioIo::new(stream), url).await
-    } else {
-        get(TokioIo::new(tcp), url).await
-    }
-}
-
-/// Aborts the connection task when the fetch ends (or is dropped at its deadline).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-async fn get<I>(io: I, url: &JwksUrl) -> Result<String, FetchError>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(io)
-        .await
-        .map_err(|e| FetchError(format!("HTTP handshake failed: {e}")))?;
-    let _connection = AbortOnDrop(tokio::spawn(async move {
-        let _ = connection.await;
-    }));
-    let host = url.uri.authority().map_or("", |a| a.as_str());
-    let request = Request::get(url.uri.path_and_query().map_or("/", |p| p.as_str()))
-        .header(header::HOST, host)
+    let mut response = client()?
+        .get(url.uri.to_string())
         .header(header::ACCEPT, "application/json")
-        .header(header::USER_AGENT, "wa-pairing-http")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| FetchError(format!("cannot build the request: {e}")))?;
-    let response = sender
-        .send_request(request)
+        .send()
         .await
-        .map_err(|e| FetchError(format!("the request failed: {e}")))?;
+        .map_err(|e| FetchError(describe(&e)))?;
     let status = response.status();
     if status != StatusCode::OK {
         return Err(FetchError(if status.is_redirection() {
@@ -199,17 +200,36 @@ where
             format!("answered HTTP {status}")
         }));
     }
-    let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
-        .collect()
+    let too_large = || {
+        FetchError(format!(
+            "the document is larger than {} KiB",
+            MAX_DOCUMENT_BYTES / 1024
+        ))
+    };
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .map_err(|e| FetchError(format!("cannot read the document: {e}")))?
-        .to_bytes();
-    String::from_utf8(body.to_vec())
-        .map_err(|_| FetchError("the document is not UTF-8 text".into()))
+        .map_err(|e| FetchError(describe(&e)))?
+    {
+        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| FetchError("the document is not UTF-8 text".into()))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -237,6 +257,105 @@ mod tests {
             .unwrap()
             .to_string();
         assert_eq!(shown, "https://a.supabase.co/jwks.json");
+    }
+
+    /// Serves one connection on loopback: `head` (status line and headers), then `body`
+    /// `repeat` times or until the client goes away. Returns the fetch URL.
+    async fn serve_once(head: &'static str, body: &'static [u8], repeat: usize) -> JwksUrl {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut request = [0; 4096];
+            let _ = tcp.read(&mut request).await;
+            if tcp.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            for _ in 0..repeat {
+                if tcp.write_all(body).await.is_err() {
+                    return;
+                }
+            }
+        });
+        JwksUrl::parse(&format!("http://127.0.0.1:{port}/jwks.json"), "JWKS URL").unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_document_is_read_up_to_the_limit_and_no_further() {
+        const KIB: &[u8] = &[b' '; 1024];
+        // Just under the limit, without a length: read to the end.
+        let url = serve_once(
+            "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n",
+            KIB,
+            MAX_DOCUMENT_BYTES / 1024,
+        )
+        .await;
+        assert_eq!(fetch(&url).await.unwrap().len(), MAX_DOCUMENT_BYTES);
+
+        // An endless body without a length: the fetch stops at the limit, well before its
+        // timeout.
+        let url = serve_once(
+            "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n",
+            KIB,
+            usize::MAX,
+        )
+        .await;
+        let started = std::time::Instant::now();
+        let err = fetch(&url).await.unwrap_err().to_string();
+        assert_eq!(err, "the document is larger than 256 KiB");
+        assert!(
+            started.elapsed() < FETCH_TIMEOUT / 2,
+            "{:?}",
+            started.elapsed()
+        );
+
+        // A declared length over the limit: refused before any of the body is read.
+        let url = serve_once(
+            "HTTP/1.1 200 OK\r\ncontent-length: 1073741824\r\n\r\n",
+            b"",
+            0,
+        )
+        .await;
+        let err = fetch(&url).await.unwrap_err().to_string();
+        assert_eq!(err, "the document is larger than 256 KiB");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_not_followed() {
+        let target = serve_once(
+            "HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\n",
+            b"{\"keys\":[]}",
+            1,
+        )
+        .await;
+        let head: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 301 Moved Permanently\r\nlocation: {target}\r\ncontent-length: 0\r\n\r\n"
+            )
+            .into_boxed_str(),
+        );
+        let url = serve_once(head, b"", 0).await;
+        let err = fetch(&url).await.unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "answered HTTP 301 Moved Permanently; redirects are not followed: configure the final URL"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_is_not_there_is_a_connection_failure() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let url = JwksUrl::parse(
+            &format!("http://127.0.0.1:{port}/jwks.json?apikey=secret"),
+            "JWKS URL",
+        )
+        .unwrap();
+        let err = fetch(&url).await.unwrap_err().to_string();
+        assert!(err.starts_with("cannot connect: "), "{err}");
+        assert!(!err.contains("secret"), "{err}");
     }
 
     /// A self-signed certificate for localhost, made for this test only.

@@ -307,6 +307,7 @@ impl fmt::Debug for RedactedPhone<'_> {
 }
 
 #[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl serde::Serialize for PhoneNumber {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.digits)
@@ -314,6 +315,7 @@ impl serde::Serialize for PhoneNumber {
 }
 
 #[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl<'de> serde::Deserialize<'de> for PhoneNumber {
     /// Accepts E.164 digits with or without `+` and validates them; national formats are
     /// refused because the region would be a guess.

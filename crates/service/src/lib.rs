@@ -13,6 +13,7 @@
 
 mod import;
 pub mod logging;
+mod placeholders;
 pub mod probe;
 pub mod prometheus;
 mod service;

@@ -2,7 +2,10 @@
 # The wa-pairing service: the runner, the health and metrics endpoint and, when configured,
 # the HTTP API and the device page. See docs/operations.md ("Container image").
 #
-#   docker build -t wa-pairing-service .
+#   docker build -t wa-pairing-service:0.1.0 .
+#
+# deploy/kubernetes/deployment.yaml runs this image by that name: push it to your registry
+# and name it there.
 #
 # BuildKit's cache mounts keep the crates.io downloads and the build directory between
 # builds, so a change to the sources rebuilds only the workspace's crates.

@@ -347,6 +347,26 @@ impl AuthConfig {
         self
     }
 
+    /// The issuer a token must name (`iss`).
+    ///
+    /// ```
+    /// use wa_pairing_http::AuthConfig;
+    ///
+    /// let auth = AuthConfig::supabase("https://abcd.supabase.co")?;
+    /// assert_eq!(auth.expected_issuer(), "https://abcd.supabase.co/auth/v1");
+    /// assert_eq!(auth.expected_audience(), "authenticated");
+    /// # Ok::<(), wa_pairing_http::AuthConfigError>(())
+    /// ```
+    pub fn expected_issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// The audience a token must name (`aud`): `authenticated` unless
+    /// [`audience`](Self::audience) set another.
+    pub fn expected_audience(&self) -> &str {
+        &self.inner.audience
+    }
+
     /// Clock skew tolerated on `exp` and `nbf`, in seconds (default 30).
     #[must_use]
     pub fn leeway(mut self, seconds: u64) -> Self {

@@ -5,17 +5,20 @@
 //! [`Service::with_metrics`]), the HTTP API when configured, and runs until shutdown;
 //! [`reencrypt`] and [`check_keys`] are the key-rotation commands; [`import_baileys`]
 //! moves the original system's Baileys sessions over without linking again; [`probe`] is
-//! the container health check.
+//! the container health check; [`owner_token`] signs an owner's access token for a local
+//! stack (development only).
 //!
 //! The binary (`src/main.rs`) adds logging (redacted: see [`logging`]), the signals and the
 //! commands. See `README.md` for every setting.
 
 mod import;
 pub mod logging;
+mod placeholders;
 pub mod probe;
 pub mod prometheus;
 mod service;
 mod settings;
+mod token;
 
 use tracing::info;
 
@@ -28,6 +31,9 @@ pub use service::{
 };
 pub use settings::{
     DEFAULT_HEALTH_ADDR, HttpSettings, Settings, SettingsError, StoreSettings, env,
+};
+pub use token::{
+    ALLOW_DEV_TOKENS, DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL, TokenError, TokenOptions, owner_token,
 };
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -9,19 +9,21 @@
 //! configured keys and report, writing nothing), `reencrypt` (rewrite every value with the
 //! current key, safe while the service runs), `import-baileys` (move the original system's
 //! Baileys sessions over without linking again), `healthcheck` (ask a running service's
-//! `/livez`, for container health checks).
+//! `/livez`, for container health checks), `token` (an owner's access token for a local
+//! stack: development only).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use wa_pairing_service::{
-    ImportAction, ImportOptions, Service, Settings, check_keys, describe_unreadable,
-    import_baileys, init_logging, install_metrics, migrate, probe, reencrypt, shutdown_signal,
+    ImportAction, ImportOptions, Service, Settings, TokenOptions, check_keys, describe_unreadable,
+    import_baileys, init_logging, install_metrics, migrate, owner_token, probe, reencrypt,
+    shutdown_signal,
 };
 use wa_pairing_store::DeviceId;
 use wa_pairing_whatsapp::baileys::Overwrite;
 
-const USAGE: &str = "usage: wa-pairing-service [migrate | check-keys | reencrypt | import-baileys [options] | healthcheck [ready] | help]
+const USAGE: &str = "usage: wa-pairing-service [migrate | check-keys | reencrypt | import-baileys [options] | healthcheck [ready] | token --user UUID [--ttl 1h] | help]
   (no command)  run the service
   help          print this and exit 0 (also --help, -h)
   migrate       apply the database migrations (DATABASE_URL) and exit, waiting up to 5 min
@@ -41,7 +43,14 @@ const USAGE: &str = "usage: wa-pairing-service [migrate | check-keys | reencrypt
                         (with exactly one --device)
       --overwrite       replace a device's existing wa-pairing state of another companion
   healthcheck   ask the service running on WA_PAIRING_HEALTH_ADDR for /livez (with `ready`:
-                /readyz); exit 0 when it answers 200, else 1";
+                /readyz); exit 0 when it answers 200, else 1
+  token         LOCAL AND DEVELOPMENT USE ONLY: print an owner's access token for the HTTP
+                API, signed with SUPABASE_JWT_SECRET (HS256) for the configured issuer;
+                refused (exit 2) unless WA_PAIRING_HTTP_ADDR and the issuer are on loopback,
+                or WA_PAIRING_ALLOW_DEV_TOKENS=true (a development deployment, never
+                production: whoever runs it acts as any owner)
+      --user UUID       the owner (the token's subject)
+      --ttl DURATION    how long it is valid: 90s, 30m, 1h (default), at most 24h";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -52,6 +61,9 @@ async fn main() -> ExitCode {
     }
     if command.as_deref() == Some("healthcheck") {
         return healthcheck(std::env::args().nth(2).as_deref()).await;
+    }
+    if command.as_deref() == Some("token") {
+        return token(std::env::args().skip(2));
     }
     let import = if command.as_deref() == Some("import-baileys") {
         match import_options(std::env::args().skip(2)) {
@@ -160,6 +172,40 @@ async fn run_import(settings: &Settings, options: &ImportOptions) -> ExitCode {
             tracing::error!(error = %e, "the import could not run");
             eprintln!("{e}");
             ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Prints an owner's token on standard output (and nothing else there); every refusal is one
+/// line on standard error and exit 2. Nothing is logged: the token is the output.
+fn token(args: impl Iterator<Item = String>) -> ExitCode {
+    let options = match TokenOptions::parse(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match owner_token(
+        &settings,
+        |n| std::env::var(n).ok(),
+        &options,
+        std::time::SystemTime::now(),
+    ) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
         }
     }
 }

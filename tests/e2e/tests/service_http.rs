@@ -346,6 +346,11 @@ async fn an_owner_links_a_phone_through_the_service_and_prometheus_sees_it() {
     };
     assert_eq!(sample(&text, resumed), Some(1.0), "{text}");
     assert_eq!(sample(&text, "wa_pairing_sessions"), Some(1.0), "{text}");
+    // The scrape after a link, a disconnect and a resume, for `promtool check metrics` (CI
+    // sets the file).
+    if let Ok(path) = std::env::var("WA_PAIRING_TEST_METRICS_OUT") {
+        std::fs::write(&path, &text).expect("the scrape written");
+    }
 
     // SIGTERM with the owner's event stream still open: it never ends by itself, and the
     // service stops anyway once the API's drain is over.

@@ -74,7 +74,9 @@ impl AppSyncStore for WaBackend {
     }
 
     async fn clear_mutation_macs(&self, name: &str) -> Result<()> {
-        self.check_writable()?;
+        if self.logged_out() {
+            return Ok(());
+        }
         self.store
             .delete_prefix(
                 self.device,

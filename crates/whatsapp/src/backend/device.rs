@@ -9,7 +9,9 @@ impl DeviceStore for WaBackend {
         let _guard = self.locked().await;
         let saved = async {
             // A linked companion is registered before its state is kept for this device.
-            self.check_writable()?;
+            if self.logged_out() {
+                return Ok(());
+            }
             if self.is_stale_snapshot(device).await? {
                 return Ok(());
             }

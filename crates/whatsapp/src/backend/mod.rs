@@ -113,7 +113,8 @@ impl WaBackend {
 
     /// Stops writing once `flag` is set: after a logout the companion's state is dead, and a
     /// last flush from the client (its saver writes the device on shutdown) must not bring
-    /// back what the runner wiped.
+    /// back what the runner wiped. Writes from then on are dropped and answered as done, so
+    /// the client does not log the expected end of an unlink as a failed save.
     #[must_use]
     pub fn stop_writing_when(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Self {
         self.logged_out = Some(flag);
@@ -138,16 +139,15 @@ impl WaBackend {
             .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst))
     }
 
-    fn check_writable(&self) -> Result<()> {
-        match &self.logged_out {
-            Some(f) if f.load(std::sync::atomic::Ordering::SeqCst) => {
-                Err(WaStoreError::Database(Box::new(Error::new(
-                    crate::error::ErrorKind::Storage,
-                    "the companion was logged out: its state is no longer kept",
-                ))))
-            }
-            _ => Ok(()),
-        }
+    /// Whether the companion was logged out (by us, or from the phone): its state is dead,
+    /// so every write for it is dropped. Dropped quietly: the client's background saver and
+    /// app-state sync keep running until the socket closes, and a write reported as failed
+    /// is one they log as an error or a warning, for what is the expected end of an unlink
+    /// or a logout. Nothing is kept either way (the runner then wipes and seals the state).
+    fn logged_out(&self) -> bool {
+        self.logged_out
+            .as_ref()
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// Calls `f` whenever a read finds a value the store's keys cannot open
@@ -242,7 +242,9 @@ impl WaBackend {
     }
 
     async fn put(&self, key: &str, value: &[u8]) -> Result<()> {
-        self.check_writable()?;
+        if self.logged_out() {
+            return Ok(());
+        }
         self.store
             .put(self.device, self.fence, key, value)
             .await
@@ -253,7 +255,9 @@ impl WaBackend {
         if entries.is_empty() {
             return Ok(());
         }
-        self.check_writable()?;
+        if self.logged_out() {
+            return Ok(());
+        }
         self.store
             .put_many(self.device, self.fence, entries)
             .await
@@ -261,7 +265,9 @@ impl WaBackend {
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        self.check_writable()?;
+        if self.logged_out() {
+            return Ok(());
+        }
         self.store
             .delete(self.device, self.fence, key)
             .await
@@ -272,7 +278,9 @@ impl WaBackend {
         if keys.is_empty() {
             return Ok(());
         }
-        self.check_writable()?;
+        if self.logged_out() {
+            return Ok(());
+        }
         self.store
             .delete_many(self.device, self.fence, keys)
             .await

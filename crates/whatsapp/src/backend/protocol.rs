@@ -33,7 +33,9 @@ impl ProtocolStore for WaBackend {
     }
 
     async fn clear_sender_key_devices(&self, group_jid: &str) -> Result<()> {
-        self.check_writable()?;
+        if self.logged_out() {
+            return Ok(());
+        }
         self.store
             .delete_prefix(
                 self.device,
@@ -63,7 +65,9 @@ impl ProtocolStore for WaBackend {
     }
 
     async fn clear_all_sender_key_devices(&self) -> Result<()> {
-        self.check_writable()?;
+        if self.logged_out() {
+            return Ok(());
+        }
         self.store
             .delete_prefix(self.device, self.fence, keys::SENDER_KEY_DEVICE)
             .await

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use wa_pairing_store::testkit::Skip;
+use wa_pairing_store_testkit::Skip;
 
 /// A PgBouncer process in transaction mode (`default_pool_size = 2`, so server connections
 /// are shared between client connections at once), stopped when dropped.
@@ -16,7 +16,7 @@ use wa_pairing_store::testkit::Skip;
 /// upstream server under the same name.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), wa_pairing_store::testkit::Skip> {
+/// # async fn demo() -> Result<(), wa_pairing_store_testkit::Skip> {
 /// use wa_pairing_postgres::testkit::PgBouncer;
 ///
 /// let bouncer = PgBouncer::start("postgres://postgres@127.0.0.1:5432/postgres")?;

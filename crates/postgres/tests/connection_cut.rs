@@ -12,10 +12,10 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use wa_pairing_postgres::{PostgresConfig, PostgresStore};
 use wa_pairing_retry::Classify as _;
-use wa_pairing_store::testkit::skip;
 use wa_pairing_store::{
     AuthStateStore, DeviceStatus, DeviceStore, DeviceUpdate, NewDevice, PairingRequest, UserId,
 };
+use wa_pairing_store_testkit::skip;
 
 /// A TCP proxy to PostgreSQL that can stall (stop forwarding) and cut every connection.
 struct Proxy {

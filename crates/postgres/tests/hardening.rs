@@ -8,10 +8,10 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{TestDb, as_role, code};
-use wa_pairing_store::testkit::skip;
 use wa_pairing_store::{
     DeviceStore, ErrorKind, Keyring, NewDevice, PairingRequest, UserId, validate_device_name,
 };
+use wa_pairing_store_testkit::skip;
 
 /// What a name rule made of a name: the stored name, or the refusal's words.
 type Verdict = Result<String, String>;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::TestDb;
-use wa_pairing_store::testkit::{Skip, skip};
+use wa_pairing_store_testkit::{Skip, skip};
 
 /// The migration files as the Supabase CLI finds them, in the order it applies them.
 fn supabase_migrations() -> Vec<PathBuf> {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use wa_pairing_postgres::testkit::PgBouncer;
 use wa_pairing_postgres::{PoolMode, PostgresConfig, PostgresStore};
-use wa_pairing_store::testkit::{Skip, TestBackend, skip};
 use wa_pairing_store::{AuthStateStore, ClaimRequest, DeviceStore, Fence, NewDevice, UserId};
+use wa_pairing_store_testkit::{Skip, TestBackend, skip};
 
 /// A fresh database, a PgBouncer in front of the server, and the store through the pooler
 /// with its migrations applied through it too.
@@ -47,7 +47,7 @@ async fn backend() -> Result<TestBackend, Skip> {
     )
 }
 
-wa_pairing_store::conformance_tests!(backend; devices, auth_state, auth_cascade, budget);
+wa_pairing_store_testkit::conformance_tests!(backend; devices, auth_state, auth_cascade, budget);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_clients_share_two_server_connections_without_prepared_statement_errors() {

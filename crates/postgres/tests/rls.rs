@@ -4,8 +4,8 @@
 mod common;
 
 use common::{TestDb, as_role, code};
-use wa_pairing_store::testkit::skip;
 use wa_pairing_store::{DeviceStore, NewDevice, PairingRequest, UserId};
+use wa_pairing_store_testkit::skip;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_users_see_and_change_only_their_own_devices() {

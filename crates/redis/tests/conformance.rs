@@ -4,8 +4,8 @@
 //! group is not run here (it runs against the in-memory store in wa-pairing-store).
 
 use wa_pairing_redis::{RedisConfig, RedisStore};
-use wa_pairing_store::testkit::{Skip, TestBackend};
 use wa_pairing_store::{MemoryStore, Stores};
+use wa_pairing_store_testkit::{Skip, TestBackend};
 
 async fn backend() -> Result<TestBackend, Skip> {
     let url = std::env::var("WA_PAIRING_TEST_REDIS_URL").map_err(|_| {
@@ -45,4 +45,4 @@ async fn backend() -> Result<TestBackend, Skip> {
     }))
 }
 
-wa_pairing_store::conformance_tests!(backend; auth_state, code_cache, budget);
+wa_pairing_store_testkit::conformance_tests!(backend; auth_state, code_cache, budget);

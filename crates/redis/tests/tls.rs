@@ -10,8 +10,8 @@ use std::time::Duration;
 use tls_server::TlsRedis;
 use wa_pairing_redis::{RedisConfig, RedisStore};
 use wa_pairing_retry::Classify as _;
-use wa_pairing_store::testkit::{Skip, TestBackend, skip};
 use wa_pairing_store::{CodeCache as _, DeviceId, ErrorKind, MemoryStore, StoreError, Stores};
+use wa_pairing_store_testkit::{Skip, TestBackend, skip};
 
 async fn backend() -> Result<TestBackend, Skip> {
     let server = TlsRedis::get()?;
@@ -45,7 +45,7 @@ async fn backend() -> Result<TestBackend, Skip> {
     }))
 }
 
-wa_pairing_store::conformance_tests!(backend; auth_state, code_cache, budget);
+wa_pairing_store_testkit::conformance_tests!(backend; auth_state, code_cache, budget);
 
 fn server(test: &str) -> Option<&'static TlsRedis> {
     match TlsRedis::get() {

@@ -512,7 +512,7 @@ mod tests {
 
     use wa_pairing_postgres::PostgresConfig;
     use wa_pairing_store::AuthStateStore as _;
-    use wa_pairing_store::testkit::{Skip, skip};
+    use wa_pairing_store_testkit::{Skip, skip};
 
     use super::*;
 

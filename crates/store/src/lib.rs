@@ -17,9 +17,6 @@ pub use error::{ErrorKind, StoreError, StoreResult};
 #[cfg(feature = "sql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sql")))]
 pub mod sql;
-#[cfg(feature = "testkit")]
-#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
-pub mod testkit;
 
 pub use memory::{MAX_AUTH_KEY_BYTES, MemoryStore, check_key};
 pub use stores::{Capabilities, Stores, StoresBuilder};

@@ -1,7 +1,7 @@
 //! The storage contract.
 //!
 //! Each method's `# Behavior` list is the spec; every bullet is backed by a test in the
-//! conformance suite ([`crate::testkit`], feature `testkit`), named in brackets.
+//! conformance suite (the `wa-pairing-store-testkit` crate), named in brackets.
 
 use std::pin::Pin;
 use std::time::Duration;

@@ -7,17 +7,17 @@
 //! ```
 //!
 //! A real backend crate stamps the whole suite into its tests with one line:
-//! `wa_pairing_store::conformance_tests!(backend; devices, auth_state, auth_cascade, change_feed);`
+//! `wa_pairing_store_testkit::conformance_tests!(backend; devices, auth_state, auth_cascade, change_feed);`
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use wa_pairing::store::testkit::{self, TestBackend};
 use wa_pairing::store::{
     AuthStateStore, ClaimRequest, ClaimedDevice, CompanionKey, Device, DeviceId, DeviceStore,
     DeviceUpdate, Entry, Fence, Lease, MemoryStore, NewDevice, PairingRequest, StoreResult, Stores,
     UserId, async_trait,
 };
+use wa_pairing::testkit::{self, TestBackend};
 
 /// Counts calls, then lets the inner store answer.
 #[derive(Clone)]

@@ -12,7 +12,7 @@ use common::oracle::{ops, same_answers};
 use proptest::test_runner::{Config, TestRunner};
 use tokio_postgres::NoTls;
 use wa_pairing_postgres::{PostgresConfig, PostgresStore};
-use wa_pairing_store::testkit::{Skip, skip};
+use wa_pairing_store_testkit::{Skip, skip};
 
 /// A fresh database with the migrations applied (and the admin URL to drop it). Only a missing
 /// or unreachable server is a reason to skip; a database that cannot be created or a

@@ -16,10 +16,10 @@ use wa_pairing_postgres::testkit::PgBouncer;
 use wa_pairing_postgres::{PostgresConfig, PostgresStore};
 use wa_pairing_runner::{LiveSessions, RunSummary, Runner, RunnerConfig, RunnerStatus};
 use wa_pairing_sim::{Sim, SimConfig};
-use wa_pairing_store::testkit::Skip;
 use wa_pairing_store::{
     Device, DeviceId, DeviceStatus, Keyring, MemoryStore, NewDevice, PairingRequest, Stores, UserId,
 };
+use wa_pairing_store_testkit::Skip;
 use wa_pairing_whatsapp::WhatsAppConfig;
 
 pub use counting::Counting;

@@ -15,8 +15,8 @@ use wa_pairing_e2e::{PgDb, Stack};
 use wa_pairing_postgres::PostgresStore;
 use wa_pairing_service::{ImportAction, ImportOptions, ImportReport, Settings, import_baileys};
 use wa_pairing_sim::Sim;
-use wa_pairing_store::testkit::{Skip, skip};
 use wa_pairing_store::{AuthStateStore, DeviceId, DeviceStatus, DeviceStore};
+use wa_pairing_store_testkit::{Skip, skip};
 use wa_pairing_whatsapp::baileys::BaileysAuth;
 
 /// The Baileys test package, when Node and its installed packages are there; else why not.

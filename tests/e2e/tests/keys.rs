@@ -11,8 +11,8 @@ use std::time::Duration;
 use wa_pairing_e2e::{PgDb, Stack};
 use wa_pairing_postgres::PostgresStore;
 use wa_pairing_service::{Service, Settings, check_keys, connect_stores, reencrypt};
-use wa_pairing_store::testkit::skip;
 use wa_pairing_store::{AuthStateStore, Device, DeviceStatus, KeyReport, Keyring};
+use wa_pairing_store_testkit::skip;
 
 const PHONE: &str = "6281234500071";
 

@@ -13,7 +13,7 @@ use wa_pairing_service::logging::{DEFAULT_FILTER, LogFormat, init_logging_with};
 use wa_pairing_service::{Service, Settings};
 use wa_pairing_sim::SimConfig;
 use wa_pairing_store::DeviceStatus;
-use wa_pairing_store::testkit::skip;
+use wa_pairing_store_testkit::skip;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_untrusted_server_fails_the_pairing_at_once_with_one_clear_line() {

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use wa_pairing_e2e::{ISSUER, Stack, access_token, until_event};
 use wa_pairing_service::{Service, Settings};
 use wa_pairing_store::UserId;
-use wa_pairing_store::testkit::{Skip, skip};
+use wa_pairing_store_testkit::{Skip, skip};
 
 const SECRET: &str = "e2e-service-jwt-secret-0123456789abcdef0123";
 const APP_ORIGIN: &str = "https://app.example.com";

@@ -3,7 +3,7 @@
 
 use tokio_postgres::NoTls;
 use wa_pairing_postgres::{PostgresConfig, PostgresStore};
-use wa_pairing_store::testkit::{Skip, TestBackend};
+use wa_pairing_store_testkit::{Skip, TestBackend};
 
 pub const URL_ENV: &str = "WA_PAIRING_TEST_POSTGRES_URL";
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::NoTls;
 use wa_pairing_postgres::{PostgresConfig, PostgresStore};
-use wa_pairing_store::testkit::{Skip, TestBackend};
+use wa_pairing_store_testkit::{Skip, TestBackend};
 
 /// The server binaries' folder, when not Debian's.
 pub const BINDIR_ENV: &str = "WA_PAIRING_TEST_PG_BINDIR";

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use wa_pairing_store::testkit::Skip;
+use wa_pairing_store_testkit::Skip;
 
 /// The `redis-server` to run, when not the one on `PATH`.
 pub const SERVER_ENV: &str = "WA_PAIRING_TEST_REDIS_SERVER";

@@ -11,7 +11,7 @@ use wa_pairing_e2e::Stack;
 use wa_pairing_service::logging::{LogFormat, init_logging_with};
 use wa_pairing_service::{Service, Settings};
 use wa_pairing_sim::SimEvent;
-use wa_pairing_store::testkit::{Skip, skip};
+use wa_pairing_store_testkit::{Skip, skip};
 
 /// Everything the process logs, kept in memory.
 #[derive(Clone, Default)]

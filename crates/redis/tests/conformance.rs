@@ -45,4 +45,5 @@ async fn backend() -> Result<TestBackend, Skip> {
     }))
 }
 
-wa_pairing_store_testkit::conformance_tests!(backend; auth_state, code_cache, budget);
+// The in-memory device store beside Redis reports its change feed: that group runs too.
+wa_pairing_store_testkit::conformance_tests!(backend; auth_state, code_cache, budget, change_feed);

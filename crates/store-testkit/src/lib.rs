@@ -88,7 +88,7 @@ impl TestBackend {
 }
 
 /// Fails unless the backend's capabilities are exactly those of the `groups` the test crate
-/// stamped (see the module docs); stamped as `declared_capabilities`.
+/// stamped (see the crate docs); stamped as `declared_capabilities`.
 #[doc(hidden)]
 pub fn check_capabilities(b: &TestBackend, groups: &[&str]) {
     let caps = b.stores.capabilities();
@@ -102,7 +102,7 @@ pub fn check_capabilities(b: &TestBackend, groups: &[&str]) {
             groups.contains(&group),
             has,
             "the backend {} the `{group}` capability but conformance_tests! {} its group",
-            if has { "declares" } else { "does not declare" },
+            if has { "reports" } else { "does not report" },
             if groups.contains(&group) {
                 "lists"
             } else {
@@ -2239,7 +2239,7 @@ pub async fn change_feed_announces_changes(b: &TestBackend) {
         .subscribe()
         .await
         .unwrap()
-        .expect("the backend declares a change feed but subscribe() gave none");
+        .expect("the backend reports a change feed but subscribe() gave none");
     let d = new_device(b, UserId::random(), "watched").await;
     assert!(announced(&mut feed, d.id).await, "create was not announced");
     b.devices

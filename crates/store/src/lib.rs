@@ -8,6 +8,7 @@
 mod encrypted;
 mod error;
 mod memory;
+pub mod net;
 mod stores;
 mod traits;
 mod types;

@@ -223,17 +223,8 @@ fn rest_url(raw: &str) -> StoreResult<String> {
 /// Whether `url` names this machine: `localhost`, 127.0.0.0/8 or `::1`, where plain HTTP
 /// never crosses a network (the local Supabase CLI and tests).
 fn is_loopback(url: &reqwest::Url) -> bool {
-    // The parser has already normalised the host: names lowercased, IPv4 in dotted form,
-    // IPv6 in brackets.
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    url.host_str()
+        .is_some_and(wa_pairing_store::net::is_loopback_host)
 }
 
 fn key_kind(key: &str) -> StoreResult<KeyKind> {

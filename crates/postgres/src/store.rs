@@ -10,7 +10,7 @@ use tokio::sync::{OnceCell, broadcast};
 use tokio_postgres::{AsyncMessage, Row};
 use tracing::{debug, info, warn};
 use wa_pairing_code::PairingCode;
-use wa_pairing_store::sql::{DEVICE_COLUMNS, update_patch};
+use wa_pairing_sql::{DEVICE_COLUMNS, update_patch};
 use wa_pairing_store::{
     AuthStateStore, BudgetConfig, BudgetDecision, BudgetKey, BudgetSecret, Capabilities, Change,
     ChangeStream, ClaimRequest, ClaimedDevice, CompanionKey, ConnectionMethod, Device, DeviceId,

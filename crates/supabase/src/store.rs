@@ -8,7 +8,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use wa_pairing_store::sql::{DEVICE_COLUMNS, update_patch};
+use wa_pairing_sql::{DEVICE_COLUMNS, update_patch};
 use wa_pairing_store::{
     AuthStateStore, BudgetConfig, BudgetDecision, BudgetKey, BudgetSecret, Capabilities,
     ClaimRequest, ClaimedDevice, CompanionKey, Device, DeviceId, DeviceStore, DeviceUpdate, Entry,

@@ -320,6 +320,8 @@ mod tests {
             "http://[::1]:54321",
             "http://localhost:54321",
             "http://LOCALHOST",
+            // 127.0.0.1 written as an IPv4-mapped IPv6 address is this machine too.
+            "http://[::ffff:127.0.0.1]",
             "https://abc.supabase.co",
             "https://10.0.0.5:8443",
         ] {
@@ -334,7 +336,7 @@ mod tests {
             "http://10.0.0.5:8000",
             "http://192.168.1.2",
             "http://[2001:db8::1]:8000",
-            "http://[::ffff:127.0.0.1]",
+            "http://[::ffff:10.0.0.5]",
             "http://localhost.example.com",
             "http://kong:8000",
             "http://0.0.0.0:54321",

@@ -5,7 +5,6 @@
 
 use std::error::Error as _;
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -39,15 +38,9 @@ impl fmt::Debug for JwksUrl {
     }
 }
 
-/// Whether `host` (as in a URI: IPv6 in brackets) names this machine.
-fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
+// Whether `host` (as in a URI: IPv6 in brackets) names this machine: the one rule of the
+// workspace.
+use wa_pairing_store::net::is_loopback_host as is_loopback;
 
 impl JwksUrl {
     /// Checks `raw`: an absolute `https://` URL (or `http://` to localhost), with a host and

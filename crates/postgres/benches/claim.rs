@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use tokio_postgres::NoTls;
 use wa_pairing_postgres::{PostgresConfig, PostgresStore};
 use wa_pairing_store::{AuthStateStore, DeviceStore, Lease};
+use wa_pairing_test_support::TestDb;
 
 const HELD: usize = 100;
 
@@ -24,29 +24,21 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let Ok(admin_url) = std::env::var("WA_PAIRING_TEST_POSTGRES_URL") else {
-        eprintln!("set WA_PAIRING_TEST_POSTGRES_URL to run this benchmark");
-        return;
-    };
-    let (admin, conn) = tokio_postgres::connect(&admin_url, NoTls)
-        .await
-        .expect("PostgreSQL");
-    tokio::spawn(conn);
     println!(
         "| device rows | claim (nothing to claim) p50 | claim p99 | renew {HELD} leases p50 | renew p99 |"
     );
     println!("|---:|---:|---:|---:|---:|");
     for rows in [1_000usize, 10_000, 100_000] {
-        let name = format!("wa_bench_{}", uuid::Uuid::new_v4().simple());
-        admin
-            .batch_execute(&format!("create database {name}"))
-            .await
-            .unwrap();
-        let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
-        let store = PostgresStore::new(&PostgresConfig::new(&url)).unwrap();
+        let test_db = match TestDb::create("wa_bench").await {
+            Ok(db) => db,
+            Err(why) => {
+                eprintln!("the benchmark needs a PostgreSQL server: {}", why.0);
+                return;
+            }
+        };
+        let store = PostgresStore::new(&PostgresConfig::new(&test_db.url)).unwrap();
         store.migrate().await.unwrap();
-        let (db, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
-        tokio::spawn(conn);
+        let db = test_db.connect().await;
         // Every device is connected and held by some runner, as in a busy fleet.
         db.execute(
             "insert into public.devices (user_id, device_name, status, lease_owner, lease_expires_at, lease_fence)
@@ -150,8 +142,6 @@ async fn main() {
             );
         }
         drop((store, db));
-        let _ = admin
-            .batch_execute(&format!("drop database {name} with (force)"))
-            .await;
+        test_db.drop().await;
     }
 }

@@ -1,8 +1,8 @@
 //! Turns tokio-postgres and pool errors into [`StoreError`]s with the shared SQL
-//! classification ([`wa_pairing_store::sql::classify`]).
+//! classification ([`wa_pairing_sql::classify`]).
 
 use wa_pairing_retry::Verdict;
-use wa_pairing_store::sql::{SqlFailure, classify};
+use wa_pairing_sql::{SqlFailure, classify};
 use wa_pairing_store::{ErrorKind, StoreError};
 
 /// Classifies a tokio-postgres error; TLS failures (an untrusted certificate, a server that
@@ -43,7 +43,7 @@ pub(crate) fn from_pool(e: &deadpool_postgres::PoolError) -> StoreError {
 
 /// The error for an operation that outlived its timeout.
 pub(crate) fn timed_out(op: &str) -> StoreError {
-    wa_pairing_store::sql::timed_out("PostgreSQL", op)
+    wa_pairing_sql::timed_out("PostgreSQL", op)
 }
 
 #[cfg(test)]

@@ -1,8 +1,4 @@
 #![doc = include_str!("../README.md")]
-//!
-//! ## Feature flags
-//!
-#![doc = document_features::document_features!()]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod classify;
@@ -11,9 +7,6 @@ mod legacy;
 mod migrations;
 mod params;
 mod store;
-#[cfg(feature = "testkit")]
-#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
-pub mod testkit;
 mod tls;
 
 pub use config::{DATABASE_URL_ENV, PoolMode, PostgresConfig};

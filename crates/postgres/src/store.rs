@@ -10,13 +10,13 @@ use tokio::sync::{OnceCell, broadcast};
 use tokio_postgres::{AsyncMessage, Row};
 use tracing::{debug, info, warn};
 use wa_pairing_code::PairingCode;
-use wa_pairing_store::sql::{DEVICE_COLUMNS, update_patch};
+use wa_pairing_sql::{DEVICE_COLUMNS, update_patch};
 use wa_pairing_store::{
-    AuthStateStore, BudgetConfig, BudgetDecision, BudgetKey, BudgetSecret, Change, ChangeStream,
-    ClaimRequest, ClaimedDevice, CompanionKey, ConnectionMethod, Device, DeviceId, DeviceStatus,
-    DeviceStore, DeviceUpdate, Entry, ErrorKind, Fence, Lease, NewDevice, PairingBudget,
-    PairingRequest, StoreError, StoreResult, Stores, StoresBuilder, UserId, check_key,
-    validate_device_name,
+    AuthStateStore, BudgetConfig, BudgetDecision, BudgetKey, BudgetSecret, Capabilities, Change,
+    ChangeStream, ClaimRequest, ClaimedDevice, CompanionKey, ConnectionMethod, Device, DeviceId,
+    DeviceStatus, DeviceStore, DeviceUpdate, Entry, ErrorKind, Fence, Lease, NewDevice,
+    PairingBudget, PairingRequest, StoreError, StoreResult, Stores, StoresBuilder, UserId,
+    check_key, validate_device_name,
 };
 
 use crate::classify::{from_pg, from_pool, timed_out};
@@ -197,11 +197,9 @@ impl PostgresStore {
     /// through a transaction pooler ([`PoolMode`]). Add a code cache (Redis)
     /// and keys ([`StoresBuilder::encrypt`]) before [`build`](StoresBuilder::build).
     pub fn stores(&self) -> StoresBuilder {
-        Stores::builder(self.clone(), self.clone())
+        Stores::backend(self.clone())
             .budget(self.clone())
             .budget_secret(self.clone())
-            .change_feed(self.inner.mode.has_change_feed())
-            .auth_cascade(true)
     }
 
     /// Applies the embedded migrations (`supabase/migrations/`) that are not applied yet, in
@@ -531,6 +529,14 @@ impl DeviceStore for PostgresStore {
         });
         Ok(Some(Box::pin(stream)))
     }
+
+    /// Auth state deleted with its device; a change feed unless connections go through a
+    /// transaction pooler ([`PoolMode`](crate::PoolMode)).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new()
+            .with_change_feed(self.inner.mode.has_change_feed())
+            .with_auth_cascade(true)
+    }
 }
 
 #[async_trait]
@@ -549,17 +555,6 @@ impl AuthStateStore for PostgresStore {
             .flatten())
     }
 
-    async fn put(
-        &self,
-        device: DeviceId,
-        fence: Fence,
-        key: &str,
-        value: &[u8],
-    ) -> StoreResult<()> {
-        self.put_many(device, fence, &[(key.to_owned(), value.to_vec())])
-            .await
-    }
-
     async fn put_many(&self, device: DeviceId, fence: Fence, entries: &[Entry]) -> StoreResult<()> {
         // One row per key: the last value of a key given twice wins.
         let mut latest: std::collections::BTreeMap<&str, &[u8]> = std::collections::BTreeMap::new();
@@ -576,10 +571,6 @@ impl AuthStateStore for PostgresStore {
         )
         .await?;
         Ok(())
-    }
-
-    async fn delete(&self, device: DeviceId, fence: Fence, key: &str) -> StoreResult<()> {
-        self.delete_many(device, fence, &[key.to_owned()]).await
     }
 
     async fn delete_many(

@@ -2,4 +2,4 @@
 
 mod common;
 
-wa_pairing_store::conformance_tests!(common::backend; devices, auth_state, auth_cascade, budget, change_feed);
+wa_pairing_store_testkit::conformance_tests!(common::backend; devices, auth_state, auth_cascade, budget, change_feed);

@@ -6,16 +6,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::TestDb;
+use common::Store as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use wa_pairing_postgres::{PostgresConfig, PostgresStore};
 use wa_pairing_retry::Classify as _;
-use wa_pairing_store::testkit::skip;
 use wa_pairing_store::{
     AuthStateStore, DeviceStatus, DeviceStore, DeviceUpdate, NewDevice, PairingRequest, UserId,
 };
+use wa_pairing_store_testkit::skip;
 
 /// A TCP proxy to PostgreSQL that can stall (stop forwarding) and cut every connection.
 struct Proxy {
@@ -92,7 +92,7 @@ impl Proxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_connection_is_retryable_and_loses_nothing() {
-    let db = match TestDb::create().await {
+    let db = match common::test_db().await {
         Ok(db) => db,
         Err(why) => return skip("connection_cut", &why),
     };

@@ -7,11 +7,12 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{TestDb, as_role, code};
-use wa_pairing_store::testkit::skip;
+use common::Store as _;
+use common::{as_role, code};
 use wa_pairing_store::{
     DeviceStore, ErrorKind, Keyring, NewDevice, PairingRequest, UserId, validate_device_name,
 };
+use wa_pairing_store_testkit::skip;
 
 /// What a name rule made of a name: the stored name, or the refusal's words.
 type Verdict = Result<String, String>;
@@ -57,7 +58,7 @@ async fn sql_verdicts(db: &tokio_postgres::Client, sql_name: &str) -> BTreeMap<u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_and_rust_apply_one_name_rule_to_every_character() {
-    let db = match TestDb::create().await {
+    let db = match common::test_db().await {
         Ok(db) => db,
         Err(why) => return skip("name rule", &why),
     };
@@ -101,7 +102,7 @@ async fn the_database_and_rust_apply_one_name_rule_to_every_character() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_users_writing_rows_directly_are_paced_like_the_api() {
-    let db = match TestDb::create().await {
+    let db = match common::test_db().await {
         Ok(db) => db,
         Err(why) => return skip("owner's pace", &why),
     };
@@ -229,7 +230,7 @@ async fn end_users_writing_rows_directly_are_paced_like_the_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_refuses_a_second_device_for_one_companion() {
-    let db = match TestDb::create().await {
+    let db = match common::test_db().await {
         Ok(db) => db,
         Err(why) => return skip("companions", &why),
     };
@@ -269,7 +270,7 @@ async fn the_database_refuses_a_second_device_for_one_companion() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn budget_keys_do_not_change_when_the_auth_state_keys_rotate() {
-    let db = match TestDb::create().await {
+    let db = match common::test_db().await {
         Ok(db) => db,
         Err(why) => return skip("budget keys", &why),
     };
@@ -288,7 +289,7 @@ async fn budget_keys_do_not_change_when_the_auth_state_keys_rotate() {
     // Another number, another key; another database, another secret.
     let other = wa_pairing_phone::parse("+6281234567891").unwrap();
     assert_ne!(a.budget_key(&other).await.unwrap(), key);
-    let elsewhere = match TestDb::create().await {
+    let elsewhere = match common::test_db().await {
         Ok(db) => db,
         Err(why) => return skip("budget keys", &why),
     };

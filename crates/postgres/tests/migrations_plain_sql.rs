@@ -10,8 +10,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::Store as _;
 use common::TestDb;
-use wa_pairing_store::testkit::{Skip, skip};
+use wa_pairing_store_testkit::{Skip, skip};
 
 /// The migration files as the Supabase CLI finds them, in the order it applies them.
 fn supabase_migrations() -> Vec<PathBuf> {
@@ -110,7 +111,7 @@ async fn every_migration_applies_as_plain_sql_and_every_path_ends_in_one_schema(
     }
     let mut dbs = Vec::new();
     for _ in 0..4 {
-        match TestDb::create().await {
+        match common::test_db().await {
             Ok(db) => dbs.push(db),
             Err(why) => return skip("migrations as plain SQL", &why),
         }

@@ -7,24 +7,23 @@ mod common;
 
 use std::time::Duration;
 
-use wa_pairing_postgres::testkit::PgBouncer;
 use wa_pairing_postgres::{PoolMode, PostgresConfig, PostgresStore};
-use wa_pairing_store::testkit::{Skip, TestBackend, skip};
 use wa_pairing_store::{AuthStateStore, ClaimRequest, DeviceStore, Fence, NewDevice, UserId};
+use wa_pairing_store_testkit::{Skip, TestBackend, skip};
+use wa_pairing_test_support::PgBouncer;
 
 /// A fresh database, a PgBouncer in front of the server, and the store through the pooler
 /// with its migrations applied through it too.
 async fn through_pooler() -> Result<(PostgresStore, PgBouncer, common::TestDb), Skip> {
-    let db = common::TestDb::create().await?;
-    let admin = std::env::var(common::URL_ENV).map_err(|_| Skip::new("no test server"))?;
-    let bouncer = match PgBouncer::start(&admin) {
+    let db = common::test_db().await?;
+    let bouncer = match PgBouncer::start(db.admin_url()) {
         Ok(b) => b,
         Err(e) => {
-            common::TestDb::drop_db(admin, db.name.clone()).await;
+            db.drop().await;
             return Err(e);
         }
     };
-    let config = PostgresConfig::new(bouncer.url(&db.name)).pool_size(8);
+    let config = PostgresConfig::new(bouncer.url(db.name())).pool_size(8);
     assert_eq!(config.effective_pool_mode().unwrap(), PoolMode::Transaction);
     let store = PostgresStore::new(&config).expect("pool");
     store
@@ -47,7 +46,7 @@ async fn backend() -> Result<TestBackend, Skip> {
     )
 }
 
-wa_pairing_store::conformance_tests!(backend; devices, auth_state, auth_cascade, budget);
+wa_pairing_store_testkit::conformance_tests!(backend; devices, auth_state, auth_cascade, budget);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_clients_share_two_server_connections_without_prepared_statement_errors() {
@@ -95,5 +94,5 @@ async fn many_clients_share_two_server_connections_without_prepared_statement_er
         "no change feed through a transaction pooler"
     );
     drop(bouncer);
-    common::TestDb::drop_db(std::env::var(common::URL_ENV).unwrap(), db.name.clone()).await;
+    db.drop().await;
 }

@@ -3,13 +3,14 @@
 
 mod common;
 
-use common::{TestDb, as_role, code};
-use wa_pairing_store::testkit::skip;
+use common::Store as _;
+use common::{as_role, code};
 use wa_pairing_store::{DeviceStore, NewDevice, PairingRequest, UserId};
+use wa_pairing_store_testkit::skip;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_users_see_and_change_only_their_own_devices() {
-    let db = match TestDb::create().await {
+    let db = match common::test_db().await {
         Ok(db) => db,
         Err(why) => return skip("rls", &why),
     };
@@ -157,7 +158,7 @@ async fn end_users_see_and_change_only_their_own_devices() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_users_write_under_the_owners_rules() {
     use wa_pairing_store::{ClaimRequest, DeviceStatus, DeviceUpdate};
-    let db = match TestDb::create().await {
+    let db = match common::test_db().await {
         Ok(db) => db,
         Err(why) => return skip("rls", &why),
     };
@@ -308,7 +309,7 @@ async fn end_users_write_under_the_owners_rules() {
 /// none of the service's tables: the migration ledger, the budget.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_user_roles_reach_no_service_function_or_table() {
-    let db = match TestDb::create().await {
+    let db = match common::test_db().await {
         Ok(db) => db,
         Err(why) => return skip("rls", &why),
     };

@@ -11,10 +11,10 @@ use tls_server::TlsServer;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use wa_pairing_postgres::{PostgresConfig, PostgresStore, SslMode};
 use wa_pairing_retry::Classify as _;
-use wa_pairing_store::testkit::skip;
 use wa_pairing_store::{DeviceId, DeviceStore, ErrorKind, StoreError};
+use wa_pairing_store_testkit::skip;
 
-wa_pairing_store::conformance_tests!(tls_server::backend; devices, auth_state, auth_cascade, budget, change_feed);
+wa_pairing_store_testkit::conformance_tests!(tls_server::backend; devices, auth_state, auth_cascade, budget, change_feed);
 
 /// The cluster, or a printed skip (a failure under `WA_PAIRING_TEST_STRICT=1`).
 fn server(test: &str) -> Option<&'static TlsServer> {

@@ -331,17 +331,6 @@ impl AuthStateStore for RedisStore {
         .await
     }
 
-    async fn put(
-        &self,
-        device: DeviceId,
-        fence: Fence,
-        key: &str,
-        value: &[u8],
-    ) -> StoreResult<()> {
-        self.put_many(device, fence, &[(key.to_owned(), value.to_vec())])
-            .await
-    }
-
     async fn put_many(&self, device: DeviceId, fence: Fence, entries: &[Entry]) -> StoreResult<()> {
         let mut args = Vec::with_capacity(entries.len() * 2);
         for (k, v) in entries {
@@ -352,10 +341,6 @@ impl AuthStateStore for RedisStore {
         self.fenced("auth put", &scripts::PUT, device, fence, args)
             .await?;
         Ok(())
-    }
-
-    async fn delete(&self, device: DeviceId, fence: Fence, key: &str) -> StoreResult<()> {
-        self.delete_many(device, fence, &[key.to_owned()]).await
     }
 
     async fn delete_many(

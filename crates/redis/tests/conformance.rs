@@ -4,8 +4,8 @@
 //! group is not run here (it runs against the in-memory store in wa-pairing-store).
 
 use wa_pairing_redis::{RedisConfig, RedisStore};
-use wa_pairing_store::testkit::{Skip, TestBackend};
 use wa_pairing_store::{MemoryStore, Stores};
+use wa_pairing_store_testkit::{Skip, TestBackend};
 
 async fn backend() -> Result<TestBackend, Skip> {
     let url = std::env::var("WA_PAIRING_TEST_REDIS_URL").map_err(|_| {
@@ -15,7 +15,7 @@ async fn backend() -> Result<TestBackend, Skip> {
     })?;
     let prefix = format!("wa-test-{}:", uuid::Uuid::new_v4().simple());
     let store = RedisStore::new(
-        &RedisConfig::new(&url)
+       & &RedisConfig::new(&url)
             .prefix(&prefix)
             .timeout(std::time::Duration::from_secs(5)),
     )
@@ -45,4 +45,5 @@ async fn backend() -> Result<TestBackend, Skip> {
     }))
 }
 
-wa_pairing_store::conformance_tests!(backend; auth_state, code_cache, budget);
+// The in-memory device store beside Redis reports its change feed: that group runs too.
+wa_pairing_store_testkit::conformance_tests!(backend; auth_state, code_cache, budget, change_feed);

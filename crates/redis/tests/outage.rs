@@ -6,11 +6,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use wa_pairing_code::{IssuedCode, PairingCode};
 use wa_pairing_redis::{RedisConfig, RedisStore};
-use wa_pairing_store::testkit::{Skip, skip};
 use wa_pairing_store::{
     AuthStateStore, BudgetConfig, BudgetDecision, BudgetKeyer, CodeCache, DeviceId, ErrorKind,
     Fence, PairingBudget,
 };
+use wa_pairing_store_testkit::{Skip, skip};
 
 /// An outer bound far above the 250 ms timeout: a call that hangs would blow through it.
 const HANG: Duration = Duration::from_secs(5);

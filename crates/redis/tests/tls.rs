@@ -10,14 +10,14 @@ use std::time::Duration;
 use tls_server::TlsRedis;
 use wa_pairing_redis::{RedisConfig, RedisStore};
 use wa_pairing_retry::Classify as _;
-use wa_pairing_store::testkit::{Skip, TestBackend, skip};
 use wa_pairing_store::{CodeCache as _, DeviceId, ErrorKind, MemoryStore, StoreError, Stores};
+use wa_pairing_store_testkit::{Skip, TestBackend, skip};
 
 async fn backend() -> Result<TestBackend, Skip> {
     let server = TlsRedis::get()?;
     let prefix = format!("wa-tls-test-{}:", uuid::Uuid::new_v4().simple());
     let store = RedisStore::new(
-        &RedisConfig::new(server.url("localhost"))
+       & &RedisConfig::new(server.url("localhost"))
             .root_cert(&server.ca)
             .prefix(&prefix)
             .timeout(Duration::from_secs(5)),
@@ -45,7 +45,8 @@ async fn backend() -> Result<TestBackend, Skip> {
     }))
 }
 
-wa_pairing_store::conformance_tests!(backend; auth_state, code_cache, budget);
+// The in-memory device store beside Redis reports its change feed: that group runs too.
+wa_pairing_store_testkit::conformance_tests!(backend; auth_state, code_cache, budget, change_feed);
 
 fn server(test: &str) -> Option<&'static TlsRedis> {
     match TlsRedis::get() {
@@ -135,7 +136,7 @@ async fn a_tls_url_to_the_wrong_kind_of_port_says_so() {
     // A plaintext client to the TLS port: the server drops it; an outage-like error, never a
     // hang.
     let store = RedisStore::new(
-        &RedisConfig::new(format!(
+       & &RedisConfig::new(format!(
             "redis://:{}@localhost:{}",
             server.password, server.port
         ))
@@ -160,7 +161,7 @@ async fn insecure_urls_and_unusable_root_certificates_are_refused_at_build() {
     assert!(!e.to_string().contains("s3cret"), "{e}");
 
     let e = RedisStore::new(
-        &RedisConfig::new("rediss://:s3cret@cache.example.com:6380")
+       & &RedisConfig::new("rediss://:s3cret@cache.example.com:6380")
             .root_cert("/nonexistent/ca.pem"),
     )
     .unwrap_err();
@@ -168,7 +169,7 @@ async fn insecure_urls_and_unusable_root_certificates_are_refused_at_build() {
     assert!(e.message().contains("/nonexistent/ca.pem"), "{e}");
 
     let e = RedisStore::new(
-        &RedisConfig::new("redis://cache.example.com:6379").root_cert("/nonexistent/ca.pem"),
+       & &RedisConfig::new("redis://cache.example.com:6379").root_cert("/nonexistent/ca.pem"),
     )
     .unwrap_err();
     assert!(e.message().contains("rediss://"), "{e}");

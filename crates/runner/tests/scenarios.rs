@@ -1354,20 +1354,8 @@ impl AuthStateStore for LateFlush {
     async fn get(&self, device: DeviceId, key: &str) -> StoreResult<Option<Vec<u8>>> {
         AuthStateStore::get(&self.0, device, key).await
     }
-    async fn put(
-        &self,
-        device: DeviceId,
-        fence: Fence,
-        key: &str,
-        value: &[u8],
-    ) -> StoreResult<()> {
-        AuthStateStore::put(&self.0, device, fence, key, value).await
-    }
     async fn put_many(&self, device: DeviceId, fence: Fence, entries: &[Entry]) -> StoreResult<()> {
         self.0.put_many(device, fence, entries).await
-    }
-    async fn delete(&self, device: DeviceId, fence: Fence, key: &str) -> StoreResult<()> {
-        AuthStateStore::delete(&self.0, device, fence, key).await
     }
     async fn delete_many(
         &self,
@@ -1426,9 +1414,8 @@ async fn a_flush_landing_after_an_unlink_or_a_logout_wipes_the_state_leaves_noth
         let script = Arc::new(Script::default());
         let (tx, rx) = mpsc::unbounded_channel();
         let store = MemoryStore::new();
-        let stores = wa_pairing_store::Stores::builder(store.clone(), LateFlush(store.clone()))
-            .change_feed(true)
-            .build();
+        let stores =
+            wa_pairing_store::Stores::builder(store.clone(), LateFlush(store.clone())).build();
         let runner = Runner::new(stores, Arc::new(connector(&script, rx)), config()).unwrap();
         let mut h = Harness {
             store,

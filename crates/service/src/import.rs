@@ -512,7 +512,8 @@ mod tests {
 
     use wa_pairing_postgres::PostgresConfig;
     use wa_pairing_store::AuthStateStore as _;
-    use wa_pairing_store::testkit::{Skip, skip};
+    use wa_pairing_store_testkit::{Skip, skip};
+    use wa_pairing_test_support::TestDb;
 
     use super::*;
 
@@ -557,71 +558,28 @@ mod tests {
         }
     }
 
-    /// A fresh database with the migrations applied, dropped by [`Db::drop`].
-    struct Db {
-        url: String,
-        admin: String,
-        name: String,
+    /// A fresh database with the migrations applied (dropped by [`TestDb::drop`]), and its
+    /// store.
+    async fn database() -> Result<(TestDb, PostgresStore), Skip> {
+        let db = TestDb::create("wa_import").await?;
+        let raw = PostgresStore::new(&PostgresConfig::new(&db.url)).expect("pool");
+        raw.migrate().await.expect("migrations");
+        Ok((db, raw))
     }
 
-    impl Db {
-        async fn create() -> Result<(Self, PostgresStore), Skip> {
-            let admin = std::env::var("WA_PAIRING_TEST_POSTGRES_URL")
-                .map_err(|_| Skip::new("WA_PAIRING_TEST_POSTGRES_URL is not set"))?;
-            let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-                .await
-                .map_err(|e| {
-                    Skip::new(format!(
-                        "no PostgreSQL at WA_PAIRING_TEST_POSTGRES_URL: {e}"
-                    ))
-                })?;
-            tokio::spawn(conn);
-            let name = format!("wa_import_{}", uuid::Uuid::new_v4().simple());
-            client
-                .batch_execute(&format!("create database {name}"))
-                .await
-                .expect("create database");
-            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-            let db = Self {
-                url: format!("{base}/{name}"),
-                admin: admin.clone(),
-                name,
-            };
-            let raw = PostgresStore::new(&PostgresConfig::new(&db.url)).expect("pool");
-            raw.migrate().await.expect("migrations");
-            Ok((db, raw))
-        }
-
-        /// A row as the original system wrote it.
-        async fn row(&self, phone: Option<&str>, session_data: &serde_json::Value) -> DeviceId {
-            let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
-                .await
-                .expect("connect");
-            tokio::spawn(conn);
-            let row = client
-                .query_one(
-                    "insert into public.devices (user_id, device_name, status, connection_method, phone_number, session_data)
-                     values ($1, 'Baileys', 'connected', 'pairing', $2, $3) returning id",
-                    &[&uuid::Uuid::new_v4(), &phone, session_data],
-                )
-                .await
-                .expect("insert a row");
-            DeviceId(row.get(0))
-        }
-
-        async fn drop(self) {
-            if let Ok((client, conn)) =
-                tokio_postgres::connect(&self.admin, tokio_postgres::NoTls).await
-            {
-                tokio::spawn(conn);
-                let _ = client
-                    .batch_execute(&format!(
-                        "drop database if exists {} with (force)",
-                        self.name
-                    ))
-                    .await;
-            }
-        }
+    /// A row as the original system wrote it.
+    async fn row(db: &TestDb, phone: Option<&str>, session_data: &serde_json::Value) -> DeviceId {
+        let row = db
+            .connect()
+            .await
+            .query_one(
+                "insert into public.devices (user_id, device_name, status, connection_method, phone_number, session_data)
+                 values ($1, 'Baileys', 'connected', 'pairing', $2, $3) returning id",
+                &[&uuid::Uuid::new_v4(), &phone, session_data],
+            )
+            .await
+            .expect("insert a row");
+        DeviceId(row.get(0))
     }
 
     fn fixture() -> serde_json::Value {
@@ -640,7 +598,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rows_over_the_limit_or_with_a_bad_number_are_reported_and_nothing_is_written() {
-        let (db, raw) = match Db::create().await {
+        let (db, raw) = match database().await {
             Ok(x) => x,
             Err(why) => return skip("import limits", &why),
         };
@@ -650,7 +608,7 @@ mod tests {
             .expect("me.id")
             .to_owned();
         let number = me.split(':').next().expect("number").to_owned();
-        let fits = db.row(Some(&number), &session).await;
+        let fits = row(&db, Some(&number), &session).await;
         // Signal sessions (not carried) make this one large.
         let mut large = session.clone();
         let record: Vec<u8> = (0..=255).collect();
@@ -663,11 +621,11 @@ mod tests {
             })
             .collect::<serde_json::Map<_, _>>()
             .into();
-        let too_large = db.row(None, &large).await;
+        let too_large = row(&db, None, &large).await;
         let digits = "6".repeat(5_000);
         let mut absurd = session.clone();
         absurd["creds"]["me"]["id"] = format!("{digits}:12@s.whatsapp.net").into();
-        let bad_number = db.row(None, &absurd).await;
+        let bad_number = row(&db, None, &absurd).await;
 
         // The limit: the first row fits, the second does not.
         let fits_len = raw

@@ -1,10 +1,9 @@
 //! A PostgreSQL TLS mistake stops the service at start with what to change (exit status 2),
 //! instead of "service started" followed by an endless "could not be reached" loop.
 
-use std::collections::HashMap;
-
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use wa_pairing_service::{Service, Settings};
+use wa_pairing_test_support::ServiceEnv;
 
 const KEYS: &str = "1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
@@ -28,13 +27,8 @@ async fn server_without_tls() -> u16 {
 }
 
 fn settings(url: &str, migrate: bool) -> Settings {
-    let vars: HashMap<&str, String> = HashMap::from([
-        ("DATABASE_URL", url.to_owned()),
-        ("WA_PAIRING_AUTH_KEYS", KEYS.to_owned()),
-        ("WA_PAIRING_HEALTH_ADDR", "127.0.0.1:0".to_owned()),
-        ("WA_PAIRING_MIGRATE", migrate.to_string()),
-    ]);
-    Settings::from_lookup(|name| vars.get(name).cloned()).expect("settings")
+    let env = ServiceEnv::new(url, KEYS).set("WA_PAIRING_MIGRATE", migrate.to_string());
+    Settings::from_lookup(|name| env.get(name)).expect("settings")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,25 +1,16 @@
 #![doc = include_str!("../README.md")]
-//!
-//! ## Feature flags
-//!
-#![doc = document_features::document_features!()]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod encrypted;
 mod error;
 mod memory;
+pub mod net;
 mod stores;
 mod traits;
 mod types;
 
 pub use encrypted::{AUTH_KEYS_ENV, EncryptedAuthState, KeyReport, Keyring};
 pub use error::{ErrorKind, StoreError, StoreResult};
-#[cfg(feature = "sql")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sql")))]
-pub mod sql;
-#[cfg(feature = "testkit")]
-#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
-pub mod testkit;
 
 pub use memory::{MAX_AUTH_KEY_BYTES, MemoryStore, check_key};
 pub use stores::{Capabilities, Stores, StoresBuilder};

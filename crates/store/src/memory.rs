@@ -132,12 +132,10 @@ impl MemoryStore {
     /// Every store of this backend as [`Stores`](crate::Stores): devices, auth state, code
     /// cache, budget and clock, with a change feed and auth state that goes with its device.
     pub fn stores(&self) -> crate::StoresBuilder {
-        crate::Stores::builder(self.clone(), self.clone())
+        crate::Stores::backend(self.clone())
             .code_cache(self.clone())
             .budget(self.clone())
             .clock(self.inner.clock.clone())
-            .change_feed(true)
-            .auth_cascade(true)
     }
 
     /// At most `n` devices per user (default
@@ -552,6 +550,13 @@ impl DeviceStore for MemoryStore {
         });
         Ok(Some(Box::pin(stream)))
     }
+
+    /// A change feed, and auth state that goes with its device.
+    fn capabilities(&self) -> crate::Capabilities {
+        crate::Capabilities::new()
+            .with_change_feed(true)
+            .with_auth_cascade(true)
+    }
 }
 
 #[async_trait]
@@ -591,15 +596,6 @@ impl AuthStateStore for MemoryStore {
         let map = st.auth.entry(device).or_default();
         for (k, v) in entries {
             map.insert(k.clone(), v.clone());
-        }
-        Ok(())
-    }
-
-    async fn delete(&self, device: DeviceId, fence: Fence, key: &str) -> StoreResult<()> {
-        let mut st = self.lock();
-        Self::check_auth_fence(&st, device, fence)?;
-        if let Some(m) = st.auth.get_mut(&device) {
-            m.remove(key);
         }
         Ok(())
     }

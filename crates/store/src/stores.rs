@@ -17,9 +17,17 @@ use wa_pairing_phone::{PhoneNumber, PhoneParser, Region};
 
 /// What a set of stores can do beyond the contract every backend meets.
 ///
-/// Backends declare the first two ([`StoresBuilder::change_feed`],
-/// [`StoresBuilder::auth_cascade`]); the others follow from what was added. The conformance
-/// suite runs exactly the behaviour tests these capabilities call for.
+/// Backends report the first two ([`DeviceStore::capabilities`]); the others follow from
+/// what was added to the [`StoresBuilder`]. The conformance suite runs exactly the
+/// behaviour tests these capabilities call for.
+///
+/// ```
+/// use wa_pairing_store::Capabilities;
+///
+/// // What a backend with a change feed and auth state beside its devices reports.
+/// let reported = Capabilities::new().with_change_feed(true).with_auth_cascade(true);
+/// assert!(reported.change_feed && reported.auth_cascade && !reported.encrypted);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 #[allow(clippy::struct_excessive_bools)] // independent yes/no facts, read by name
@@ -34,6 +42,33 @@ pub struct Capabilities {
     pub budget: bool,
     /// Auth state is sealed at rest ([`EncryptedAuthState`]).
     pub encrypted: bool,
+}
+
+impl Capabilities {
+    /// Nothing beyond the contract (the same as [`Capabilities::default`]).
+    pub const fn new() -> Self {
+        Self {
+            change_feed: false,
+            auth_cascade: false,
+            code_cache: false,
+            budget: false,
+            encrypted: false,
+        }
+    }
+
+    /// With [`change_feed`](Self::change_feed) set to `yes`.
+    #[must_use]
+    pub const fn with_change_feed(mut self, yes: bool) -> Self {
+        self.change_feed = yes;
+        self
+    }
+
+    /// With [`auth_cascade`](Self::auth_cascade) set to `yes`.
+    #[must_use]
+    pub const fn with_auth_cascade(mut self, yes: bool) -> Self {
+        self.auth_cascade = yes;
+        self
+    }
 }
 
 /// Every store of a deployment in one value: devices, auth state, the optional code cache
@@ -91,11 +126,47 @@ impl fmt::Debug for Stores {
 }
 
 impl Stores {
-    /// Starts a set of stores: the devices, and the auth state beside them.
+    /// Starts a set of stores from two stores: the devices, and the auth state.
+    ///
+    /// The change feed is what the device store reports ([`DeviceStore::capabilities`]);
+    /// the auth state is not taken to be deleted with its device
+    /// ([`Capabilities::auth_cascade`] off), since the two may be kept apart. For one
+    /// backend that keeps both, use [`Stores::backend`].
     pub fn builder(devices: impl DeviceStore, auth_state: impl AuthStateStore) -> StoresBuilder {
+        let reported = devices.capabilities();
+        Self::start(
+            Arc::new(devices),
+            Arc::new(auth_state),
+            reported.with_auth_cascade(false),
+        )
+    }
+
+    /// Starts a set of stores from one backend that keeps both the devices and the auth
+    /// state, with the capabilities it reports ([`DeviceStore::capabilities`]): its change
+    /// feed, and whether deleting a device deletes its auth state.
+    ///
+    /// ```
+    /// use wa_pairing_store::{MemoryStore, Stores};
+    ///
+    /// let stores = Stores::backend(MemoryStore::new()).build();
+    /// assert!(stores.capabilities().change_feed && stores.capabilities().auth_cascade);
+    /// ```
+    pub fn backend<B>(backend: B) -> StoresBuilder
+    where
+        B: DeviceStore + AuthStateStore + Clone,
+    {
+        let reported = DeviceStore::capabilities(&backend);
+        Self::start(Arc::new(backend.clone()), Arc::new(backend), reported)
+    }
+
+    fn start(
+        devices: Arc<dyn DeviceStore>,
+        auth: Arc<dyn AuthStateStore>,
+        reported: Capabilities,
+    ) -> StoresBuilder {
         StoresBuilder {
-            devices: Arc::new(devices),
-            auth: Arc::new(auth_state),
+            devices,
+            auth,
             keyring: None,
             cache: None,
             budgets: Vec::new(),
@@ -103,8 +174,8 @@ impl Stores {
             budget_secret: None,
             clock: Arc::new(SystemClock),
             region: Region::default(),
-            change_feed: false,
-            auth_cascade: false,
+            change_feed: reported.change_feed,
+            auth_cascade: reported.auth_cascade,
         }
     }
 
@@ -222,7 +293,7 @@ impl fmt::Debug for StoresBuilder {
 
 impl StoresBuilder {
     /// Keeps the auth state here instead (Redis beside a SQL device store, for example).
-    /// Deleting a device then no longer deletes its auth state: the cascade is declared off.
+    /// Deleting a device then no longer deletes its auth state: the cascade is off.
     pub fn auth_state(mut self, auth: impl AuthStateStore) -> Self {
         self.auth = Arc::new(auth);
         self.auth_cascade = false;
@@ -273,18 +344,6 @@ impl StoresBuilder {
     /// ([`Stores::phones`]). Default: Indonesia (`ID`).
     pub const fn default_region(mut self, region: Region) -> Self {
         self.region = region;
-        self
-    }
-
-    /// Declares that the device store pushes changes ([`DeviceStore::subscribe`]).
-    pub const fn change_feed(mut self, yes: bool) -> Self {
-        self.change_feed = yes;
-        self
-    }
-
-    /// Declares that deleting a device deletes its auth state.
-    pub const fn auth_cascade(mut self, yes: bool) -> Self {
-        self.auth_cascade = yes;
         self
     }
 

@@ -1,7 +1,7 @@
 //! The storage contract.
 //!
 //! Each method's `# Behavior` list is the spec; every bullet is backed by a test in the
-//! conformance suite ([`crate::testkit`], feature `testkit`), named in brackets.
+//! conformance suite (the `wa-pairing-store-testkit` crate), named in brackets.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use futures::Stream;
 use wa_pairing_code::IssuedCode;
 
 use crate::error::StoreResult;
+use crate::stores::Capabilities;
 use crate::types::{
     BudgetConfig, BudgetDecision, BudgetKey, Change, ClaimRequest, ClaimedDevice, CompanionKey,
     Device, DeviceId, DeviceUpdate, Fence, Lease, NewDevice, PairingRequest, UserId,
@@ -185,6 +186,20 @@ pub trait DeviceStore: Send + Sync + 'static {
     async fn subscribe(&self) -> StoreResult<Option<ChangeStream>> {
         Ok(None)
     }
+
+    /// What this store can do beyond the contract, as the backend reports it: whether
+    /// [`subscribe`](Self::subscribe) pushes changes
+    /// ([`change_feed`](Capabilities::change_feed)), and whether deleting a device deletes
+    /// the auth state the same backend keeps beside it
+    /// ([`auth_cascade`](Capabilities::auth_cascade)). [`Stores`](crate::Stores) derives its
+    /// capabilities from this (the other fields follow from what the builder was given and
+    /// are ignored here). Default: nothing beyond the contract.
+    ///
+    /// # Behavior
+    /// - What it reports is what the conformance suite tests (test `declared_capabilities`).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
 }
 
 /// A short-lived cache of the live pairing code per device (Redis in production).
@@ -240,12 +255,23 @@ pub trait AuthStateStore: Send + Sync + 'static {
 
     /// Writes one value.
     ///
+    /// Provided: [`put_many`](Self::put_many) with this one entry; a backend overrides it
+    /// where one value is cheaper to write alone.
+    ///
     /// # Behavior
     /// - Any UTF-8 key of up to 512 bytes, including `/`, `:`, `%`, `*`, quotes and
     ///   non-ASCII (test `auth_state_special_keys`).
     /// - Refused with `LeaseLost` for a stale fence (test `stale_fence_is_refused_on_auth_writes`).
-    async fn put(&self, device: DeviceId, fence: Fence, key: &str, value: &[u8])
-    -> StoreResult<()>;
+    async fn put(
+        &self,
+        device: DeviceId,
+        fence: Fence,
+        key: &str,
+        value: &[u8],
+    ) -> StoreResult<()> {
+        self.put_many(device, fence, &[(key.to_owned(), value.to_vec())])
+            .await
+    }
 
     /// Writes many values at once (all or none).
     ///
@@ -254,7 +280,11 @@ pub trait AuthStateStore: Send + Sync + 'static {
     async fn put_many(&self, device: DeviceId, fence: Fence, entries: &[Entry]) -> StoreResult<()>;
 
     /// Deletes one key (missing keys are fine).
-    async fn delete(&self, device: DeviceId, fence: Fence, key: &str) -> StoreResult<()>;
+    ///
+    /// Provided: [`delete_many`](Self::delete_many) with this one key.
+    async fn delete(&self, device: DeviceId, fence: Fence, key: &str) -> StoreResult<()> {
+        self.delete_many(device, fence, &[key.to_owned()]).await
+    }
 
     /// Deletes many keys (missing keys are fine).
     async fn delete_many(&self, device: DeviceId, fence: Fence, keys: &[String])
@@ -495,6 +525,9 @@ macro_rules! forward_store_traits {
             }
             async fn subscribe(&self) -> StoreResult<Option<ChangeStream>> {
                 (**self).subscribe().await
+            }
+            fn capabilities(&self) -> Capabilities {
+                (**self).capabilities()
             }
         }
 

@@ -3,19 +3,19 @@
 
 mod memory {
     use wa_pairing_store::MemoryStore;
-    use wa_pairing_store::testkit::{Skip, TestBackend};
+    use wa_pairing_store_testkit::{Skip, TestBackend};
 
     #[allow(clippy::unused_async)]
     async fn backend() -> Result<TestBackend, Skip> {
         Ok(TestBackend::new(MemoryStore::new().stores().build()))
     }
 
-    wa_pairing_store::conformance_tests!(backend; devices, auth_state, auth_cascade, code_cache, budget, change_feed);
+    wa_pairing_store_testkit::conformance_tests!(backend; devices, auth_state, auth_cascade, code_cache, budget, change_feed);
 }
 
 mod encrypted_memory {
-    use wa_pairing_store::testkit::{Skip, TestBackend};
     use wa_pairing_store::{Keyring, MemoryStore};
+    use wa_pairing_store_testkit::{Skip, TestBackend};
 
     #[allow(clippy::unused_async)]
     async fn backend() -> Result<TestBackend, Skip> {
@@ -25,5 +25,5 @@ mod encrypted_memory {
         ))
     }
 
-    wa_pairing_store::conformance_tests!(backend; devices, auth_state, auth_cascade, code_cache, budget, change_feed);
+    wa_pairing_store_testkit::conformance_tests!(backend; devices, auth_state, auth_cascade, code_cache, budget, change_feed);
 }

@@ -3,14 +3,14 @@
 //! The `postgrest` crate returns every HTTP status as success, and the client follows no
 //! redirects, so each response, a 3xx included, goes through [`from_status`]. PostgREST's
 //! error body is `{"code", "message", "details", "hint"}` (PostgREST docs, "Errors");
-//! `code` is either a PostgreSQL SQLSTATE (classified by [`wa_pairing_store::sql::classify`],
+//! `code` is either a PostgreSQL SQLSTATE (classified by [`wa_pairing_sql::classify`],
 //! the same table as the PostgreSQL backend) or one of PostgREST's own `PGRST...` codes.
 
 use std::time::Duration;
 
 use serde::Deserialize;
 use wa_pairing_retry::Verdict;
-use wa_pairing_store::sql::{SqlFailure, classify};
+use wa_pairing_sql::{SqlFailure, classify};
 use wa_pairing_store::{ErrorKind, StoreError};
 
 /// PostgREST's error body.
@@ -135,7 +135,7 @@ pub(crate) fn from_status(status: u16, body: &str, retry_after: Option<&str>) ->
 /// Classifies a transport failure (no answer at all).
 pub(crate) fn from_transport(op: &str, e: &reqwest::Error) -> StoreError {
     if e.is_timeout() {
-        return wa_pairing_store::sql::timed_out("Supabase", op);
+        return wa_pairing_sql::timed_out("Supabase", op);
     }
     let what = if e.is_connect() {
         "Supabase could not be reached: check SUPABASE_URL and the network"

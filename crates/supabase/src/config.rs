@@ -285,17 +285,8 @@ fn rest_url(raw: &str) -> StoreResult<String> {
 /// Whether `url` names this machine: `localhost`, 127.0.0.0/8 or `::1`, where plain HTTP
 /// never crosses a network (the local Supabase CLI and tests).
 fn is_loopback(url: &reqwest::Url) -> bool {
-    // The parser has already normalised the host: names lowercased, IPv4 in dotted form,
-    // IPv6 in brackets.
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    url.host_str()
+        .is_some_and(wa_pairing_store::net::is_loopback_host)
 }
 
 fn key_kind(key: &str) -> StoreResult<KeyKind> {
@@ -393,6 +384,8 @@ mod tests {
             "http://[::1]:54321",
             "http://localhost:54321",
             "http://LOCALHOST",
+            // 127.0.0.1 written as an IPv4-mapped IPv6 address is this machine too.
+            "http://[::ffff:127.0.0.1]",
             "https://abc.supabase.co",
             "https://10.0.0.5:8443",
         ] {
@@ -407,7 +400,7 @@ mod tests {
             "http://10.0.0.5:8000",
             "http://192.168.1.2",
             "http://[2001:db8::1]:8000",
-            "http://[::ffff:127.0.0.1]",
+            "http://[::ffff:10.0.0.5]",
             "http://localhost.example.com",
             "http://kong:8000",
             "http://0.0.0.0:54321",

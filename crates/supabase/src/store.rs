@@ -8,9 +8,9 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use wa_pairing_store::sql::{DEVICE_COLUMNS, update_patch};
+use wa_pairing_sql::{DEVICE_COLUMNS, update_patch};
 use wa_pairing_store::{
-    AuthStateStore, BudgetConfig, BudgetDecision, BudgetKey, BudgetSecret, ChangeStream,
+    AuthStateStore, BudgetConfig, BudgetDecision, BudgetKey, BudgetSecret, Capabilities,
     ClaimRequest, ClaimedDevice, CompanionKey, Device, DeviceId, DeviceStore, DeviceUpdate, Entry,
     ErrorKind, Fence, Lease, NewDevice, PairingBudget, PairingRequest, StoreError, StoreResult,
     Stores, StoresBuilder, UserId, check_key, validate_device_name,
@@ -110,10 +110,9 @@ impl SupabaseStore {
     /// secret, [`BudgetSecret`]); no change feed (the runner polls). Add a code cache and
     /// keys before [`build`](StoresBuilder::build).
     pub fn stores(&self) -> StoresBuilder {
-        Stores::builder(self.clone(), self.clone())
+        Stores::backend(self.clone())
             .budget(self.clone())
             .budget_secret(self.clone())
-            .auth_cascade(true)
     }
 
     /// The store for `config`, with no request made yet, so this works before the project
@@ -463,8 +462,9 @@ impl DeviceStore for SupabaseStore {
         .await
     }
 
-    async fn subscribe(&self) -> StoreResult<Option<ChangeStream>> {
-        Ok(None)
+    /// Auth state deleted with its device; no change feed (the runner polls).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new().with_auth_cascade(true)
     }
 }
 
@@ -478,17 +478,6 @@ impl AuthStateStore for SupabaseStore {
             )
             .await?;
         value.map(|v| unbytea("auth get", &v)).transpose()
-    }
-
-    async fn put(
-        &self,
-        device: DeviceId,
-        fence: Fence,
-        key: &str,
-        value: &[u8],
-    ) -> StoreResult<()> {
-        self.put_many(device, fence, &[(key.to_owned(), value.to_vec())])
-            .await
     }
 
     async fn put_many(&self, device: DeviceId, fence: Fence, entries: &[Entry]) -> StoreResult<()> {
@@ -507,10 +496,6 @@ impl AuthStateStore for SupabaseStore {
         self.send("auth put", self.rpc("wa_auth_put", &params))
             .await?;
         Ok(())
-    }
-
-    async fn delete(&self, device: DeviceId, fence: Fence, key: &str) -> StoreResult<()> {
-        self.delete_many(device, fence, &[key.to_owned()]).await
     }
 
     async fn delete_many(

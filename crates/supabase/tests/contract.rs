@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use wa_pairing_sql::DEVICE_COLUMNS;
 use wa_pairing_store::retry::Classify as _;
-use wa_pairing_store::sql::DEVICE_COLUMNS;
 use wa_pairing_store::{
     AuthStateStore, BudgetConfig, BudgetDecision, BudgetKeyer, ClaimRequest, DeviceId,
     DeviceStatus, DeviceStore, DeviceUpdate, ErrorKind, Fence, Lease, NewDevice, PairingBudget,

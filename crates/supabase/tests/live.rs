@@ -9,8 +9,8 @@
 //! and `tests/contract.rs` checks every request this crate sends.
 #![allow(missing_docs)]
 
-use wa_pairing_store::testkit::{Skip, TestBackend};
-use wa_pairing_supabase::SupabaseConfig;
+use wa_pairing_store_testkit::{Skip, TestBackend};
+use wa_pairing_supabase::{SupabaseConfig, SupabaseStore};
 
 const URL_ENV: &str = "WA_PAIRING_TEST_SUPABASE_URL";
 const KEY_ENV: &str = "WA_PAIRING_TEST_SUPABASE_KEY";
@@ -28,7 +28,7 @@ async fn live_backend() -> Result<TestBackend, Skip> {
     Ok(TestBackend::new(store.stores().build()))
 }
 
-wa_pairing_store::conformance_tests!(
+wa_pairing_store_testkit::conformance_tests!(
     live_backend; devices, auth_state, auth_cascade, budget;
     ignore = "needs a live Supabase project: set WA_PAIRING_TEST_SUPABASE_URL and WA_PAIRING_TEST_SUPABASE_KEY, then run with --ignored"
 );

@@ -7,17 +7,17 @@
 //! ```
 //!
 //! A real backend crate stamps the whole suite into its tests with one line:
-//! `wa_pairing_store::conformance_tests!(backend; devices, auth_state, auth_cascade, change_feed);`
+//! `wa_pairing_store_testkit::conformance_tests!(backend; devices, auth_state, auth_cascade, change_feed);`
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use wa_pairing::store::testkit::{self, TestBackend};
 use wa_pairing::store::{
-    AuthStateStore, ClaimRequest, ClaimedDevice, CompanionKey, Device, DeviceId, DeviceStore,
-    DeviceUpdate, Entry, Fence, Lease, MemoryStore, NewDevice, PairingRequest, StoreResult, Stores,
-    UserId, async_trait,
+    AuthStateStore, Capabilities, ClaimRequest, ClaimedDevice, CompanionKey, Device, DeviceId,
+    DeviceStore, DeviceUpdate, Entry, Fence, Lease, MemoryStore, NewDevice, PairingRequest,
+    StoreResult, Stores, UserId, async_trait,
 };
+use wa_pairing::testkit::{self, TestBackend};
 
 /// Counts calls, then lets the inner store answer.
 #[derive(Clone)]
@@ -91,6 +91,11 @@ impl DeviceStore for Counted {
         self.tick();
         self.inner.update(lease, update).await
     }
+    // `subscribe` is left to its default (no change feed: the runner polls), so the store
+    // reports only that its auth state goes with its device.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new().with_auth_cascade(true)
+    }
 }
 
 #[async_trait]
@@ -99,23 +104,10 @@ impl AuthStateStore for Counted {
         self.tick();
         AuthStateStore::get(&self.inner, device, key).await
     }
-    async fn put(
-        &self,
-        device: DeviceId,
-        fence: Fence,
-        key: &str,
-        value: &[u8],
-    ) -> StoreResult<()> {
-        self.tick();
-        self.inner.put(device, fence, key, value).await
-    }
+    // `put` and `delete` are provided: they go through `put_many` and `delete_many`.
     async fn put_many(&self, device: DeviceId, fence: Fence, entries: &[Entry]) -> StoreResult<()> {
         self.tick();
         self.inner.put_many(device, fence, entries).await
-    }
-    async fn delete(&self, device: DeviceId, fence: Fence, key: &str) -> StoreResult<()> {
-        self.tick();
-        AuthStateStore::delete(&self.inner, device, fence, key).await
     }
     async fn delete_many(
         &self,
@@ -183,12 +175,8 @@ async fn main() {
             inner: MemoryStore::new(),
             calls: Arc::clone(&calls),
         };
-        // A decorator over the in-memory store keeps its auth state beside the devices.
-        TestBackend::new(
-            Stores::builder(store.clone(), store)
-                .auth_cascade(true)
-                .build(),
-        )
+        // One backend for devices and auth state: the stores take its reported capabilities.
+        TestBackend::new(Stores::backend(store).build())
     };
     testkit::create_and_get(&backend()).await;
     testkit::every_transition_allowed_and_refused(&backend()).await;

@@ -30,6 +30,10 @@ pub use wa_pairing_whatsapp as whatsapp;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use wa_pairing_http as http;
 
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+pub use wa_pairing_store_testkit as testkit;
+
 pub use wa_pairing_code::{IssuedCode, PairingCode};
 pub use wa_pairing_phone::PhoneNumber;
 pub use wa_pairing_store::{

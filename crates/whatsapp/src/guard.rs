@@ -1,7 +1,6 @@
 //! The loopback guard: a build whose client skips WhatsApp's server certificate checks may
 //! only talk to servers on this machine.
 
-use std::net::IpAddr;
 use std::sync::OnceLock;
 
 use whatsapp_rust::buffa::Message as _;
@@ -82,26 +81,8 @@ fn unsigned_chain(server_static: &[u8; 32]) -> Vec<u8> {
 pub fn is_loopback_url(url: &str) -> bool {
     url.parse::<http::Uri>()
         .ok()
-        .and_then(|uri| uri.host().map(is_loopback_host))
+        .and_then(|uri| uri.host().map(wa_pairing_store::net::is_loopback_host))
         .unwrap_or(false)
-}
-
-fn is_loopback_host(host: &str) -> bool {
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let name = bare.strip_suffix('.').unwrap_or(bare);
-    if name.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    match bare.parse::<IpAddr>() {
-        Ok(IpAddr::V4(ip)) => ip.is_loopback(),
-        Ok(IpAddr::V6(ip)) => {
-            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-        Err(_) => false,
-    }
 }
 
 /// Checks a server URL: a `ws` or `wss` URL with a host, and, when this build skips the

@@ -10,44 +10,20 @@ use std::sync::Arc;
 
 use common::oracle::{ops, same_answers};
 use proptest::test_runner::{Config, TestRunner};
-use tokio_postgres::NoTls;
 use wa_pairing_postgres::{PostgresConfig, PostgresStore};
-use wa_pairing_store::testkit::{Skip, skip};
+use wa_pairing_store_testkit::{Skip, skip};
+use wa_pairing_test_support::TestDb;
 
-/// A fresh database with the migrations applied (and the admin URL to drop it). Only a missing
-/// or unreachable server is a reason to skip; a database that cannot be created or a
-/// migration that fails is a failure.
-async fn database() -> Result<(String, String, String), Skip> {
-    let admin = std::env::var("WA_PAIRING_TEST_POSTGRES_URL")
-        .map_err(|_| Skip::new("WA_PAIRING_TEST_POSTGRES_URL is not set"))?;
-    let (client, conn) = tokio_postgres::connect(&admin, NoTls).await.map_err(|e| {
-        Skip::new(format!(
-            "no PostgreSQL at WA_PAIRING_TEST_POSTGRES_URL: {e}"
-        ))
-    })?;
-    tokio::spawn(conn);
-    let name = format!("wa_oracle_{}", uuid::Uuid::new_v4().simple());
-    client
-        .batch_execute(&format!("create database {name}"))
-        .await
-        .unwrap_or_else(|e| panic!("cannot create a test database: {e}"));
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    let url = format!("{base}/{name}");
-    let store = PostgresStore::new(&PostgresConfig::new(&url)).expect("the pool");
+/// A fresh database with the migrations applied. Only a missing or unreachable server is a
+/// reason to skip; a database that cannot be created or a migration that fails is a failure.
+async fn database() -> Result<TestDb, Skip> {
+    let db = TestDb::create("wa_oracle").await?;
+    let store = PostgresStore::new(&PostgresConfig::new(&db.url)).expect("the pool");
     store
         .migrate()
         .await
         .unwrap_or_else(|e| panic!("the migrations failed: {e}"));
-    Ok((url, admin, name))
-}
-
-async fn drop_database(admin: &str, name: &str) {
-    if let Ok((client, conn)) = tokio_postgres::connect(admin, NoTls).await {
-        tokio::spawn(conn);
-        let _ = client
-            .batch_execute(&format!("drop database if exists {name} with (force)"))
-            .await;
-    }
+    Ok(db)
 }
 
 #[test]
@@ -57,11 +33,11 @@ fn same_answers_as_the_in_memory_backend_over_postgres() {
         .enable_all()
         .build()
         .unwrap();
-    let (url, admin, name) = match rt.block_on(database()) {
+    let db = match rt.block_on(database()) {
         Ok(db) => db,
         Err(why) => return skip("the PostgreSQL oracle test", &why),
     };
-    let store = Arc::new(PostgresStore::new(&PostgresConfig::new(&url)).unwrap());
+    let store = Arc::new(PostgresStore::new(&PostgresConfig::new(&db.url)).unwrap());
     // Every call is a round trip: fewer cases than over memory, each on a fresh device.
     let mut runner = TestRunner::new(Config {
         cases: 32,
@@ -73,7 +49,7 @@ fn same_answers_as_the_in_memory_backend_over_postgres() {
             same_answers(store.clone(), lease.device_id, lease.fence, &ops).await
         })
     });
-    rt.block_on(drop_database(&admin, &name));
+    rt.block_on(db.drop());
     if let Err(e) = result {
         panic!("{e}");
     }

@@ -455,7 +455,6 @@ async fn runner_process(store: &str) {
                 ));
                 let stores = Stores::builder(pg.clone(), auth.clone())
                     .budget(pg)
-                    .change_feed(true)
                     .encrypt(Keyring::generate(1).0)
                     .build();
                 (stores, auth, Some(db))

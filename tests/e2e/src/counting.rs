@@ -81,10 +81,6 @@ impl AuthStateStore for Counting<Arc<dyn AuthStateStore>> {
         self.write(entries.first().map_or("", |(k, _)| k.as_str()));
         self.inner.put_many(device, fence, entries).await
     }
-    async fn delete(&self, device: DeviceId, fence: Fence, key: &str) -> StoreResult<()> {
-        self.write(key);
-        self.inner.delete(device, fence, key).await
-    }
     async fn delete_many(
         &self,
         device: DeviceId,

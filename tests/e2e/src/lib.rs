@@ -11,18 +11,19 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use tokio::task::JoinHandle;
-use tokio_postgres::NoTls;
-use wa_pairing_postgres::testkit::PgBouncer;
 use wa_pairing_postgres::{PostgresConfig, PostgresStore};
 use wa_pairing_runner::{LiveSessions, RunSummary, Runner, RunnerConfig, RunnerStatus};
 use wa_pairing_sim::{Sim, SimConfig};
-use wa_pairing_store::testkit::Skip;
 use wa_pairing_store::{
     Device, DeviceId, DeviceStatus, Keyring, MemoryStore, NewDevice, PairingRequest, Stores, UserId,
 };
+use wa_pairing_store_testkit::Skip;
 use wa_pairing_whatsapp::WhatsAppConfig;
 
 pub use counting::Counting;
+/// A throwaway PostgreSQL database (the workspace's one helper).
+pub use wa_pairing_test_support::TestDb as PgDb;
+pub use wa_pairing_test_support::{PgBouncer, ServiceEnv};
 
 /// The issuer the end-to-end tests' tokens name (a Supabase project's is
 /// `https://<ref>.supabase.co/auth/v1`).
@@ -70,7 +71,7 @@ pub fn memory() -> Stores {
 /// A fresh PostgreSQL database with the migrations applied, and its store (for tests that
 /// build their own [`Stores`] around it).
 pub async fn postgres_store() -> Result<(PostgresStore, PgDb), Skip> {
-    let db = PgDb::create().await?;
+    let db = PgDb::create("wa_e2e").await?;
     let store = PostgresStore::new(&PostgresConfig::new(&db.url).pool_size(8)).expect("pool");
     store.migrate().await.expect("migrations");
     Ok((store, db))
@@ -87,15 +88,15 @@ pub async fn postgres() -> Result<(Stores, PgDb), Skip> {
 /// behind Supabase's transaction pooler): no change feed, so runners poll for work. The
 /// migrations are applied through the pooler too. Keep the [`PgBouncer`] alive for the test.
 pub async fn postgres_through_pooler() -> Result<(Stores, PgDb, PgBouncer), Skip> {
-    let db = PgDb::create().await?;
-    let bouncer = match PgBouncer::start(&db.admin) {
+    let db = PgDb::create("wa_e2e").await?;
+    let bouncer = match PgBouncer::start(db.admin_url()) {
         Ok(b) => b,
         Err(why) => {
             db.drop().await;
             return Err(why);
         }
     };
-    let config = PostgresConfig::new(bouncer.url(&db.name)).pool_size(8);
+    let config = PostgresConfig::new(bouncer.url(db.name())).pool_size(8);
     let store = PostgresStore::new(&config).expect("pool");
     store
         .migrate()
@@ -113,74 +114,6 @@ pub fn fresh_number(prefix: &str) -> String {
     let digits = 13_usize.saturating_sub(prefix.len());
     let tail = random % 10_u128.pow(u32::try_from(digits).unwrap_or(0));
     format!("{prefix}{tail:0digits$}")
-}
-
-/// A throwaway PostgreSQL database.
-pub struct PgDb {
-    /// Its URL.
-    pub url: String,
-    admin: String,
-    name: String,
-}
-
-impl PgDb {
-    /// The database's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    async fn create() -> Result<Self, Skip> {
-        let admin = std::env::var("WA_PAIRING_TEST_POSTGRES_URL")
-            .map_err(|_| Skip::new("WA_PAIRING_TEST_POSTGRES_URL is not set"))?;
-        let (client, conn) = tokio_postgres::connect(&admin, NoTls).await.map_err(|e| {
-            Skip::new(format!(
-                "no PostgreSQL at WA_PAIRING_TEST_POSTGRES_URL: {e}"
-            ))
-        })?;
-        tokio::spawn(conn);
-        let name = format!("wa_e2e_{}", uuid::Uuid::new_v4().simple());
-        client
-            .batch_execute(&format!("create database {name}"))
-            .await
-            .expect("create database");
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-        Ok(Self {
-            url: format!("{base}/{name}"),
-            admin,
-            name,
-        })
-    }
-
-    /// Cuts every connection to the database (as a failover or a network cut would), and
-    /// returns how many there were.
-    pub async fn cut_connections(&self) -> u64 {
-        let (client, conn) = tokio_postgres::connect(&self.admin, NoTls)
-            .await
-            .expect("admin connection");
-        tokio::spawn(conn);
-        client
-            .query(
-                "select pg_terminate_backend(pid) from pg_stat_activity \
-                 where datname = $1 and pid <> pg_backend_pid()",
-                &[&self.name],
-            )
-            .await
-            .expect("terminate connections")
-            .len() as u64
-    }
-
-    /// Drops the database.
-    pub async fn drop(self) {
-        if let Ok((client, conn)) = tokio_postgres::connect(&self.admin, NoTls).await {
-            tokio::spawn(conn);
-            let _ = client
-                .batch_execute(&format!(
-                    "drop database if exists {} with (force)",
-                    self.name
-                ))
-                .await;
-        }
-    }
 }
 
 /// The simulator and the stores.

@@ -5,18 +5,18 @@
 //! companion: no new pairing, no code, `connected`, and again after a restart.
 #![allow(missing_docs)]
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt as _, BufReader};
+use wa_pairing_e2e::ServiceEnv;
 use wa_pairing_e2e::{PgDb, Stack};
 use wa_pairing_postgres::PostgresStore;
 use wa_pairing_service::{ImportAction, ImportOptions, ImportReport, Settings, import_baileys};
 use wa_pairing_sim::Sim;
-use wa_pairing_store::testkit::{Skip, skip};
 use wa_pairing_store::{AuthStateStore, DeviceId, DeviceStatus, DeviceStore};
+use wa_pairing_store_testkit::{Skip, skip};
 use wa_pairing_whatsapp::baileys::BaileysAuth;
 
 /// The Baileys test package, when Node and its installed packages are there; else why not.
@@ -110,14 +110,10 @@ async fn link_with_baileys(
 }
 
 fn settings(db: &PgDb, sim: &Sim, instance: &str) -> Settings {
-    let vars: HashMap<&str, String> = HashMap::from([
-        ("DATABASE_URL", db.url.clone()),
-        ("WA_PAIRING_AUTH_KEYS", wa_pairing_e2e::test_keys_setting()),
-        ("WA_PAIRING_INSTANCE_ID", instance.to_owned()),
-        ("WA_PAIRING_HEALTH_ADDR", "127.0.0.1:0".to_owned()),
-        ("WA_PAIRING_WA_SERVER_URL", sim.url()),
-    ]);
-    Settings::from_lookup(|n| vars.get(n).cloned()).expect("settings")
+    let env = ServiceEnv::new(&db.url, &wa_pairing_e2e::test_keys_setting())
+        .set("WA_PAIRING_INSTANCE_ID", instance)
+        .set("WA_PAIRING_WA_SERVER_URL", sim.url());
+    Settings::from_lookup(|n| env.get(n)).expect("settings")
 }
 
 /// A row as the original system wrote it: `connected`, its number, Baileys' state.

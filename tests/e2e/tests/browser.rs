@@ -18,8 +18,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 use wa_pairing_e2e::{DEADLINE, Stack, access_token};
 use wa_pairing_http::{AuthConfig, HttpConfig, router};
-use wa_pairing_store::testkit::{Skip, skip};
 use wa_pairing_store::{DeviceStatus, UserId};
+use wa_pairing_store_testkit::{Skip, skip};
 
 const SECRET: &str = "browser-e2e-jwt-secret-0123456789abcdef";
 

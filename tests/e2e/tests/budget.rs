@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use wa_pairing_redis::{RedisConfig, RedisStore};
-use wa_pairing_store::testkit::{Skip, skip};
 use wa_pairing_store::{BudgetConfig, BudgetKeyer, PairingBudget, Stores};
+use wa_pairing_store_testkit::{Skip, skip};
 
 fn redis_at(url: &str) -> RedisStore {
     let prefix = format!("wa-test-{}:", uuid::Uuid::new_v4().simple());

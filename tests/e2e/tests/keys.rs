@@ -5,14 +5,14 @@
 //! re-encrypt while the service runs; drop the old key; resume.
 #![allow(missing_docs)]
 
-use std::collections::HashMap;
 use std::time::Duration;
 
+use wa_pairing_e2e::ServiceEnv;
 use wa_pairing_e2e::{PgDb, Stack};
 use wa_pairing_postgres::PostgresStore;
 use wa_pairing_service::{Service, Settings, check_keys, connect_stores, reencrypt};
-use wa_pairing_store::testkit::skip;
 use wa_pairing_store::{AuthStateStore, Device, DeviceStatus, KeyReport, Keyring};
+use wa_pairing_store_testkit::skip;
 
 const PHONE: &str = "6281234500071";
 
@@ -24,14 +24,10 @@ struct World {
 
 impl World {
     fn settings(&self, keys: &str, instance: &str) -> Settings {
-        let vars: HashMap<&str, String> = HashMap::from([
-            ("DATABASE_URL", self.db.url.clone()),
-            ("WA_PAIRING_AUTH_KEYS", keys.to_owned()),
-            ("WA_PAIRING_INSTANCE_ID", instance.to_owned()),
-            ("WA_PAIRING_HEALTH_ADDR", "127.0.0.1:0".to_owned()),
-            ("WA_PAIRING_WA_SERVER_URL", self.stack.sim.url()),
-        ]);
-        Settings::from_lookup(|n| vars.get(n).cloned()).expect("settings")
+        let env = ServiceEnv::new(&self.db.url, keys)
+            .set("WA_PAIRING_INSTANCE_ID", instance)
+            .set("WA_PAIRING_WA_SERVER_URL", self.stack.sim.url());
+        Settings::from_lookup(|n| env.get(n)).expect("settings")
     }
 
     /// Runs the service with `keys` until the device is connected under it (logged in after

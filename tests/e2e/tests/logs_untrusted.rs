@@ -6,14 +6,13 @@
 
 mod logs;
 
-use std::collections::HashMap;
-
+use wa_pairing_e2e::ServiceEnv;
 use wa_pairing_e2e::Stack;
 use wa_pairing_service::logging::{DEFAULT_FILTER, LogFormat, init_logging_with};
 use wa_pairing_service::{Service, Settings};
 use wa_pairing_sim::SimConfig;
 use wa_pairing_store::DeviceStatus;
-use wa_pairing_store::testkit::skip;
+use wa_pairing_store_testkit::skip;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_untrusted_server_fails_the_pairing_at_once_with_one_clear_line() {
@@ -26,14 +25,10 @@ async fn an_untrusted_server_fails_the_pairing_at_once_with_one_clear_line() {
     };
     let stack = Stack::start_with(stores, SimConfig::default().foreign_certificate(true)).await;
     let server = stack.sim.url();
-    let vars: HashMap<&str, String> = HashMap::from([
-        ("DATABASE_URL", db.url.clone()),
-        ("WA_PAIRING_AUTH_KEYS", wa_pairing_e2e::test_keys_setting()),
-        ("WA_PAIRING_INSTANCE_ID", "untrusted-e2e".to_owned()),
-        ("WA_PAIRING_HEALTH_ADDR", "127.0.0.1:0".to_owned()),
-        ("WA_PAIRING_WA_SERVER_URL", server.clone()),
-    ]);
-    let settings = Settings::from_lookup(|n| vars.get(n).cloned()).expect("settings");
+    let env = ServiceEnv::new(&db.url, &wa_pairing_e2e::test_keys_setting())
+        .set("WA_PAIRING_INSTANCE_ID", "untrusted-e2e")
+        .set("WA_PAIRING_WA_SERVER_URL", &server);
+    let settings = Settings::from_lookup(|n| env.get(n)).expect("settings");
     let service = Service::build(settings).await.expect("the service builds");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(service.run(async {

@@ -4,8 +4,8 @@
 #![allow(missing_docs)]
 
 use wa_pairing_e2e::Stack;
-use wa_pairing_store::testkit::skip;
 use wa_pairing_store::{DeviceStatus, ErrorKind, PairingRequest};
+use wa_pairing_store_testkit::skip;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn disconnect_keeps_the_link_resume_needs_no_code_and_unlink_removes_the_companion() {

@@ -10,7 +10,7 @@ use wa_pairing_runner::SessionChange;
 use wa_pairing_sim::{EncType, Refusal};
 use wa_pairing_store::DeviceStatus;
 use wa_pairing_store::Stores;
-use wa_pairing_store::testkit::skip;
+use wa_pairing_store_testkit::skip;
 use wa_pairing_whatsapp::{SendError, WhatsAppSession};
 
 async fn pairs_then_resumes_after_a_restart(stores: Stores) {

@@ -2,14 +2,14 @@
 //! against the real PostgreSQL and Redis and the simulator: a device is paired end to end.
 #![allow(missing_docs)]
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use wa_pairing_e2e::ServiceEnv;
 use wa_pairing_e2e::Stack;
 use wa_pairing_service::{Service, Settings};
 use wa_pairing_store::DeviceStatus;
-use wa_pairing_store::testkit::{Skip, skip};
+use wa_pairing_store_testkit::{Skip, skip};
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -45,17 +45,13 @@ async fn the_service_pairs_a_device_on_postgres_and_redis_then_stops_cleanly() {
     let stack = Stack::start(stores).await;
     let person = stack.person();
 
-    let vars: HashMap<&str, String> = HashMap::from([
-        ("DATABASE_URL", db.url.clone()),
-        ("REDIS_URL", redis_url),
-        ("WA_PAIRING_AUTH_KEYS", wa_pairing_e2e::test_keys_setting()),
-        ("WA_PAIRING_INSTANCE_ID", "service-e2e".to_owned()),
-        ("WA_PAIRING_HEALTH_ADDR", "127.0.0.1:0".to_owned()),
-        ("WA_PAIRING_MIGRATE", "true".to_owned()),
-        ("WA_PAIRING_WA_SERVER_URL", stack.sim.url()),
-        ("WA_PAIRING_LOG_FORMAT", "text".to_owned()),
-    ]);
-    let settings = Settings::from_lookup(|n| vars.get(n).cloned()).expect("settings");
+    let env = ServiceEnv::new(&db.url, &wa_pairing_e2e::test_keys_setting())
+        .set("REDIS_URL", redis_url)
+        .set("WA_PAIRING_INSTANCE_ID", "service-e2e")
+        .set("WA_PAIRING_MIGRATE", "true")
+        .set("WA_PAIRING_WA_SERVER_URL", stack.sim.url())
+        .set("WA_PAIRING_LOG_FORMAT", "text");
+    let settings = Settings::from_lookup(|n| env.get(n)).expect("settings");
     let service = Service::build(settings).await.expect("the service builds");
     let health = service.health_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -151,19 +147,12 @@ async fn migrations_at_start_wait_for_a_database_that_answers_later() {
         l.local_addr().expect("its address").port()
     };
     let (url, upstream) = through_port(&db.url, port);
-    let vars: HashMap<&str, String> = HashMap::from([
-        ("DATABASE_URL", url),
-        ("WA_PAIRING_AUTH_KEYS", wa_pairing_e2e::test_keys_setting()),
-        ("WA_PAIRING_INSTANCE_ID", "migrate-wait-e2e".to_owned()),
+    let env = ServiceEnv::new(&url, &wa_pairing_e2e::test_keys_setting())
+        .set("WA_PAIRING_INSTANCE_ID", "migrate-wait-e2e")
         // Never dialled: the service is built, not run.
-        (
-            "WA_PAIRING_WA_SERVER_URL",
-            "ws://127.0.0.1:9/ws/chat".to_owned(),
-        ),
-        ("WA_PAIRING_HEALTH_ADDR", "127.0.0.1:0".to_owned()),
-        ("WA_PAIRING_MIGRATE", "true".to_owned()),
-    ]);
-    let settings = Settings::from_lookup(|n| vars.get(n).cloned()).expect("settings");
+        .set("WA_PAIRING_WA_SERVER_URL", "ws://127.0.0.1:9/ws/chat")
+        .set("WA_PAIRING_MIGRATE", "true");
+    let settings = Settings::from_lookup(|n| env.get(n)).expect("settings");
     let building = tokio::spawn(Service::build(settings));
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(

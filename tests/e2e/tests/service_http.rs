@@ -7,7 +7,6 @@
 //! owner types a Malaysian number the national way. The `metrics` recorder is process-global, so this test has its own binary.
 #![allow(missing_docs)]
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -18,10 +17,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
+use wa_pairing_e2e::ServiceEnv;
 use wa_pairing_e2e::{ISSUER, Stack, access_token, until_event};
 use wa_pairing_service::{Service, Settings};
 use wa_pairing_store::UserId;
-use wa_pairing_store::testkit::{Skip, skip};
+use wa_pairing_store_testkit::{Skip, skip};
 
 const SECRET: &str = "e2e-service-jwt-secret-0123456789abcdef0123";
 const APP_ORIGIN: &str = "https://app.example.com";
@@ -89,22 +89,18 @@ async fn an_owner_links_a_phone_through_the_service_and_prometheus_sees_it() {
     let metrics = wa_pairing_service::install_metrics().expect("the Prometheus recorder");
     let stack = Stack::start(stores).await;
 
-    let vars: HashMap<&str, String> = HashMap::from([
-        ("DATABASE_URL", db.url.clone()),
-        ("REDIS_URL", redis_url),
-        ("WA_PAIRING_AUTH_KEYS", wa_pairing_e2e::test_keys_setting()),
-        ("WA_PAIRING_INSTANCE_ID", "service-http-e2e".to_owned()),
-        ("WA_PAIRING_HEALTH_ADDR", "127.0.0.1:0".to_owned()),
-        ("WA_PAIRING_HTTP_ADDR", "127.0.0.1:0".to_owned()),
-        ("WA_PAIRING_JWT_ISSUER", ISSUER.to_owned()),
-        ("SUPABASE_JWT_SECRET", SECRET.to_owned()),
-        ("WA_PAIRING_ALLOWED_ORIGINS", APP_ORIGIN.to_owned()),
-        ("WA_PAIRING_MIGRATE", "true".to_owned()),
-        ("WA_PAIRING_WA_SERVER_URL", stack.sim.url()),
-        ("WA_PAIRING_LOG_FORMAT", "text".to_owned()),
-        ("WA_PAIRING_DEFAULT_REGION", "MY".to_owned()),
-    ]);
-    let settings = Settings::from_lookup(|n| vars.get(n).cloned()).expect("settings");
+    let env = ServiceEnv::new(&db.url, &wa_pairing_e2e::test_keys_setting())
+        .set("REDIS_URL", redis_url)
+        .set("WA_PAIRING_INSTANCE_ID", "service-http-e2e")
+        .set("WA_PAIRING_HTTP_ADDR", "127.0.0.1:0")
+        .set("WA_PAIRING_JWT_ISSUER", ISSUER)
+        .set("SUPABASE_JWT_SECRET", SECRET)
+        .set("WA_PAIRING_ALLOWED_ORIGINS", APP_ORIGIN)
+        .set("WA_PAIRING_MIGRATE", "true")
+        .set("WA_PAIRING_WA_SERVER_URL", stack.sim.url())
+        .set("WA_PAIRING_LOG_FORMAT", "text")
+        .set("WA_PAIRING_DEFAULT_REGION", "MY");
+    let settings = Settings::from_lookup(|n| env.get(n)).expect("settings");
     let service = Service::build(settings)
         .await
         .expect("the service builds")

@@ -10,13 +10,14 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::NoTls;
 use wa_pairing_postgres::{PostgresConfig, PostgresStore};
-use wa_pairing_store::testkit::{Skip, TestBackend};
+use wa_pairing_store_testkit::{Skip, TestBackend};
+use wa_pairing_test_support::tls::{ServerCertificates, server_dir, server_log, watch, write};
 
 /// The server binaries' folder, when not Debian's.
 pub const BINDIR_ENV: &str = "WA_PAIRING_TEST_PG_BINDIR";
@@ -117,46 +118,14 @@ pub async fn backend() -> Result<TestBackend, Skip> {
 fn start() -> Result<TlsServer, String> {
     let bindir = bindir()?;
     let as_user = run_as()?;
-    remove_stale_folders();
-
-    let dir = std::env::temp_dir().join(format!(
-        "wa-pairing-pg-tls-{}-{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    set_mode(&dir, 0o700)?;
+    let dir = server_dir("wa-pairing-pg-tls")?;
 
     // Certificates: a CA, the server's certificate for localhost, another CA.
-    let (ca_pem, issuer) = make_ca("wa-pairing test CA");
-    let (other_pem, _) = make_ca("wa-pairing other test CA");
-    let server_key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-    let mut params =
-        rcgen::CertificateParams::new(vec!["localhost".to_owned()]).map_err(|e| e.to_string())?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "localhost");
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let server_cert = params
-        .signed_by(&server_key, &issuer)
-        .map_err(|e| e.to_string())?;
-    let ca = dir.join("ca.crt");
-    let other_ca = dir.join("other-ca.crt");
-    write(&ca, &ca_pem, 0o644)?;
-    write(&other_ca, &other_pem, 0o644)?;
-    write(&dir.join("server.crt"), &server_cert.pem(), 0o644)?;
-    write(&dir.join("server.key"), &server_key.serialize_pem(), 0o600)?;
+    let certs = ServerCertificates::create(&dir)?;
     let password = uuid::Uuid::new_v4().simple().to_string();
     write(&dir.join("pw"), &password, 0o600)?;
     if let Some((uid, gid)) = as_user {
-        for entry in [
-            "",
-            "ca.crt",
-            "other-ca.crt",
-            "server.crt",
-            "server.key",
-            "pw",
-        ] {
+        for entry in ["", "pw"].into_iter().chain(ServerCertificates::FILES) {
             std::os::unix::fs::chown(dir.join(entry), Some(uid), Some(gid))
                 .map_err(|e| format!("chown {entry}: {e}"))?;
         }
@@ -198,7 +167,7 @@ fn start() -> Result<TlsServer, String> {
             .map_err(|e| format!("chown pg_hba.conf: {e}"))?;
     }
 
-    let port = free_port();
+    let port = wa_pairing_test_support::free_port();
     let mut server = vec![
         bindir.join("postgres").display().to_string(),
         "-D".to_owned(),
@@ -211,8 +180,8 @@ fn start() -> Result<TlsServer, String> {
     for setting in [
         "listen_addresses=localhost".to_owned(),
         "ssl=on".to_owned(),
-        format!("ssl_cert_file={}", dir.join("server.crt").display()),
-        format!("ssl_key_file={}", dir.join("server.key").display()),
+        format!("ssl_cert_file={}", certs.cert.display()),
+        format!("ssl_key_file={}", certs.key.display()),
         "fsync=off".to_owned(),
         "synchronous_commit=off".to_owned(),
         "full_page_writes=off".to_owned(),
@@ -233,7 +202,7 @@ fn start() -> Result<TlsServer, String> {
             .map(str::to_owned),
         );
     }
-    watch(&dir, &server)?;
+    watch(&dir, &server, "INT")?;
 
     // Ready when pg_isready says so over the socket.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -250,7 +219,7 @@ fn start() -> Result<TlsServer, String> {
             break;
         }
         if Instant::now() > deadline {
-            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+            let log = server_log(&dir);
             return Err(format!("not ready after 30 s; its log:\n{log}"));
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -258,54 +227,10 @@ fn start() -> Result<TlsServer, String> {
     Ok(TlsServer {
         port,
         dir,
-        ca,
-        other_ca,
+        ca: certs.ca,
+        other_ca: certs.other_ca,
         password,
     })
-}
-
-/// Runs `server` under a shell that stops it and removes `dir` once this test process has
-/// exited (or the server has).
-fn watch(dir: &Path, server: &[String]) -> Result<(), String> {
-    const SCRIPT: &str = r#"
-"$@" &
-server=$!
-while kill -0 "$WA_TEST_PID" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 0.5; done
-kill -INT "$server" 2>/dev/null
-wait "$server"
-rm -rf "$WA_TEST_DIR"
-"#;
-    let log = std::fs::File::create(dir.join("server.log")).map_err(|e| e.to_string())?;
-    Command::new("sh")
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg("sh")
-        .args(server)
-        .env("WA_TEST_PID", std::process::id().to_string())
-        .env("WA_TEST_DIR", dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("sh: {e}"))?;
-    Ok(())
-}
-
-/// Folders left by test processes that were killed before their watchdog could clean up.
-fn remove_stale_folders() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix("wa-pairing-pg-tls-") else {
-            continue;
-        };
-        let pid = rest.split('-').next().unwrap_or_default();
-        if !pid.is_empty() && !Path::new("/proc").join(pid).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
 }
 
 fn bindir() -> Result<PathBuf, String> {
@@ -370,38 +295,4 @@ fn as_postgres(as_user: Option<(u32, u32)>, program: &Path) -> Command {
         command.uid(uid).gid(gid).env("HOME", "/tmp");
     }
     command
-}
-
-fn make_ca(name: &str) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
-    let key = rcgen::KeyPair::generate().expect("a CA key");
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let pem = params.self_signed(&key).expect("the CA certificate").pem();
-    (pem, rcgen::Issuer::new(params, key))
-}
-
-fn write(path: &Path, text: &str, mode: u32) -> Result<(), String> {
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-    set_mode(path, mode)
-}
-
-fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }

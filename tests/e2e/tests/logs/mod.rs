@@ -2,17 +2,17 @@
 //! process-wide.
 #![allow(dead_code, unreachable_pub)]
 
-use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use wa_pairing_e2e::ServiceEnv;
 use wa_pairing_e2e::Stack;
 use wa_pairing_service::logging::{LogFormat, init_logging_with};
 use wa_pairing_service::{Service, Settings};
 use wa_pairing_sim::SimEvent;
 use wa_pairing_store::DeviceStatus;
-use wa_pairing_store::testkit::{Skip, skip};
+use wa_pairing_store_testkit::{Skip, skip};
 
 /// Everything the process logs, kept in memory.
 #[derive(Clone, Default)]
@@ -55,15 +55,11 @@ pub async fn pair_and_check(filter: &str, dependencies_at_info: bool) {
         );
     };
     let stack = Stack::start(stores).await;
-    let vars: HashMap<&str, String> = HashMap::from([
-        ("DATABASE_URL", db.url.clone()),
-        ("REDIS_URL", redis_url),
-        ("WA_PAIRING_AUTH_KEYS", wa_pairing_e2e::test_keys_setting()),
-        ("WA_PAIRING_INSTANCE_ID", "logs-e2e".to_owned()),
-        ("WA_PAIRING_HEALTH_ADDR", "127.0.0.1:0".to_owned()),
-        ("WA_PAIRING_WA_SERVER_URL", stack.sim.url()),
-    ]);
-    let settings = Settings::from_lookup(|n| vars.get(n).cloned()).expect("settings");
+    let env = ServiceEnv::new(&db.url, &wa_pairing_e2e::test_keys_setting())
+        .set("REDIS_URL", redis_url)
+        .set("WA_PAIRING_INSTANCE_ID", "logs-e2e")
+        .set("WA_PAIRING_WA_SERVER_URL", stack.sim.url());
+    let settings = Settings::from_lookup(|n| env.get(n)).expect("settings");
     let service = Service::build(settings).await.expect("the service builds");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(service.run(async {

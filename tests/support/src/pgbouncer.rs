@@ -1,13 +1,13 @@
-//! Test helpers (feature `testkit`): a PgBouncer in transaction mode in front of a test
-//! PostgreSQL server, so the store can be tested through a pooler as Supabase runs one.
+//! A PgBouncer in transaction mode in front of a test PostgreSQL server, so the store can
+//! be tested through a pooler as Supabase runs one.
 
 use std::fmt::Write as _;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use wa_pairing_store::testkit::Skip;
+use wa_pairing_store_testkit::Skip;
 
 /// A PgBouncer process in transaction mode (`default_pool_size = 2`, so server connections
 /// are shared between client connections at once), stopped when dropped.
@@ -16,8 +16,8 @@ use wa_pairing_store::testkit::Skip;
 /// upstream server under the same name.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), wa_pairing_store::testkit::Skip> {
-/// use wa_pairing_postgres::testkit::PgBouncer;
+/// # async fn demo() -> Result<(), wa_pairing_store_testkit::Skip> {
+/// use wa_pairing_test_support::PgBouncer;
 ///
 /// let bouncer = PgBouncer::start("postgres://postgres@127.0.0.1:5432/postgres")?;
 /// let url = bouncer.url("my_test_db"); // postgres://postgres@127.0.0.1:<port>/my_test_db?pool_mode=transaction
@@ -47,7 +47,7 @@ impl PgBouncer {
             _ => "127.0.0.1".to_owned(),
         };
         let upstream_port = pg.get_ports().first().copied().unwrap_or(5432);
-        let port = free_port()?;
+        let port = crate::free_port();
         let dir = std::env::temp_dir().join(format!(
             "wa-pairing-pgbouncer-{}",
             uuid::Uuid::new_v4().simple()
@@ -155,13 +155,6 @@ impl Drop for PgBouncer {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> Result<u16, Skip> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| Skip::new(format!("no free port on loopback: {e}")))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), Skip> {

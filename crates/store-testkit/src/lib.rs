@@ -1,42 +1,4 @@
-//! The conformance suite every backend passes (feature `testkit`).
-//!
-//! **Not a stable API**: it changes with the contract. One public async function per
-//! behaviour, in groups by capability; [`conformance_tests!`](crate::conformance_tests)
-//! stamps one `#[tokio::test]` per behaviour of the groups a backend lists, and nothing
-//! else, so every test that runs checks something:
-//!
-//! ```ignore
-//! // crates/<backend>/tests/conformance.rs
-//! use wa_pairing_store::testkit::{Skip, TestBackend};
-//!
-//! async fn backend() -> Result<TestBackend, Skip> {
-//!     let url = std::env::var("WA_PAIRING_TEST_POSTGRES_URL")
-//!         .map_err(|_| Skip::new("WA_PAIRING_TEST_POSTGRES_URL is not set"))?;
-//!     // ... a fresh, isolated namespace for this one test ...
-//! #   todo!()
-//! }
-//!
-//! wa_pairing_store::conformance_tests!(backend; devices, auth_state, auth_cascade, budget, change_feed);
-//! ```
-//!
-//! | group | behaviours of | list it |
-//! |---|---|---|
-//! | `devices` | [`DeviceStore`] | when the backend stores devices |
-//! | `auth_state` | [`AuthStateStore`] | when the backend stores auth state |
-//! | `auth_cascade` | auth state beside the devices: deleted with its device, fenced by the device row | when [`Capabilities::auth_cascade`](crate::Capabilities::auth_cascade) |
-//! | `code_cache` | [`CodeCache`] | when [`Capabilities::code_cache`](crate::Capabilities::code_cache) |
-//! | `budget` | [`PairingBudget`](crate::PairingBudget) | when [`Capabilities::budget`](crate::Capabilities::budget) |
-//! | `change_feed` | [`DeviceStore::subscribe`] | when [`Capabilities::change_feed`](crate::Capabilities::change_feed) |
-//!
-//! The macro also stamps `declared_capabilities`, which fails when the backend's
-//! [`Capabilities`](crate::Capabilities) and the listed groups disagree: a capability is never left untested, and
-//! no group runs against a backend without it.
-//!
-//! Every test runs in its own namespace (a fresh backend from the factory), so `claim` sees
-//! only that test's devices. A factory that cannot reach its server returns [`Skip`]: the
-//! test writes why to the terminal (past the test harness's output capture) and passes,
-//! unless `WA_PAIRING_TEST_STRICT=1`, where a skip fails.
-
+#![doc = include_str!("../README.md")]
 // Every function here is a test: it reports failure by panicking.
 #![allow(clippy::missing_panics_doc)]
 
@@ -52,15 +14,12 @@ use futures::StreamExt as _;
 use wa_pairing_code::{IssuedCode, PairingCode};
 use wa_pairing_phone::PhoneNumber;
 
-use crate::{
+use wa_pairing_store::{
     AuthStateStore, BudgetConfig, BudgetDecision, BudgetKeyer, Change, ClaimRequest, ClaimedDevice,
     CodeCache, CompanionKey, ConnectionMethod, DEFAULT_MAX_DEVICES_PER_USER,
     DEFAULT_PAIRING_STARTS_PER_MINUTE, Device, DeviceId, DeviceStatus, DeviceStore, DeviceUpdate,
     ErrorKind, Fence, Lease, NewDevice, PairingRequest, StoreError, Stores, UserId,
 };
-
-#[doc(hidden)]
-pub use tokio as __tokio;
 
 /// The environment variable that turns skips into failures.
 pub const STRICT_ENV: &str = "WA_PAIRING_TEST_STRICT";
@@ -121,7 +80,7 @@ impl TestBackend {
             .expect("the code_cache group runs only where a code cache is configured")
     }
 
-    fn budget(&self) -> Arc<dyn crate::PairingBudget> {
+    fn budget(&self) -> Arc<dyn wa_pairing_store::PairingBudget> {
         self.stores
             .budget()
             .expect("the budget group runs only where a budget is configured")
@@ -129,7 +88,7 @@ impl TestBackend {
 }
 
 /// Fails unless the backend's capabilities are exactly those of the `groups` the test crate
-/// stamped (see the module docs); stamped as `declared_capabilities`.
+/// stamped (see the crate docs); stamped as `declared_capabilities`.
 #[doc(hidden)]
 pub fn check_capabilities(b: &TestBackend, groups: &[&str]) {
     let caps = b.stores.capabilities();
@@ -143,7 +102,7 @@ pub fn check_capabilities(b: &TestBackend, groups: &[&str]) {
             groups.contains(&group),
             has,
             "the backend {} the `{group}` capability but conformance_tests! {} its group",
-            if has { "declares" } else { "does not declare" },
+            if has { "reports" } else { "does not report" },
             if groups.contains(&group) {
                 "lists"
             } else {
@@ -195,14 +154,14 @@ fn setup_with(test: &str, made: Result<TestBackend, Skip>, strict: bool) -> Opti
 /// `WA_PAIRING_TEST_STRICT=1`, where nothing may be skipped.
 ///
 /// ```
-/// use wa_pairing_store::testkit::{Skip, skip};
+/// use wa_pairing_store_testkit::{Skip, skip};
 ///
 /// fn my_server() -> Result<String, Skip> {
 ///     std::env::var("MY_SERVER_URL").map_err(|_| Skip::new("set MY_SERVER_URL to run this test"))
 /// }
 ///
 /// # fn main() {
-/// # if wa_pairing_store::testkit::strict() { return; }
+/// # if wa_pairing_store_testkit::strict() { return; }
 /// let url = match my_server() {
 ///     Ok(url) => url,
 ///     Err(why) => return skip("my test", &why),
@@ -231,8 +190,8 @@ fn skip_with(test: &str, needed: &str, Skip(reason): &Skip, strict: bool) {
     );
 }
 
-/// Stamps one `#[tokio::test]` per conformance behaviour of the listed groups into the
-/// calling test crate, plus `declared_capabilities` (see the [module docs](crate::testkit)).
+/// Stamps one `#[test]` (on a multi-threaded Tokio runtime) per conformance behaviour of the listed groups into the
+/// calling test crate, plus `declared_capabilities` (see the [crate docs](crate)).
 ///
 /// `$factory` is an async function `() -> Result<TestBackend, Skip>` that makes a fresh,
 /// isolated backend for each test; the groups follow a semicolon. A backend that needs
@@ -256,15 +215,17 @@ macro_rules! conformance_tests {
 #[macro_export]
 macro_rules! __conformance_capabilities {
     ($factory:path, [$($group:expr),+], [$($attr:tt)*]) => {
-        #[$crate::testkit::__tokio::test(crate = "wa_pairing_store::testkit::__tokio")]
+        #[test]
         $($attr)*
-        async fn declared_capabilities() {
-            if let Some(backend) =
-                $crate::testkit::setup("declared_capabilities", $factory().await)
-            {
-                $crate::testkit::check_capabilities(&backend, &[$($group),+]);
-                backend.teardown().await;
-            }
+        fn declared_capabilities() {
+            $crate::__run(async {
+                if let Some(backend) =
+                    $crate::setup("declared_capabilities", $factory().await)
+                {
+                    $crate::check_capabilities(&backend, &[$($group),+]);
+                    backend.teardown().await;
+                }
+            });
         }
     };
 }
@@ -273,19 +234,32 @@ macro_rules! __conformance_capabilities {
 #[macro_export]
 macro_rules! __conformance_test {
     ($factory:path, $name:ident, [$($attr:tt)*]) => {
-        #[$crate::testkit::__tokio::test(
-            flavor = "multi_thread",
-            worker_threads = 4,
-            crate = "wa_pairing_store::testkit::__tokio"
-        )]
+        #[test]
         $($attr)*
-        async fn $name() {
-            if let Some(backend) = $crate::testkit::setup(stringify!($name), $factory().await) {
-                $crate::testkit::$name(&backend).await;
-                backend.teardown().await;
-            }
+        fn $name() {
+            $crate::__run(async {
+                if let Some(backend) = $crate::setup(stringify!($name), $factory().await) {
+                    $crate::$name(&backend).await;
+                    backend.teardown().await;
+                }
+            });
         }
     };
+}
+
+/// Runs one stamped test on a fresh multi-threaded runtime (4 workers, every driver on).
+///
+/// The macros call this instead of stamping `#[tokio::test]`, whose `crate = "..."` path
+/// would tie them to this crate's name: through a re-export (`wa_pairing::testkit`) they
+/// work the same.
+#[doc(hidden)]
+pub fn __run<F: Future<Output = ()>>(test: F) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime for the conformance test")
+        .block_on(test);
 }
 
 #[doc(hidden)]
@@ -586,7 +560,7 @@ pub async fn pairing_starts_are_paced_per_owner(b: &TestBackend) {
                 .starts_with("too many pairing actions: try again in"),
             "{err}"
         );
-        let wait = crate::retry::Classify::verdict(&err)
+        let wait = wa_pairing_store::retry::Classify::verdict(&err)
             .retry_after()
             .expect("the time to wait");
         assert!(
@@ -653,7 +627,7 @@ pub async fn unicode_device_names(b: &TestBackend) {
 
 /// A missing device is `NotFound` for every operation that names it.
 pub async fn get_missing_is_not_found(b: &TestBackend) {
-    let id = crate::DeviceId::random();
+    let id = wa_pairing_store::DeviceId::random();
     assert_eq!(kind(b.devices.get(id).await), ErrorKind::NotFound);
     assert_eq!(kind(b.devices.disconnect(id).await), ErrorKind::NotFound);
     assert_eq!(kind(b.devices.resume(id).await), ErrorKind::NotFound);
@@ -851,8 +825,8 @@ pub async fn start_pairing_refused_while_throttled(b: &TestBackend) {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Throttled, "{err}");
     assert!(matches!(
-        wa_pairing_retry::Classify::verdict(&err),
-        wa_pairing_retry::Verdict::Throttled { .. }
+        wa_pairing_store::retry::Classify::verdict(&err),
+        wa_pairing_store::retry::Verdict::Throttled { .. }
     ));
     assert_eq!(
         kind(b.devices.refresh(c.device.id).await),
@@ -1547,7 +1521,7 @@ pub async fn stale_fence_is_refused_on_update(b: &TestBackend) {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LeaseLost);
-    assert!(!wa_pairing_retry::Classify::verdict(&err).is_retryable());
+    assert!(!wa_pairing_store::retry::Classify::verdict(&err).is_retryable());
     let future = Lease {
         fence: Fence(c.lease.fence.0 + 1),
         ..c.lease.clone()
@@ -1805,7 +1779,7 @@ pub async fn update_returns_the_stored_device(b: &TestBackend) {
 /// Put, get, replace and delete a cached code.
 pub async fn code_cache_put_get_delete(b: &TestBackend) {
     let cache = b.cache();
-    let id = crate::DeviceId::random();
+    let id = wa_pairing_store::DeviceId::random();
     assert_eq!(cache.get(id).await.unwrap(), None);
     let first = IssuedCode::new(
         PairingCode::generate(),
@@ -1825,7 +1799,13 @@ pub async fn code_cache_put_get_delete(b: &TestBackend) {
         cache.get(id).await.unwrap().map(|c| c.code),
         Some(second.code)
     );
-    assert_eq!(cache.get(crate::DeviceId::random()).await.unwrap(), None);
+    assert_eq!(
+        cache
+            .get(wa_pairing_store::DeviceId::random())
+            .await
+            .unwrap(),
+        None
+    );
     cache.delete(id).await.unwrap();
     assert_eq!(cache.get(id).await.unwrap(), None);
     cache.delete(id).await.unwrap();
@@ -1834,7 +1814,7 @@ pub async fn code_cache_put_get_delete(b: &TestBackend) {
 /// A cached code lives exactly its remaining validity; an expired code is never returned.
 pub async fn code_cache_ttl_expiry(b: &TestBackend) {
     let cache = b.cache();
-    let id = crate::DeviceId::random();
+    let id = wa_pairing_store::DeviceId::random();
     let expired = IssuedCode::new(
         PairingCode::generate(),
         Utc::now() - TimeDelta::seconds(200),
@@ -2233,13 +2213,17 @@ pub async fn concurrent_writes_to_different_devices(b: &TestBackend) {
 
 // ----------------------------------------------------------------------------- change feed
 
-async fn announced(feed: &mut crate::ChangeStream, id: crate::DeviceId) -> bool {
+async fn announced(
+    feed: &mut wa_pairing_store::ChangeStream,
+    id: wa_pairing_store::DeviceId,
+) -> bool {
     tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(change) = feed.next().await {
             match change {
                 Change::Device(x) if x == id => return true,
                 Change::Resync => return true,
-                Change::Device(_) => {}
+                // Another device's change (or a kind of change newer than this suite).
+                _ => {}
             }
         }
         false
@@ -2255,7 +2239,7 @@ pub async fn change_feed_announces_changes(b: &TestBackend) {
         .subscribe()
         .await
         .unwrap()
-        .expect("the backend declares a change feed but subscribe() gave none");
+        .expect("the backend reports a change feed but subscribe() gave none");
     let d = new_device(b, UserId::random(), "watched").await;
     assert!(announced(&mut feed, d.id).await, "create was not announced");
     b.devices

@@ -1,17 +1,11 @@
-//! What the SQL backends share: the meaning of the migrations' errors and the shape of a
-//! fenced update.
-//!
-//! The PostgreSQL backend (a direct connection) and the Supabase backend (PostgREST over
-//! HTTP) call the same SQL functions from `supabase/migrations/`. Those functions report
-//! refusals with our own SQLSTATEs and take a device update as a JSON patch, so both
-//! backends classify errors and build patches here, once.
+#![doc = include_str!("../README.md")]
 
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use crate::retry::Verdict;
-use crate::{DeviceUpdate, ErrorKind, StoreError};
+use wa_pairing_store::retry::Verdict;
+use wa_pairing_store::{DeviceUpdate, ErrorKind, StoreError};
 
 /// A failure reported by PostgreSQL, reduced to what classification needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +40,7 @@ pub struct SqlFailure<'a> {
 ///
 /// ```
 /// use wa_pairing_store::ErrorKind;
-/// use wa_pairing_store::sql::{SqlFailure, classify};
+/// use wa_pairing_sql::{SqlFailure, classify};
 ///
 /// let e = classify(&SqlFailure { code: Some("WAL01"), message: "lease lost", hint: None });
 /// assert_eq!(e.kind(), ErrorKind::LeaseLost);
@@ -136,7 +130,7 @@ fn timestamp(d: chrono::DateTime<chrono::Utc>) -> Value {
 /// use wa_pairing_store::{DeviceStatus, DeviceUpdate};
 ///
 /// let update = DeviceUpdate::status(DeviceStatus::Failed).clear_pairing_code();
-/// let patch = wa_pairing_store::sql::update_patch(&update);
+/// let patch = wa_pairing_sql::update_patch(&update);
 /// assert_eq!(patch["status"], "failed");
 /// assert!(patch["pairing_code"].is_null());
 /// assert!(patch.get("qr_code").is_none());
@@ -183,7 +177,7 @@ pub const DEVICE_COLUMNS: &str = "id, user_id, device_name, status, phone_number
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::retry::Classify as _;
+    use wa_pairing_store::retry::Classify as _;
 
     #[test]
     fn the_table() {

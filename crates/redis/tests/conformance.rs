@@ -15,7 +15,7 @@ async fn backend() -> Result<TestBackend, Skip> {
     })?;
     let prefix = format!("wa-test-{}:", uuid::Uuid::new_v4().simple());
     let store = RedisStore::new(
-       & &RedisConfig::new(&url)
+        &RedisConfig::new(&url)
             .prefix(&prefix)
             .timeout(std::time::Duration::from_secs(5)),
     )

@@ -17,7 +17,7 @@ async fn backend() -> Result<TestBackend, Skip> {
     let server = TlsRedis::get()?;
     let prefix = format!("wa-tls-test-{}:", uuid::Uuid::new_v4().simple());
     let store = RedisStore::new(
-       & &RedisConfig::new(server.url("localhost"))
+        &RedisConfig::new(server.url("localhost"))
             .root_cert(&server.ca)
             .prefix(&prefix)
             .timeout(Duration::from_secs(5)),
@@ -136,7 +136,7 @@ async fn a_tls_url_to_the_wrong_kind_of_port_says_so() {
     // A plaintext client to the TLS port: the server drops it; an outage-like error, never a
     // hang.
     let store = RedisStore::new(
-       & &RedisConfig::new(format!(
+        &RedisConfig::new(format!(
             "redis://:{}@localhost:{}",
             server.password, server.port
         ))
@@ -161,7 +161,7 @@ async fn insecure_urls_and_unusable_root_certificates_are_refused_at_build() {
     assert!(!e.to_string().contains("s3cret"), "{e}");
 
     let e = RedisStore::new(
-       & &RedisConfig::new("rediss://:s3cret@cache.example.com:6380")
+        &RedisConfig::new("rediss://:s3cret@cache.example.com:6380")
             .root_cert("/nonexistent/ca.pem"),
     )
     .unwrap_err();
@@ -169,7 +169,7 @@ async fn insecure_urls_and_unusable_root_certificates_are_refused_at_build() {
     assert!(e.message().contains("/nonexistent/ca.pem"), "{e}");
 
     let e = RedisStore::new(
-       & &RedisConfig::new("redis://cache.example.com:6379").root_cert("/nonexistent/ca.pem"),
+        &RedisConfig::new("redis://cache.example.com:6379").root_cert("/nonexistent/ca.pem"),
     )
     .unwrap_err();
     assert!(e.message().contains("rediss://"), "{e}");

@@ -125,7 +125,7 @@ pub async fn connect_stores(settings: &Settings) -> Result<Stores, BuildError> {
         // and the runner carries on without it), and the log says which it was.
         match redis.ping().await {
             Ok(()) => {
-                info!("Redis reached: live codes are cached and the pairing budget is kept there")
+                info!("Redis reached: live codes are cached and the pairing budget is kept there");
             }
             Err(e) if !e.verdict().is_retryable() => {
                 return Err(BuildError::refused(format!(

@@ -262,7 +262,7 @@ impl Settings {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let mut problems = crate::placeholders::found(&var);
+        let mut problems = crate::placeholders::found(var);
         if var(env::PAIRING_ACTIONS_PER_MINUTE).is_some() {
             problems.push(format!(
                 "{} is no longer read: how often an owner may start pairing is now the database's rule, the same for every instance and for rows written through Supabase directly; unset it, and set the pace with SQL instead: update public.wa_pairing_settings set value = '10' where name = 'pairing_starts_per_minute'",

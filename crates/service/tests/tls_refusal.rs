@@ -94,13 +94,9 @@ async fn redis_mistakes_refuse_to_start() {
         ),
         (format!("redis://{host}:{port}/999"), "database number"),
     ] {
-        let vars: HashMap<&str, String> = HashMap::from([
-            ("DATABASE_URL", "postgres://svc@127.0.0.1:1/app".to_owned()),
-            ("WA_PAIRING_AUTH_KEYS", KEYS.to_owned()),
-            ("WA_PAIRING_HEALTH_ADDR", "127.0.0.1:0".to_owned()),
-            ("REDIS_URL", url.clone()),
-        ]);
-        let settings = Settings::from_lookup(|name| vars.get(name).cloned()).expect("settings");
+        let env =
+            ServiceEnv::new("postgres://svc@127.0.0.1:1/app", KEYS).set("REDIS_URL", url.clone());
+        let settings = Settings::from_lookup(|name| env.get(name)).expect("settings");
         let err = Service::build(settings)
             .await
             .expect_err("the service must not start");
@@ -117,16 +113,10 @@ async fn redis_mistakes_refuse_to_start() {
 async fn a_port_in_use_refuses_to_start_naming_the_setting() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let vars: HashMap<&str, String> = HashMap::from([
-        ("DATABASE_URL", "postgres://svc@127.0.0.1:1/app".to_owned()),
-        ("WA_PAIRING_AUTH_KEYS", KEYS.to_owned()),
-        ("WA_PAIRING_HEALTH_ADDR", addr.clone()),
-        (
-            "WA_PAIRING_WA_SERVER_URL",
-            "wss://127.0.0.1:1/ws/chat".to_owned(),
-        ),
-    ]);
-    let settings = Settings::from_lookup(|name| vars.get(name).cloned()).expect("settings");
+    let env = ServiceEnv::new("postgres://svc@127.0.0.1:1/app", KEYS)
+        .set("WA_PAIRING_HEALTH_ADDR", addr.clone())
+        .set("WA_PAIRING_WA_SERVER_URL", "wss://127.0.0.1:1/ws/chat");
+    let settings = Settings::from_lookup(|name| env.get(name)).expect("settings");
     let err = Service::build(settings)
         .await
         .expect_err("the port is taken");

@@ -10,7 +10,7 @@
 #![allow(missing_docs)]
 
 use wa_pairing_store_testkit::{Skip, TestBackend};
-use wa_pairing_supabase::{SupabaseConfig, SupabaseStore};
+use wa_pairing_supabase::SupabaseConfig;
 
 const URL_ENV: &str = "WA_PAIRING_TEST_SUPABASE_URL";
 const KEY_ENV: &str = "WA_PAIRING_TEST_SUPABASE_KEY";

@@ -25,8 +25,7 @@ pub trait Store {
 
 impl Store for TestDb {
     async fn store(&self) -> PostgresStore {
-        let store =
-            PostgresStore::new(&PostgresConfig::new(&self.url).pool_size(8)).expect("pool");
+        let store = PostgresStore::new(&PostgresConfig::new(&self.url).pool_size(8)).expect("pool");
         store.migrate().await.expect("migrations");
         store
     }

@@ -450,8 +450,9 @@ impl AuthConfig {
     /// # Errors
     ///
     /// [`ApiError`] 401 with a reason (malformed, expired, not valid yet, bad signature,
-    /// unknown key, wrong audience or issuer, a required claim missing); the token itself is
-    /// never echoed.
+    /// unknown key, wrong audience or issuer, a required claim missing): code
+    /// `session_expired` for an expired token, `unauthorized` for the others. The token
+    /// itself is never echoed.
     pub async fn verify(&self, token: &str) -> Result<Verified, ApiError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| ApiError::unauthorized("the access token is malformed"))?;
@@ -465,7 +466,8 @@ impl AuthConfig {
         let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             ApiError::unauthorized(match e.kind() {
-                K::ExpiredSignature => "the access token has expired: sign in again",
+                // Its own code, so that a page can say "your session expired".
+                K::ExpiredSignature => return ApiError::session_expired(),
                 K::ImmatureSignature => {
                     "the access token is not valid yet (nbf): check the clocks, or sign in again"
                 }

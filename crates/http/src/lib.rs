@@ -7,5 +7,5 @@ mod jwks;
 mod router;
 
 pub use auth::{AuthConfig, AuthConfigError, Owner, OwnerFromHeaderOrQuery, Verified};
-pub use error::ApiError;
-pub use router::{ApiState, DeviceView, HttpConfig, router};
+pub use error::{ApiError, ErrorCode};
+pub use router::{ApiState, DeviceView, HttpConfig, holds_link, router};

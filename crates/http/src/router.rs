@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{FromRef, Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt as _};
@@ -19,7 +19,7 @@ use wa_pairing_store::{
 };
 
 use crate::auth::{AuthConfig, Owner, OwnerFromHeaderOrQuery};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// The router's settings.
 ///
@@ -137,6 +137,8 @@ pub struct DeviceView {
     pub last_connected_at: Option<DateTime<Utc>>,
     /// Whether the device holds a link (it can be resumed without a new code).
     pub linked: bool,
+    /// When the device was created (the page lists the newest first).
+    pub created_at: DateTime<Utc>,
 }
 
 impl DeviceView {
@@ -168,6 +170,7 @@ impl DeviceView {
                 .map(|p| p.digits().to_owned()),
             last_connected_at: d.last_connected_at,
             linked: d.phone_number.is_some(),
+            created_at: d.created_at,
         }
     }
 }
@@ -202,6 +205,8 @@ struct CreateBody {
     device_name: String,
     #[serde(default)]
     connection_method: Option<ConnectionMethod>,
+    #[serde(default)]
+    phone_number: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -217,7 +222,7 @@ struct PairBody {
 /// | method and path | what |
 /// |---|---|
 /// | `GET /` | the device page |
-/// | `POST /api/devices` | create a device `{device_name, connection_method?}` |
+/// | `POST /api/devices` | create a device `{device_name, connection_method?, phone_number?}`, and start pairing it when given a number or `"qr"` |
 /// | `GET /api/devices` | my devices |
 /// | `GET /api/devices/{id}` | one device ([`DeviceView`]) |
 /// | `POST /api/devices/{id}/pairing` | start pairing `{phone_number}` (or `{connection_method: "qr"}`) |
@@ -225,12 +230,18 @@ struct PairBody {
 /// | `POST /api/devices/{id}/disconnect` | close the session, keep the link |
 /// | `POST /api/devices/{id}/resume` | bring a linked, disconnected device back (no code) |
 /// | `POST /api/devices/{id}/unlink` | remove the companion from the account and wipe its keys |
+/// | `DELETE /api/devices/{id}` | delete the device; a linked one is unlinked first (see [`holds_link`]) |
 /// | `GET /api/devices/{id}/events` | server-sent `device` events as it changes, `expired` last when the token expires |
 /// | `GET /api/devices/{id}/qr.svg` | the live QR drawn as SVG (QR method) |
 ///
 /// `?access_token=` is accepted by the event stream and the QR image only (browsers cannot
 /// send headers there); every other route wants the `Authorization` header. The event
 /// stream ends when its token stops being accepted.
+///
+/// Every answer carries `Content-Security-Policy` (only the page's own script, style, images
+/// and API; no framing), `Referrer-Policy: no-referrer`, `X-Content-Type-Options: nosniff`
+/// and `X-Frame-Options: DENY`; every `/api` answer (codes and QR payloads among them)
+/// carries `Cache-Control: no-store`.
 ///
 /// Built inside a Tokio runtime, it starts fetching the [JWKS](AuthConfig::jwks_url) in
 /// the background.
@@ -255,12 +266,9 @@ pub fn router(stores: &Stores, config: HttpConfig) -> axum::Router {
         keep_alive: config.keep_alive,
         poll: config.poll,
     };
-    axum::Router::new()
-        .route("/", get(page))
-        .route("/assets/app.js", get(script))
-        .route("/assets/app.css", get(style))
+    let api = axum::Router::new()
         .route("/api/devices", post(create).get(list))
-        .route("/api/devices/{id}", get(one))
+        .route("/api/devices/{id}", get(one).delete(delete))
         .route("/api/devices/{id}/pairing", post(start_pairing))
         .route("/api/devices/{id}/refresh", post(refresh))
         .route("/api/devices/{id}/disconnect", post(disconnect))
@@ -268,7 +276,45 @@ pub fn router(stores: &Stores, config: HttpConfig) -> axum::Router {
         .route("/api/devices/{id}/unlink", post(unlink))
         .route("/api/devices/{id}/events", get(events))
         .route("/api/devices/{id}/qr.svg", get(qr_svg))
+        .layer(axum::middleware::map_response(no_store));
+    axum::Router::new()
+        .route("/", get(page))
+        .route("/assets/app.js", get(script))
+        .route("/assets/app.css", get(style))
+        .merge(api)
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// The page's policy: its own script, style, images (the QR) and API, nothing inline,
+/// nothing else, and no framing.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+/// API answers carry codes, QR payloads and numbers: never kept by a browser or a proxy.
+async fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 async fn page() -> impl IntoResponse {
@@ -316,17 +362,70 @@ async fn create(
     let Json(body) = body.map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_input",
+            ErrorCode::InvalidInput,
             format!(
                 "the body must be JSON like {{\"device_name\": \"Shop phone\"}}: {}",
                 e.body_text()
             ),
         )
     })?;
-    let new = NewDevice::new(owner.0, body.device_name)
-        .method(body.connection_method.unwrap_or_default());
-    let d = state.store.create(new).await?;
-    Ok((StatusCode::CREATED, view(&d)))
+    // Everything is checked before anything is created: a refused name or number leaves
+    // no device behind.
+    wa_pairing_store::validate_device_name(&body.device_name).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidName,
+            e.message(),
+        )
+    })?;
+    let method = body.connection_method.unwrap_or_default();
+    let request = match (method, body.phone_number) {
+        (ConnectionMethod::Qr, _) => Some(PairingRequest::Qr),
+        (ConnectionMethod::Pairing, Some(number)) => Some(PairingRequest::Code {
+            phone: parse_phone(&state, &number)?,
+        }),
+        (ConnectionMethod::Pairing, None) => None,
+    };
+    let d = state
+        .store
+        .create(NewDevice::new(owner.0, body.device_name).method(method))
+        .await
+        .map_err(|e| match e.kind() {
+            wa_pairing_store::ErrorKind::InvalidInput => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::InvalidName,
+                e.message(),
+            ),
+            _ => e.into(),
+        })?;
+    let Some(request) = request else {
+        return Ok((StatusCode::CREATED, view(&d)));
+    };
+    match state.store.start_pairing(d.id, request).await {
+        Ok(started) => Ok((StatusCode::CREATED, view(&started))),
+        Err(e) => {
+            // The owner's pace (or the store) refused the start: the device is taken back,
+            // so that a retry does not leave one more behind.
+            if let Err(cleanup) = state.store.delete(d.id).await {
+                tracing::warn!(device = %d.id, error = %cleanup, "could not remove a device whose pairing was refused");
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// A number as the owner typed it, or `invalid_phone` saying what to write.
+fn parse_phone(
+    state: &ApiState,
+    number: &str,
+) -> Result<wa_pairing_store::phone::PhoneNumber, ApiError> {
+    state.phones.parse(number).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidPhone,
+            e.to_string(),
+        )
+    })
 }
 
 async fn list(
@@ -357,7 +456,7 @@ async fn start_pairing(
     let Json(body) = body.map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_input",
+            ErrorCode::InvalidInput,
             format!(
                 "the body must be JSON like {{\"phone_number\": \"0812-3456-7890\"}}: {}",
                 e.body_text()
@@ -366,20 +465,13 @@ async fn start_pairing(
     })?;
     let request = match (body.connection_method, body.phone_number) {
         (Some(ConnectionMethod::Qr), _) => PairingRequest::Qr,
-        (_, Some(number)) => {
-            let phone = state.phones.parse(&number).map_err(|e| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_phone",
-                    e.to_string(),
-                )
-            })?;
-            PairingRequest::Code { phone }
-        }
+        (_, Some(number)) => PairingRequest::Code {
+            phone: parse_phone(&state, &number)?,
+        },
         (_, None) => {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_phone",
+                ErrorCode::InvalidPhone,
                 "give the WhatsApp number to link as phone_number, for example 0812-3456-7890 or +62 812 3456 7890",
             ));
         }
@@ -426,6 +518,97 @@ async fn unlink(
     Ok((StatusCode::ACCEPTED, view(&state.store.unlink(d.id).await?)))
 }
 
+/// Whether `d` holds a link to a WhatsApp account: a linked number, `connected`, or being
+/// unlinked. Deleting such a row would leave the companion listed on the phone, so the API
+/// unlinks it first and the database refuses an end user's delete of it (the migration
+/// `20261209000000_wa_pairing_owner_delete` holds the same rule).
+pub fn holds_link(d: &Device) -> bool {
+    d.phone_number.is_some()
+        || matches!(d.status, DeviceStatus::Connected | DeviceStatus::Unlinking)
+}
+
+/// How long a delete waits for the runner to unlink the device before it gives up; the
+/// device then stays (unlinked, or still unlinking) for its owner to delete again.
+const UNLINK_BEFORE_DELETE: Duration = Duration::from_secs(600);
+
+async fn delete(
+    State(state): State<ApiState>,
+    owner: Owner,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let d = owned(&state, owner, &id).await?;
+    if !holds_link(&d) {
+        state.store.delete(d.id).await?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    // Linked: WhatsApp must be told first (a runner logs the companion out), then the row
+    // goes; the owner follows the device to `gone`.
+    let d = if d.status == DeviceStatus::Unlinking {
+        d
+    } else {
+        state.store.unlink(d.id).await?
+    };
+    tokio::spawn(remove_once_unlinked(
+        Arc::clone(&state.store),
+        d.id,
+        state.poll,
+    ));
+    Ok((StatusCode::ACCEPTED, view(&d)).into_response())
+}
+
+/// Deletes `id` once a runner has unlinked it (`disconnected`, no link left). Gives up when
+/// the device changes otherwise (its owner linked it again), disappears, or stays unlinking
+/// past [`UNLINK_BEFORE_DELETE`].
+async fn remove_once_unlinked(store: Arc<dyn DeviceStore>, id: DeviceId, poll: Duration) {
+    let mut feed = store.subscribe().await.ok().flatten();
+    let give_up = tokio::time::Instant::now() + UNLINK_BEFORE_DELETE;
+    loop {
+        match store.get(id).await {
+            Ok(d) if d.status == DeviceStatus::Unlinking => {}
+            Ok(d) if d.status == DeviceStatus::Disconnected && !holds_link(&d) => {
+                match store.delete(id).await {
+                    Ok(()) => tracing::info!(device = %id, "deleted once unlinked"),
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => {
+                        tracing::warn!(device = %id, error = %e, "could not delete an unlinked device; its owner can delete it again");
+                    }
+                }
+                return;
+            }
+            Ok(_) => {
+                tracing::info!(device = %id, "the device changed after its unlink; not deleted");
+                return;
+            }
+            Err(e) if e.is_not_found() => return,
+            Err(e) => {
+                tracing::warn!(device = %id, error = %e, "cannot read a device waiting to be deleted; retrying");
+            }
+        }
+        if tokio::time::Instant::now() >= give_up {
+            tracing::warn!(device = %id, "the device was not unlinked in time; not deleted");
+            return;
+        }
+        let sweep = tokio::time::sleep(if feed.is_some() {
+            poll.max(Duration::from_secs(5))
+        } else {
+            poll
+        });
+        let feed_ended = match &mut feed {
+            Some(changes) => tokio::select! {
+                c = changes.next() => c.is_none(),
+                () = sweep => false,
+            },
+            None => {
+                sweep.await;
+                false
+            }
+        };
+        if feed_ended {
+            feed = None;
+        }
+    }
+}
+
 async fn qr_svg(
     State(state): State<ApiState>,
     OwnerFromHeaderOrQuery(verified): OwnerFromHeaderOrQuery,
@@ -435,14 +618,14 @@ async fn qr_svg(
     let payload = DeviceView::of(&d, Utc::now()).qr_code.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "no_qr",
+            ErrorCode::NoQr,
             "this device shows no QR code now",
         )
     })?;
     let code = qrcode::QrCode::new(payload.as_bytes()).map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "the QR code could not be drawn",
         )
     })?;
@@ -543,7 +726,7 @@ impl Watch {
 /// The last event of a stream whose token stopped being accepted.
 fn expired_event() -> Event {
     let body = serde_json::json!({"error": {
-        "code": "unauthorized",
+        "code": ErrorCode::SessionExpired,
         "message": "the access token has expired: sign in again, then reopen the event stream",
     }});
     Event::default().event("expired").data(body.to_string())

@@ -169,7 +169,13 @@ async fn every_authentication_failure_is_401_with_a_reason() {
     for (what, token, reason) in cases {
         let (status, body, headers) = a.call("GET", "/api/devices", token.as_deref(), None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}");
-        assert_eq!(body["error"]["code"], "unauthorized", "{what}");
+        // An expired token has its own code, so that a page can say the session expired.
+        let code = if what == "expired" {
+            "session_expired"
+        } else {
+            "unauthorized"
+        };
+        assert_eq!(body["error"]["code"], code, "{what}");
         let message = body["error"]["message"].as_str().unwrap();
         assert!(message.contains(reason), "{what}: {message}");
         assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
@@ -1149,4 +1155,249 @@ async fn a_failed_fetch_keeps_the_keys_and_redirects_are_not_followed() {
     // Nothing secret in what it shows of itself.
     let shown = format!("{:?}", auth.hs256(SECRET));
     assert!(!shown.contains(SECRET), "{shown}");
+}
+
+// ------------------------------------------------------------------ the page's product rules
+
+/// The owner's devices as the store holds them.
+async fn devices_of(a: &App, user: UserId) -> Vec<wa_pairing_store::Device> {
+    a.store.list_for_user(user).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_refused_name_or_number_creates_no_device() {
+    let a = app();
+    let user = UserId::random();
+    let token = hs(&claims(user));
+    for (body, code) in [
+        (
+            json!({"device_name": "HP Salah", "phone_number": "12"}),
+            "invalid_phone",
+        ),
+        (
+            json!({"device_name": "HP Salah", "phone_number": "not a number"}),
+            "invalid_phone",
+        ),
+        (
+            json!({"device_name": "   ", "phone_number": "0812-3456-7890"}),
+            "invalid_name",
+        ),
+        (
+            json!({"device_name": "x".repeat(101), "connection_method": "qr"}),
+            "invalid_name",
+        ),
+    ] {
+        let (status, err, _) = a
+            .call("POST", "/api/devices", Some(&token), Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(err["error"]["code"], code, "{body}: {err}");
+        assert!(
+            devices_of(&a, user).await.is_empty(),
+            "{body}: no device left"
+        );
+    }
+    // A good number: created and pairing started, in one request.
+    let (status, d, headers) = a
+        .call(
+            "POST",
+            "/api/devices",
+            Some(&token),
+            Some(json!({"device_name": "HP Kasir", "phone_number": "0812-3456-7890"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{d}");
+    assert_eq!(d["status"], "connecting");
+    assert_eq!(d["phone_for_pairing"], "6281234567890");
+    assert!(d["created_at"].is_string());
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    // By QR, no number needed.
+    let (status, d, _) = a
+        .call(
+            "POST",
+            "/api/devices",
+            Some(&token),
+            Some(json!({"device_name": "HP Gudang", "connection_method": "qr"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{d}");
+    assert_eq!(d["connection_method"], "qr");
+    assert_eq!(d["status"], "connecting");
+    assert_eq!(devices_of(&a, user).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_create_whose_pairing_is_refused_leaves_no_device() {
+    let a = app_on(
+        MemoryStore::new().with_pairing_starts_per_minute(1),
+        HttpConfig::new(AuthConfig::new(ISSUER).hs256(SECRET)),
+    );
+    let user = UserId::random();
+    let token = hs(&claims(user));
+    let body = json!({"device_name": "HP Toko", "phone_number": "081234567890"});
+    let (status, _, _) = a
+        .call("POST", "/api/devices", Some(&token), Some(body.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, err, headers) = a
+        .call("POST", "/api/devices", Some(&token), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(err["error"]["code"], "rate_limited");
+    assert!(headers.contains_key(header::RETRY_AFTER));
+    assert_eq!(
+        devices_of(&a, user).await.len(),
+        1,
+        "the refused one was taken back"
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_device_that_never_linked_removes_it_at_once() {
+    let a = app();
+    let user = UserId::random();
+    let token = hs(&claims(user));
+    let id = a.device_for(user).await;
+    let uri = format!("/api/devices/{id}");
+    // Another owner cannot.
+    let (status, _, _) = a
+        .call("DELETE", &uri, Some(&hs(&claims(UserId::random()))), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = a.call("DELETE", &uri, Some(&token), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(devices_of(&a, user).await.is_empty());
+    let (status, err, _) = a.call("DELETE", &uri, Some(&token), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(err["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn deleting_a_linked_device_unlinks_it_first_then_removes_it() {
+    let a = app();
+    let user = UserId::random();
+    let token = hs(&claims(user));
+    let id = a.device_for(user).await;
+    let device: wa_pairing_store::DeviceId = id.parse().unwrap();
+    // Linked: a runner paired it and holds its session.
+    a.call(
+        "POST",
+        &format!("/api/devices/{id}/pairing"),
+        Some(&token),
+        Some(json!({"connection_method": "qr"})),
+    )
+    .await;
+    let claimed = claim(&a.store).await;
+    a.store
+        .update(
+            &claimed.lease,
+            DeviceUpdate::status(DeviceStatus::Connected)
+                .phone_number(wa_pairing_store::phone::parse("+6281234567890").unwrap()),
+        )
+        .await
+        .unwrap();
+
+    let (status, d, _) = a
+        .call("DELETE", &format!("/api/devices/{id}"), Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{d}");
+    assert_eq!(d["status"], "unlinking", "WhatsApp is told first");
+    assert!(
+        a.store.get(device).await.is_ok(),
+        "the row stays until then"
+    );
+    // Asking again while it unlinks changes nothing.
+    let (status, _, _) = a
+        .call("DELETE", &format!("/api/devices/{id}"), Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    // The runner logs the companion out, wipes the keys and leaves it disconnected: then the
+    // row goes.
+    let claimed = claim(&a.store).await;
+    assert_eq!(claimed.device.status, DeviceStatus::Unlinking);
+    a.store
+        .update(
+            &claimed.lease,
+            DeviceUpdate::status(DeviceStatus::Disconnected).clear_phone_number(),
+        )
+        .await
+        .unwrap();
+    let end = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.store.get(device).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the unlinked device was not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_page_and_the_api_send_their_security_headers() {
+    let a = app();
+    let user = UserId::random();
+    let token = hs(&claims(user));
+    for path in ["/", "/assets/app.js", "/assets/app.css"] {
+        let (status, _, headers) = a.call("GET", path, None, None).await;
+        assert_eq!(status, StatusCode::OK);
+        let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        for part in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(part), "{path}: {csp} lacks {part}");
+        }
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"));
+        assert_eq!(headers[header::REFERRER_POLICY], "no-referrer", "{path}");
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{path}");
+        assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY", "{path}");
+    }
+    // The page has no inline script or style for the policy to block.
+    let (_, page, _) = a.call("GET", "/", None, None).await;
+    let page = page.as_str().unwrap();
+    assert!(!page.contains("<script>") && !page.contains("style="));
+    assert!(!page.contains(" onclick="));
+
+    // Every answer that can carry a code or a QR payload is never stored.
+    let id = a.device_for(user).await;
+    a.call(
+        "POST",
+        &format!("/api/devices/{id}/pairing"),
+        Some(&token),
+        Some(json!({"connection_method": "qr"})),
+    )
+    .await;
+    let claimed = claim(&a.store).await;
+    a.store
+        .update(
+            &claimed.lease,
+            DeviceUpdate::status(DeviceStatus::WaitingPairing).qr_code("2@abc,def,ghi"),
+        )
+        .await
+        .unwrap();
+    for (method, path) in [
+        ("GET", "/api/devices".to_owned()),
+        ("GET", format!("/api/devices/{id}")),
+        ("GET", format!("/api/devices/{id}/qr.svg")),
+        ("POST", format!("/api/devices/{id}/disconnect")),
+        ("GET", "/api/devices/not-a-device".to_owned()),
+    ] {
+        let (_, _, headers) = a.call(method, &path, Some(&token), None).await;
+        assert_eq!(
+            headers[header::CACHE_CONTROL],
+            "no-store",
+            "{method} {path}"
+        );
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    }
+    // The event stream too.
+    let req = Request::builder()
+        .uri(format!("/api/devices/{id}/events?access_token={token}"))
+        .body(Body::empty())
+        .unwrap();
+    let res = a.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
 }

@@ -24,6 +24,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "20261207000000_wa_pairing_hardening_3",
         include_str!("../migrations/20261207000000_wa_pairing_hardening_3.sql"),
     ),
+    (
+        "20261209000000_wa_pairing_owner_delete",
+        include_str!("../migrations/20261209000000_wa_pairing_owner_delete.sql"),
+    ),
 ];
 
 /// A constant key for `pg_advisory_xact_lock`, so concurrent migrations run one at a time.

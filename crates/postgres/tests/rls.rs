@@ -384,3 +384,120 @@ async fn end_user_roles_reach_no_service_function_or_table() {
     drop((anon, admin, store));
     db.cleanup()().await;
 }
+
+/// An end user's delete of a linked device is refused with what to do (unlink first): a
+/// delete would wipe the keys and close the session but leave the companion listed on the
+/// phone. Once unlinked (disconnected, no linked number) the same delete goes through; a
+/// device that never linked is deleted at once; the service deletes as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_users_delete_a_linked_device_only_after_unlinking() {
+    use wa_pairing_store::{ClaimRequest, DeviceStatus, DeviceUpdate, ErrorKind};
+    let db = match TestDb::create().await {
+        Ok(db) => db,
+        Err(why) => return skip("rls", &why),
+    };
+    let store = db.store().await;
+    let me = UserId::random();
+    let user = as_role(&db.url, "authenticated", Some(me)).await;
+    let delete = |id: wa_pairing_store::DeviceId| {
+        let user = &user;
+        async move {
+            user.execute("delete from public.devices where id = $1", &[&id.0])
+                .await
+        }
+    };
+    let claim = || async {
+        store
+            .claim(&ClaimRequest::new(
+                "r",
+                10,
+                std::time::Duration::from_secs(60),
+            ))
+            .await
+            .unwrap()
+            .remove(0)
+    };
+    let number = wa_pairing_phone::parse("+6281234567890").unwrap();
+
+    // Linked and connected: refused, the row stays.
+    let linked = store.create(NewDevice::new(me, "Kasir")).await.unwrap();
+    store
+        .start_pairing(linked.id, PairingRequest::Qr)
+        .await
+        .unwrap();
+    let c = claim().await;
+    store
+        .update(
+            &c.lease,
+            DeviceUpdate::status(DeviceStatus::Connected).phone_number(number.clone()),
+        )
+        .await
+        .unwrap();
+    let e = delete(linked.id).await.unwrap_err();
+    assert_eq!(code(&e), "WAT01", "{e:?}");
+    let message = e.as_db_error().map(|d| d.message().to_owned());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("unlink it first")),
+        "{message:?}"
+    );
+    assert!(store.get(linked.id).await.is_ok(), "the row stays");
+
+    // Disconnected but still linked: refused too.
+    store.disconnect(linked.id).await.unwrap();
+    let e = delete(linked.id).await.unwrap_err();
+    assert_eq!(code(&e), "WAT01", "{e:?}");
+
+    // Being unlinked: refused (the runner still needs the keys to log the companion out).
+    user.execute(
+        "update public.devices set status = 'unlinking' where id = $1",
+        &[&linked.id.0],
+    )
+    .await
+    .unwrap();
+    let e = delete(linked.id).await.unwrap_err();
+    assert_eq!(code(&e), "WAT01", "{e:?}");
+
+    // The runner finished the unlink: the delete goes through.
+    let c = claim().await;
+    store
+        .update(
+            &c.lease,
+            DeviceUpdate::status(DeviceStatus::Disconnected).clear_phone_number(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(delete(linked.id).await.unwrap(), 1);
+    assert_eq!(
+        store.get(linked.id).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+
+    // Never linked (a pairing that was abandoned): deleted at once.
+    let fresh = store.create(NewDevice::new(me, "Gudang")).await.unwrap();
+    store
+        .start_pairing(fresh.id, PairingRequest::Code { phone: number })
+        .await
+        .unwrap();
+    assert_eq!(delete(fresh.id).await.unwrap(), 1);
+
+    // The service deletes a linked device as before (its API unlinks first).
+    let theirs = store.create(NewDevice::new(me, "Toko")).await.unwrap();
+    store
+        .start_pairing(theirs.id, PairingRequest::Qr)
+        .await
+        .unwrap();
+    let c = claim().await;
+    store
+        .update(
+            &c.lease,
+            DeviceUpdate::status(DeviceStatus::Connected)
+                .phone_number(wa_pairing_phone::parse("+6281234567891").unwrap()),
+        )
+        .await
+        .unwrap();
+    store.delete(theirs.id).await.unwrap();
+    drop((user, store));
+    db.cleanup()().await;
+}

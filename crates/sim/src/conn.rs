@@ -632,6 +632,7 @@ fn companion_removed(shared: &Arc<Shared>, conn: u64, id: &str) {
         };
         if let Some((phone, _)) = &removed {
             st.account(phone).devices_ts = wacore::time::now_secs_u64();
+            st.counters.device_removals += 1;
         }
         let answer = if removed.is_some() {
             result(id).build()

@@ -498,6 +498,9 @@ pub struct SimCounters {
     pub usync_queries: u64,
     /// Pre-key bundles handed out (phones' and companions').
     pub bundles_served: u64,
+    /// Companions removed from their accounts: by their own client (a logout, as an unlink
+    /// does) or by the person on the phone.
+    pub device_removals: u64,
 }
 
 impl SimCounters {

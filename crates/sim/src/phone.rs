@@ -597,6 +597,7 @@ impl SimPhone {
                 Some(d) if !d.removed => d.removed = true,
                 _ => return Err(SimError::NoSuchDevice(device)),
             }
+            st.counters.device_removals += 1;
             for conn in st.sessions_of(&self.number, device) {
                 st.send(
                     conn,

@@ -1,9 +1,14 @@
-//! The owner's disconnect, resume and unlink, end to end with the real client, the runner,
-//! PostgreSQL and the simulator: a disconnect keeps the link (resuming needs no new code), an
-//! unlink removes the companion from the account and wipes its keys.
+//! The owner's disconnect, resume, unlink and delete, end to end with the real client, the
+//! runner, PostgreSQL and the simulator: a disconnect keeps the link (resuming needs no new
+//! code), an unlink removes the companion from the account and wipes its keys, and the API's
+//! delete of a linked device unlinks it first.
 #![allow(missing_docs)]
 
-use wa_pairing_e2e::Stack;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use tower::ServiceExt as _;
+use wa_pairing_e2e::{ISSUER, Stack, access_token};
+use wa_pairing_http::{AuthConfig, HttpConfig, router};
 use wa_pairing_store::{DeviceStatus, ErrorKind, PairingRequest};
 use wa_pairing_store_testkit::skip;
 
@@ -161,6 +166,96 @@ async fn many_unlinks_in_a_row_leave_no_auth_state_behind() {
     for id in &ids {
         assert!(auth.scan_prefix(*id, "").await.unwrap().is_empty());
     }
+    person.abort();
+    db.drop().await;
+}
+
+/// The API's delete of a linked device logs the companion out of the account first (the
+/// simulator counts one device removal, the phone no longer lists it), then removes the row
+/// and its keys. A plain delete of the row (what an end user's delete through Supabase did
+/// before the database refused it) removes nothing at WhatsApp: the phone keeps listing the
+/// companion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_api_delete_of_a_linked_device_logs_the_companion_out_first() {
+    const SECRET: &str = "owner-actions-e2e-jwt-secret-0123456789";
+    let (stores, db) = match wa_pairing_e2e::postgres().await {
+        Ok(x) => x,
+        Err(why) => return skip("API delete e2e", &why),
+    };
+    let stack = Stack::start(stores).await;
+    let person = stack.person();
+    let runner = stack.runner(Stack::config("api-delete"));
+    let devices = stack.stores.devices();
+    let auth = stack.stores.auth_state();
+    let app = router(
+        &stack.stores,
+        HttpConfig::new(AuthConfig::new(ISSUER).hs256(SECRET)),
+    );
+
+    // A plain row delete: the socket closes and the keys go, WhatsApp is never told.
+    let plain = "6281234500081";
+    let d = stack.device(plain).await;
+    stack.connected(d.id).await;
+    let before = stack.sim.counters().device_removals;
+    devices.delete(d.id).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        stack.sim.counters().device_removals,
+        before,
+        "a plain delete removes no companion"
+    );
+    assert!(
+        stack.sim.phone(plain).is_linked(),
+        "the phone still lists it"
+    );
+
+    // The API's delete of a linked device.
+    let phone = "6281234500082";
+    let d = stack.device(phone).await;
+    stack.connected(d.id).await;
+    assert!(!auth.scan_prefix(d.id, "").await.unwrap().is_empty());
+    let before = stack.sim.counters().device_removals;
+    let res = app
+        .clone()
+        .oneshot(
+            Request::delete(format!("/api/devices/{}", d.id))
+                .header(
+                    header::AUTHORIZATION,
+                    format!("Bearer {}", access_token(SECRET, d.user_id)),
+                )
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED, "unlinking first");
+    let end = tokio::time::Instant::now() + wa_pairing_e2e::DEADLINE;
+    loop {
+        match devices.get(d.id).await {
+            Err(e) if e.kind() == ErrorKind::NotFound => break,
+            Ok(x) => assert!(
+                tokio::time::Instant::now() < end,
+                "the device was never deleted: {x:?}"
+            ),
+            Err(e) => panic!("{e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        stack.sim.counters().device_removals,
+        before + 1,
+        "the companion was logged out of the account"
+    );
+    assert!(
+        !stack.sim.phone(phone).is_linked(),
+        "the phone no longer lists it"
+    );
+    assert!(
+        auth.scan_prefix(d.id, "").await.unwrap().is_empty(),
+        "keys wiped"
+    );
+
+    runner.shutdown().await;
     person.abort();
     db.drop().await;
 }

@@ -1,0 +1,1 @@
+../../crates/postgres/migrations/20261209000000_wa_pairing_owner_delete.sql

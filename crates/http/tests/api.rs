@@ -1229,7 +1229,7 @@ async fn a_refused_name_or_number_creates_no_device() {
 #[tokio::test]
 async fn a_create_whose_pairing_is_refused_leaves_no_device() {
     let a = app_on(
-        MemoryStore::new().with_pairing_starts_per_minute(1),
+        MemoryStore::new().with_pairing_starts_per_minute(std::num::NonZeroU32::MIN),
         HttpConfig::new(AuthConfig::new(ISSUER).hs256(SECRET)),
     );
     let user = UserId::random();

@@ -392,7 +392,7 @@ async fn end_user_roles_reach_no_service_function_or_table() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_users_delete_a_linked_device_only_after_unlinking() {
     use wa_pairing_store::{ClaimRequest, DeviceStatus, DeviceUpdate, ErrorKind};
-    let db = match TestDb::create().await {
+    let db = match common::test_db().await {
         Ok(db) => db,
         Err(why) => return skip("rls", &why),
     };

@@ -27,8 +27,8 @@ use wa_pairing_e2e::{DEADLINE, Stack, access_token};
 use wa_pairing_http::{AuthConfig, HttpConfig, router};
 use wa_pairing_sim::{Refusal, Stage};
 use wa_pairing_store::retry::RetryPolicy;
-use wa_pairing_store_testkit::{Skip, skip};
 use wa_pairing_store::{DeviceStatus, NewDevice, UserId};
+use wa_pairing_store_testkit::{Skip, skip};
 
 const SECRET: &str = "browser-e2e-jwt-secret-0123456789abcdef";
 

@@ -325,11 +325,6 @@ impl RunnerConfig {
                 "claim_batch is 0: let each claim take at least one device".into(),
             ));
         }
-        if self.budget.capacity == 0 || self.budget.refill_every.is_zero() {
-            return Err(ConfigError(
-                "budget allows no code request: give it a capacity and a refill time above zero, such as 3 every 200s".into(),
-            ));
-        }
         if self.connect_attempts == 0 {
             return Err(ConfigError(
                 "connect_attempts is 0: open the socket at least once (the default is 3)".into(),

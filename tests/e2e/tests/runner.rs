@@ -430,14 +430,16 @@ async fn an_untyped_code_is_replaced_then_the_device_fails_and_asks_for_a_refres
         })
         .await;
     assert!(second.pairing_code.is_some());
+    // Failed first, then the lease released (a change feed can show the two apart).
     let failed = stack
-        .until(d.id, "failed", |x| x.status == DeviceStatus::Failed)
+        .until(d.id, "failed, with nothing left to hold", |x| {
+            x.status == DeviceStatus::Failed && x.lease_owner.is_none()
+        })
         .await;
     let message = failed.error_message.expect("a message for the owner");
     assert!(message.contains("expired"), "{message}");
     assert!(message.contains("refresh"), "{message}");
     assert!(failed.pairing_code.is_none(), "the dead code is cleared");
-    assert!(failed.lease_owner.is_none(), "nothing left to hold");
     let counters = stack.sim.counters();
     assert_eq!(
         counters.code_requests_for(phone),

@@ -50,14 +50,16 @@ psql -q postgres://postgres@127.0.0.1:5432/postgres \
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/wa_pairing_local REDIS_URL=redis://127.0.0.1:6379
 
 # 2. Build the simulator, and the service with the feature that lets it trust the simulator
-#    (loopback only; production builds never have it)
+#    (loopback only; production builds never have it); then run the two binaries themselves
+#    (not `cargo run`, which would check the build again, each time)
 cargo build -p wa-pairing-sim
 cargo build -p wa-pairing-service --features insecure-sim
+BIN="${CARGO_TARGET_DIR:-target}/debug"
 
 # 3. The simulator: WhatsApp's server and every phone; the phones take commands on its
 #    standard input, here a pipe written through descriptor 3
 mkfifo "$STACK/phones"
-cargo run -q -p wa-pairing-sim -- --port 5280 <"$STACK/phones" >"$STACK/sim.jsonl" 2>"$STACK/sim.log" &
+"$BIN/wa-pairing-sim" --port 5280 <"$STACK/phones" >"$STACK/sim.jsonl" 2>"$STACK/sim.log" &
 SIM=$!
 exec 3>"$STACK/phones"
 wait_for 30 grep -q '"listening"' "$STACK/sim.jsonl"
@@ -67,13 +69,12 @@ export WA_PAIRING_AUTH_KEYS="1:$(openssl rand -base64 32)" WA_PAIRING_MIGRATE=tr
 export WA_PAIRING_WA_SERVER_URL=ws://127.0.0.1:5280/ws/chat
 export WA_PAIRING_HTTP_ADDR=127.0.0.1:3000 WA_PAIRING_JWT_ISSUER=http://127.0.0.1:3000/auth/v1
 export SUPABASE_JWT_SECRET="$(openssl rand -hex 32)" WA_PAIRING_LOG_FORMAT=text
-cargo run -q -p wa-pairing-service --features insecure-sim 2>"$STACK/service.log" &
+"$BIN/wa-pairing-service" 2>"$STACK/service.log" &
 SERVICE=$!
 wait_for 60 curl -fs -o /dev/null http://127.0.0.1:9464/readyz
 
 # 5. An owner's token, minted locally (the API and the issuer are on loopback)
-TOKEN=$(cargo run -q -p wa-pairing-service --features insecure-sim -- \
-    token --user 00000000-0000-4000-8000-000000000001 --ttl 1h)
+TOKEN=$("$BIN/wa-pairing-service" token --user 00000000-0000-4000-8000-000000000001 --ttl 1h)
 api() { curl -fsS --max-time 10 -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' "$@"; }
 
 # 6. The owner adds a device and asks for a code for their number

@@ -28,6 +28,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "20261209000000_wa_pairing_owner_delete",
         include_str!("../migrations/20261209000000_wa_pairing_owner_delete.sql"),
     ),
+    (
+        "20261210000000_wa_pairing_rest_defaults",
+        include_str!("../migrations/20261210000000_wa_pairing_rest_defaults.sql"),
+    ),
 ];
 
 /// A constant key for `pg_advisory_xact_lock`, so concurrent migrations run one at a time.

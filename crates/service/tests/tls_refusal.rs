@@ -76,7 +76,8 @@ fn test_redis() -> Option<String> {
 }
 
 /// Redis refusing the connection is a setting to change, like PostgreSQL's: a wrong
-/// password, a database number the server does not have. The
+/// password, a database number the server does not have, `rediss://` (TLS) to the plaintext
+/// port of a server that does not speak TLS. The
 /// database is never reached: Redis is checked first, and nothing is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_mistakes_refuse_to_start() {
@@ -93,6 +94,7 @@ async fn redis_mistakes_refuse_to_start() {
             "password",
         ),
         (format!("redis://{host}:{port}/999"), "database number"),
+        (format!("rediss://{host}:{port}"), "does not speak TLS"),
     ] {
         let env =
             ServiceEnv::new("postgres://svc@127.0.0.1:1/app", KEYS).set("REDIS_URL", url.clone());

@@ -171,8 +171,10 @@ pub fn update_patch(update: &DeviceUpdate) -> Value {
     Value::Object(m)
 }
 
-/// The `devices` columns a backend reads (never `session_data`, the original design's blob).
-pub const DEVICE_COLUMNS: &str = "id, user_id, device_name, status, phone_number, connection_method, phone_for_pairing, pairing_code, pairing_code_expires_at, qr_code, error_message, retry_after, last_connected_at, lease_owner, lease_expires_at, lease_fence, created_at, updated_at";
+/// The `devices` columns a backend reads (never `session_data`, the original design's blob),
+/// comma-separated without spaces: a REST client encodes a space in the query string as `+`,
+/// which PostgREST reads as a space but not every PostgREST-compatible server does.
+pub const DEVICE_COLUMNS: &str = "id,user_id,device_name,status,phone_number,connection_method,phone_for_pairing,pairing_code,pairing_code_expires_at,qr_code,error_message,retry_after,last_connected_at,lease_owner,lease_expires_at,lease_fence,created_at,updated_at";
 
 #[cfg(test)]
 mod tests {

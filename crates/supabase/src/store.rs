@@ -327,12 +327,11 @@ impl DeviceStore for SupabaseStore {
                 ));
             }
         };
-        self.device_rpc(
-            "start_pairing",
-            "wa_start_pairing",
-            &json!({"p_device_id": id, "p_method": method, "p_phone": phone}),
-        )
-        .await
+        // An absent argument is left out, never sent as `null` (see `put_if`).
+        let mut params = json!({"p_device_id": id, "p_method": method});
+        put_if(&mut params, "p_phone", phone);
+        self.device_rpc("start_pairing", "wa_start_pairing", &params)
+            .await
     }
 
     async fn refresh(&self, id: DeviceId) -> StoreResult<Device> {
@@ -575,10 +574,8 @@ impl AuthStateStore for SupabaseStore {
     }
 
     async fn devices(&self, after: Option<DeviceId>, limit: usize) -> StoreResult<Vec<DeviceId>> {
-        let params = json!({
-            "p_after": after,
-            "p_limit": i32::try_from(limit).unwrap_or(i32::MAX),
-        });
+        let mut params = json!({"p_limit": i32::try_from(limit).unwrap_or(i32::MAX)});
+        put_if(&mut params, "p_after", after);
         self.send_as("auth devices", self.rpc("wa_auth_devices", &params))
             .await
     }
@@ -655,5 +652,16 @@ mod tests {
         assert_eq!(unbytea("t", &text).unwrap(), all);
         assert_eq!(unbytea("t", "\\x").unwrap(), Vec::<u8>::new());
         assert_eq!(unbytea("t", "AAEC").unwrap_err().kind(), ErrorKind::Corrupt);
+    }
+}
+
+/// Sets the RPC argument `name` when there is a value, and leaves it out otherwise: the SQL
+/// functions give such arguments a `null` default, and PostgREST matches a call by the
+/// arguments given. Never sent as JSON `null`, which PostgREST hands to PostgreSQL as NULL
+/// but not every PostgREST-compatible server does (postrust passes the text `null`; see the
+/// crate's README).
+fn put_if<T: serde::Serialize>(params: &mut Value, name: &str, value: Option<T>) {
+    if let Some(v) = value {
+        params[name] = json!(v);
     }
 }

@@ -23,7 +23,7 @@ use wa_pairing_whatsapp::WhatsAppConfig;
 pub use counting::Counting;
 /// A throwaway PostgreSQL database (the workspace's one helper).
 pub use wa_pairing_test_support::TestDb as PgDb;
-pub use wa_pairing_test_support::{PgBouncer, ServiceEnv};
+pub use wa_pairing_test_support::{PgBouncer, Postrust, ServiceEnv};
 
 /// The issuer the end-to-end tests' tokens name (a Supabase project's is
 /// `https://<ref>.supabase.co/auth/v1`).
@@ -103,6 +103,35 @@ pub async fn postgres_through_pooler() -> Result<(Stores, PgDb, PgBouncer), Skip
         .await
         .expect("migrations through the pooler");
     Ok((store.stores().encrypt(test_keyring()).build(), db, bouncer))
+}
+
+/// Devices and auth state through Supabase's REST API: a fresh database with Supabase's
+/// roles and the migrations, a PostgREST-compatible server in front of it (as on a Supabase
+/// project), and the Supabase backend on it as `service_role`, the auth state sealed with
+/// [`test_keyring`]. Keep the [`Postrust`] alive for the test.
+pub async fn supabase_rest() -> Result<(Stores, PgDb, Postrust), Skip> {
+    let db = PgDb::create("wa_e2e").await?;
+    db.connect()
+        .await
+        .batch_execute(wa_pairing_test_support::SUPABASE_ROLES_SQL)
+        .await
+        .expect("the Supabase roles fixture");
+    PostgresStore::new(&PostgresConfig::new(&db.url))
+        .expect("pool")
+        .migrate()
+        .await
+        .expect("migrations");
+    let rest = match Postrust::start(&db) {
+        Ok(rest) => rest,
+        Err(why) => {
+            db.drop().await;
+            return Err(why);
+        }
+    };
+    let store = wa_pairing_supabase::SupabaseConfig::new(rest.url(), rest.service_role_key())
+        .build()
+        .expect("the Supabase store");
+    Ok((store.stores().encrypt(test_keyring()).build(), db, rest))
 }
 
 /// A mobile number no earlier run used: `prefix` (Indonesian, `628...`) followed by random

@@ -93,6 +93,21 @@ async fn a_transaction_pooler_pairs_then_resumes_after_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn supabase_rest_pairs_then_resumes_after_a_restart() {
+    let (stores, db, rest) = match wa_pairing_e2e::supabase_rest().await {
+        Ok(x) => x,
+        Err(why) => return skip("supabase rest e2e", &why),
+    };
+    assert!(
+        !stores.capabilities().change_feed,
+        "no change feed through the REST API: runners poll for work"
+    );
+    pairs_then_resumes_after_a_restart(stores).await;
+    drop(rest);
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn refusals_end_in_the_right_status_without_a_request_storm() {
     let stack = Stack::start(wa_pairing_e2e::memory()).await;
     let cases = [

@@ -11,7 +11,7 @@ pub async fn test_db() -> Result<TestDb, Skip> {
     let db = TestDb::create("wa_test").await?;
     db.connect()
         .await
-        .batch_execute(include_str!("../fixtures/supabase_roles.sql"))
+        .batch_execute(wa_pairing_test_support::SUPABASE_ROLES_SQL)
         .await
         .expect("the Supabase roles fixture");
     Ok(db)

@@ -88,7 +88,7 @@ impl TlsServer {
             .expect("create the test database");
         self.admin(&name)
             .await
-            .batch_execute(include_str!("../fixtures/supabase_roles.sql"))
+            .batch_execute(wa_pairing_test_support::SUPABASE_ROLES_SQL)
             .await
             .expect("the Supabase roles fixture");
         name

@@ -159,6 +159,23 @@ impl WaBackend {
         self
     }
 
+    /// The outcome of a write for the client: a write the store refused because the lease
+    /// is gone ([`LeaseLost`](wa_pairing_store::ErrorKind::LeaseLost)) while the session is
+    /// closing is answered as done, logged at debug only. An owner's refresh, disconnect or
+    /// unlink ends the lease before the session has closed, and the client's last flushes
+    /// (the device record, its coalesced Signal writes) land after it: refused either way,
+    /// and not an error for the client to log. Any other failure, or a lease lost while the
+    /// session is not closing (another instance took the device over), stays an error.
+    fn written(&self, r: std::result::Result<(), StoreError>) -> Result<()> {
+        match r {
+            Err(e) if e.kind() == wa_pairing_store::ErrorKind::LeaseLost && self.closing() => {
+                tracing::debug!(device = %self.device, error = %e, "the closing session's write was not kept");
+                Ok(())
+            }
+            other => other.map_err(|e| self.fail(e)),
+        }
+    }
+
     /// Maps a store failure for the client, reporting an undecryptable value first.
     fn fail(&self, e: StoreError) -> WaStoreError {
         if e.kind() == wa_pairing_store::ErrorKind::Undecryptable
@@ -245,10 +262,8 @@ impl WaBackend {
         if self.logged_out() {
             return Ok(());
         }
-        self.store
-            .put(self.device, self.fence, key, value)
-            .await
-            .map_err(|e| self.fail(e))
+        let r = self.store.put(self.device, self.fence, key, value).await;
+        self.written(r)
     }
 
     async fn put_many(&self, entries: &[Entry]) -> Result<()> {
@@ -258,20 +273,16 @@ impl WaBackend {
         if self.logged_out() {
             return Ok(());
         }
-        self.store
-            .put_many(self.device, self.fence, entries)
-            .await
-            .map_err(|e| self.fail(e))
+        let r = self.store.put_many(self.device, self.fence, entries).await;
+        self.written(r)
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
         if self.logged_out() {
             return Ok(());
         }
-        self.store
-            .delete(self.device, self.fence, key)
-            .await
-            .map_err(|e| self.fail(e))
+        let r = self.store.delete(self.device, self.fence, key).await;
+        self.written(r)
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<()> {
@@ -281,10 +292,8 @@ impl WaBackend {
         if self.logged_out() {
             return Ok(());
         }
-        self.store
-            .delete_many(self.device, self.fence, keys)
-            .await
-            .map_err(|e| self.fail(e))
+        let r = self.store.delete_many(self.device, self.fence, keys).await;
+        self.written(r)
     }
 
     async fn scan(&self, prefix: &str) -> Result<Vec<Entry>> {

@@ -52,7 +52,6 @@ pub async fn pair_and_check(filter: &str, dependencies_at_info: bool) {
         );
     };
     let stack = Stack::start(stores).await;
-    let person = stack.person();
     let env = ServiceEnv::new(&db.url, &wa_pairing_e2e::test_keys_setting())
         .set("REDIS_URL", redis_url)
         .set("WA_PAIRING_INSTANCE_ID", "logs-e2e")
@@ -64,23 +63,9 @@ pub async fn pair_and_check(filter: &str, dependencies_at_info: bool) {
         let _ = stopped.await;
     }));
     let phone = wa_pairing_e2e::fresh_number("6281255");
-    let device = stack.device(&phone).await;
-    stack.connected(device.id).await;
-    // The owner disconnects: the runner closes the session (the client's last flush is then
-    // refused, as the lease is gone); that is no error either.
-    let closed = stack.sim.wait_for(Duration::from_secs(30), |e| {
-        matches!(e, SimEvent::Disconnected { .. })
-    });
-    stack
-        .stores
-        .devices()
-        .disconnect(device.id)
-        .await
-        .expect("the owner's disconnect");
-    closed.await.expect("the session's socket closed");
+    let codes = owner_walks_through_every_action(&stack, &phone).await;
     let _ = stop.send(());
     running.await.expect("the service task");
-    person.abort();
     db.drop().await;
 
     let text = captured.text();
@@ -94,18 +79,17 @@ pub async fn pair_and_check(filter: &str, dependencies_at_info: bool) {
             "the client's own lines about the number were not logged, so nothing was tested:\n{text}"
         );
     }
-    // A successful link and an owner's disconnect are no errors, in our lines or the
-    // client's.
-    let errors: Vec<&str> = text
+    // A link and the owner's refresh, disconnect, connect and unlink are expected outcomes,
+    // not problems: no ERROR and no WARN line, in our lines or the client's.
+    let problems: Vec<&str> = text
         .lines()
-        .filter(|l| l.contains("\"level\":\"ERROR\""))
+        .filter(|l| l.contains("\"level\":\"ERROR\"") || l.contains("\"level\":\"WARN\""))
         .collect();
     assert!(
-        errors.is_empty(),
-        "error lines on a successful link: {errors:#?}"
+        problems.is_empty(),
+        "error or warning lines on a link, refresh, disconnect, connect and unlink: {problems:#?}"
     );
-    let codes = stack.typed_codes();
-    assert!(!codes.is_empty(), "a code was shown and typed");
+    assert_eq!(codes.len(), 2, "a code, and a new one after the refresh");
     for code in &codes {
         let bare = code.replace('-', "");
         assert!(
@@ -121,4 +105,72 @@ pub async fn pair_and_check(filter: &str, dependencies_at_info: bool) {
         !text.contains(&phone[2..]),
         "the national number was logged:\n{text}"
     );
+}
+
+/// The owner's whole course with one device, through the store the service watches: a code
+/// is shown, the owner refreshes it, the phone types the new one (linked), then disconnect,
+/// connect again (a login from the stored state), and unlink. Returns the two codes shown.
+async fn owner_walks_through_every_action(stack: &Stack, phone: &str) -> Vec<String> {
+    use wa_pairing_store::DeviceStatus;
+    let devices = stack.stores.devices();
+    let device = stack.device(phone).await;
+    let shown = |d: &wa_pairing_store::Device| {
+        d.status == DeviceStatus::WaitingPairing && d.pairing_code.is_some()
+    };
+    let first = stack.until(device.id, "a code", shown).await;
+    let first_code = first.pairing_code.expect("a code").to_string();
+    devices
+        .refresh(device.id)
+        .await
+        .expect("the owner's refresh");
+    let second = stack
+        .until(device.id, "a new code after the refresh", |d| {
+            shown(d)
+                && d.pairing_code.as_ref().map(ToString::to_string).as_ref() != Some(&first_code)
+        })
+        .await;
+    let second_code = second.pairing_code.expect("a code").to_string();
+    stack
+        .sim
+        .phone(phone)
+        .enter_code(&second_code)
+        .await
+        .expect("the phone accepts the code");
+    let linked = stack.connected(device.id).await;
+
+    // The owner disconnects: the runner closes the session, whose last writes are then
+    // refused (the lease is gone).
+    let closed = stack.sim.wait_for(Duration::from_secs(30), |e| {
+        matches!(e, SimEvent::Disconnected { .. })
+    });
+    devices
+        .disconnect(device.id)
+        .await
+        .expect("the owner's disconnect");
+    closed.await.expect("the session's socket closed");
+    stack
+        .until(device.id, "the lease released", |d| d.lease_owner.is_none())
+        .await;
+
+    // Connect again: a login from the stored state, no code.
+    devices
+        .resume(device.id)
+        .await
+        .expect("the owner's connect");
+    stack
+        .until(device.id, "logged in again", |d| {
+            d.status == DeviceStatus::Connected
+                && d.lease_owner.is_some()
+                && d.last_connected_at > linked.last_connected_at
+        })
+        .await;
+
+    // Unlink: the companion is logged out at WhatsApp and the state wiped.
+    devices.unlink(device.id).await.expect("the owner's unlink");
+    stack
+        .until(device.id, "unlinked", |d| {
+            d.status == DeviceStatus::Disconnected && d.phone_number.is_none()
+        })
+        .await;
+    vec![first_code, second_code]
 }

@@ -1,0 +1,1 @@
+../../crates/postgres/migrations/20261210000000_wa_pairing_rest_defaults.sql

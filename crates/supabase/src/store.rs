@@ -656,8 +656,8 @@ mod tests {
 }
 
 /// Sets the RPC argument `name` when there is a value, and leaves it out otherwise: the SQL
-/// functions give such arguments a `null` default, and PostgREST matches a call by the
-/// arguments given. Never sent as JSON `null`, which PostgREST hands to PostgreSQL as NULL
+/// functions have an overload without such an argument, and PostgREST matches a call by the
+/// names of the arguments given. Never sent as JSON `null`, which PostgREST hands to PostgreSQL as NULL
 /// but not every PostgREST-compatible server does (postrust passes the text `null`; see the
 /// crate's README).
 fn put_if<T: serde::Serialize>(params: &mut Value, name: &str, value: Option<T>) {

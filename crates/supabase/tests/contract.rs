@@ -180,7 +180,7 @@ async fn owner_actions_call_their_functions() {
         .expect(1)
         .mount(&server)
         .await;
-    // A QR pairing leaves `p_phone` out (its SQL default is null) rather than sending a JSON
+    // A QR pairing leaves `p_phone` out (the two-argument overload) rather than sending a JSON
     // null, which not every PostgREST-compatible server passes as NULL.
     rpc("wa_start_pairing")
         .and(body_json(json!({"p_device_id": DEVICE, "p_method": "qr"})))
@@ -792,7 +792,7 @@ async fn nobody_listening_is_unavailable() {
 async fn maintenance_and_the_budget_go_through_their_functions() {
     let server = MockServer::start().await;
     rpc("wa_auth_devices")
-        // The first page leaves `p_after` out (its SQL default is null).
+        // The first page leaves `p_after` out (the one-argument overload).
         .and(body_json(json!({"p_limit": 100})))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!([DEVICE])))
         .expect(1)

@@ -1,10 +1,10 @@
 //! A PostgREST-compatible server in front of a test database, configured as Supabase
-//! configures PostgREST, so the Supabase backend and supabase-js can be tested against a
-//! live REST API offline.
+//! configures PostgREST, so the Supabase backend can be tested against a live REST API
+//! offline.
 //!
 //! The server is `wa-pairing-postrust` (`tools/postrust`: the `postrust-server` crate,
 //! pinned, with the REST API mounted under `/rest/v1` as on a Supabase project). `.ci/run`
-//! installs it; elsewhere: `cargo install --locked --path tools/postrust`.
+//! builds it from `tools/postrust` once per machine, where [`Postrust::start`] finds it.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};

@@ -174,11 +174,30 @@ impl RedisStore {
     /// One `PING`, within the timeout: `Ok` when Redis answers. A TLS or credentials problem
     /// is a permanent error (`Configuration`, `PermissionDenied`) that says what to change;
     /// an outage is a retryable one.
+    ///
+    /// A `rediss://` URL to a port that speaks plain text never completes its TLS handshake
+    /// (the server waits for a command, the client for the server's hello), which looks like
+    /// an outage; when the handshake does not answer, the port is asked for a plaintext
+    /// `PING`, and a Redis reply there makes it a `Configuration` error.
     pub async fn ping(&self) -> StoreResult<()> {
-        self.run("ping", async move |c| {
-            redis::cmd("PING").query_async::<()>(c).await
-        })
-        .await
+        let answered = self
+            .run("ping", async move |c| {
+                redis::cmd("PING").query_async::<()>(c).await
+            })
+            .await;
+        match answered {
+            Err(e)
+                if matches!(e.kind(), ErrorKind::Timeout | ErrorKind::Unavailable)
+                    && self.config.url.starts_with("rediss://")
+                    && speaks_plain_text(&self.config.url, self.config.timeout).await =>
+            {
+                Err(StoreError::new(
+                    ErrorKind::Configuration,
+                    "REDIS_URL says rediss:// (TLS), but the server on that port answers in plain text: use redis:// for a plaintext port, or the server's TLS port",
+                ))
+            }
+            other => other,
+        }
     }
 
     /// The configuration.
@@ -556,5 +575,72 @@ mod tests {
         let err = RedisStore::new(&RedisConfig::new("http://:secret@nope")).unwrap_err();
         assert!(!err.to_string().contains("secret"));
         assert_eq!(err.kind(), ErrorKind::Configuration);
+    }
+}
+
+/// Whether the server at `url`'s host and port answers a plaintext `PING` with a Redis reply
+/// (`+PONG`, or an error such as `-NOAUTH`), within `within`.
+async fn speaks_plain_text(url: &str, within: Duration) -> bool {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let Some(addr) = host_and_port(url) else {
+        return false;
+    };
+    let probe = async {
+        let mut socket = tokio::net::TcpStream::connect(addr.as_str()).await.ok()?;
+        socket.write_all(b"PING\r\n").await.ok()?;
+        let mut first = [0_u8; 1];
+        let n = socket.read(&mut first).await.ok()?;
+        Some(n == 1 && matches!(first[0], b'+' | b'-'))
+    };
+    tokio::time::timeout(within, probe)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+/// `host:port` of a `redis://` or `rediss://` URL (6379 when it names no port).
+fn host_and_port(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host_port.is_empty() {
+        return None;
+    }
+    let has_port = match host_port.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.ends_with(':')
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && !port.is_empty()
+                && (!host.starts_with('[') || host.ends_with(']'))
+        }
+        None => false,
+    };
+    Some(if has_port {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:6379")
+    })
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::host_and_port;
+
+    #[test]
+    fn host_and_port_of_redis_urls() {
+        for (url, expected) in [
+            ("rediss://127.0.0.1:6380", Some("127.0.0.1:6380")),
+            (
+                "rediss://user:pw@cache.example.com:6380/2",
+                Some("cache.example.com:6380"),
+            ),
+            ("redis://cache.example.com", Some("cache.example.com:6379")),
+            ("rediss://[::1]:6380/0", Some("[::1]:6380")),
+            ("rediss://[::1]", Some("[::1]:6379")),
+            ("rediss://", None),
+        ] {
+            assert_eq!(host_and_port(url).as_deref(), expected, "{url}");
+        }
     }
 }

@@ -94,7 +94,7 @@ async fn redis_mistakes_refuse_to_start() {
             "password",
         ),
         (format!("redis://{host}:{port}/999"), "database number"),
-        (format!("rediss://{host}:{port}"), "does not speak TLS"),
+        (format!("rediss://{host}:{port}"), "answers in plain text"),
     ] {
         let env =
             ServiceEnv::new("postgres://svc@127.0.0.1:1/app", KEYS).set("REDIS_URL", url.clone());

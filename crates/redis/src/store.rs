@@ -562,22 +562,6 @@ impl PairingBudget for RedisStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::redact;
-
-    #[test]
-    fn urls_are_redacted() {
-        assert_eq!(redact("redis://:pw@h:6379/0"), "redis://***@h:6379/0");
-        assert_eq!(redact("rediss://default:pw@h:6379"), "rediss://***@h:6379");
-        assert_eq!(redact("redis://h:6379"), "redis://h:6379");
-        let err = RedisStore::new(&RedisConfig::new("http://:secret@nope")).unwrap_err();
-        assert!(!err.to_string().contains("secret"));
-        assert_eq!(err.kind(), ErrorKind::Configuration);
-    }
-}
-
 /// Whether the server at `url`'s host and port answers a plaintext `PING` with a Redis reply
 /// (`+PONG`, or an error such as `-NOAUTH`), within `within`.
 async fn speaks_plain_text(url: &str, within: Duration) -> bool {
@@ -623,6 +607,21 @@ fn host_and_port(url: &str) -> Option<String> {
     })
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::redact;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact("redis://:pw@h:6379/0"), "redis://***@h:6379/0");
+        assert_eq!(redact("rediss://default:pw@h:6379"), "rediss://***@h:6379");
+        assert_eq!(redact("redis://h:6379"), "redis://h:6379");
+        let err = RedisStore::new(&RedisConfig::new("http://:secret@nope")).unwrap_err();
+        assert!(!err.to_string().contains("secret"));
+        assert_eq!(err.kind(), ErrorKind::Configuration);
+    }
+}
 #[cfg(test)]
 mod host_tests {
     use super::host_and_port;

@@ -640,6 +640,17 @@ impl PairingBudget for SupabaseStore {
     }
 }
 
+/// Sets the RPC argument `name` when there is a value, and leaves it out otherwise: the SQL
+/// functions have an overload without such an argument, and PostgREST matches a call by the
+/// names of the arguments given. Never sent as JSON `null`, which PostgREST hands to PostgreSQL as NULL
+/// but not every PostgREST-compatible server does (postrust passes the text `null`; see the
+/// crate's README).
+fn put_if<T: serde::Serialize>(params: &mut Value, name: &str, value: Option<T>) {
+    if let Some(v) = value {
+        params[name] = json!(v);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -652,16 +663,5 @@ mod tests {
         assert_eq!(unbytea("t", &text).unwrap(), all);
         assert_eq!(unbytea("t", "\\x").unwrap(), Vec::<u8>::new());
         assert_eq!(unbytea("t", "AAEC").unwrap_err().kind(), ErrorKind::Corrupt);
-    }
-}
-
-/// Sets the RPC argument `name` when there is a value, and leaves it out otherwise: the SQL
-/// functions have an overload without such an argument, and PostgREST matches a call by the
-/// names of the arguments given. Never sent as JSON `null`, which PostgREST hands to PostgreSQL as NULL
-/// but not every PostgREST-compatible server does (postrust passes the text `null`; see the
-/// crate's README).
-fn put_if<T: serde::Serialize>(params: &mut Value, name: &str, value: Option<T>) {
-    if let Some(v) = value {
-        params[name] = json!(v);
     }
 }

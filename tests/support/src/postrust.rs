@@ -107,18 +107,15 @@ impl Postrust {
                 }
             }
         });
-        let url = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                let _ = std::fs::remove_file(&log);
-                return Err(Skip::new(format!(
-                    "wa-pairing-postrust did not start within 30 s ({status}): {}",
-                    tail(&text, 20)
-                )));
-            }
+        let Ok(url) = rx.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let _ = std::fs::remove_file(&log);
+            return Err(Skip::new(format!(
+                "wa-pairing-postrust did not start within 30 s ({status}): {}",
+                tail(&text, 20)
+            )));
         };
         Ok(Self {
             child,

@@ -159,17 +159,25 @@ impl WaBackend {
         self
     }
 
-    /// The outcome of a write for the client: a write the store refused because the lease
-    /// is gone ([`LeaseLost`](wa_pairing_store::ErrorKind::LeaseLost)) while the session is
-    /// closing is answered as done, logged at debug only. An owner's refresh, disconnect or
-    /// unlink ends the lease before the session has closed, and the client's last flushes
-    /// (the device record, its coalesced Signal writes) land after it: refused either way,
-    /// and not an error for the client to log. Any other failure, or a lease lost while the
-    /// session is not closing (another instance took the device over), stays an error.
+    /// The outcome of a write for the client. A write the store refused because the lease
+    /// is gone ([`LeaseLost`](wa_pairing_store::ErrorKind::LeaseLost)) is answered as done and
+    /// logged at debug only: nothing was written (the fence saw to that), and the session is
+    /// over. An owner's refresh, disconnect or unlink ends the lease before the runner has
+    /// closed the session, so the client's flushes and app-state sync in between meet it; a
+    /// takeover by another instance ends it too. Either way the runner is the one that
+    /// reports it (its own log line, and `wa_pairing_leases_lost_total` for a lease really
+    /// lost) and closes the session, and the session handle refuses to send once the lease
+    /// is lost; the client logging each refused write as a failure would only repeat that.
+    /// Any other failure stays an error.
     fn written(&self, r: std::result::Result<(), StoreError>) -> Result<()> {
         match r {
-            Err(e) if e.kind() == wa_pairing_store::ErrorKind::LeaseLost && self.closing() => {
-                tracing::debug!(device = %self.device, error = %e, "the closing session's write was not kept");
+            Err(e) if e.kind() == wa_pairing_store::ErrorKind::LeaseLost => {
+                tracing::debug!(
+                    device = %self.device,
+                    closing = self.closing(),
+                    error = %e,
+                    "a write after the lease ended was not kept"
+                );
                 Ok(())
             }
             other => other.map_err(|e| self.fail(e)),

@@ -444,18 +444,13 @@ async fn lid_mappings_keep_the_phone_index_in_step() {
 async fn a_lost_lease_cannot_write() {
     let (store, lease, b) = setup().await;
     b.put_session("a@s.whatsapp.net", b"mine").await.unwrap();
-    // Another runner takes the device over: the owner restarts pairing and it is claimed again.
+    // The owner acts (or another runner takes the device over): the lease ends.
     store.disconnect(lease.device_id).await.unwrap();
-    let err = b
-        .put_session("a@s.whatsapp.net", b"late")
+    // The client's late write is answered as done (the runner, not the client, reports a
+    // lost lease and closes the session), and nothing of it is kept.
+    b.put_session("a@s.whatsapp.net", b"late")
         .await
-        .expect_err("stale fence");
-    assert!(err.to_string().contains("database"), "{err}");
-    let source = std::error::Error::source(&err).expect("the store's error is kept");
-    assert!(
-        source.to_string().to_lowercase().contains("lease"),
-        "{source}"
-    );
+        .expect("refused quietly");
     let stale = WaBackend::new(store.clone(), lease.device_id, Fence(lease.fence.0));
     assert_eq!(
         stale

@@ -32,6 +32,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "20261210000000_wa_pairing_rest_defaults",
         include_str!("../migrations/20261210000000_wa_pairing_rest_defaults.sql"),
     ),
+    (
+        "20261211000000_wa_pairing_error_codes",
+        include_str!("../migrations/20261211000000_wa_pairing_error_codes.sql"),
+    ),
 ];
 
 /// A constant key for `pg_advisory_xact_lock`, so concurrent migrations run one at a time.

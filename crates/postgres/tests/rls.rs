@@ -217,7 +217,7 @@ async fn end_users_write_under_the_owners_rules() {
     let e = set("update public.devices set phone_for_pairing = '0812 3456 7890' where id = $1")
         .await
         .unwrap_err();
-    assert_eq!(code(&e), "WAI01");
+    assert_eq!(code(&e), "WAI03", "a refused number");
     let e = user
         .execute(
             "update public.devices set phone_for_pairing = repeat('9', 5000) where id = $1",
@@ -225,7 +225,7 @@ async fn end_users_write_under_the_owners_rules() {
         )
         .await
         .unwrap_err();
-    assert_eq!(code(&e), "WAI01");
+    assert_eq!(code(&e), "WAI03", "a refused number");
     set("update public.devices set phone_for_pairing = '+44 7911-123456' where id = $1")
         .await
         .unwrap();
@@ -248,7 +248,7 @@ async fn end_users_write_under_the_owners_rules() {
         )
         .await
         .unwrap_err();
-    assert_eq!(code(&e), "WAI01");
+    assert_eq!(code(&e), "WAI02", "a refused name");
     let e = user
         .execute(
             "insert into public.devices (user_id, device_name) values ($1, '   ')",
@@ -256,7 +256,7 @@ async fn end_users_write_under_the_owners_rules() {
         )
         .await
         .unwrap_err();
-    assert_eq!(code(&e), "WAI01");
+    assert_eq!(code(&e), "WAI02", "a refused name");
 
     // Resume needs a linked device; unlink is always possible.
     let e = set("update public.devices set status = 'connected' where id = $1")

@@ -27,7 +27,7 @@ pub struct SqlFailure<'a> {
 /// | `WAT01` (ours) | `InvalidTransition` | permanent |
 /// | `WAN01` (ours) | `NotFound` | permanent |
 /// | `WAR01` (ours) | `Throttled` | throttled, the hint's seconds |
-/// | `WAI01` (ours), `22*` | `InvalidInput` | permanent |
+/// | `WAI01`, `WAI02` (a name), `WAI03` (a number) (ours), `22*` | `InvalidInput` | permanent |
 /// | `WAQ01` (ours) | `QuotaExceeded` | permanent |
 /// | `WAP01` (ours) | `RateLimited` (the owner's pace) | throttled, the hint's seconds |
 /// | `WAC01` (ours) | `Conflict` (a companion stored for another device) | permanent |
@@ -59,7 +59,7 @@ pub fn classify(f: &SqlFailure<'_>) -> StoreError {
         "WAR01" => StoreError::throttled(f.message, hint_seconds(f.hint)),
         "WAP01" => StoreError::rate_limited(hint_seconds(f.hint).unwrap_or(Duration::from_secs(1))),
         "WAC01" => StoreError::new(ErrorKind::Conflict, f.message),
-        "WAI01" => StoreError::new(ErrorKind::InvalidInput, f.message),
+        "WAI01" | "WAI02" | "WAI03" => StoreError::new(ErrorKind::InvalidInput, f.message),
         "WAQ01" => StoreError::new(ErrorKind::QuotaExceeded, f.message),
         "23505" => StoreError::new(
             ErrorKind::Conflict,
@@ -189,6 +189,8 @@ mod tests {
             (Some("WAN01"), ErrorKind::NotFound, false),
             (Some("WAR01"), ErrorKind::Throttled, true),
             (Some("WAI01"), ErrorKind::InvalidInput, false),
+            (Some("WAI02"), ErrorKind::InvalidInput, false),
+            (Some("WAI03"), ErrorKind::InvalidInput, false),
             (Some("WAP01"), ErrorKind::RateLimited, true),
             (Some("WAC01"), ErrorKind::Conflict, false),
             (Some("23505"), ErrorKind::Conflict, false),

@@ -180,6 +180,7 @@ mod tests {
             (400, "WAT01", ErrorKind::InvalidTransition, false),
             (400, "WAN01", ErrorKind::NotFound, false),
             (400, "WAI01", ErrorKind::InvalidInput, false),
+            (400, "WAI03", ErrorKind::InvalidInput, false),
             (409, "23505", ErrorKind::Conflict, false),
             (500, "08006", ErrorKind::Unavailable, true),
             (503, "53300", ErrorKind::Unavailable, true),

@@ -105,11 +105,10 @@ pub async fn postgres_through_pooler() -> Result<(Stores, PgDb, PgBouncer), Skip
     Ok((store.stores().encrypt(test_keyring()).build(), db, bouncer))
 }
 
-/// Devices and auth state through Supabase's REST API: a fresh database with Supabase's
-/// roles and the migrations, a PostgREST-compatible server in front of it (as on a Supabase
-/// project), and the Supabase backend on it as `service_role`, the auth state sealed with
-/// [`test_keyring`]. Keep the [`Postrust`] alive for the test.
-pub async fn supabase_rest() -> Result<(Stores, PgDb, Postrust), Skip> {
+/// A Supabase project offline: a fresh database with Supabase's roles and the migrations,
+/// and a PostgREST-compatible server in front of it (as on a Supabase project). Keep the
+/// [`Postrust`] alive for the test.
+pub async fn supabase_project() -> Result<(PgDb, Postrust), Skip> {
     let db = PgDb::create("wa_e2e").await?;
     db.connect()
         .await
@@ -121,17 +120,67 @@ pub async fn supabase_rest() -> Result<(Stores, PgDb, Postrust), Skip> {
         .migrate()
         .await
         .expect("migrations");
-    let rest = match Postrust::start(&db) {
-        Ok(rest) => rest,
+    match Postrust::start(&db) {
+        Ok(rest) => Ok((db, rest)),
         Err(why) => {
             db.drop().await;
-            return Err(why);
+            Err(why)
         }
-    };
+    }
+}
+
+/// Devices and auth state through Supabase's REST API ([`supabase_project`]), the Supabase
+/// backend on it as `service_role`, the auth state sealed with [`test_keyring`]. Keep the
+/// [`Postrust`] alive for the test.
+pub async fn supabase_rest() -> Result<(Stores, PgDb, Postrust), Skip> {
+    let (db, rest) = supabase_project().await?;
     let store = wa_pairing_supabase::SupabaseConfig::new(rest.url(), rest.service_role_key())
         .build()
         .expect("the Supabase store");
     Ok((store.stores().encrypt(test_keyring()).build(), db, rest))
+}
+
+/// A Node test package under `tests/` (`tests/<name>`), when Node 20 or later is installed;
+/// else why not. Installs the package's dependencies (`npm ci`, its pinned lockfile) when
+/// `module` is not installed yet.
+pub fn node_package(name: &str, module: &str) -> Result<std::path::PathBuf, Skip> {
+    use std::process::{Command, Stdio};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(name);
+    let node = Command::new("node")
+        .args(["-p", "process.versions.node.split('.')[0]"])
+        .output()
+        .map_err(|e| {
+            Skip::new(format!(
+                "Node is not installed ({e}): tests/{name} needs Node 20 or later"
+            ))
+        })?;
+    let major: u32 = String::from_utf8_lossy(&node.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    if major < 20 {
+        return Err(Skip::new(format!(
+            "tests/{name} needs Node 20 or later; this is Node {major}"
+        )));
+    }
+    if !dir.join("node_modules").join(module).is_dir() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| {
+                Skip::new(format!(
+                    "npm could not run ({e}): run `npm ci` in tests/{name}"
+                ))
+            })?;
+        if !status.success() {
+            return Err(Skip::new(format!("`npm ci` in tests/{name} failed")));
+        }
+    }
+    Ok(dir)
 }
 
 /// A mobile number no earlier run used: `prefix` (Indonesian, `628...`) followed by random

@@ -5,7 +5,7 @@
 //! companion: no new pairing, no code, `connected`, and again after a restart.
 #![allow(missing_docs)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -16,47 +16,8 @@ use wa_pairing_postgres::PostgresStore;
 use wa_pairing_service::{ImportAction, ImportOptions, ImportReport, Settings, import_baileys};
 use wa_pairing_sim::Sim;
 use wa_pairing_store::{AuthStateStore, DeviceId, DeviceStatus, DeviceStore};
-use wa_pairing_store_testkit::{Skip, skip};
+use wa_pairing_store_testkit::skip;
 use wa_pairing_whatsapp::baileys::BaileysAuth;
-
-/// The Baileys test package, when Node and its installed packages are there; else why not.
-/// Installs the packages (`npm ci`, pinned lockfile) when only they are missing.
-fn baileys_package() -> Result<PathBuf, Skip> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../baileys");
-    let node = std::process::Command::new("node")
-        .args(["-p", "process.versions.node.split('.')[0]"])
-        .output()
-        .map_err(|e| {
-            Skip::new(format!(
-                "Node is not installed ({e}): Baileys needs Node 20 or later"
-            ))
-        })?;
-    let major: u32 = String::from_utf8_lossy(&node.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    if major < 20 {
-        return Err(Skip::new(format!(
-            "Baileys needs Node 20 or later; this is Node {major}"
-        )));
-    }
-    if !dir.join("node_modules/baileys").is_dir() {
-        let status = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .status()
-            .map_err(|e| {
-                Skip::new(format!(
-                    "npm could not run ({e}): run `npm ci` in tests/baileys"
-                ))
-            })?;
-        if !status.success() {
-            return Err(Skip::new("`npm ci` in tests/baileys failed"));
-        }
-    }
-    Ok(dir)
-}
 
 /// Links `phone` with Baileys: the simulated phone types the code Baileys shows. Returns the
 /// session data as the original system stored it; the auth folder is copied to `out_dir`.
@@ -159,7 +120,7 @@ async fn values(raw: &PostgresStore, id: DeviceId) -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_baileys_session_moves_over_without_linking_again_and_survives_a_restart() {
-    let package = match baileys_package() {
+    let package = match wa_pairing_e2e::node_package("baileys", "baileys") {
         Ok(p) => p,
         Err(why) => return skip("Baileys import e2e", &why),
     };

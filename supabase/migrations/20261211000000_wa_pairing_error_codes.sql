@@ -1,0 +1,1 @@
+../../crates/postgres/migrations/20261211000000_wa_pairing_error_codes.sql

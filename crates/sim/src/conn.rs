@@ -330,6 +330,8 @@ async fn received(
     }
     if node.tag == "message" {
         messaging::from_companion(shared, id, node).await;
+    } else if node.tag == "ack" {
+        messaging::client_ack(shared, id, &node);
     } else if node.tag == "receipt" {
         messaging::receipt(shared, id, &node);
     } else if node.tag == "iq"
@@ -497,7 +499,7 @@ fn pair_device(shared: &Arc<Shared>, conn: u64) {
 /// Dispatches one stanza from a client.
 fn handle(shared: &Arc<Shared>, conn: u64, node: Node) {
     if node.tag != "iq" {
-        // acks, receipts, presence, unified_session...: nothing to answer.
+        // presence, unified_session...: nothing to answer.
         return;
     }
     let id = attr(&node, "id").unwrap_or_default();
@@ -546,11 +548,24 @@ fn handle(shared: &Arc<Shared>, conn: u64, node: Node) {
         ("passive", "set") => {
             reply(result(&id).build());
             if node.get_optional_child("active").is_some() {
-                reply(
-                    NodeBuilder::new("ib")
-                        .attr("from", SERVER)
-                        .children([NodeBuilder::new("offline").attr("count", "0").build()])
-                        .build(),
+                // What waited for this companion while it was away (or was never
+                // acknowledged), oldest first, then the marker that the queue is empty.
+                let mut st = shared.lock();
+                let offline = st.offline_for(conn, shared.config.offline_expiry);
+                let count = offline.len();
+                for message in offline {
+                    st.send(conn, Out::Node(message));
+                }
+                st.send(
+                    conn,
+                    Out::Node(
+                        NodeBuilder::new("ib")
+                            .attr("from", SERVER)
+                            .children([NodeBuilder::new("offline")
+                                .attr("count", count.to_string())
+                                .build()])
+                            .build(),
+                    ),
                 );
             }
         }
@@ -674,50 +689,77 @@ fn pre_keys_uploaded(shared: &Arc<Shared>, conn: u64, keys: UploadedKeys) {
     let Some(bundle) = linked.keys.as_mut().map(|k| k.take_bundle(device)) else {
         return;
     };
+    let history_id = st.next_id();
     let account = st.account(&phone);
-    let (crypto, share) = (
+    let (crypto, first) = (
         Arc::clone(&account.crypto),
-        keyshare::message(device, &account.app_state_key),
+        [
+            keyshare::message(device, &account.app_state_key),
+            keyshare::history_bootstrap(&phone, &account.lid, &history_id),
+        ],
     );
     drop(st);
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
-        let ciphertext = match bundle {
+        let ciphertexts = match bundle {
             Ok(bundle) => {
-                messaging::encrypt_key_share(&crypto, &phone, device, bundle, &share).await
+                messaging::encrypt_first_messages(&crypto, &phone, device, bundle, &first).await
             }
             Err(e) => Err(e),
         };
-        let (kind, ciphertext) = match ciphertext {
+        let ciphertexts = match ciphertexts {
             Ok(c) => c,
             Err(e) => {
                 warn!(phone = %redact(&phone), device, error = %e, "could not share the app-state keys");
                 return;
             }
         };
+        // The key share, then the history-sync notification, in this order (as from a real
+        // phone): a client that starts its app-state sync on the notification has the key.
         let sent = {
             let mut st = shared.lock();
-            let message = NodeBuilder::new("message")
-                .attr("from", format!("{phone}@{SERVER}"))
-                .attr("id", st.next_id())
-                .attr("t", wacore::time::now_secs().to_string())
-                .attr("type", "text")
-                .attr("category", "peer")
-                .children([NodeBuilder::new("enc")
-                    .attr("v", "2")
-                    .attr("type", kind.wire())
-                    .bytes(ciphertext)
-                    .build()])
-                .build();
-            let sent = st.send(conn, Out::Node(message));
-            if sent {
+            let mut sent = 0;
+            for (n, (kind, ciphertext)) in ciphertexts.into_iter().enumerate() {
+                let id = if n == 1 {
+                    history_id.clone()
+                } else {
+                    st.next_id()
+                };
+                let message = NodeBuilder::new("message")
+                    .attr("from", format!("{phone}@{SERVER}"))
+                    .attr("id", id)
+                    .attr("t", wacore::time::now_secs().to_string())
+                    .attr("type", "text")
+                    .attr("category", "peer")
+                    .children([NodeBuilder::new("enc")
+                        .attr("v", "2")
+                        .attr("type", kind.wire())
+                        .bytes(ciphertext)
+                        .build()])
+                    .build();
+                if !st.send(conn, Out::Node(message)) {
+                    break;
+                }
+                sent += 1;
+            }
+            if sent > 0 {
                 st.counters.key_shares += 1;
+            }
+            if sent > 1 {
+                st.counters.history_notifications += 1;
             }
             sent
         };
-        if sent {
+        if sent > 0 {
             debug!(phone = %redact(&phone), device, "app-state keys shared");
-            shared.emit(SimEvent::KeysShared { phone, device });
+            shared.emit(SimEvent::KeysShared {
+                phone: phone.clone(),
+                device,
+            });
+        }
+        if sent > 1 {
+            debug!(phone = %redact(&phone), device, "initial history-sync notification sent");
+            shared.emit(SimEvent::HistorySent { phone, device });
         }
     });
 }

@@ -264,3 +264,53 @@ pub(crate) fn message(device: u32, key: &AppStateKey) -> wa::Message {
         ..Default::default()
     }
 }
+
+/// The phone's second message to a freshly linked companion, right after the key share: the
+/// initial history-sync notification (`INITIAL_BOOTSTRAP`), as WhatsApp's primary device
+/// sends it. The history rides inline (`initialHistBootstrapInlinePayload`, a zlib-compressed
+/// `HistorySync`) as it does for the initial bootstrap, so there is no blob to download: a
+/// simulated account has no chats, so it carries the account's own number-to-LID mapping and
+/// no conversations. Clients that wait for this notice before they hand events over (Baileys
+/// flushes its event buffer after the app-state sync it starts) see it in the same order as
+/// from a real phone: key share first.
+pub(crate) fn history_bootstrap(phone: &str, lid: &str, message_id: &str) -> wa::Message {
+    use waproto::buffa::Message as _;
+    let history = wa::HistorySync {
+        sync_type: wa::history_sync::HistorySyncType::INITIAL_BOOTSTRAP,
+        chunk_order: Some(1),
+        progress: Some(100),
+        phone_number_to_lid_mappings: vec![wa::PhoneNumberToLIDMapping {
+            pn_jid: Some(format!("{phone}@s.whatsapp.net")),
+            lid_jid: Some(format!("{lid}@lid")),
+        }],
+        ..Default::default()
+    };
+    let payload = zlib(&history.encode_to_vec());
+    let notification = wa::message::HistorySyncNotification {
+        file_length: Some(payload.len() as u64),
+        sync_type: Some(wa::message::HistorySyncType::INITIAL_BOOTSTRAP),
+        chunk_order: Some(1),
+        original_message_id: Some(message_id.to_owned()),
+        progress: Some(100),
+        initial_hist_bootstrap_inline_payload: Some(payload),
+        ..Default::default()
+    };
+    wa::Message {
+        protocol_message: MessageField::some(wa::message::ProtocolMessage {
+            r#type: Some(wa::message::protocol_message::Type::HISTORY_SYNC_NOTIFICATION),
+            history_sync_notification: MessageField::some(notification),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// `data` in zlib's format (RFC 1950), as history-sync payloads are compressed.
+fn zlib(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0; zlib_rs::compress_bound(data.len())];
+    let (written, rc) = zlib_rs::compress_slice(&mut out, data, zlib_rs::DeflateConfig::default());
+    assert_eq!(rc, zlib_rs::ReturnCode::Ok, "the buffer holds the bound");
+    let len = written.len();
+    out.truncate(len);
+    out
+}

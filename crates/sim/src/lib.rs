@@ -24,6 +24,7 @@ pub use model::{
     SimReceipt, Stage, StreamError,
 };
 pub use phone::SimPhone;
+pub use state::OFFLINE_QUEUE_LIMIT;
 
 use state::{Shared, State};
 

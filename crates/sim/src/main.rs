@@ -30,6 +30,12 @@ input, one per line, each handled at once (several may run together):
                                      (400, 403, 429, 452 or 500), BACKOFF seconds,
                                      TIMES times (default: every time)
     clear PHONE                      remove PHONE's injected faults
+    account PHONE                    create PHONE's account (on WhatsApp from now on);
+                                     answers with its LID
+    send PHONE TO TEXT...            the phone of PHONE types TEXT to TO (accounts exist
+                                     from their first use); answers with the message id
+    inbox PHONE                      the messages PHONE's phone received, texts included
+    receipts PHONE                   the receipts companions sent PHONE's phone
     counters                         print what the simulator has seen: connections,
                                      pairings, logins and the most logins in one second
 
@@ -95,6 +101,9 @@ fn event_json(event: &SimEvent) -> String {
         SimEvent::KeysShared { phone, device } => {
             pd("keys_shared", phone, "device", device.to_string())
         }
+        SimEvent::HistorySent { phone, device } => {
+            pd("history_sent", phone, "device", device.to_string())
+        }
         SimEvent::MessageReceived { phone, id } => {
             pd("message_received", phone, "id", json_str(id))
         }
@@ -116,40 +125,94 @@ async fn command(sim: Sim, line: String) -> Option<String> {
     if (cmd, args.as_slice()) == ("counters", &[][..]) {
         let c = sim.counters();
         return Some(format!(
-            "{{\"event\":\"counters\",\"connections\":{},\"open_connections\":{},\"pairings\":{},\"logins\":{},\"max_logins_per_second\":{},\"key_shares\":{}}}",
+            "{{\"event\":\"counters\",\"connections\":{},\"open_connections\":{},\"pairings\":{},\"logins\":{},\"max_logins_per_second\":{},\"key_shares\":{},\"history_notifications\":{}}}",
             c.connections,
             c.open_connections,
             c.pairings,
             c.logins,
             c.max_logins_per_second,
-            c.key_shares
+            c.key_shares,
+            c.history_notifications
         ));
     }
     let phone = args.first().copied().unwrap_or_default();
-    let outcome: Result<(), String> = match (cmd, args.as_slice()) {
+    // `Ok(fields)`: the command's answer, as JSON members after `command` and `phone`.
+    let outcome: Result<String, String> = match (cmd, args.as_slice()) {
         ("code", [p, code]) => sim
             .phone(p)
             .enter_code(code)
             .await
+            .map(|()| String::new())
             .map_err(|e| e.to_string()),
         ("qr", [p, payload]) => sim
             .phone(p)
             .scan_qr(payload)
             .await
+            .map(|()| String::new())
             .map_err(|e| e.to_string()),
         ("refuse", [p, status, rest @ ..]) => refusal(status, rest.first().copied()).map(|r| {
             let times = rest.get(1).and_then(|t| t.parse().ok());
             sim.phone(p).refuse_code_requests(r, times);
+            String::new()
         }),
         ("clear", [p]) => {
             sim.phone(p).clear_faults();
-            Ok(())
+            Ok(String::new())
+        }
+        ("account", [p]) => Ok(format!(",\"lid\":{}", json_str(&sim.phone(p).lid()))),
+        ("send", [p, to, first, ..]) => {
+            // The text is the rest of the line after the recipient, as typed.
+            let text = after_words(&line, 3).unwrap_or(first);
+            sim.phone(p)
+                .send_text(to, text)
+                .await
+                .map(|id| format!(",\"to\":{},\"id\":{}", json_str(to), json_str(&id)))
+                .map_err(|e| e.to_string())
+        }
+        ("inbox", [p]) => {
+            let messages: Vec<String> = sim
+                .phone(p)
+                .inbox()
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{{\"id\":{},\"from\":{},\"from_device\":{},\"chat\":{},\"text\":{},\"enc\":\"{}\"}}",
+                        json_str(&m.id),
+                        json_str(&m.from),
+                        m.from_device,
+                        json_str(&m.chat),
+                        m.text.as_deref().map_or_else(|| "null".to_owned(), json_str),
+                        m.enc.wire()
+                    )
+                })
+                .collect();
+            Ok(format!(",\"messages\":[{}]", messages.join(",")))
+        }
+        ("receipts", [p]) => {
+            let receipts: Vec<String> = sim
+                .phone(p)
+                .receipts()
+                .iter()
+                .map(|r| {
+                    let ids: Vec<String> = r.ids.iter().map(|i| json_str(i)).collect();
+                    format!(
+                        "{{\"ids\":[{}],\"from\":{},\"from_device\":{},\"type\":{}}}",
+                        ids.join(","),
+                        json_str(&r.from),
+                        r.from_device,
+                        r.kind
+                            .as_deref()
+                            .map_or_else(|| "null".to_owned(), json_str)
+                    )
+                })
+                .collect();
+            Ok(format!(",\"receipts\":[{}]", receipts.join(",")))
         }
         _ => Err(format!("unknown command {line:?}; see --help")),
     };
     Some(match outcome {
-        Ok(()) => format!(
-            "{{\"event\":\"done\",\"command\":{},\"phone\":{}}}",
+        Ok(fields) => format!(
+            "{{\"event\":\"done\",\"command\":{},\"phone\":{}{fields}}}",
             json_str(cmd),
             json_str(phone)
         ),
@@ -160,6 +223,15 @@ async fn command(sim: Sim, line: String) -> Option<String> {
             json_str(&e)
         ),
     })
+}
+
+/// What follows the first `n` words of `line`, its inner spacing kept.
+fn after_words(line: &str, n: usize) -> Option<&str> {
+    let mut rest = line.trim_start();
+    for _ in 0..n {
+        rest = rest.split_once(char::is_whitespace)?.1.trim_start();
+    }
+    (!rest.is_empty()).then_some(rest.trim_end())
 }
 
 fn refusal(status: &str, backoff: Option<&str>) -> Result<Refusal, String> {
@@ -305,4 +377,19 @@ async fn main() -> ExitCode {
     // Every line already written was flushed; the writer thread ends with the process.
     drop((out, writer));
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::after_words;
+
+    #[test]
+    fn a_sent_text_is_the_rest_of_the_line_as_typed() {
+        assert_eq!(
+            after_words("send 6281  6282   halo,  apa kabar? ", 3),
+            Some("halo,  apa kabar?")
+        );
+        assert_eq!(after_words("send 6281 6282", 3), None);
+        assert_eq!(after_words("send 6281 6282   ", 3), None);
+    }
 }

@@ -38,8 +38,12 @@ fn sender_of(st: &State, conn: u64) -> Option<(String, u32)> {
     Some((c.phone.clone()?, c.device?))
 }
 
-/// Answers a `usync` query with the device lists (`<devices>`) and LIDs (`<lid>`) asked for;
-/// other protocols are left out. A number no one created answers `404 item-not-found`.
+/// Answers a `usync` query with what it asks for: whether each number is on WhatsApp
+/// (`<contact>`: `in` for an account that exists, `out` for a number no one created, as a
+/// client's "is this number on WhatsApp?" asks), the device lists (`<devices>`) and LIDs
+/// (`<lid>`); other protocols are left out. For a number no one created, `<devices>` and
+/// `<lid>` answer `404 item-not-found`. A user is named by `jid`, or (a contact query) by its
+/// number in `<contact>+62…</contact>`.
 pub(crate) fn usync(shared: &Shared, conn: u64, id: &str, iq: &Node) {
     let mut st = shared.lock();
     st.counters.usync_queries += 1;
@@ -49,18 +53,33 @@ pub(crate) fn usync(shared: &Shared, conn: u64, id: &str, iq: &Node) {
     };
     let query = usync.get_optional_child("query");
     let wants = |tag: &str| query.and_then(|q| q.get_optional_child(tag)).is_some();
-    let (devices, lid) = (wants("devices"), wants("lid"));
+    let (contact, devices, lid) = (wants("contact"), wants("devices"), wants("lid"));
     let users: Vec<Node> = usync
         .get_optional_child("list")
         .into_iter()
         .flat_map(|l| l.get_children_by_tag("user"))
         .filter_map(|user| {
-            let jid = attr(user, "jid")?;
+            let jid = attr(user, "jid").or_else(|| {
+                let typed = user.get_optional_child("contact").and_then(bytes_of)?;
+                let digits: String = String::from_utf8_lossy(typed)
+                    .chars()
+                    .filter(char::is_ascii_digit)
+                    .collect();
+                (!digits.is_empty()).then(|| pn(&digits))
+            })?;
             let mut children = Vec::new();
-            match st
+            let account = st
                 .resolve(&jid)
-                .and_then(|(p, _)| Some((st.accounts.get(&p)?, p)))
-            {
+                .and_then(|(p, _)| Some((st.accounts.get(&p)?, p)));
+            if contact {
+                let on_whatsapp = if account.is_some() { "in" } else { "out" };
+                children.push(
+                    NodeBuilder::new("contact")
+                        .attr("type", on_whatsapp)
+                        .build(),
+                );
+            }
+            match account {
                 Some((account, _)) => {
                     if devices {
                         children.push(device_list(account));
@@ -258,7 +277,7 @@ fn copies(message: &Node) -> Option<Vec<Copy>> {
 
 /// A companion's `<message>`: the server acks it at once, each phone copy is decrypted by
 /// that phone (which answers with a receipt), each companion copy is relayed to that
-/// companion's live connections.
+/// companion (now when it is online, from the offline queue when it logs in).
 pub(crate) async fn from_companion(shared: &Arc<Shared>, conn: u64, message: Node) {
     let id = attr(&message, "id");
     let to = attr(&message, "to");
@@ -339,17 +358,12 @@ pub(crate) async fn from_companion(shared: &Arc<Shared>, conn: u64, message: Nod
                 }
                 let node = node.children(children).build();
                 let mut st = shared.lock();
-                let mut relayed = false;
-                for c in st.sessions_of(&phone, device) {
-                    relayed |= st.send(c, Out::Node(node.clone()));
-                }
-                if relayed {
-                    st.counters.messages_relayed += 1;
-                } else {
-                    debug!(
-                        id,
-                        device, "no live connection for a companion copy: dropped"
-                    );
+                match st.deliver(&phone, device, &id, node) {
+                    Some(true) => st.counters.messages_relayed += 1,
+                    Some(false) => {
+                        debug!(id, device, "a companion copy waits in the offline queue")
+                    }
+                    None => debug!(id, device, "a copy for a companion that is gone: dropped"),
                 }
             }
         }
@@ -434,13 +448,25 @@ impl Received<'_> {
     }
 }
 
-/// A companion's `<receipt>` for a message a phone sent (delivered, read, sender, retry…).
+/// A companion's `<receipt>` for a message a phone sent (delivered, read, sender, retry…):
+/// recorded, and acknowledged as the server does (`<ack class="receipt">`).
 pub(crate) fn receipt(shared: &Shared, conn: u64, node: &Node) {
     let mut st = shared.lock();
     let Some((from, from_device)) = sender_of(&st, conn) else {
         return;
     };
     let Some(id) = attr(node, "id") else { return };
+    let mut ack = NodeBuilder::new("ack")
+        .attr("class", "receipt")
+        .attr("id", id.clone())
+        .attr(
+            "from",
+            attr(node, "to").unwrap_or_else(|| SERVER.to_owned()),
+        );
+    if let Some(kind) = attr(node, "type") {
+        ack = ack.attr("type", kind);
+    }
+    st.send(conn, Out::Node(ack.build()));
     let Some((phone, _)) = attr(node, "to").and_then(|to| st.resolve(&to)) else {
         return;
     };
@@ -454,6 +480,14 @@ pub(crate) fn receipt(shared: &Shared, conn: u64, node: &Node) {
             })
             .unwrap_or_default(),
     );
+    // A receipt acknowledges the messages it names, as an `<ack>` does (whatsapp-rust, like
+    // WhatsApp Web, sends no `<ack>` for a message it could decrypt, only the receipt); a
+    // retry receipt says the opposite.
+    if attr(node, "type").as_deref() != Some("retry") {
+        for id in &ids {
+            st.acknowledged(&from, from_device, id);
+        }
+    }
     st.counters.receipts += 1;
     st.account(&phone).receipts.push(SimReceipt {
         ids,
@@ -465,8 +499,9 @@ pub(crate) fn receipt(shared: &Shared, conn: u64, node: &Node) {
     shared.emit(SimEvent::ReceiptReceived { phone, id });
 }
 
-/// A text typed on `phone` to `to`: one copy for each live companion of `to` and, wrapped as
-/// sent by the account, for each of `phone`'s own; returns the message id.
+/// A text typed on `phone` to `to`: one copy for each companion of `to` and, wrapped as sent
+/// by the account, for each of `phone`'s own (now to those online, from the offline queue to
+/// the others when they log in); returns the message id.
 pub(crate) async fn send_from_phone(
     shared: &Shared,
     phone: &str,
@@ -535,35 +570,51 @@ pub(crate) async fn send_from_phone(
             node.attr("sender_lid", format!("{sender_lid}@lid"))
         };
         let node = node.children([enc(kind, 2, bytes)]).build();
-        let st = shared.lock();
-        for c in st.sessions_of(&account, device) {
-            if st.send(c, Out::Node(node.clone())) {
-                sent += 1;
-            }
+        if shared.lock().deliver(&account, device, &id, node).is_some() {
+            sent += 1;
         }
     }
     drop(signal);
     shared.lock().counters.messages_from_phones += sent;
     debug!(phone = %redact(phone), copies = sent, "a phone sent a message");
     if sent == 0 {
-        return Err(SimError::NoLiveCompanion);
+        return Err(SimError::NoCompanion);
     }
     Ok(id)
 }
 
-/// The phone's key share to its freshly linked companion `device`: a session started over the
-/// bundle the companion uploaded (kept, so the companion's first message to its phone is a
-/// `msg`), and the encrypted share.
-pub(crate) async fn encrypt_key_share(
+/// The phone's first messages to its freshly linked companion `device` (the key share, then
+/// the history-sync notification): a session started over the bundle the companion uploaded
+/// (kept, so the companion's first message to its phone is a `msg`), and each message
+/// encrypted over it in order (a `pkmsg`, then `msg`s).
+pub(crate) async fn encrypt_first_messages(
     crypto: &crate::state::PhoneCrypto,
     phone: &str,
     device: u32,
     bundle: wacore_libsignal::protocol::PreKeyBundle,
-    message: &wa::Message,
-) -> Result<(EncType, Vec<u8>), SimError> {
+    messages: &[wa::Message],
+) -> Result<Vec<(EncType, Vec<u8>)>, SimError> {
     let addr = address(phone, device);
     let mut signal = crypto.lock().await?;
     signal.forget(&addr);
     signal.start_session(&addr, &bundle).await?;
-    signal.encrypt(&addr, message).await
+    let mut out = Vec::with_capacity(messages.len());
+    for message in messages {
+        out.push(signal.encrypt(&addr, message).await?);
+    }
+    Ok(out)
+}
+
+/// A client's `<ack>` of a stanza the server sent it: an acknowledged message leaves the
+/// companion's offline queue (an unacknowledged one is delivered again on its next login).
+/// A receipt for the message acknowledges it too ([`receipt`]).
+pub(crate) fn client_ack(shared: &Shared, conn: u64, node: &Node) {
+    if attr(node, "class").as_deref() != Some("message") {
+        return;
+    }
+    let mut st = shared.lock();
+    let (Some((phone, device)), Some(id)) = (sender_of(&st, conn), attr(node, "id")) else {
+        return;
+    };
+    st.acknowledged(&phone, device, &id);
 }

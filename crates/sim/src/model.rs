@@ -32,6 +32,7 @@ pub struct SimConfig {
     pub(crate) qr_first_ref: Duration,
     pub(crate) qr_ref: Duration,
     pub(crate) foreign_certificate: bool,
+    pub(crate) offline_expiry: Duration,
 }
 
 impl Default for SimConfig {
@@ -44,11 +45,21 @@ impl Default for SimConfig {
             qr_first_ref: Duration::from_secs(60),
             qr_ref: Duration::from_secs(20),
             foreign_certificate: false,
+            offline_expiry: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
 
 impl SimConfig {
+    /// How long a message waits in the offline queue of a companion that is not connected
+    /// before the server drops it (WhatsApp keeps undelivered messages about 30 days; the
+    /// default).
+    #[must_use]
+    pub fn offline_expiry(mut self, d: Duration) -> Self {
+        self.offline_expiry = d;
+        self
+    }
+
     /// The address to listen on; must be a loopback address.
     #[must_use]
     pub fn bind(mut self, addr: SocketAddr) -> Self {
@@ -306,6 +317,14 @@ pub enum SimEvent {
         /// The device number.
         device: u32,
     },
+    /// The phone sent a freshly linked companion the initial history-sync notification
+    /// (after the key share).
+    HistorySent {
+        /// The phone.
+        phone: String,
+        /// The device number.
+        device: u32,
+    },
     /// A phone decrypted a message a companion sent it ([`SimPhone::inbox`](crate::SimPhone::inbox)
     /// has the text).
     MessageReceived {
@@ -352,6 +371,9 @@ impl fmt::Debug for SimEvent {
             Self::StreamErrorSent { conn, code } => write!(f, "StreamErrorSent({conn}, {code})"),
             Self::DeviceRemoved { phone, device } => {
                 write!(f, "DeviceRemoved({}:{device})", redact(phone))
+            }
+            Self::HistorySent { phone, device } => {
+                write!(f, "HistorySent({}:{device})", redact(phone))
             }
             Self::KeysShared { phone, device } => {
                 write!(f, "KeysShared({}:{device})", redact(phone))
@@ -480,6 +502,17 @@ pub struct SimCounters {
     pub logins_by_second: BTreeMap<u64, u64>,
     /// App-state key shares the phones sent to freshly linked companions.
     pub key_shares: u64,
+    /// Initial history-sync notifications the phones sent to freshly linked companions
+    /// (each right after the key share).
+    pub history_notifications: u64,
+    /// Messages kept for a companion that was not connected when they arrived.
+    pub offline_queued: u64,
+    /// Messages delivered from the offline queue when a companion logged in (again, for one
+    /// it had not acknowledged).
+    pub offline_delivered: u64,
+    /// Messages the offline queue dropped: expired, or the oldest of a full queue
+    /// ([`OFFLINE_QUEUE_LIMIT`](crate::OFFLINE_QUEUE_LIMIT) per companion).
+    pub offline_dropped: u64,
     /// The most logged-in connections ever open at once for one account, per phone.
     pub max_concurrent_sessions: BTreeMap<String, u32>,
     /// `<message>` stanzas companions sent (each acknowledged at once).
@@ -554,10 +587,11 @@ pub enum SimError {
     /// The phone has no such linked device.
     #[error("the phone has no linked device {0}")]
     NoSuchDevice(u32),
-    /// A message typed on a phone reached no companion: neither the recipient nor the
-    /// sending account has a linked companion online (the simulator keeps no offline queue).
-    #[error("no linked companion of the recipient or the sender is online to receive the message")]
-    NoLiveCompanion,
+    /// A message typed on a phone has no companion to go to: neither the recipient nor the
+    /// sending account has a linked companion (online or not; one that is not online gets it
+    /// from the offline queue when it logs in).
+    #[error("neither the recipient nor the sender has a linked companion to receive the message")]
+    NoCompanion,
     /// A protocol step failed.
     #[error("protocol error: {0}")]
     Protocol(String),

@@ -375,6 +375,7 @@ impl SimPhone {
                     keys: None,
                     keys_shared: false,
                     identity: signed_identity,
+                    queue: std::collections::VecDeque::new(),
                 },
             );
             account.pending = None;
@@ -466,6 +467,11 @@ impl SimPhone {
         }
     }
 
+    /// The account's LID (its user part, without `@lid`), as `<success>` and `usync` give it.
+    pub fn lid(&self) -> String {
+        self.with_account(|a| a.lid.clone())
+    }
+
     /// The id of the account's app-state sync key, which the phone sends each freshly linked
     /// companion (end-to-end encrypted, over one of the pre-keys the companion uploaded), so a
     /// test can check the client stored it.
@@ -493,11 +499,19 @@ impl SimPhone {
     ///
     /// # Errors
     ///
-    /// [`SimError::NoLiveCompanion`] when no companion is online to receive it (the simulator
-    /// keeps no offline queue); [`SimError::Protocol`] when encrypting fails.
+    /// [`SimError::NoCompanion`] when there is no companion to receive it (one that is not
+    /// online gets it from the offline queue when it logs in); [`SimError::Protocol`] when
+    /// encrypting fails.
     pub async fn send_text(&self, to: &str, text: &str) -> Result<String, SimError> {
         let to: String = to.chars().filter(char::is_ascii_digit).collect();
         crate::messaging::send_from_phone(&self.shared, &self.number, &to, text).await
+    }
+
+    /// How many messages for this account's companions their clients have not acknowledged
+    /// yet: those waiting in the offline queue of a companion that is away, and those sent
+    /// but not acknowledged (delivered again on the companion's next login).
+    pub fn unacknowledged(&self) -> usize {
+        self.with_account(|a| a.devices.values().map(|d| d.queue.len()).sum())
     }
 
     /// The messages this phone received from companions and decrypted, oldest first.

@@ -52,7 +52,22 @@ pub(crate) struct LinkedDevice {
     /// The `ADVSignedDeviceIdentity` it returned in `pair-device-sign`, served with its
     /// pre-key bundle so senders can check the account vouches for its identity key.
     pub(crate) identity: Option<Vec<u8>>,
+    /// Messages for it that its client has not acknowledged yet, oldest first: kept while it
+    /// is not connected, delivered (again) when it logs in, removed by its `<ack>`.
+    pub(crate) queue: VecDeque<Queued>,
 }
+
+/// A message for a companion, kept until its client acknowledges it.
+pub(crate) struct Queued {
+    pub(crate) id: String,
+    pub(crate) node: Node,
+    pub(crate) at: Instant,
+    /// The connection it was last sent on.
+    pub(crate) sent_on: Option<u64>,
+}
+
+/// The most messages the offline queue keeps for one companion; beyond it the oldest goes.
+pub const OFFLINE_QUEUE_LIMIT: usize = 1000;
 
 /// The companion's answer to `primary_hello`.
 pub(crate) struct Finish {
@@ -227,6 +242,87 @@ impl State {
             .filter(|(_, c)| c.phone.as_deref() == Some(phone) && c.device == Some(device))
             .map(|(id, _)| *id)
             .collect()
+    }
+
+    /// Hands the `<message>` `node` (whose id is `id`) to `phone`'s companion `device`: kept
+    /// until its client acknowledges it, and sent now to its live connections. Returns
+    /// whether it went out now (`false`: it waits in the offline queue); `None` when the
+    /// companion does not exist.
+    pub(crate) fn deliver(
+        &mut self,
+        phone: &str,
+        device: u32,
+        id: &str,
+        node: Node,
+    ) -> Option<bool> {
+        let live = self.sessions_of(phone, device);
+        let mut sent_on = None;
+        for c in &live {
+            if self.send(*c, Out::Node(node.clone())) {
+                sent_on = Some(*c);
+            }
+        }
+        let linked = self.accounts.get_mut(phone)?.devices.get_mut(&device)?;
+        if linked.queue.len() >= OFFLINE_QUEUE_LIMIT {
+            linked.queue.pop_front();
+            self.counters.offline_dropped += 1;
+        }
+        linked.queue.push_back(Queued {
+            id: id.to_owned(),
+            node,
+            at: Instant::now(),
+            sent_on,
+        });
+        if sent_on.is_none() {
+            self.counters.offline_queued += 1;
+        }
+        Some(sent_on.is_some())
+    }
+
+    /// The companion's client acknowledged message `id`: it leaves the queue.
+    pub(crate) fn acknowledged(&mut self, phone: &str, device: u32, id: &str) {
+        if let Some(linked) = self
+            .accounts
+            .get_mut(phone)
+            .and_then(|a| a.devices.get_mut(&device))
+        {
+            linked.queue.retain(|q| q.id != id);
+        }
+    }
+
+    /// What connection `conn`'s companion has not acknowledged and was not sent on `conn`
+    /// yet, each marked `offline`, oldest first (now counted as sent on `conn`); expired
+    /// messages are dropped.
+    pub(crate) fn offline_for(&mut self, conn: u64, expiry: Duration) -> Vec<Node> {
+        let Some((phone, device)) = self
+            .conns
+            .get(&conn)
+            .and_then(|c| Some((c.phone.clone()?, c.device?)))
+        else {
+            return Vec::new();
+        };
+        let Some(linked) = self
+            .accounts
+            .get_mut(&phone)
+            .and_then(|a| a.devices.get_mut(&device))
+        else {
+            return Vec::new();
+        };
+        let before = linked.queue.len();
+        linked.queue.retain(|q| q.at.elapsed() < expiry);
+        let expired = (before - linked.queue.len()) as u64;
+        let mut out = Vec::new();
+        for q in &mut linked.queue {
+            if q.sent_on != Some(conn) {
+                q.sent_on = Some(conn);
+                let mut node = q.node.clone();
+                node.attrs.insert("offline", "1");
+                out.push(node);
+            }
+        }
+        self.counters.offline_dropped += expired;
+        self.counters.offline_delivered += out.len() as u64;
+        out
     }
 
     pub(crate) fn send(&self, conn: u64, out: Out) -> bool {

@@ -163,13 +163,117 @@ async fn texts_go_both_ways_with_real_signal_sessions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_phone_with_no_companion_online_refuses_to_send() {
+async fn a_text_with_no_companion_to_go_to_is_refused() {
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     let friend = sim.phone(FRIEND);
     let err = friend.send_text(OWNER, "anyone?").await.unwrap_err();
     assert!(
-        matches!(err, wa_pairing_sim::SimError::NoLiveCompanion),
+        matches!(err, wa_pairing_sim::SimError::NoCompanion),
         "{err}"
     );
     assert_eq!(sim.counters().messages_from_phones, 0);
+}
+
+/// The texts the client receives, in order, until (and with) `last`.
+async fn texts_until(client: &mut TestClient, last: &str) -> Vec<String> {
+    let mut texts = Vec::new();
+    tokio::time::timeout(DEADLINE, async {
+        while let Some(event) = client.events.recv().await {
+            for m in event.messages() {
+                if let Some(text) = m.message.text_content() {
+                    texts.push(text.to_owned());
+                }
+            }
+            if texts.last().map(String::as_str) == Some(last) {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{last:?} never arrived; received {texts:?}"));
+    texts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn texts_for_a_companion_that_is_away_arrive_after_its_login_in_order_once_each() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let backend = Arc::new(InMemoryBackend::new());
+    let mut client = TestClient::start(&sim.url(), backend.clone()).await;
+    let owner = client.link(&sim, OWNER).await;
+    let friend = sim.phone(FRIEND);
+    client.stop().await;
+    sim.wait_for_counters(DEADLINE, |c| c.open_connections == 0)
+        .await
+        .expect("the client's socket closes");
+
+    // The friend writes while the companion is away: the server keeps the copies.
+    for text in ["satu", "dua", "tiga"] {
+        friend
+            .send_text(OWNER, text)
+            .await
+            .expect("kept for the companion");
+    }
+    assert_eq!(sim.counters().offline_queued, 3);
+    assert_eq!(owner.unacknowledged(), 3);
+
+    // At its next login they arrive, in order, once each, and its acks empty the queue.
+    let mut again = TestClient::start(&sim.url(), backend.clone()).await;
+    assert_eq!(
+        texts_until(&mut again, "tiga").await,
+        ["satu", "dua", "tiga"]
+    );
+    assert_eq!(sim.counters().offline_delivered, 3);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while owner.unacknowledged() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client never acknowledged the delivered messages"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    again.stop().await;
+    sim.wait_for_counters(DEADLINE, |c| c.open_connections == 0)
+        .await
+        .expect("the client's socket closes");
+
+    // Acknowledged is delivered: the login after that gets only what is new.
+    let mut third = TestClient::start(&sim.url(), backend).await;
+    third
+        .wait("connected", |e| matches!(e, Event::Connected(_)))
+        .await;
+    friend.send_text(OWNER, "empat").await.expect("sent");
+    assert_eq!(texts_until(&mut third, "empat").await, ["empat"]);
+    assert_eq!(
+        sim.counters().offline_delivered,
+        3,
+        "nothing delivered twice"
+    );
+    third.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_companion_asks_whether_a_number_is_on_whatsapp() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let backend = Arc::new(InMemoryBackend::new());
+    let mut client = TestClient::start(&sim.url(), backend).await;
+    client.link(&sim, OWNER).await;
+    sim.phone(FRIEND);
+    let nobody = "6281299990000";
+    let answers = client
+        .client
+        .contacts()
+        .is_on_whatsapp(&[Jid::pn(FRIEND), Jid::pn(nobody)])
+        .await
+        .expect("the server answers");
+    let registered = |user: &str| {
+        answers
+            .iter()
+            .find(|r| r.jid.user == user)
+            .map(|r| r.is_registered)
+    };
+    assert_eq!(registered(FRIEND), Some(true), "{answers:?}");
+    assert_eq!(registered(nobody), Some(false), "{answers:?}");
+    client.stop().await;
+    sim.shutdown().await;
 }

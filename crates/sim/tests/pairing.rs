@@ -3,6 +3,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::TestClient;
 use wa_pairing_sim::{Sim, SimConfig};
@@ -43,6 +44,17 @@ async fn pairs_from_nothing_then_logs_in_from_stored_state() {
         .await
         .unwrap();
     assert!(key.is_some(), "the client stored the shared key");
+    // Then the initial history-sync notification, which a client that skips history (as a
+    // pairing gateway does) acknowledges with a `hist_sync` receipt.
+    sim.wait_for_counters(Duration::from_secs(30), |c| c.history_notifications == 1)
+        .await
+        .expect("the phone sends the history-sync notification");
+    phone
+        .wait_for_receipt(Duration::from_secs(30), |r| {
+            r.kind.as_deref() == Some("hist_sync")
+        })
+        .await
+        .expect("the client acknowledges the history notification");
     client.stop().await;
 
     // A new client over the same stored state logs in without pairing.
@@ -133,6 +145,63 @@ async fn a_registration_connection_closes_when_its_refs_run_out() {
         }
     }
     assert!(sim.phone(PHONE).scan_qr(&qr.code).await.is_err());
+    client.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_link_gets_the_key_share_then_a_history_bootstrap_the_client_reads() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let backend = Arc::new(InMemoryBackend::new());
+    let mut client = TestClient::start_with_history(&sim.url(), backend.clone()).await;
+    let code = client.request_code(PHONE).await.expect("a code");
+    let phone = sim.phone(PHONE);
+    phone.enter_code(&code).await.expect("the right code links");
+    let got = client
+        .wait("the initial history sync", |e| {
+            matches!(e, Event::HistorySync(_))
+        })
+        .await;
+    // The key share came first: the client holds the key when the history is read.
+    let key = backend
+        .get_sync_key(&phone.app_state_key_id())
+        .await
+        .unwrap();
+    assert!(key.is_some(), "the client stored the shared key first");
+    let Event::HistorySync(history) = &*got else {
+        unreachable!()
+    };
+    assert_eq!(
+        history.sync_type(),
+        waproto::whatsapp::message::HistorySyncType::INITIAL_BOOTSTRAP as i32
+    );
+    let parsed = history
+        .get()
+        .expect("the inline payload inflates and decodes");
+    assert!(
+        parsed.conversations.is_empty(),
+        "a simulated account has no chats"
+    );
+    let lid = phone.lid();
+    assert_eq!(
+        parsed
+            .phone_number_to_lid_mappings
+            .iter()
+            .map(|m| (m.pn_jid.clone(), m.lid_jid.clone()))
+            .collect::<Vec<_>>(),
+        [(
+            Some(format!("{PHONE}@s.whatsapp.net")),
+            Some(format!("{lid}@lid"))
+        )],
+        "the account's own number and LID"
+    );
+    phone
+        .wait_for_receipt(Duration::from_secs(30), |r| {
+            r.kind.as_deref() == Some("hist_sync")
+        })
+        .await
+        .expect("the client acknowledges the history notification");
+    assert_eq!(sim.counters().history_notifications, 1);
     client.stop().await;
     sim.shutdown().await;
 }

@@ -19,14 +19,38 @@ const EVENTS_BUFFERED: usize = 256;
 pub(crate) struct WaApp {
     pub(crate) client: Arc<Client>,
     pub(crate) events: broadcast::Sender<Arc<Event>>,
+    /// Numbers WhatsApp said are on WhatsApp, so a second message to one asks no more.
+    on_whatsapp: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// How many numbers a session remembers as on WhatsApp before it starts over.
+const ON_WHATSAPP_REMEMBERED: usize = 4096;
 
 impl WaApp {
     pub(crate) fn new(client: Arc<Client>) -> Self {
         Self {
             client,
             events: broadcast::channel(EVENTS_BUFFERED).0,
+            on_whatsapp: std::sync::Mutex::default(),
         }
+    }
+
+    fn known_on_whatsapp(&self, digits: &str) -> bool {
+        self.on_whatsapp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(digits)
+    }
+
+    fn remember_on_whatsapp(&self, digits: &str) {
+        let mut known = self
+            .on_whatsapp
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.len() >= ON_WHATSAPP_REMEMBERED {
+            known.clear();
+        }
+        known.insert(digits.to_owned());
     }
 }
 
@@ -92,6 +116,15 @@ pub enum SendError {
         to: String,
         /// Why, in general terms.
         why: &'static str,
+    },
+    /// WhatsApp says the number has no WhatsApp account: nothing was sent. Check the number
+    /// (country code first).
+    #[error(
+        "the message to {to} was not sent: that number is not on WhatsApp (check the number, country code first)"
+    )]
+    NotOnWhatsApp {
+        /// The recipient, redacted (`62812****7890`).
+        to: String,
     },
 }
 
@@ -202,18 +235,47 @@ impl WhatsAppSession {
     /// client has encrypted it for every device of the recipient (and the account's own
     /// other devices) and written it to the socket.
     ///
+    /// The first message to a number asks WhatsApp whether the number is on WhatsApp (one
+    /// `usync` query; the session remembers the numbers that are), because the client
+    /// itself would "send" to a number with no account without any error.
+    ///
     /// # Errors
     /// [`SendError::NotLive`] (nothing sent) once the lease moved or the session ended;
+    /// [`SendError::NotOnWhatsApp`] (nothing sent) when the number has no WhatsApp account;
     /// [`SendError::Client`] when the client could not send it.
     pub async fn send_text(&self, to: &PhoneNumber, text: &str) -> Result<SentMessage, SendError> {
         self.live.check()?;
         let jid = whatsapp_rust::Jid::pn(to.digits());
+        let redacted = || RedactedPhone::of_digits(to.digits()).to_string();
+        if !self.app.known_on_whatsapp(to.digits()) {
+            let answer = self
+                .app
+                .client
+                .contacts()
+                .is_on_whatsapp(std::slice::from_ref(&jid))
+                .await
+                .map_err(|_| SendError::Client {
+                    to: redacted(),
+                    why: "WhatsApp did not answer whether the number is on WhatsApp",
+                })?;
+            match answer.iter().find(|r| r.jid.user == to.digits()) {
+                Some(r) if r.is_registered => self.app.remember_on_whatsapp(to.digits()),
+                Some(_) => return Err(SendError::NotOnWhatsApp { to: redacted() }),
+                None => {
+                    return Err(SendError::Client {
+                        to: redacted(),
+                        why: "WhatsApp did not say whether the number is on WhatsApp",
+                    });
+                }
+            }
+            self.live.check()?;
+        }
         match self.app.client.send_text(jid, text).await {
             Ok(sent) => Ok(SentMessage {
                 id: sent.message_id,
             }),
             Err(e) => Err(SendError::Client {
-                to: RedactedPhone::of_digits(to.digits()).to_string(),
+                to: redacted(),
                 why: send_failure(&e),
             }),
         }

@@ -139,6 +139,7 @@ class Client {
         this.updates = [];
         this.closes = [];
         this.sockets = 0;
+        this.received = [];
         this.waiters = new Set();
         this.stopped = false;
     }
@@ -161,6 +162,13 @@ class Client {
         this.sockets += 1;
         this.sock = sock;
         sock.ev.on('creds.update', saveCreds);
+        // What the application receives: every `messages.upsert`, as Baileys hands it over.
+        sock.ev.on('messages.upsert', ({ messages, type }) => {
+            for (const m of messages) {
+                this.received.push({ socket: this.sockets, type, message: m });
+            }
+            this.notify();
+        });
         sock.ev.on('connection.update', (update) => {
             if (sock !== this.sock) {
                 return;

@@ -183,6 +183,24 @@ class Sim {
         return this.command(`refuse ${number} ${status} ${backoffSecs} ${times}`, 'refuse', number);
     }
 
+    /** The phone of `number` types `text` to `to`; resolves with the message id. */
+    async sendText(number, to, text) {
+        const outcome = await this.command(`send ${number} ${to} ${text}`, 'send', number);
+        return outcome.id;
+    }
+
+    /** The messages the phone of `number` received (`inbox PHONE`), texts included. */
+    async inbox(number) {
+        const outcome = await this.command(`inbox ${number}`, 'inbox', number);
+        return outcome.messages;
+    }
+
+    /** The receipts companions sent the phone of `number` (`receipts PHONE`). */
+    async receipts(number) {
+        const outcome = await this.command(`receipts ${number}`, 'receipts', number);
+        return outcome.receipts;
+    }
+
     diagnostics() {
         const tail = (lines, n) => lines.slice(-n).map((l) => `    ${l}`).join('\n') || '    (nothing)';
         return `simulator stdout (last lines):\n${tail(this.stdout, 15)}\nsimulator stderr (last lines):\n${tail(this.stderr, 25)}`;

@@ -138,3 +138,111 @@ test('a code request refused with 429 reaches Baileys as rate-overlimit', { time
         'the refused request made no code');
     assert.ok(!client.updates.some((u) => u.connection === 'open'), 'nothing was linked');
 });
+
+/** The text of a received message (a conversation or an extended text). */
+function textOf(received) {
+    const m = received.message.message;
+    return m?.conversation ?? m?.extendedTextMessage?.text ?? null;
+}
+
+/** Resolves with the first message Baileys' application received that `check` accepts. */
+function waitForReceived(client, sim, check, what) {
+    return new Promise((resolve, reject) => {
+        const done = (fn, value) => {
+            clearTimeout(timer);
+            client.waiters.delete(waiter);
+            fn(value);
+        };
+        const waiter = () => {
+            const found = client.received.find(check);
+            if (found) {
+                done(resolve, found);
+            }
+        };
+        const timer = setTimeout(() => {
+            const seen = client.received.map((r) => `    socket ${r.socket} ${r.type} ${r.message.key?.id} ${JSON.stringify(textOf(r))}`).join('\n') || '    (none)';
+            done(reject, new Error(`timed out after 20000 ms waiting for ${what}; the application received:\n${seen}\n${client.diagnostics(sim)}`));
+        }, 20000);
+        client.waiters.add(waiter);
+        waiter();
+    });
+}
+
+test('on the socket that has just linked, the application receives a friend\'s text and the owner\'s own',
+    { timeout: TEST_TIMEOUT_MS }, async (t) => {
+        const { sim, client, authDir } = await setUp(t);
+        const number = '15550100005';
+        const friend = '15550100095';
+        await pairByCode(sim, client, number);
+        const linked = client.sockets;
+        // A real phone sends the new companion the app-state keys, then the initial history
+        // sync notification; Baileys syncs app state on it and hands over what it buffered.
+        await sim.waitForEvent('HistorySent', { number });
+
+        const fromFriend = await sim.sendText(friend, number, 'halo dari teman');
+        const got = await waitForReceived(client, sim, (r) => r.message.key?.id === fromFriend,
+            "the friend's text as messages.upsert on the socket that linked");
+        assert.equal(textOf(got), 'halo dari teman');
+        assert.equal(got.socket, linked, 'the socket that linked, no re-login');
+        assert.equal(got.type, 'notify');
+        assert.equal(got.message.key.fromMe, false);
+
+        const typed = await sim.sendText(number, friend, 'dari ponsel pemilik');
+        const own = await waitForReceived(client, sim, (r) => r.message.key?.id === typed,
+            "the text the owner typed on the phone, as the account's own message");
+        assert.equal(textOf(own), 'dari ponsel pemilik');
+        assert.equal(own.message.key.fromMe, true);
+
+        // Baileys confirms delivery of the friend's text to the friend's phone.
+        const deadline = Date.now() + 10000;
+        let receipts = [];
+        while (!receipts.some((r) => r.ids.includes(fromFriend)) && Date.now() < deadline) {
+            await new Promise((resolve) => setTimeout(resolve, 100));
+            receipts = await sim.receipts(friend);
+        }
+        assert.ok(receipts.some((r) => r.ids.includes(fromFriend) && sameNumber(r.from, number)),
+            `the friend's phone has Baileys' receipt for its text: ${JSON.stringify(receipts)}`);
+
+        // Again after a re-login from the saved credentials.
+        await client.stop();
+        const again = new Client({ url: sim.url, authDir, name: 'baileys-again' });
+        t.after(() => again.stop());
+        await again.connect();
+        await waitForOpen(again, sim, "`connection: 'open'` from the saved credentials");
+        const later = await sim.sendText(friend, number, 'masih di sana?');
+        const gotLater = await waitForReceived(again, sim, (r) => r.message.key?.id === later,
+            "the friend's text after a re-login");
+        assert.equal(textOf(gotLater), 'masih di sana?');
+    });
+
+test('texts a friend sent while Baileys was stopped arrive at its next login, in order, once each',
+    { timeout: TEST_TIMEOUT_MS }, async (t) => {
+        const { sim, client, authDir } = await setUp(t);
+        const number = '15550100006';
+        const friend = '15550100096';
+        await pairByCode(sim, client, number);
+        await sim.waitForEvent('HistorySent', { number });
+        const connected = sim.events.filter((e) => e.kind === 'connected').length;
+        await client.stop();
+        await sim.waitUntil(() => sim.events.filter((e) => e.kind === 'disconnected').length >= connected,
+            10000, 'the simulator to see every Baileys socket closed');
+
+        const texts = ['satu', 'dua', 'tiga'];
+        const ids = [];
+        for (const text of texts) {
+            ids.push(await sim.sendText(friend, number, text));
+        }
+
+        const again = new Client({ url: sim.url, authDir, name: 'baileys-again' });
+        t.after(() => again.stop());
+        await again.connect();
+        await waitForOpen(again, sim, "`connection: 'open'` from the saved credentials");
+        await waitForReceived(again, sim, (r) => r.message.key?.id === ids[2], 'the third text from the offline queue');
+        const live = await sim.sendText(friend, number, 'empat');
+        await waitForReceived(again, sim, (r) => r.message.key?.id === live, 'a text sent after the login');
+        const fromFriend = again.received
+            .filter((r) => !r.message.key.fromMe && r.message.message)
+            .map((r) => r.message.key.id);
+        assert.deepEqual(fromFriend, [...ids, live], 'each text once, in the order the friend sent them');
+        assert.deepEqual(again.received.filter((r) => ids.includes(r.message.key.id)).map(textOf), texts);
+    });

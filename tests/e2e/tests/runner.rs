@@ -838,6 +838,27 @@ async fn messages_go_both_ways_through_a_live_session_and_its_signal_sessions_su
     let wa = WhatsAppSession::of(&runner.live_session(d.id).await).expect("WhatsApp");
     let mut events = wa.events();
 
+    // A number with no WhatsApp account (no one created it at the simulator): refused
+    // before anything is sent, in words that name neither the number nor the text.
+    let nobody = wa_pairing_phone::parse("+6281234500069").expect("a number");
+    let before = stack.sim.counters().messages_from_companions;
+    let err = wa
+        .send_text(&nobody, "anyone there?")
+        .await
+        .expect_err("no account, no message");
+    assert!(
+        matches!(err, wa_pairing_whatsapp::SendError::NotOnWhatsApp { .. }),
+        "{err:?}"
+    );
+    let shown = err.to_string();
+    assert!(shown.contains("not on WhatsApp"), "{shown}");
+    assert!(!shown.contains("6281234500069"), "{shown}");
+    assert_eq!(
+        stack.sim.counters().messages_from_companions,
+        before,
+        "nothing was sent"
+    );
+
     // Out: the friend's phone reads the plaintext; the owner's phone gets its own copy.
     let sent = wa
         .send_text(&friend_to, "Terima kasih, your phone is linked")

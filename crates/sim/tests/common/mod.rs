@@ -60,6 +60,17 @@ pub struct TestClient {
 
 impl TestClient {
     pub async fn start(url: &str, backend: Arc<InMemoryBackend>) -> Self {
+        Self::build(url, backend, false).await
+    }
+
+    /// A client that processes WhatsApp's history sync (the others skip it, as a pairing
+    /// gateway does).
+    #[allow(dead_code)] // Not every test binary uses it.
+    pub async fn start_with_history(url: &str, backend: Arc<InMemoryBackend>) -> Self {
+        Self::build(url, backend, true).await
+    }
+
+    async fn build(url: &str, backend: Arc<InMemoryBackend>, history: bool) -> Self {
         // The client's and the simulator's logs in the test's output, filtered by `RUST_LOG`
         // (nothing when it is unset).
         if std::env::var_os("RUST_LOG").is_some() {
@@ -69,13 +80,16 @@ impl TestClient {
                 .try_init();
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let bot = Bot::builder()
+        let mut bot = Bot::builder()
             .with_backend_arc(backend.clone())
             .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(url.to_owned()))
             .with_http_client(NoHttp)
             .with_runtime(TokioRuntime)
-            .with_version((2, 3000, 1_042_742_319))
-            .skip_history_sync()
+            .with_version((2, 3000, 1_042_742_319));
+        if !history {
+            bot = bot.skip_history_sync();
+        }
+        let bot = bot
             // The simulator's app state carries no push name; a client without one waits
             // for it on every login.
             .with_push_name("wa-pairing sim test")

@@ -361,7 +361,7 @@ pub(crate) async fn from_companion(shared: &Arc<Shared>, conn: u64, message: Nod
                 match st.deliver(&phone, device, &id, node) {
                     Some(true) => st.counters.messages_relayed += 1,
                     Some(false) => {
-                        debug!(id, device, "a companion copy waits in the offline queue")
+                        debug!(id, device, "a companion copy waits in the offline queue");
                     }
                     None => debug!(id, device, "a copy for a companion that is gone: dropped"),
                 }

@@ -69,6 +69,15 @@ fn the_error_codes_map_every_refusal_to_the_apis_code() {
             "invalid_name" | "invalid_phone" => "invalid_input",
             other => other,
         };
+        if code == "42501" {
+            // Privileges and row-level security refuse only an end user's own writes (one
+            // owner spending another's pairing starts, a column end users may not write):
+            // the API, on the service role, never meets them, and answers one as a fault of
+            // its own (internal). A page shows the owner's mistake: invalid_input.
+            assert_eq!(via_api, ErrorCode::Internal, "{code}");
+            assert_eq!(expected, "invalid_input", "{code}");
+            continue;
+        }
         assert_eq!(via_api.as_str(), expected, "{code}");
     }
 }

@@ -691,11 +691,12 @@ fn pre_keys_uploaded(shared: &Arc<Shared>, conn: u64, keys: UploadedKeys) {
     };
     let history_id = st.next_id();
     let account = st.account(&phone);
+    let notify = account.push_name.clone();
     let (crypto, first) = (
         Arc::clone(&account.crypto),
         [
             keyshare::message(device, &account.app_state_key),
-            keyshare::history_bootstrap(&phone, &account.lid, &history_id),
+            keyshare::history_bootstrap(&phone, &account.lid, &account.push_name, &history_id),
         ],
     );
     drop(st);
@@ -731,6 +732,7 @@ fn pre_keys_uploaded(shared: &Arc<Shared>, conn: u64, keys: UploadedKeys) {
                     .attr("t", wacore::time::now_secs().to_string())
                     .attr("type", "text")
                     .attr("category", "peer")
+                    .attr("notify", notify.clone())
                     .children([NodeBuilder::new("enc")
                         .attr("v", "2")
                         .attr("type", kind.wire())

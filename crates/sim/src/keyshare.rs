@@ -269,11 +269,16 @@ pub(crate) fn message(device: u32, key: &AppStateKey) -> wa::Message {
 /// initial history-sync notification (`INITIAL_BOOTSTRAP`), as WhatsApp's primary device
 /// sends it. The history rides inline (`initialHistBootstrapInlinePayload`, a zlib-compressed
 /// `HistorySync`) as it does for the initial bootstrap, so there is no blob to download: a
-/// simulated account has no chats, so it carries the account's own number-to-LID mapping and
-/// no conversations. Clients that wait for this notice before they hand events over (Baileys
+/// simulated account has no chats, so it carries the account's own number-to-LID mapping, the
+/// account's push name (clients take their own name from it) and no conversations. Clients that wait for this notice before they hand events over (Baileys
 /// flushes its event buffer after the app-state sync it starts) see it in the same order as
 /// from a real phone: key share first.
-pub(crate) fn history_bootstrap(phone: &str, lid: &str, message_id: &str) -> wa::Message {
+pub(crate) fn history_bootstrap(
+    phone: &str,
+    lid: &str,
+    push_name: &str,
+    message_id: &str,
+) -> wa::Message {
     use waproto::buffa::Message as _;
     let history = wa::HistorySync {
         sync_type: wa::history_sync::HistorySyncType::INITIAL_BOOTSTRAP,
@@ -282,6 +287,10 @@ pub(crate) fn history_bootstrap(phone: &str, lid: &str, message_id: &str) -> wa:
         phone_number_to_lid_mappings: vec![wa::PhoneNumberToLIDMapping {
             pn_jid: Some(format!("{phone}@s.whatsapp.net")),
             lid_jid: Some(format!("{lid}@lid")),
+        }],
+        pushnames: vec![wa::Pushname {
+            id: Some(format!("{phone}@s.whatsapp.net")),
+            pushname: Some(push_name.to_owned()),
         }],
         ..Default::default()
     };

@@ -30,10 +30,13 @@ input, one per line, each handled at once (several may run together):
                                      (400, 403, 429, 452 or 500), BACKOFF seconds,
                                      TIMES times (default: every time)
     clear PHONE                      remove PHONE's injected faults
-    account PHONE                    create PHONE's account (on WhatsApp from now on);
-                                     answers with its LID
+    account PHONE [NAME...]          create PHONE's account (on WhatsApp from now on),
+                                     named NAME if given (its push name); answers with
+                                     its LID and push name
     send PHONE TO TEXT...            the phone of PHONE types TEXT to TO (accounts exist
                                      from their first use); answers with the message id
+    read PHONE ID                    the phone of PHONE reads message ID it received: the
+                                     companion that sent it gets a read receipt
     inbox PHONE                      the messages PHONE's phone received, texts included
     receipts PHONE                   the receipts companions sent PHONE's phone
     counters                         print what the simulator has seen: connections,
@@ -159,7 +162,18 @@ async fn command(sim: Sim, line: String) -> Option<String> {
             sim.phone(p).clear_faults();
             Ok(String::new())
         }
-        ("account", [p]) => Ok(format!(",\"lid\":{}", json_str(&sim.phone(p).lid()))),
+        ("account", [p, ..]) => {
+            let phone = sim.phone(p);
+            // The push name is the rest of the line after the number, as typed.
+            if let Some(name) = after_words(&line, 2) {
+                phone.set_push_name(name);
+            }
+            Ok(format!(
+                ",\"lid\":{},\"push_name\":{}",
+                json_str(&phone.lid()),
+                json_str(&phone.push_name())
+            ))
+        }
         ("send", [p, to, first, ..]) => {
             // The text is the rest of the line after the recipient, as typed.
             let text = after_words(&line, 3).unwrap_or(first);
@@ -169,6 +183,11 @@ async fn command(sim: Sim, line: String) -> Option<String> {
                 .map(|id| format!(",\"to\":{},\"id\":{}", json_str(to), json_str(&id)))
                 .map_err(|e| e.to_string())
         }
+        ("read", [p, id]) => sim
+            .phone(p)
+            .read(id)
+            .map(|()| format!(",\"id\":{}", json_str(id)))
+            .map_err(|e| e.to_string()),
         ("inbox", [p]) => {
             let messages: Vec<String> = sim
                 .phone(p)

@@ -309,7 +309,7 @@ pub(crate) async fn from_companion(shared: &Arc<Shared>, conn: u64, message: Nod
         .get_optional_child("device-identity")
         .and_then(bytes_of)
         .map(<[u8]>::to_vec);
-    {
+    let notify = {
         let mut st = shared.lock();
         st.counters.messages_from_companions += 1;
         let ack = NodeBuilder::new("ack")
@@ -319,7 +319,8 @@ pub(crate) async fn from_companion(shared: &Arc<Shared>, conn: u64, message: Nod
             .attr("t", wacore::time::now_secs().to_string())
             .build();
         st.send(conn, Out::Node(ack));
-    }
+        st.account(&sender).push_name.clone()
+    };
     for copy in copies {
         let target = shared.lock().resolve(&copy.jid);
         match target {
@@ -342,7 +343,8 @@ pub(crate) async fn from_companion(shared: &Arc<Shared>, conn: u64, message: Nod
                     .attr("from", format!("{sender}:{sender_device}@{SERVER}"))
                     .attr("id", id.clone())
                     .attr("t", wacore::time::now_secs().to_string())
-                    .attr("type", message_type.clone());
+                    .attr("type", message_type.clone())
+                    .attr("notify", notify.clone());
                 if phone == sender {
                     node = node.attr("recipient", pn(&chat));
                 }
@@ -437,9 +439,8 @@ impl Received<'_> {
             let mut st = shared.lock();
             st.counters.messages_decrypted += 1;
             st.account(&self.phone).inbox.push(received);
-            for c in st.sessions_of(self.sender, self.sender_device) {
-                st.send(c, Out::Node(receipt.clone()));
-            }
+            // Kept for a sender that is away, like a message.
+            st.deliver(self.sender, self.sender_device, self.id, receipt);
         }
         shared.emit(SimEvent::MessageReceived {
             phone: self.phone,
@@ -485,7 +486,7 @@ pub(crate) fn receipt(shared: &Shared, conn: u64, node: &Node) {
     // retry receipt says the opposite.
     if attr(node, "type").as_deref() != Some("retry") {
         for id in &ids {
-            st.acknowledged(&from, from_device, id);
+            st.acknowledged(&from, from_device, "message", None, id);
         }
     }
     st.counters.receipts += 1;
@@ -514,7 +515,7 @@ pub(crate) async fn send_from_phone(
         conversation: Some(text.to_owned()),
         ..Default::default()
     };
-    let (crypto, targets, sender_lid) = {
+    let (crypto, targets, sender_lid, notify) = {
         let mut st = shared.lock();
         st.account(to);
         let targets = |st: &State, account: &str| -> Vec<(String, u32)> {
@@ -533,8 +534,13 @@ pub(crate) async fn send_from_phone(
         if to != phone {
             all.extend(targets(&st, phone));
         }
-        let sender_lid = st.account(phone).lid.clone();
-        (Arc::clone(&st.account(phone).crypto), all, sender_lid)
+        let sender = st.account(phone);
+        (
+            Arc::clone(&sender.crypto),
+            all,
+            sender.lid.clone(),
+            sender.push_name.clone(),
+        )
     };
     let mut signal = crypto.lock().await?;
     let mut sent = 0u64;
@@ -563,7 +569,8 @@ pub(crate) async fn send_from_phone(
             .attr("from", pn(phone))
             .attr("id", id.clone())
             .attr("t", wacore::time::now_secs().to_string())
-            .attr("type", "text");
+            .attr("type", "text")
+            .attr("notify", notify.clone());
         node = if own {
             node.attr("recipient", pn(to))
         } else {
@@ -605,16 +612,41 @@ pub(crate) async fn encrypt_first_messages(
     Ok(out)
 }
 
-/// A client's `<ack>` of a stanza the server sent it: an acknowledged message leaves the
-/// companion's offline queue (an unacknowledged one is delivered again on its next login).
+/// A client's `<ack>` of a stanza the server sent it: an acknowledged message or receipt
+/// leaves the companion's offline queue (an unacknowledged one is delivered again on its next
+/// login).
 /// A receipt for the message acknowledges it too ([`receipt`]).
 pub(crate) fn client_ack(shared: &Shared, conn: u64, node: &Node) {
-    if attr(node, "class").as_deref() != Some("message") {
+    let Some(class) = attr(node, "class").filter(|c| c == "message" || c == "receipt") else {
         return;
-    }
+    };
     let mut st = shared.lock();
     let (Some((phone, device)), Some(id)) = (sender_of(&st, conn), attr(node, "id")) else {
         return;
     };
-    st.acknowledged(&phone, device, &id);
+    st.acknowledged(&phone, device, &class, attr(node, "type").as_deref(), &id);
+}
+
+/// `phone` reads the message `id` it received from a companion: the sending companion gets a
+/// read receipt (`<receipt type="read">`, through the offline queue when it is away), as
+/// WhatsApp relays a phone's read receipt.
+pub(crate) fn read(shared: &Shared, phone: &str, id: &str) -> Result<(), SimError> {
+    let mut st = shared.lock();
+    let Some((from, from_device)) = st
+        .account(phone)
+        .inbox
+        .iter()
+        .find(|m| m.id == id)
+        .map(|m| (m.from.clone(), m.from_device))
+    else {
+        return Err(SimError::NoSuchMessage(id.to_owned()));
+    };
+    let receipt = NodeBuilder::new("receipt")
+        .attr("from", pn(phone))
+        .attr("id", id.to_owned())
+        .attr("t", wacore::time::now_secs().to_string())
+        .attr("type", "read")
+        .build();
+    st.deliver(&from, from_device, id, receipt);
+    Ok(())
 }

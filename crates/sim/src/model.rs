@@ -592,6 +592,9 @@ pub enum SimError {
     /// from the offline queue when it logs in).
     #[error("neither the recipient nor the sender has a linked companion to receive the message")]
     NoCompanion,
+    /// The phone received no message with this id (from a companion), so it cannot read it.
+    #[error("the phone received no message {0} from a companion")]
+    NoSuchMessage(String),
     /// A protocol step failed.
     #[error("protocol error: {0}")]
     Protocol(String),

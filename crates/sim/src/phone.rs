@@ -467,6 +467,29 @@ impl SimPhone {
         }
     }
 
+    /// The phone reads the message `id` it received from a companion: that companion gets a
+    /// read receipt (`<receipt type="read">`), at once when it is online, else from the offline
+    /// queue at its next login.
+    ///
+    /// # Errors
+    /// [`SimError::NoSuchMessage`] when the phone received no message `id`.
+    pub fn read(&self, id: &str) -> Result<(), SimError> {
+        crate::messaging::read(&self.shared, &self.number, id)
+    }
+
+    /// The account's push name (the name its owner chose): the initial history sync gives it
+    /// to every newly linked companion, and every message the account sends carries it
+    /// (`notify`). A new account's is `Sim` and the number's last four digits.
+    pub fn push_name(&self) -> String {
+        self.with_account(|a| a.push_name.clone())
+    }
+
+    /// Renames the account (its push name) for what it sends from now on and for companions
+    /// linked from now on.
+    pub fn set_push_name(&self, name: &str) {
+        self.with_account(|a| name.clone_into(&mut a.push_name));
+    }
+
     /// The account's LID (its user part, without `@lid`), as `<success>` and `usync` give it.
     pub fn lid(&self) -> String {
         self.with_account(|a| a.lid.clone())
@@ -507,8 +530,8 @@ impl SimPhone {
         crate::messaging::send_from_phone(&self.shared, &self.number, &to, text).await
     }
 
-    /// How many messages for this account's companions their clients have not acknowledged
-    /// yet: those waiting in the offline queue of a companion that is away, and those sent
+    /// How many messages and receipts for this account's companions their clients have not
+    /// acknowledged yet: those waiting in the offline queue of a companion that is away, and those sent
     /// but not acknowledged (delivered again on the companion's next login).
     pub fn unacknowledged(&self) -> usize {
         self.with_account(|a| a.devices.values().map(|d| d.queue.len()).sum())

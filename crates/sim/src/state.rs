@@ -57,9 +57,15 @@ pub(crate) struct LinkedDevice {
     pub(crate) queue: VecDeque<Queued>,
 }
 
-/// A message for a companion, kept until its client acknowledges it.
+/// A stanza for a companion (a message, or a phone's receipt for one the companion sent),
+/// kept until its client acknowledges it.
 pub(crate) struct Queued {
     pub(crate) id: String,
+    /// The stanza's tag, which the client's `<ack class>` names: `message` or `receipt`.
+    pub(crate) class: String,
+    /// A receipt's `type` (`read`...; `None` for a delivery receipt), which the client's ack
+    /// repeats: a delivery and a read receipt for one message are acknowledged apart.
+    pub(crate) kind: Option<String>,
     pub(crate) node: Node,
     pub(crate) at: Instant,
     /// The connection it was last sent on.
@@ -116,6 +122,9 @@ impl PhoneCrypto {
 
 pub(crate) struct Account {
     pub(crate) lid: String,
+    /// The name the account's owner chose (WhatsApp's push name): in the initial history
+    /// sync's `pushnames` and as `notify` on every message the account sends.
+    pub(crate) push_name: String,
     /// The account's ADV key-index list id, stable for the account's life.
     pub(crate) raw_id: u32,
     /// When the account's device list last changed (Unix seconds): the key-index list's `ts`.
@@ -141,6 +150,7 @@ impl Account {
         let identity = KeyPair::generate(&mut rng);
         Self {
             lid: format!("{}", 100_000_000_000_000u64 + lid_seq),
+            push_name: String::new(),
             raw_id: rng.random_range(1..u32::MAX),
             devices_ts: wacore::time::now_secs_u64(),
             crypto: Arc::new(PhoneCrypto {
@@ -203,11 +213,13 @@ impl State {
         self.counters.max_logins_per_second = self.counters.max_logins_per_second.max(in_window);
     }
 
+    /// `phone`'s account, created on first use.
     pub(crate) fn account(&mut self, phone: &str) -> &mut Account {
         let seq = self.accounts.len() as u64;
         let lids = &mut self.lids;
         self.accounts.entry(phone.to_owned()).or_insert_with(|| {
-            let account = Account::new(seq);
+            let mut account = Account::new(seq);
+            account.push_name = default_push_name(phone);
             lids.insert(account.lid.clone(), phone.to_owned());
             account
         })
@@ -244,7 +256,8 @@ impl State {
             .collect()
     }
 
-    /// Hands the `<message>` `node` (whose id is `id`) to `phone`'s companion `device`: kept
+    /// Hands the `<message>` or `<receipt>` `node` (whose id is `id`) to `phone`'s companion
+    /// `device`: kept
     /// until its client acknowledges it, and sent now to its live connections. Returns
     /// whether it went out now (`false`: it waits in the offline queue); `None` when the
     /// companion does not exist.
@@ -269,6 +282,10 @@ impl State {
         }
         linked.queue.push_back(Queued {
             id: id.to_owned(),
+            class: node.tag.to_string(),
+            kind: (node.tag == "receipt")
+                .then(|| crate::node::attr(&node, "type"))
+                .flatten(),
             node,
             at: Instant::now(),
             sent_on,
@@ -279,14 +296,24 @@ impl State {
         Some(sent_on.is_some())
     }
 
-    /// The companion's client acknowledged message `id`: it leaves the queue.
-    pub(crate) fn acknowledged(&mut self, phone: &str, device: u32, id: &str) {
+    /// The companion's client acknowledged the `class` stanza (`message`, `receipt` of type
+    /// `kind`) `id`: it leaves the queue.
+    pub(crate) fn acknowledged(
+        &mut self,
+        phone: &str,
+        device: u32,
+        class: &str,
+        kind: Option<&str>,
+        id: &str,
+    ) {
         if let Some(linked) = self
             .accounts
             .get_mut(phone)
             .and_then(|a| a.devices.get_mut(&device))
         {
-            linked.queue.retain(|q| q.id != id);
+            linked.queue.retain(|q| {
+                q.id != id || q.class != class || (class == "receipt" && q.kind.as_deref() != kind)
+            });
         }
     }
 
@@ -379,4 +406,10 @@ impl Shared {
         }
         true
     }
+}
+
+/// The push name a simulated account starts with: `Sim` and the number's last four digits.
+pub(crate) fn default_push_name(phone: &str) -> String {
+    let tail = phone.get(phone.len().saturating_sub(4)..).unwrap_or(phone);
+    format!("Sim {tail}")
 }

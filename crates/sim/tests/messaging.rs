@@ -277,3 +277,100 @@ async fn a_companion_asks_whether_a_number_is_on_whatsapp() {
     client.stop().await;
     sim.shutdown().await;
 }
+
+/// Whether `e` is a receipt of `kind` for message `id` from the friend's phone.
+fn receipt_for(e: &Event, id: &str, kind: &ReceiptType) -> bool {
+    matches!(e, Event::Receipt(r) if r.message_ids.iter().any(|m| m == id)
+        && r.source.chat.user == FRIEND && r.r#type == *kind)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phones_read_receipt_reaches_the_companion_and_waits_in_the_queue_while_it_is_away() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let backend = Arc::new(InMemoryBackend::new());
+    let mut client = TestClient::start(&sim.url(), backend.clone()).await;
+    let owner = client.link(&sim, OWNER).await;
+    let friend = sim.phone(FRIEND);
+
+    // Online: delivered, then read.
+    let first = client
+        .client
+        .send_text(Jid::pn(FRIEND), "read me")
+        .await
+        .expect("sent")
+        .message_id;
+    at_phone(&friend, &first).await;
+    client
+        .wait("the delivery receipt", |e| {
+            receipt_for(e, &first, &ReceiptType::Delivered)
+        })
+        .await;
+    friend.read(&first).expect("the friend reads it");
+    let read = client
+        .wait("the read receipt", |e| {
+            receipt_for(e, &first, &ReceiptType::Read)
+        })
+        .await;
+    let Event::Receipt(read) = &*read else {
+        unreachable!()
+    };
+    assert!(!read.offline, "sent at once to a companion that is online");
+
+    // Away: the friend reads while the companion is not connected; the read receipt waits
+    // in its queue and arrives at its next login, marked offline, and its ack empties it.
+    let second = client
+        .client
+        .send_text(Jid::pn(FRIEND), "read me later")
+        .await
+        .expect("sent")
+        .message_id;
+    at_phone(&friend, &second).await;
+    client
+        .wait("the second delivery receipt", |e| {
+            receipt_for(e, &second, &ReceiptType::Delivered)
+        })
+        .await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while owner.unacknowledged() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client never acknowledged the receipts"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    client.stop().await;
+    sim.wait_for_counters(DEADLINE, |c| c.open_connections == 0)
+        .await
+        .expect("the client's socket closes");
+    friend.read(&second).expect("the friend reads it");
+    assert_eq!(owner.unacknowledged(), 1, "the read receipt waits");
+    let mut again = TestClient::start(&sim.url(), backend).await;
+    let read = again
+        .wait("the read receipt from the offline queue", |e| {
+            receipt_for(e, &second, &ReceiptType::Read)
+        })
+        .await;
+    let Event::Receipt(read) = &*read else {
+        unreachable!()
+    };
+    assert!(read.offline, "delivered from the offline queue");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while owner.unacknowledged() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client never acknowledged the read receipt"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
+    // A message the phone never received cannot be read.
+    let err = friend
+        .read("3EB0000000000000")
+        .expect_err("no such message");
+    assert!(
+        matches!(err, wa_pairing_sim::SimError::NoSuchMessage(_)),
+        "{err}"
+    );
+    again.stop().await;
+    sim.shutdown().await;
+}

@@ -156,6 +156,11 @@ async fn a_fresh_link_gets_the_key_share_then_a_history_bootstrap_the_client_rea
     let mut client = TestClient::start_with_history(&sim.url(), backend.clone()).await;
     let code = client.request_code(PHONE).await.expect("a code");
     let phone = sim.phone(PHONE);
+    assert_eq!(
+        phone.push_name(),
+        format!("Sim {}", &PHONE[PHONE.len() - 4..])
+    );
+    phone.set_push_name("Warung Sari");
     phone.enter_code(&code).await.expect("the right code links");
     let got = client
         .wait("the initial history sync", |e| {
@@ -195,6 +200,28 @@ async fn a_fresh_link_gets_the_key_share_then_a_history_bootstrap_the_client_rea
         )],
         "the account's own number and LID"
     );
+    assert_eq!(
+        parsed
+            .pushnames
+            .iter()
+            .map(|p| (p.id.clone(), p.pushname.clone()))
+            .collect::<Vec<_>>(),
+        [(
+            Some(format!("{PHONE}@s.whatsapp.net")),
+            Some("Warung Sari".to_owned())
+        )],
+        "the owner's chosen name"
+    );
+    // The client takes its own name from the history.
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    while client.client.push_name() != "Warung Sari" {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the client's own name is {:?}",
+            client.client.push_name()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     phone
         .wait_for_receipt(Duration::from_secs(30), |r| {
             r.kind.as_deref() == Some("hist_sync")

@@ -183,6 +183,15 @@ class Sim {
         return this.command(`refuse ${number} ${status} ${backoffSecs} ${times}`, 'refuse', number);
     }
 
+    /**
+     * Creates the account of `number` (`account PHONE [NAME]`), named `name` (its push name)
+     * if given; resolves with `{ lid, push_name }`.
+     */
+    async account(number, name) {
+        const outcome = await this.command(`account ${number}${name ? ` ${name}` : ''}`, 'account', number);
+        return { lid: outcome.lid, push_name: outcome.push_name };
+    }
+
     /** The phone of `number` types `text` to `to`; resolves with the message id. */
     async sendText(number, to, text) {
         const outcome = await this.command(`send ${number} ${to} ${text}`, 'send', number);

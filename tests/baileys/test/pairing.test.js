@@ -173,6 +173,10 @@ test('on the socket that has just linked, the application receives a friend\'s t
         const { sim, client, authDir } = await setUp(t);
         const number = '15550100005';
         const friend = '15550100095';
+        // The owner's chosen name (WhatsApp's push name), which the server puts on the phone's
+        // messages: Baileys takes its own name from them, as it must to announce presence.
+        const named = await sim.account(number, 'Toko Budi');
+        assert.equal(named.push_name, 'Toko Budi');
         await pairByCode(sim, client, number);
         const linked = client.sockets;
         // A real phone sends the new companion the app-state keys, then the initial history
@@ -192,6 +196,13 @@ test('on the socket that has just linked, the application receives a friend\'s t
             "the text the owner typed on the phone, as the account's own message");
         assert.equal(textOf(own), 'dari ponsel pemilik');
         assert.equal(own.message.key.fromMe, true);
+        assert.equal(got.message.pushName, 'Sim 0095', "the friend's push name (the default)");
+        assert.equal(own.message.pushName, 'Toko Budi');
+        await sim.waitUntil(() => client.sock.authState.creds.me?.name === 'Toko Budi', 10000,
+            `Baileys' own name from its phone's messages (me.name = ${client.sock.authState.creds.me?.name})`);
+        await client.sock.sendPresenceUpdate('available');
+        const nameless = client.logger.records.filter((r) => /no name present/.test(r.msg ?? ''));
+        assert.deepEqual(nameless, [], 'Baileys announces presence without complaining of no name');
 
         // Baileys confirms delivery of the friend's text to the friend's phone.
         const deadline = Date.now() + 10000;

@@ -32,6 +32,7 @@ use crate::classify::classify_pair_error;
 use crate::config::{Browser, WhatsAppConfig};
 use crate::error::{Error, ErrorKind};
 use crate::guard::check_server_url;
+use crate::inbox::{Inbox, InboxHook};
 use crate::keys;
 use crate::session::WaApp;
 
@@ -85,12 +86,15 @@ pub struct WhatsAppConnector {
 
 struct Inner {
     config: WhatsAppConfig,
+    /// Where incoming messages go before they are acknowledged, when the application set one.
+    inbox: Option<Arc<dyn Inbox>>,
 }
 
 impl fmt::Debug for WhatsAppConnector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WhatsAppConnector")
             .field("config", &self.inner.config)
+            .field("inbox", &self.inner.inbox.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -124,8 +128,26 @@ impl WhatsAppConnector {
         Ok(Self {
             inner: Arc::new(Inner {
                 config: config.clone(),
+                inbox: None,
             }),
         })
+    }
+
+    /// Hands every session's incoming messages to `inbox` before they are acknowledged to
+    /// WhatsApp: at-least-once delivery that survives a crash (see [`Inbox`] for the
+    /// contract). Without an inbox, messages are acknowledged before the application sees
+    /// them ([`WhatsAppSession::events`](crate::WhatsAppSession::events) only): at most
+    /// once.
+    ///
+    /// Sessions opened from then on use it; the events still carry every message too.
+    #[must_use]
+    pub fn with_inbox(self, inbox: impl Inbox) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config: self.inner.config.clone(),
+                inbox: Some(Arc::new(inbox)),
+            }),
+        }
     }
 
     /// The configuration.
@@ -258,6 +280,12 @@ impl Connector for WhatsAppConnector {
         }
         if config.skip_history_sync {
             builder = builder.skip_history_sync();
+        }
+        if let Some(inbox) = &self.inner.inbox {
+            builder = builder.with_inbound_durability_hook(InboxHook {
+                inbox: Arc::clone(inbox),
+                device: spec.device_id,
+            });
         }
         let bot = builder.build().await.map_err(|e| {
             ConnectorError::from(

@@ -12,6 +12,7 @@ mod config;
 mod connector;
 mod error;
 mod guard;
+mod inbox;
 pub mod keys;
 mod session;
 mod transport;
@@ -25,6 +26,7 @@ pub use config::{
 pub use connector::WhatsAppConnector;
 pub use error::{Error, ErrorKind};
 pub use guard::{is_loopback_url, server_certificates_verified};
+pub use inbox::{Inbox, InboxError};
 pub use session::{IncomingText, SendError, SentMessage, WhatsAppSession};
 
 // The WhatsApp client crates, at the exact version this crate is built against: the types in
@@ -34,6 +36,9 @@ pub use session::{IncomingText, SendError, SentMessage, WhatsAppSession};
 pub use wacore;
 /// What a live session's client reports ([`WhatsAppSession::events`]).
 pub use wacore::types::events::Event;
+/// A decrypted incoming message, as an [`Inbox`] receives it (and as [`Event::Messages`]
+/// carries it).
+pub use wacore::types::events::InboundMessage;
 pub use whatsapp_rust;
 /// The client a live session hands out ([`WhatsAppSession::client`]).
 pub use whatsapp_rust::Client;

@@ -7,7 +7,7 @@ use tokio::sync::broadcast;
 use wa_pairing_phone::{PhoneNumber, RedactedPhone};
 use wa_pairing_runner::{LiveSession, LiveSessionError};
 use wa_pairing_store::DeviceId;
-use wacore::types::events::Event;
+use wacore::types::events::{Event, InboundMessage};
 use whatsapp_rust::Client;
 
 /// How many client events a slow subscriber may fall behind before it misses some.
@@ -167,18 +167,18 @@ pub struct IncomingText {
 impl IncomingText {
     /// The text messages `event` carries; none for any other event.
     pub fn from_event(event: &Event) -> Vec<Self> {
+        event.messages().filter_map(Self::from_inbound).collect()
+    }
+
+    /// The text `message` carries, if it is a text (an [`Inbox`](crate::Inbox) gets these).
+    pub fn from_inbound(message: &InboundMessage) -> Option<Self> {
         use wacore::proto_helpers::MessageExt as _;
-        event
-            .messages()
-            .filter_map(|m| {
-                Some(Self {
-                    id: m.info.id.clone(),
-                    chat: m.info.source.chat.to_string(),
-                    from_me: m.info.source.is_from_me,
-                    text: m.message.text_content()?.to_owned(),
-                })
-            })
-            .collect()
+        Some(Self {
+            id: message.info.id.clone(),
+            chat: message.info.source.chat.to_string(),
+            from_me: message.info.source.is_from_me,
+            text: message.message.text_content()?.to_owned(),
+        })
     }
 
     /// The chat's phone number (digits), when it is addressed by number.

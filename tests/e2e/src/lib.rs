@@ -18,7 +18,7 @@ use wa_pairing_store::{
     Device, DeviceId, DeviceStatus, Keyring, MemoryStore, NewDevice, PairingRequest, Stores, UserId,
 };
 use wa_pairing_store_testkit::Skip;
-use wa_pairing_whatsapp::WhatsAppConfig;
+use wa_pairing_whatsapp::{WhatsAppConfig, WhatsAppConnector};
 
 pub use counting::Counting;
 /// A throwaway PostgreSQL database (the workspace's one helper).
@@ -286,12 +286,25 @@ impl Stack {
     /// Starts a runner instance over other stores (other keys, say) with the real connector
     /// pointed at the simulator.
     pub fn runner_over(&self, stores: &Stores, config: RunnerConfig) -> RunningRunner {
-        let connector = WhatsAppConfig::new()
+        Self::runner_with(stores, self.connector(), config)
+    }
+
+    /// The real connector, pointed at the simulator.
+    pub fn connector(&self) -> WhatsAppConnector {
+        WhatsAppConfig::new()
             .server_url(self.sim.url())
             .push_name("wa-pairing e2e")
             .close_timeout(Duration::from_secs(5))
             .build()
-            .expect("connector");
+            .expect("connector")
+    }
+
+    /// Starts a runner instance over `stores` with `connector`, on the current runtime.
+    pub fn runner_with(
+        stores: &Stores,
+        connector: WhatsAppConnector,
+        config: RunnerConfig,
+    ) -> RunningRunner {
         let runner = Runner::new(stores.clone(), Arc::new(connector), config).expect("runner");
         let status = runner.status();
         let sessions = runner.sessions();

@@ -324,7 +324,12 @@ async fn a_text_in_the_inbox_when_the_instance_dies_is_handed_over_by_the_instan
     );
     doomed.shutdown_background();
     assert!(!acknowledged(&friend, &id));
-    assert_eq!(owner.unacknowledged(), 1, "WhatsApp keeps it");
+    // And while no instance holds the device, the friend writes again.
+    let later = friend
+        .send_text(owner_number, "sent while no instance held the device")
+        .await
+        .expect("the friend types");
+    assert_eq!(owner.unacknowledged(), 2, "WhatsApp keeps both");
 
     // B takes the device over once A's lease ran out, and its inbox gets the text.
     let inbox = Recorder::default();
@@ -333,15 +338,23 @@ async fn a_text_in_the_inbox_when_the_instance_dies_is_handed_over_by_the_instan
         stack.connector().with_inbox(inbox.clone()),
         Stack::config("survivor"),
     );
-    let got = inbox.holds(1).await;
-    assert_eq!(got[0].id, id);
-    assert_eq!(got[0].text, "handled when the instance died");
-    assert_eq!(got[0].chat.as_deref(), Some(friend_number));
+    let got = inbox.holds(2).await;
+    assert_eq!(
+        got.iter()
+            .map(|g| (g.id.as_str(), g.text.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (id.as_str(), "handled when the instance died"),
+            (later.as_str(), "sent while no instance held the device")
+        ],
+        "both, in the order they were sent"
+    );
+    assert!(got.iter().all(|g| g.chat.as_deref() == Some(friend_number)));
     let taken = stack.stores.devices().get(d.id).await.expect("the device");
     assert_eq!(taken.lease_owner.as_deref(), Some("survivor"));
     assert!(taken.lease_fence > linked.lease_fence);
     until("acknowledged by the survivor", || {
-        acknowledged(&friend, &id)
+        acknowledged(&friend, &id) && acknowledged(&friend, &later)
     })
     .await;
     until("it leaves WhatsApp's queue", || owner.unacknowledged() == 0).await;
@@ -358,7 +371,7 @@ async fn a_text_in_the_inbox_when_the_instance_dies_is_handed_over_by_the_instan
         assert!(tokio::time::Instant::now() < end, "the stored copy stays");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(inbox.texts().len(), 1, "once: {:?}", inbox.texts());
+    assert_eq!(inbox.texts().len(), 2, "once each: {:?}", inbox.texts());
     assert_eq!(
         stack.sim.counters().code_requests_for(owner_number),
         1,

@@ -147,20 +147,37 @@ impl BundleParts {
         .map_err(protocol)
     }
 
+    /// The one-time pre-key as `<key><id/><value/></key>`, when the bundle has one.
+    fn one_time_node(&self) -> Option<Node> {
+        self.one_time.map(|(id, key)| {
+            NodeBuilder::new("key")
+                .children([
+                    NodeBuilder::new("id").bytes(key_id(id)).build(),
+                    NodeBuilder::new("value").bytes(key.to_vec()).build(),
+                ])
+                .build()
+        })
+    }
+
+    /// What a phone's retry receipt carries besides `<retry>`: its `<registration>` and, in
+    /// `<keys>`, the key type, identity, a one-time pre-key and the signed pre-key, so that
+    /// the sender can start a new session.
+    pub(crate) fn to_retry_nodes(&self) -> [Node; 2] {
+        let mut keys = key_nodes(self.registration_id, &self.identity, &self.signed);
+        // `key_nodes` starts with the registration id, which goes beside `<keys>`.
+        let registration = keys.remove(0);
+        keys.extend(self.one_time_node());
+        [
+            registration,
+            NodeBuilder::new("keys").children(keys).build(),
+        ]
+    }
+
     /// The `<user jid>` of a pre-key fetch's answer: ids as 3 bytes, keys without the `0x05`
     /// type prefix, and the companion's signed device identity when it has one.
     pub(crate) fn to_node(&self, jid: &str, device_identity: Option<&[u8]>) -> Node {
         let mut children = key_nodes(self.registration_id, &self.identity, &self.signed);
-        if let Some((id, key)) = self.one_time {
-            children.push(
-                NodeBuilder::new("key")
-                    .children([
-                        NodeBuilder::new("id").bytes(key_id(id)).build(),
-                        NodeBuilder::new("value").bytes(key.to_vec()).build(),
-                    ])
-                    .build(),
-            );
-        }
+        children.extend(self.one_time_node());
         if let Some(di) = device_identity {
             children.push(
                 NodeBuilder::new("device-identity")

@@ -259,9 +259,20 @@ struct Copy {
     bytes: Vec<u8>,
 }
 
+/// The copies a companion's message carries: one `<to jid>` each under `<participants>`, or,
+/// for a message resent to one device (the answer to a retry receipt), the message's own
+/// `<enc>` for the device its `to` names.
 fn copies(message: &Node) -> Option<Vec<Copy>> {
-    message
-        .get_optional_child("participants")?
+    let Some(participants) = message.get_optional_child("participants") else {
+        let enc = message.get_optional_child("enc")?;
+        return Some(vec![Copy {
+            jid: attr(message, "to")?,
+            kind: EncType::parse(&attr(enc, "type")?)?,
+            v: attr(enc, "v").and_then(|v| v.parse().ok()).unwrap_or(2),
+            bytes: bytes_of(enc)?.to_vec(),
+        }]);
+    };
+    participants
         .get_children_by_tag("to")
         .map(|to| {
             let enc = to.get_optional_child("enc")?;
@@ -390,7 +401,67 @@ struct Received<'a> {
     chat: &'a str,
 }
 
+/// How many times a phone asks for one message again before it gives up, as WhatsApp's
+/// clients do.
+const MAX_RETRIES: u8 = 5;
+
 impl Received<'_> {
+    /// The phone could not decrypt the copy: it sends the companion a retry receipt (`<retry
+    /// count>`, its registration id and, in `<keys>`, a fresh pre-key bundle), so the
+    /// companion starts a new session and sends the message again.
+    async fn ask_again(&self, shared: &Shared, crypto: &Arc<crate::state::PhoneCrypto>) {
+        let count = {
+            let mut st = shared.lock();
+            let tries = st
+                .account(&self.phone)
+                .retries
+                .entry((
+                    self.sender.to_owned(),
+                    self.sender_device,
+                    self.id.to_owned(),
+                ))
+                .or_insert(0);
+            *tries += 1;
+            *tries
+        };
+        if count > MAX_RETRIES {
+            warn!(phone = %redact(&self.phone), id = self.id, "a phone gave up on a companion's message it cannot decrypt");
+            return;
+        }
+        let bundle = match crypto.lock().await.and_then(|mut s| s.bundle()) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(phone = %redact(&self.phone), error = %e, "a phone could not make keys for a retry receipt");
+                return;
+            }
+        };
+        let now = wacore::time::now_secs().to_string();
+        let [registration, keys] = bundle.to_retry_nodes();
+        let mut receipt = NodeBuilder::new("receipt")
+            .attr("from", pn(&self.phone))
+            .attr("id", self.id.to_owned())
+            .attr("t", now.clone())
+            .attr("type", "retry");
+        if self.phone == self.sender {
+            receipt = receipt.attr("recipient", pn(self.chat));
+        }
+        let receipt = receipt
+            .children([
+                NodeBuilder::new("retry")
+                    .attr("count", count.to_string())
+                    .attr("id", self.id.to_owned())
+                    .attr("t", now)
+                    .attr("v", "1")
+                    .build(),
+                registration,
+                keys,
+            ])
+            .build();
+        let mut st = shared.lock();
+        st.counters.retry_receipts += 1;
+        st.deliver(self.sender, self.sender_device, self.id, receipt);
+    }
+
     async fn decrypt(self, shared: &Shared, copy: &Copy) {
         let crypto = Arc::clone(&shared.lock().account(&self.phone).crypto);
         let from = address(self.sender, self.sender_device);
@@ -402,7 +473,8 @@ impl Received<'_> {
             Ok(m) => m,
             Err(e) => {
                 shared.lock().counters.messages_undecryptable += 1;
-                warn!(phone = %redact(&self.phone), id = self.id, error = %e, "a phone could not decrypt a companion's message");
+                debug!(phone = %redact(&self.phone), id = self.id, error = %e, "a phone could not decrypt a companion's message; it asks for it again");
+                self.ask_again(shared, &crypto).await;
                 return;
             }
         };

@@ -521,6 +521,9 @@ pub struct SimCounters {
     pub messages_decrypted: u64,
     /// Copies the phones could not decrypt or decode.
     pub messages_undecryptable: u64,
+    /// Retry receipts the phones sent for copies they could not decrypt (each asks the
+    /// sending companion for the message again, with keys for a new session).
+    pub retry_receipts: u64,
     /// Copies relayed to the recipients' or the sender's other live companions.
     pub messages_relayed: u64,
     /// Copies of messages typed on the phones, sent to live companions.

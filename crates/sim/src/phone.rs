@@ -467,6 +467,20 @@ impl SimPhone {
         }
     }
 
+    /// The phone loses its Signal sessions (a restored backup, a damaged store): the next
+    /// message a companion sends over one of them cannot be decrypted, and the phone asks for
+    /// it again with a retry receipt that carries keys for a new session
+    /// ([`SimCounters::retry_receipts`](crate::SimCounters::retry_receipts)); the resent
+    /// message is a pre-key message that opens that session.
+    ///
+    /// # Errors
+    /// [`SimError::Protocol`] when the phone's Signal state cannot be set up.
+    pub async fn forget_sessions(&self) -> Result<(), SimError> {
+        let crypto = self.with_account(|a| std::sync::Arc::clone(&a.crypto));
+        crypto.lock().await?.forget_sessions();
+        Ok(())
+    }
+
     /// The phone reads the message `id` it received from a companion: that companion gets a
     /// read receipt (`<receipt type="read">`), at once when it is online, else from the offline
     /// queue at its next login.

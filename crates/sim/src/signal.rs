@@ -118,6 +118,12 @@ impl PhoneSignal {
         self.sessions.0.contains_key(address.as_str())
     }
 
+    /// Forgets every session (a phone whose Signal store was lost): the next message over
+    /// one of them cannot be decrypted.
+    pub(crate) fn forget_sessions(&mut self) {
+        self.sessions.0.clear();
+    }
+
     /// Forgets the session and identity of `address` (a companion removed or re-linked).
     pub(crate) fn forget(&mut self, address: &ProtocolAddress) {
         self.sessions.0.remove(address.as_str());

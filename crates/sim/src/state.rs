@@ -135,6 +135,9 @@ pub(crate) struct Account {
     pub(crate) inbox: Vec<SimMessage>,
     /// Receipts companions sent for the phone's messages, oldest first.
     pub(crate) receipts: Vec<SimReceipt>,
+    /// How many times the phone asked for each message it could not decrypt (by sending
+    /// companion and message id).
+    pub(crate) retries: HashMap<(String, u32, String), u8>,
     pub(crate) app_state_key: AppStateKey,
     pub(crate) next_device: u32,
     pub(crate) devices: BTreeMap<u32, LinkedDevice>,
@@ -160,6 +163,7 @@ impl Account {
             identity,
             inbox: Vec::new(),
             receipts: Vec::new(),
+            retries: HashMap::new(),
             app_state_key: AppStateKey::generate(),
             next_device: 1,
             devices: BTreeMap::new(),

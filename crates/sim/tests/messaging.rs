@@ -374,3 +374,68 @@ async fn a_phones_read_receipt_reaches_the_companion_and_waits_in_the_queue_whil
     again.stop().await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_that_lost_its_session_asks_again_and_decrypts_the_resent_message() {
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let backend = Arc::new(InMemoryBackend::new());
+    let mut client = TestClient::start(&sim.url(), backend.clone()).await;
+    client.link(&sim, OWNER).await;
+    let friend = sim.phone(FRIEND);
+
+    // A session both ways: the client's pre-key message, then the friend's answer.
+    let first = client
+        .client
+        .send_text(Jid::pn(FRIEND), "hello")
+        .await
+        .expect("sent")
+        .message_id;
+    assert_eq!(at_phone(&friend, &first).await.enc, EncType::PreKey);
+    friend.send_text(OWNER, "hi back").await.expect("sent");
+    received(&mut client, "hi back").await;
+
+    // The friend's phone loses its sessions: the client's next message cannot be decrypted,
+    // the phone asks for it again with keys, and the client resends it as a pre-key message.
+    friend.forget_sessions().await.expect("forgotten");
+    let second = client
+        .client
+        .send_text(Jid::pn(FRIEND), "after the phone lost its sessions")
+        .await
+        .expect("sent")
+        .message_id;
+    let got = at_phone(&friend, &second).await;
+    assert_eq!(
+        got.text.as_deref(),
+        Some("after the phone lost its sessions")
+    );
+    assert_eq!(got.enc, EncType::PreKey, "over a new session");
+    let counters = sim.counters();
+    assert_eq!(counters.messages_undecryptable, 1);
+    assert_eq!(counters.retry_receipts, 1);
+    client
+        .wait("the delivery receipt for the resent message", |e| {
+            receipt_for(e, &second, &ReceiptType::Delivered)
+        })
+        .await;
+
+    // And the new session carries the next message as a plain one.
+    let third = client
+        .client
+        .send_text(Jid::pn(FRIEND), "and on")
+        .await
+        .expect("sent")
+        .message_id;
+    friend.send_text(OWNER, "got it").await.expect("sent");
+    received(&mut client, "got it").await;
+    assert_eq!(
+        at_phone(&friend, &third).await.text.as_deref(),
+        Some("and on")
+    );
+    assert_eq!(
+        sim.counters().messages_undecryptable,
+        1,
+        "nothing else failed"
+    );
+    client.stop().await;
+    sim.shutdown().await;
+}

@@ -29,8 +29,10 @@
 //! `messages` measures one linked session sending texts through the runner's
 //! `WhatsAppSession` to another simulated account (`WA_PAIRING_BENCH_MESSAGES`, default
 //! 1,000): from `send_text` to the server's ack, one at a time (p50, p99), and messages per
-//! second when the application does not wait for each ack. The client's Signal state lives
-//! in PostgreSQL, so every send pays for its writes there; the simulated phones decrypt
+//! second when the application does not wait for each ack; then the friend's phone types as
+//! many texts back, timed until the application hears the last. For each part it prints the
+//! database transactions and auth-state rows written per message. The client's Signal state
+//! lives in PostgreSQL, so every send pays for its writes there; the simulated phones decrypt
 //! every copy. PostgreSQL only, the simulator in the same process.
 #![allow(missing_docs, clippy::cast_precision_loss)]
 
@@ -362,6 +364,35 @@ async fn row_changes(url: &str) -> (i64, i64) {
             .map_or(0, |r| r.get::<_, i64>(1))
     };
     (of("devices"), of("device_auth_state"))
+}
+
+/// Transactions and auth-state row changes so far, once the statistics caught up.
+async fn db_work(url: &str, db: &str) -> (i64, i64) {
+    // PostgreSQL publishes a backend's statistics about once a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    (pg_transactions(url, db).await, row_changes(url).await.1)
+}
+
+/// Prints the database work per message since `before`. The runner's background work (its
+/// lease renewals, about one a second here) is included.
+async fn db_per_message(
+    what: &str,
+    n: usize,
+    span: Duration,
+    before: (i64, i64),
+    db: &wa_pairing_e2e::PgDb,
+) {
+    let after = db_work(&db.url, db.name()).await;
+    // The two statistics reads are transactions of their own.
+    let transactions = (after.0 - before.0 - 2) as f64;
+    let rows = (after.1 - before.1) as f64;
+    println!(
+        "  {what}: {:.2} database transactions and {:.2} auth-state rows written per message \
+         ({transactions:.0} transactions, {rows:.0} rows for {n} messages in {:.2} s, background included)",
+        transactions / n as f64,
+        rows / n as f64,
+        span.as_secs_f64()
+    );
 }
 
 async fn idle_tps(url: &str, db: &str) -> f64 {
@@ -819,6 +850,7 @@ async fn messages_process() {
     friend.send_text(owner, "hi").await.expect("the reply");
     wa_pairing_e2e::server_acks(&mut events, &mut HashSet::from([first.id])).await;
 
+    let db_before = db_work(&db.url, db.name()).await;
     let mut latency = Vec::with_capacity(n);
     for i in 0..n {
         let started = Instant::now();
@@ -839,6 +871,8 @@ async fn messages_process() {
         ms(latency[(n - 1) * 99 / 100]),
         ms(latency[n - 1])
     );
+    let one_at_a_time = latency.iter().sum::<Duration>();
+    db_per_message("one at a time", n, one_at_a_time, db_before, &db).await;
 
     // A reader keeps up with the acks while the sends go out (the session's event buffer
     // holds 256).
@@ -861,6 +895,7 @@ async fn messages_process() {
         }
     });
     let before = friend.inbox().len();
+    let db_before = db_work(&db.url, db.name()).await;
     let started = Instant::now();
     let mut pending = HashSet::with_capacity(n);
     for i in 0..n {
@@ -898,6 +933,47 @@ async fn messages_process() {
         acked.as_secs_f64(),
         n as f64 / acked.as_secs_f64()
     );
+    db_per_message("back to back", n, acked, db_before, &db).await;
+
+    // In: the friend types, the application hears each text (the session's events).
+    let mut heard = wa.events();
+    let db_before = db_work(&db.url, db.name()).await;
+    let started = Instant::now();
+    for i in 0..n {
+        friend
+            .send_text(owner, &format!("incoming #{i}"))
+            .await
+            .expect("the friend types");
+    }
+    let last_in = format!("incoming #{}", n - 1);
+    tokio::time::timeout(Duration::from_secs(120), async {
+        use wacore::proto_helpers::MessageExt as _;
+        loop {
+            match heard.recv().await {
+                Ok(event) => {
+                    if event
+                        .messages()
+                        .any(|m| m.message.text_content() == Some(last_in.as_str()))
+                    {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    panic!("the session ended")
+                }
+            }
+        }
+    })
+    .await
+    .expect("the last incoming text reached the application");
+    let heard_in = started.elapsed();
+    println!(
+        "  in: {n} texts typed on the friend's phone reached the application in {:.2} s: {:.0} messages/s",
+        heard_in.as_secs_f64(),
+        n as f64 / heard_in.as_secs_f64()
+    );
+    db_per_message("in", n, heard_in, db_before, &db).await;
     let counters = stack.sim.counters();
     assert_eq!(counters.messages_undecryptable, 0);
     println!(

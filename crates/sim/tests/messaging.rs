@@ -38,6 +38,16 @@ async fn received(client: &mut TestClient, text: &str) -> (String, String, bool)
     )
 }
 
+/// Waits (at most [`DEADLINE`]) until the clients of `owner`'s companions have acknowledged
+/// everything the server sent them; panics with `what` otherwise.
+async fn all_acknowledged(owner: &wa_pairing_sim::SimPhone, what: &str) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while owner.unacknowledged() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 async fn at_phone(phone: &wa_pairing_sim::SimPhone, id: &str) -> SimMessage {
     phone
         .wait_for_message(DEADLINE, |m| m.id == id)
@@ -223,14 +233,11 @@ async fn texts_for_a_companion_that_is_away_arrive_after_its_login_in_order_once
         ["satu", "dua", "tiga"]
     );
     assert_eq!(sim.counters().offline_delivered, 3);
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while owner.unacknowledged() > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the client never acknowledged the delivered messages"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    all_acknowledged(
+        &owner,
+        "the client never acknowledged the delivered messages",
+    )
+    .await;
     again.stop().await;
     sim.wait_for_counters(DEADLINE, |c| c.open_connections == 0)
         .await
@@ -330,14 +337,7 @@ async fn a_phones_read_receipt_reaches_the_companion_and_waits_in_the_queue_whil
             receipt_for(e, &second, &ReceiptType::Delivered)
         })
         .await;
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while owner.unacknowledged() > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the client never acknowledged the receipts"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    all_acknowledged(&owner, "the client never acknowledged the receipts").await;
     client.stop().await;
     sim.wait_for_counters(DEADLINE, |c| c.open_connections == 0)
         .await
@@ -354,14 +354,7 @@ async fn a_phones_read_receipt_reaches_the_companion_and_waits_in_the_queue_whil
         unreachable!()
     };
     assert!(read.offline, "delivered from the offline queue");
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while owner.unacknowledged() > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the client never acknowledged the read receipt"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    all_acknowledged(&owner, "the client never acknowledged the read receipt").await;
 
     // A message the phone never received cannot be read.
     let err = friend

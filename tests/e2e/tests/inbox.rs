@@ -113,6 +113,40 @@ async fn until(what: &str, mut pred: impl FnMut() -> bool) {
     }
 }
 
+/// The owner's and the friend's simulated phones, once the owner's phone has shared its keys
+/// with the newly linked device (whose client acknowledged the share).
+async fn linked_phones(
+    stack: &Stack,
+    owner_number: &str,
+    friend_number: &str,
+) -> (wa_pairing_sim::SimPhone, wa_pairing_sim::SimPhone) {
+    let owner = stack.sim.phone(owner_number);
+    owner
+        .wait_for_receipt(WAIT, |r| r.kind.as_deref() == Some("peer_msg"))
+        .await
+        .expect("the key share is received");
+    (owner, stack.sim.phone(friend_number))
+}
+
+/// The friend types `text` to the owner; returns its id once a [`Gate`] holds it.
+async fn held(
+    friend: &wa_pairing_sim::SimPhone,
+    owner_number: &str,
+    text: &str,
+    holding: &mut mpsc::UnboundedReceiver<String>,
+) -> String {
+    let id = friend
+        .send_text(owner_number, text)
+        .await
+        .expect("the friend types");
+    let held = tokio::time::timeout(WAIT, holding.recv())
+        .await
+        .expect("the inbox is handed the text")
+        .expect("held");
+    assert_eq!(held, id, "the inbox holds the text just sent");
+    id
+}
+
 /// Whether the friend's phone got a delivery receipt (the client's acknowledgement) for `id`:
 /// plain, or `inactive` (what a client sends while it is not marked available).
 fn acknowledged(friend: &wa_pairing_sim::SimPhone, id: &str) -> bool {
@@ -136,12 +170,7 @@ async fn texts_sent_while_the_runner_was_stopped_reach_the_inbox_after_the_resum
     let connector = stack.connector().with_inbox(inbox.clone());
     let first = Stack::runner_with(&stack.stores, connector.clone(), Stack::config("inbox-a"));
     stack.connected(d.id).await;
-    let owner = stack.sim.phone(owner_number);
-    let friend = stack.sim.phone(friend_number);
-    owner
-        .wait_for_receipt(WAIT, |r| r.kind.as_deref() == Some("peer_msg"))
-        .await
-        .expect("the key share is received");
+    let (owner, friend) = linked_phones(&stack, owner_number, friend_number).await;
     first.shutdown().await;
 
     // The runner is down: WhatsApp keeps the friend's texts for the companion.
@@ -212,22 +241,9 @@ async fn a_text_is_acknowledged_only_once_the_inbox_took_it_and_without_an_inbox
         Stack::config("gated"),
     );
     stack.connected(d.id).await;
-    let owner = stack.sim.phone(owner_number);
-    let friend = stack.sim.phone(friend_number);
-    owner
-        .wait_for_receipt(WAIT, |r| r.kind.as_deref() == Some("peer_msg"))
-        .await
-        .expect("the key share is received");
+    let (owner, friend) = linked_phones(&stack, owner_number, friend_number).await;
 
-    let id = friend
-        .send_text(owner_number, "hold this")
-        .await
-        .expect("the friend types");
-    let held = tokio::time::timeout(WAIT, holding.recv())
-        .await
-        .expect("the inbox is handed the text")
-        .expect("held");
-    assert_eq!(held, id);
+    let id = held(&friend, owner_number, "hold this", &mut holding).await;
     // While the inbox holds it, WhatsApp has no acknowledgement and keeps it.
     assert!(!acknowledged(&friend, &id), "{:?}", friend.receipts());
     assert_eq!(owner.unacknowledged(), 1);
@@ -295,22 +311,15 @@ async fn a_text_in_the_inbox_when_the_instance_dies_is_handed_over_by_the_instan
     });
     let linked = stack.connected(d.id).await;
     assert_eq!(linked.lease_owner.as_deref(), Some("doomed"));
-    let owner = stack.sim.phone(owner_number);
-    let friend = stack.sim.phone(friend_number);
-    owner
-        .wait_for_receipt(WAIT, |r| r.kind.as_deref() == Some("peer_msg"))
-        .await
-        .expect("the key share is received");
+    let (owner, friend) = linked_phones(&stack, owner_number, friend_number).await;
 
-    let id = friend
-        .send_text(owner_number, "handled when the instance died")
-        .await
-        .expect("the friend types");
-    let held = tokio::time::timeout(WAIT, holding.recv())
-        .await
-        .expect("the inbox is handed the text")
-        .expect("held");
-    assert_eq!(held, id);
+    let id = held(
+        &friend,
+        owner_number,
+        "handled when the instance died",
+        &mut holding,
+    )
+    .await;
     // Before the inbox is asked, the decrypted text is written through the store.
     let pending = stack
         .stores

@@ -147,13 +147,13 @@ pub(crate) struct Account {
 }
 
 impl Account {
-    fn new(lid_seq: u64) -> Self {
+    fn new(lid_seq: u64, phone: &str) -> Self {
         use rand::RngExt as _;
         let mut rng = rand::make_rng::<rand::rngs::StdRng>();
         let identity = KeyPair::generate(&mut rng);
         Self {
             lid: format!("{}", 100_000_000_000_000u64 + lid_seq),
-            push_name: String::new(),
+            push_name: default_push_name(phone),
             raw_id: rng.random_range(1..u32::MAX),
             devices_ts: wacore::time::now_secs_u64(),
             crypto: Arc::new(PhoneCrypto {
@@ -222,8 +222,7 @@ impl State {
         let seq = self.accounts.len() as u64;
         let lids = &mut self.lids;
         self.accounts.entry(phone.to_owned()).or_insert_with(|| {
-            let mut account = Account::new(seq);
-            account.push_name = default_push_name(phone);
+            let account = Account::new(seq, phone);
             lids.insert(account.lid.clone(), phone.to_owned());
             account
         })
@@ -261,8 +260,7 @@ impl State {
     }
 
     /// Hands the `<message>` or `<receipt>` `node` (whose id is `id`) to `phone`'s companion
-    /// `device`: kept
-    /// until its client acknowledges it, and sent now to its live connections. Returns
+    /// `device`: kept until its client acknowledges it, and sent now to its live connections. Returns
     /// whether it went out now (`false`: it waits in the offline queue); `None` when the
     /// companion does not exist.
     pub(crate) fn deliver(

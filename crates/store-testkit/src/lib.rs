@@ -866,10 +866,15 @@ pub async fn owner_actions_revoke_the_lease(b: &TestBackend) {
                 .claim(&ClaimRequest::new("next", 100, LONG))
                 .await
                 .unwrap();
-            let mine = again
-                .iter()
-                .find(|x| x.device.id == id)
-                .unwrap_or_else(|| panic!("claimable again after {action}"));
+            let Some(mine) = again.iter().find(|x| x.device.id == id) else {
+                // What the claim saw instead, so that a failure here explains itself.
+                let stored = b.devices.get(id).await;
+                panic!(
+                    "not claimable again after {action}: the claim took {:?}; the device as \
+                     stored now: {stored:?}",
+                    again.iter().map(|x| x.device.id).collect::<Vec<_>>()
+                );
+            };
             assert!(mine.lease.fence > d.lease_fence);
         }
     }

@@ -381,6 +381,7 @@ async fn db_per_message(
     span: Duration,
     before: (i64, i64),
     db: &wa_pairing_e2e::PgDb,
+    calls: (&Counting<Arc<dyn AuthStateStore>>, &CallCounts),
 ) {
     let after = db_work(&db.url, db.name()).await;
     // The two statistics reads are transactions of their own.
@@ -393,7 +394,33 @@ async fn db_per_message(
         rows / n as f64,
         span.as_secs_f64()
     );
+    // Which of the client's storage calls they come from: reads and writes per message by
+    // key family, where at least one in ten messages made one.
+    let (counting, before) = calls;
+    let mut parts = Vec::new();
+    for (family, (reads, writes)) in counting.by_family() {
+        let (r0, w0) = before.get(&family).copied().unwrap_or_default();
+        let (r, w) = (
+            (reads - r0) as f64 / n as f64,
+            (writes - w0) as f64 / n as f64,
+        );
+        let name = if family.is_empty() {
+            "(device)"
+        } else {
+            &family
+        };
+        if r >= 0.1 {
+            parts.push(format!("{name} {r:.2} reads"));
+        }
+        if w >= 0.1 {
+            parts.push(format!("{name} {w:.2} writes"));
+        }
+    }
+    println!("    store calls per message: {}", parts.join(", "));
 }
+
+/// Reads and writes by key family (`Counting::by_family`).
+type CallCounts = std::collections::BTreeMap<String, (u64, u64)>;
 
 async fn idle_tps(url: &str, db: &str) -> f64 {
     // Let the statistics catch up, then count over three heartbeats.
@@ -824,10 +851,18 @@ async fn messages_process() {
         .and_then(|v| v.parse().ok())
         .filter(|n| *n > 0)
         .unwrap_or(1_000);
-    let (stores, db) = match wa_pairing_e2e::postgres().await {
+    let (pg, db) = match wa_pairing_e2e::postgres_store().await {
         Ok(x) => x,
         Err(skip) => panic!("the messages benchmark needs PostgreSQL: {}", skip.0),
     };
+    // The client's calls, counted by key family under the encryption layer.
+    let auth = Arc::new(Counting::new(
+        Arc::new(pg.clone()) as Arc<dyn AuthStateStore>
+    ));
+    let stores = Stores::builder(pg.clone(), auth.clone())
+        .budget(pg)
+        .encrypt(Keyring::generate(1).0)
+        .build();
     let stack = wa_pairing_e2e::Stack::start(stores).await;
     let person = stack.person();
     let (owner, friend_number) = ("6281234599990", "6281234599991");
@@ -851,6 +886,7 @@ async fn messages_process() {
     wa_pairing_e2e::server_acks(&mut events, &mut HashSet::from([first.id])).await;
 
     let db_before = db_work(&db.url, db.name()).await;
+    let calls_before = auth.by_family();
     let mut latency = Vec::with_capacity(n);
     for i in 0..n {
         let started = Instant::now();
@@ -872,7 +908,15 @@ async fn messages_process() {
         ms(latency[n - 1])
     );
     let one_at_a_time = latency.iter().sum::<Duration>();
-    db_per_message("one at a time", n, one_at_a_time, db_before, &db).await;
+    db_per_message(
+        "one at a time",
+        n,
+        one_at_a_time,
+        db_before,
+        &db,
+        (&auth, &calls_before),
+    )
+    .await;
 
     // A reader keeps up with the acks while the sends go out (the session's event buffer
     // holds 256).
@@ -896,6 +940,7 @@ async fn messages_process() {
     });
     let before = friend.inbox().len();
     let db_before = db_work(&db.url, db.name()).await;
+    let calls_before = auth.by_family();
     let started = Instant::now();
     let mut pending = HashSet::with_capacity(n);
     for i in 0..n {
@@ -933,11 +978,20 @@ async fn messages_process() {
         acked.as_secs_f64(),
         n as f64 / acked.as_secs_f64()
     );
-    db_per_message("back to back", n, acked, db_before, &db).await;
+    db_per_message(
+        "back to back",
+        n,
+        acked,
+        db_before,
+        &db,
+        (&auth, &calls_before),
+    )
+    .await;
 
     // In: the friend types, the application hears each text (the session's events).
     let mut heard = wa.events();
     let db_before = db_work(&db.url, db.name()).await;
+    let calls_before = auth.by_family();
     let started = Instant::now();
     for i in 0..n {
         friend
@@ -973,7 +1027,7 @@ async fn messages_process() {
         heard_in.as_secs_f64(),
         n as f64 / heard_in.as_secs_f64()
     );
-    db_per_message("in", n, heard_in, db_before, &db).await;
+    db_per_message("in", n, heard_in, db_before, &db, (&auth, &calls_before)).await;
     let counters = stack.sim.counters();
     assert_eq!(counters.messages_undecryptable, 0);
     println!(

@@ -528,3 +528,74 @@ async fn retention_sweeps_delete_what_is_due_and_nothing_else() {
     let next = WaBackend::new(store.clone(), lease.device_id, lease.fence);
     assert_eq!(next.delete_expired_sent_messages(now + 5).await.unwrap(), 1);
 }
+
+/// The client reads the recipient's trusted-contact token before every message it sends: a
+/// token the backend read or wrote, or knows to be absent, is answered from memory. Shown
+/// by changing the store behind the backend's back (which the lease rules out in service):
+/// the backend keeps answering what it knows, and a new backend reads the store.
+#[tokio::test]
+async fn known_trusted_contact_tokens_are_answered_without_the_store() {
+    use wacore::store::traits::TcTokenEntry;
+    let (store, lease, b) = setup().await;
+    let entry = |ts: i64| TcTokenEntry {
+        token: b"token".to_vec(),
+        token_timestamp: ts,
+        sender_timestamp: None,
+    };
+    let behind_its_back = |jid: &str, ts: i64| {
+        let (store, key) = (store.clone(), format!("tc/{jid}"));
+        let (device, fence) = (lease.device_id, lease.fence);
+        let value = serde_json::to_vec(&entry(ts)).unwrap();
+        async move {
+            store.put(device, fence, &key, &value).await.unwrap();
+        }
+    };
+
+    // Absent, then stored behind its back: still absent for this backend.
+    assert!(b.get_tc_token("1@lid").await.unwrap().is_none());
+    behind_its_back("1@lid", 7).await;
+    assert!(b.get_tc_token("1@lid").await.unwrap().is_none());
+    // Written through the backend: known at once, whatever the store holds later.
+    b.put_tc_token("2@lid", &entry(10)).await.unwrap();
+    behind_its_back("2@lid", 11).await;
+    assert_eq!(
+        b.get_tc_token("2@lid")
+            .await
+            .unwrap()
+            .unwrap()
+            .token_timestamp,
+        10
+    );
+    // A read-modify-write reads through the cache and keeps it in step.
+    b.touch_tc_token_sender_timestamp("2@lid", 50)
+        .await
+        .unwrap();
+    let touched = b.get_tc_token("2@lid").await.unwrap().unwrap();
+    assert_eq!(
+        (touched.token_timestamp, touched.sender_timestamp),
+        (10, Some(50))
+    );
+    // Deleted and swept through the backend: known absent.
+    b.delete_tc_token("2@lid").await.unwrap();
+    assert!(b.get_tc_token("2@lid").await.unwrap().is_none());
+    b.store_received_tc_token("3@lid", b"t", 5).await.unwrap();
+    assert_eq!(b.delete_expired_tc_tokens(100, 100).await.unwrap(), 2);
+    assert!(b.get_tc_token("3@lid").await.unwrap().is_none());
+
+    // A new backend (a new session) reads what the store holds.
+    let fresh = WaBackend::new(store.clone(), lease.device_id, lease.fence);
+    assert!(
+        fresh.get_tc_token("1@lid").await.unwrap().is_none(),
+        "swept"
+    );
+    behind_its_back("4@lid", 9).await;
+    assert_eq!(
+        fresh
+            .get_tc_token("4@lid")
+            .await
+            .unwrap()
+            .unwrap()
+            .token_timestamp,
+        9
+    );
+}

@@ -13,6 +13,7 @@ mod prelude;
 mod protocol;
 mod signal;
 mod sweep;
+mod tc_cache;
 
 use std::fmt;
 
@@ -47,6 +48,10 @@ use crate::error::Error;
 ///   `create`, and the writes they race with) run under one in-process lock per device,
 ///   shared by every instance for that device in the process.
 /// - Batch methods write through one `put_many` (all or none).
+/// - The trusted-contact tokens, which the client reads before every message it sends, are
+///   kept in memory once read or written: a known token, or a known absence, costs no
+///   database round trip. The lease makes this backend its device's one writer; a new
+///   backend starts with nothing known.
 /// - `load` restores the client's default device props (they are not serialised); the
 ///   client applies its own overrides afterwards.
 /// - Values are stored as the client gives them (Signal records are already serialised),
@@ -77,6 +82,8 @@ pub struct WaBackend {
     sweeps: Arc<sweep::Sweeps>,
     /// The companion this backend registered for its device (once per companion).
     registered: std::sync::Mutex<Option<wa_pairing_store::CompanionKey>>,
+    /// The trusted-contact tokens this backend read or wrote (see `tc_cache`).
+    tc: tc_cache::TcCache,
 }
 
 fn lock_std<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -108,6 +115,7 @@ impl WaBackend {
             closing: None,
             sweeps: Arc::default(),
             registered: std::sync::Mutex::new(None),
+            tc: tc_cache::TcCache::default(),
         }
     }
 
@@ -326,11 +334,36 @@ impl WaBackend {
         }))
     }
 
+    /// The trusted-contact token of `jid`, from the cache or else the store (the caller holds
+    /// the device lock, so a change cannot land between the store's answer and the cache).
     async fn read_tc(&self, jid: &str) -> Result<Option<TcTokenEntry>> {
-        self.get(&key(keys::TC_TOKEN, &[jid]))
+        if let Some(known) = self.tc.get(jid) {
+            return Ok(known);
+        }
+        let stored = self
+            .get(&key(keys::TC_TOKEN, &[jid]))
             .await?
             .map(|v| from_json(&v, "trusted-contact token"))
-            .transpose()
+            .transpose()?;
+        self.tc.set(jid, stored.clone());
+        Ok(stored)
+    }
+
+    /// Stores `entry` as the trusted-contact token of `jid` (`None`: deletes it), and keeps
+    /// the cache in step (the caller holds the device lock).
+    async fn write_tc(&self, jid: &str, entry: Option<TcTokenEntry>) -> Result<()> {
+        let k = key(keys::TC_TOKEN, &[jid]);
+        let written = match &entry {
+            Some(e) => self.put(&k, &to_json(e)?).await,
+            None => self.delete(&k).await,
+        };
+        if written.is_ok() {
+            self.tc.set(jid, entry);
+        } else {
+            // The store may or may not hold it now.
+            self.tc.forget(jid);
+        }
+        written
     }
 
     async fn read_lid(&self, lid: &str) -> Result<Option<LidPnMappingEntry>> {

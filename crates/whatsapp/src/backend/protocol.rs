@@ -165,18 +165,22 @@ impl ProtocolStore for WaBackend {
     }
 
     async fn get_tc_token(&self, jid: &str) -> Result<Option<TcTokenEntry>> {
+        // Read before every message sent: known tokens answer without the store.
+        if let Some(known) = self.tc.get(jid) {
+            return Ok(known);
+        }
+        let _guard = self.locked().await;
         self.read_tc(jid).await
     }
 
     async fn put_tc_token(&self, jid: &str, entry: &TcTokenEntry) -> Result<()> {
         let _guard = self.locked().await;
-        self.put(&key(keys::TC_TOKEN, &[jid]), &to_json(entry)?)
-            .await
+        self.write_tc(jid, Some(entry.clone())).await
     }
 
     async fn delete_tc_token(&self, jid: &str) -> Result<()> {
         let _guard = self.locked().await;
-        self.delete(&key(keys::TC_TOKEN, &[jid])).await
+        self.write_tc(jid, None).await
     }
 
     async fn get_all_tc_token_jids(&self) -> Result<Vec<String>> {
@@ -199,7 +203,14 @@ impl ProtocolStore for WaBackend {
                 doomed.push(k);
             }
         }
-        self.delete_many(&doomed).await?;
+        if let Err(e) = self.delete_many(&doomed).await {
+            self.tc.forget_all();
+            return Err(e);
+        }
+        for k in &doomed {
+            self.tc
+                .set(&keys::unescape(&k[keys::TC_TOKEN.len()..]), None);
+        }
         Ok(count(doomed.len()))
     }
 
@@ -224,8 +235,7 @@ impl ProtocolStore for WaBackend {
                 sender_timestamp: Some(sender_timestamp),
             },
         };
-        self.put(&key(keys::TC_TOKEN, &[jid]), &to_json(&entry)?)
-            .await
+        self.write_tc(jid, Some(entry)).await
     }
 
     async fn store_received_tc_token(
@@ -248,8 +258,7 @@ impl ProtocolStore for WaBackend {
             token_timestamp,
             sender_timestamp: existing.and_then(|e| e.sender_timestamp),
         };
-        self.put(&key(keys::TC_TOKEN, &[jid]), &to_json(&entry)?)
-            .await
+        self.write_tc(jid, Some(entry)).await
     }
 
     async fn store_sent_message(

@@ -337,7 +337,7 @@ impl WaBackend {
     /// The trusted-contact token of `jid`, from the cache or else the store (the caller holds
     /// the device lock, so a change cannot land between the store's answer and the cache).
     async fn read_tc(&self, jid: &str) -> Result<Option<TcTokenEntry>> {
-        if let Some(known) = self.tc.get(jid) {
+        if let tc_cache::Known::Stored(known) = self.tc.get(jid) {
             return Ok(known);
         }
         let stored = self

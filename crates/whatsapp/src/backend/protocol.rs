@@ -1,6 +1,7 @@
 //! LID mappings, device lists, tc-tokens, sent messages and other protocol state.
 
 use super::prelude::*;
+use super::tc_cache;
 
 #[async_trait::async_trait]
 impl ProtocolStore for WaBackend {
@@ -166,7 +167,7 @@ impl ProtocolStore for WaBackend {
 
     async fn get_tc_token(&self, jid: &str) -> Result<Option<TcTokenEntry>> {
         // Read before every message sent: known tokens answer without the store.
-        if let Some(known) = self.tc.get(jid) {
+        if let tc_cache::Known::Stored(known) = self.tc.get(jid) {
             return Ok(known);
         }
         let _guard = self.locked().await;

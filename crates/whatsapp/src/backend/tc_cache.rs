@@ -27,6 +27,15 @@ use wacore::store::traits::TcTokenEntry;
 /// The most tokens one backend keeps (about 100 bytes each).
 pub(crate) const LIMIT: usize = 4096;
 
+/// What a backend knows of one contact's token.
+#[derive(Debug)]
+pub(crate) enum Known {
+    /// Nothing: the store must be asked.
+    Unknown,
+    /// What the store holds (`None`: no token).
+    Stored(Option<TcTokenEntry>),
+}
+
 /// Trusted-contact tokens by contact, as the store holds them (`None`: no token stored).
 #[derive(Debug, Default)]
 pub(crate) struct TcCache(Mutex<HashMap<String, Option<TcTokenEntry>>>);
@@ -36,9 +45,11 @@ impl TcCache {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// What the store holds for `jid`, if known: `Some(None)` when it holds no token.
-    pub(crate) fn get(&self, jid: &str) -> Option<Option<TcTokenEntry>> {
-        self.map().get(jid).cloned()
+    /// What the store holds for `jid`, as far as this backend knows.
+    pub(crate) fn get(&self, jid: &str) -> Known {
+        self.map()
+            .get(jid)
+            .map_or(Known::Unknown, |e| Known::Stored(e.clone()))
     }
 
     /// The store holds `entry` for `jid` (`None`: nothing).
@@ -82,18 +93,27 @@ mod tests {
     #[test]
     fn knows_tokens_and_their_absence_until_forgotten() {
         let cache = TcCache::default();
-        assert!(cache.get("a@lid").is_none(), "unknown at first");
+        assert!(
+            matches!(cache.get("a@lid"), Known::Unknown),
+            "unknown at first"
+        );
         cache.set("a@lid", Some(entry(5)));
         cache.set("b@lid", None);
-        assert_eq!(
-            cache.get("a@lid").flatten().map(|e| e.token_timestamp),
-            Some(5)
+        assert!(matches!(
+            cache.get("a@lid"),
+            Known::Stored(Some(TcTokenEntry {
+                token_timestamp: 5,
+                ..
+            }))
+        ));
+        assert!(
+            matches!(cache.get("b@lid"), Known::Stored(None)),
+            "known absent"
         );
-        assert!(matches!(cache.get("b@lid"), Some(None)), "known absent");
         cache.forget("a@lid");
-        assert!(cache.get("a@lid").is_none());
+        assert!(matches!(cache.get("a@lid"), Known::Unknown));
         cache.forget_all();
-        assert!(cache.get("b@lid").is_none());
+        assert!(matches!(cache.get("b@lid"), Known::Unknown));
     }
 
     #[test]
@@ -108,6 +128,6 @@ mod tests {
         assert_eq!(cache.len(), LIMIT);
         cache.set("new@lid", None);
         assert_eq!(cache.len(), 1);
-        assert!(matches!(cache.get("new@lid"), Some(None)));
+        assert!(matches!(cache.get("new@lid"), Known::Stored(None)));
     }
 }

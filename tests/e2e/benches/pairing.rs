@@ -343,6 +343,21 @@ async fn uncapped_admin(url: &str) -> tokio_postgres::Client {
     admin
 }
 
+/// Stores over `pg` whose auth state counts the client's calls by key family, under the
+/// encryption layer.
+fn counted_postgres(
+    pg: wa_pairing_postgres::PostgresStore,
+) -> (Stores, Arc<Counting<Arc<dyn AuthStateStore>>>) {
+    let auth = Arc::new(Counting::new(
+        Arc::new(pg.clone()) as Arc<dyn AuthStateStore>
+    ));
+    let stores = Stores::builder(pg.clone(), auth.clone())
+        .budget(pg)
+        .encrypt(Keyring::generate(1).0)
+        .build();
+    (stores, auth)
+}
+
 /// Rows inserted, updated or deleted so far in `devices` and `device_auth_state`
 /// (PostgreSQL's statistics).
 async fn row_changes(url: &str) -> (i64, i64) {
@@ -508,13 +523,7 @@ async fn runner_process(store: &str) {
         "postgres" => match wa_pairing_e2e::postgres_store().await {
             Ok((pg, db)) => {
                 uncapped_admin(&db.url).await;
-                let auth = Arc::new(Counting::new(
-                    Arc::new(pg.clone()) as Arc<dyn AuthStateStore>
-                ));
-                let stores = Stores::builder(pg.clone(), auth.clone())
-                    .budget(pg)
-                    .encrypt(Keyring::generate(1).0)
-                    .build();
+                let (stores, auth) = counted_postgres(pg);
                 (stores, auth, Some(db))
             }
             Err(skip) => {
@@ -855,14 +864,7 @@ async fn messages_process() {
         Ok(x) => x,
         Err(skip) => panic!("the messages benchmark needs PostgreSQL: {}", skip.0),
     };
-    // The client's calls, counted by key family under the encryption layer.
-    let auth = Arc::new(Counting::new(
-        Arc::new(pg.clone()) as Arc<dyn AuthStateStore>
-    ));
-    let stores = Stores::builder(pg.clone(), auth.clone())
-        .budget(pg)
-        .encrypt(Keyring::generate(1).0)
-        .build();
+    let (stores, auth) = counted_postgres(pg);
     let stack = wa_pairing_e2e::Stack::start(stores).await;
     let person = stack.person();
     let (owner, friend_number) = ("6281234599990", "6281234599991");
